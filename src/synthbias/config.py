@@ -1,0 +1,170 @@
+"""Experiment configuration: pydantic schemas, YAML in, validated, round-trips to YAML.
+
+Unknown keys and bad values are errors that name the key path and, when the config came from a
+YAML file, the file and line — a typo in a sweep config must never run silently with defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GeneratorConfig(_Strict):
+    """Which backend generates text. ``model_path=None`` means the embedded SmolLM2 GGUF."""
+
+    backend: Literal["llamacpp", "fake"] = "llamacpp"
+    model_path: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=512)] = 32
+    n_ctx: Annotated[int, Field(ge=256)] = 8192
+    n_threads: Annotated[int, Field(ge=1)] | None = None
+
+
+class SamplingConfig(_Strict):
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    top_k: Annotated[int, Field(ge=0)] = 0
+
+
+class RuleMetricConfig(_Strict):
+    """Occupation stereotype thresholds on the share of women (percent, from labour statistics)."""
+
+    female_coded_min_pct: Annotated[float, Field(ge=0, le=100)] = 70.0
+    male_coded_max_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
+    name_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
+
+
+class MeasureConfig(_Strict):
+    rule: RuleMetricConfig = Field(default_factory=RuleMetricConfig)
+    embedding: bool = True
+    n_resamples: Annotated[int, Field(ge=50, le=100_000)] = 1000
+    ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class EquilibriumStudyConfig(_Strict):
+    """Recursive generation from seed corpora at several initial bias levels.
+
+    ``levels`` are the shares of generation-0 texts that pair an occupation with its stereotyped
+    gender (the rest are gender-neutral). ``fit_metric`` is the metric the equilibrium is fitted
+    on; ``fit_ci`` chooses how its CI is bootstrapped: ``texts`` resamples each corpus's texts
+    (measurement noise), ``pairs`` resamples the (b_k, b_k+1) transitions.
+    """
+
+    levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.1, 0.3, 0.6]
+    )
+    generations: Annotated[int, Field(ge=1, le=100)] = 3
+    n: Annotated[int, Field(ge=2, le=1_000_000)] = 100
+    k_shots: Annotated[int, Field(ge=1, le=20)] = 3
+    prompt: str = "self_instruct"
+    fit_metric: str = "rule.stereotype_rate"
+    fit_ci: Literal["texts", "pairs"] = "texts"
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_nonempty(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("at least one level is required")
+        if len(set(v)) != len(v):
+            raise ValueError(f"levels must be distinct, got {v}")
+        return v
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment as run by ``synthbias run CONFIG.yaml``."""
+
+    name: str = "equilibrium"
+    kind: Literal["equilibrium"] = "equilibrium"
+    seed: int = 0
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    study: EquilibriumStudyConfig = Field(default_factory=EquilibriumStudyConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def content_hash(self) -> str:
+        """Stable hash of everything that changes results (for caching and resume)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names file, line and key."""
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data, source=path, text=text)
+
+
+def parse_config(
+    data: dict[str, Any], source: str | Path | None = None, text: str | None = None
+) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            key = ".".join(loc) or "<root>"
+            where = str(source) if source else "config"
+            line = _yaml_line(text, loc) if text else None
+            if line:
+                where += f":{line}"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{where}: {key}: {msg} (got {err.get('input')!r})")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from exc
+
+
+def _yaml_line(text: str, loc: list[str]) -> int | None:
+    """1-based line of the deepest YAML node found along ``loc``."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if str(k.value) == part:
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

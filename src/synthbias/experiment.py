@@ -1,0 +1,289 @@
+"""Run experiments from a config and store results.
+
+The equilibrium study writes each generation's corpus as soon as it exists. A rerun of the same
+config in the same folder reuses corpora already written (the folder's ``manifest.json`` records
+the config's content hash), so an interrupted run resumes instead of starting over, and a changed
+config never silently mixes with old corpora.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthbias import __version__
+from synthbias.config import ExperimentConfig, GeneratorConfig, MeasureConfig
+from synthbias.corpus import Record, read_jsonl, write_jsonl
+from synthbias.dynamics import (
+    SeedVocabulary,
+    build_seed_corpus,
+    fit_equilibrium,
+    next_generation,
+    pct_change,
+)
+from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.measure.result import MetricResult
+
+ProgressFactory = Callable[[str, int], Any]
+
+
+def make_backend(cfg: GeneratorConfig, seed: int = 0) -> Backend:
+    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used)."""
+    from synthbias.generate import load_backend
+
+    kwargs: dict[str, Any] = {"batch_size": cfg.batch_size}
+    if cfg.backend == "llamacpp":
+        kwargs.update(model_path=cfg.model_path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads)
+    return load_backend(cfg.backend, **kwargs)
+
+
+@dataclass
+class GenderMeasurer:
+    """Rule-based and (optionally) embedding gender metrics on one corpus."""
+
+    cfg: MeasureConfig
+    encoder: Any = None
+
+    def __post_init__(self) -> None:
+        from synthbias.measure.rules import GenderRuleScorer
+
+        r = self.cfg.rule
+        self.rule = GenderRuleScorer(
+            lo=r.male_coded_max_pct, hi=r.female_coded_min_pct, name_threshold=r.name_threshold
+        )
+        self.embedding = None
+        if self.cfg.embedding:
+            from synthbias.measure.embedding import EmbeddingGenderScorer, Encoder
+
+            self.encoder = self.encoder or Encoder()
+            self.embedding = EmbeddingGenderScorer(self.encoder)
+
+    def measure(self, texts: list[str], seed: int = 0) -> dict[str, MetricResult]:
+        out: dict[str, MetricResult] = {}
+        nr = self.cfg.n_resamples
+        for name, res in self.rule.measure(texts, n_resamples=nr, seed=seed).items():
+            out[f"rule.{name}"] = res
+        if self.embedding is not None:
+            for name, res in self.embedding.measure(texts, n_resamples=nr, seed=seed).items():
+                out[f"embedding.{name}"] = res
+        return out
+
+    def seed_vocabulary(self) -> SeedVocabulary:
+        """Gender-coded occupations and unambiguous names, as the rule metric sees them."""
+        return self.rule.seed_vocabulary()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def corpus_path(out: Path, level: float, generation: int) -> Path:
+    return out / "corpora" / f"level-{level:g}" / f"gen-{generation}.jsonl"
+
+
+def _check_manifest(out: Path, config: ExperimentConfig, resume: bool) -> None:
+    manifest = out / "manifest.json"
+    h = config.content_hash()
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if old.get("config_hash") != h and resume:
+            raise FileExistsError(
+                f"{out} holds a run of a different config (hash {old.get('config_hash')} != {h}); "
+                "choose another --out folder or pass --overwrite"
+            )
+    write_json(manifest, {"config_hash": h, "synthbias": __version__, "created": time.time()})
+    _atomic_write_text(out / "config.yaml", config.to_yaml())
+
+
+def run_equilibrium(
+    config: ExperimentConfig,
+    out: str | Path,
+    backend: Backend | None = None,
+    measurer: GenderMeasurer | None = None,
+    progress: ProgressFactory | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Run the recursive-generation equilibrium study and write its output folder.
+
+    Output: ``corpora/level-*/gen-*.jsonl`` (texts with provenance), ``results.json`` (every metric
+    with CI and % change from generation 0 per level and generation, plus the equilibrium fit),
+    ``results.csv`` (the same as a tidy table), ``bias_by_generation.png``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for old in (out / "corpora").glob("level-*/gen-*.jsonl"):
+            old.unlink()
+    _check_manifest(out, config, resume)
+    study = config.study
+    measurer = measurer or GenderMeasurer(config.measure)
+    vocab = measurer.seed_vocabulary()
+    t0 = time.perf_counter()
+    backend_info: dict[str, Any] = {}
+    params = SamplingParams(
+        max_tokens=config.sampling.max_tokens,
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+        top_k=config.sampling.top_k,
+        seed=config.seed,
+    )
+    levels_out = []
+    per_sample_for_fit: list[list[np.ndarray]] = []
+    gen_seconds = 0.0
+    n_generated = 0
+    total = len(study.levels) * study.generations * study.n
+    bar = progress("generating", total) if progress else None
+    for level in study.levels:
+        corpora: list[list[Record]] = []
+        path0 = corpus_path(out, level, 0)
+        if resume and path0.exists():
+            gen0 = read_jsonl(path0)
+        else:
+            gen0 = build_seed_corpus(level, study.n, vocab, seed=config.seed)
+            write_jsonl(gen0, path0)
+        corpora.append(gen0)
+        for k in range(1, study.generations + 1):
+            path = corpus_path(out, level, k)
+            if resume and path.exists():
+                recs = read_jsonl(path)
+                if bar:
+                    bar.update(len(recs))
+            else:
+                if backend is None:
+                    backend = make_backend(config.generator, seed=config.seed)
+                t_gen = time.perf_counter()
+                recs = next_generation(
+                    corpora[-1],
+                    backend,
+                    params,
+                    n=study.n,
+                    generation=k,
+                    k_shots=study.k_shots,
+                    prompt=study.prompt,
+                    seed=config.seed,
+                    chunk_size=config.generator.batch_size,
+                    on_progress=bar.update if bar else None,
+                )
+                gen_seconds += time.perf_counter() - t_gen
+                n_generated += len(recs)
+                write_jsonl(recs, path)
+            corpora.append(recs)
+        gens_out, level_samples = _measure_level(corpora, measurer, config, study.fit_metric)
+        per_sample_for_fit.append(level_samples)
+        levels_out.append({"level": level, "generations": gens_out})
+    if bar:
+        bar.close()
+    if backend is not None:
+        backend_info = {"backend": backend.name, "model_id": backend.model_id}
+    fit = fit_equilibrium(
+        per_sample_for_fit,
+        method=study.fit_ci,
+        n_resamples=config.measure.n_resamples,
+        level=config.measure.ci_level,
+        seed=config.seed,
+    )
+    results = {
+        "synthbias_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.content_hash(),
+        "model": backend_info,
+        "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        "timing": {
+            "total_seconds": round(time.perf_counter() - t0, 2),
+            "generation_seconds": round(gen_seconds, 2),
+            "texts_generated": n_generated,
+        },
+        "fit_metric": study.fit_metric,
+        "levels": levels_out,
+        "equilibrium": fit.to_dict(),
+    }
+    write_json(out / "results.json", results)
+    results_table(results).to_csv(out / "results.csv", index=False)
+    from synthbias.report.plots import plot_trajectories
+
+    plot_trajectories(results, out / "bias_by_generation.png")
+    return results
+
+
+def _measure_level(
+    corpora: list[list[Record]], measurer: GenderMeasurer, config: ExperimentConfig, fit_metric: str
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    gens_out = []
+    samples = []
+    base: dict[str, float] = {}
+    for k, recs in enumerate(corpora):
+        metrics = measurer.measure([r.text for r in recs], seed=config.seed)
+        if fit_metric not in metrics:
+            raise KeyError(f"fit_metric {fit_metric!r} not measured; have {sorted(metrics)}")
+        fm = metrics[fit_metric]
+        per = np.asarray(fm.per_sample, dtype=float)
+        if len(per) != len(recs) or not np.isclose(per.mean(), fm.value):
+            raise ValueError(f"fit_metric {fit_metric!r} is not a mean of per-text scores")
+        samples.append(per)
+        if k == 0:
+            base = {name: m.value for name, m in metrics.items()}
+        gens_out.append(
+            {
+                "generation": k,
+                "n": len(recs),
+                "n_empty": sum(1 for r in recs if not r.text),
+                "metrics": {name: m.to_dict() for name, m in metrics.items()},
+                "pct_change": {
+                    name: pct_change(m.value, base[name]) for name, m in metrics.items()
+                },
+            }
+        )
+    return gens_out, samples
+
+
+def results_table(results: dict[str, Any]):
+    """Tidy table: one row per level, generation and metric."""
+    import pandas as pd
+
+    rows = []
+    for lv in results["levels"]:
+        for g in lv["generations"]:
+            for name, m in g["metrics"].items():
+                ci = m.get("ci") or {}
+                rows.append(
+                    {
+                        "level": lv["level"],
+                        "generation": g["generation"],
+                        "metric": name,
+                        "value": m["value"],
+                        "ci_low": ci.get("low"),
+                        "ci_high": ci.get("high"),
+                        "pct_change": g["pct_change"].get(name),
+                        "n": g["n"],
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""The one small interface every text generator implements.
+
+Modelled on lm-evaluation-harness's model interface, reduced to what bias studies need:
+``generate`` for sampling continuations and ``logprobs`` for likelihood metrics
+(CrowS-Pairs, StereoSet, pronoun preference). Later backends (HF transformers, OpenAI-compatible
+servers, vLLM) plug in by implementing these two methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+
+class Message(TypedDict):
+    """One chat turn; rendered with the model's own chat template, never a hand-written one."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+#: A prompt is either raw text (plain completion) or a list of chat messages.
+Prompt = str | Sequence[Message]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings. ``seed`` makes runs reproducible.
+
+    Request ``i`` of a ``generate`` call is sampled with its own random stream seeded from
+    ``(seed, i)``, so a completion does not depend on which other prompts share its batch.
+    ``temperature == 0`` means greedy decoding.
+    """
+
+    max_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """One generated continuation."""
+
+    text: str
+    n_prompt_tokens: int
+    n_tokens: int
+    finish_reason: Literal["stop", "length"]
+    seed: int
+
+
+@dataclass
+class TextLogprobs:
+    """Per-token log-probabilities of a whole text (BOS prepended when the model has one).
+
+    ``logprobs[j]`` is log p(token_j | tokens_<j); the BOS token itself is not scored.
+    ``total`` is the sum: the causal-LM sentence score used by lm-evaluation-harness's CrowS-Pairs.
+    """
+
+    tokens: list[str]
+    token_ids: list[int]
+    logprobs: list[float] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.logprobs))
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every generator offers. ``name`` says which runtime produced a score."""
+
+    name: str
+    model_id: str
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
+        """Sample one completion per prompt, in order."""
+        ...
+
+    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
+        """Score each text as a whole under the model (no chat template)."""
+        ...

@@ -1,0 +1,1 @@
+"""tasks (later issues)."""

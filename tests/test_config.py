@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
+
+
+def test_defaults_round_trip_yaml(tmp_path: Path) -> None:
+    cfg = ExperimentConfig()
+    p = tmp_path / "c.yaml"
+    p.write_text(cfg.to_yaml())
+    again = load_config(p)
+    assert again == cfg
+    assert again.content_hash() == cfg.content_hash()
+    assert cfg.study.levels == [0.1, 0.3, 0.6]
+
+
+def test_hash_changes_with_content() -> None:
+    a = ExperimentConfig()
+    b = parse_config({"study": {"n": 50}})
+    assert a.content_hash() != b.content_hash()
+
+
+def test_unknown_key_named_with_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("seed: 1\nstudy:\n  levels: [0.1]\n  generashuns: 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    msg = str(exc.value)
+    assert "study.generashuns" in msg and "unknown key" in msg
+    assert f"{p}:4" in msg
+
+
+def test_bad_value_named(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("study:\n  levels: [0.1, 1.5]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert "study.levels.1" in str(exc.value)
+    assert f"{p}:2" in str(exc.value)
+
+
+def test_bad_backend_and_types() -> None:
+    with pytest.raises(ConfigError, match="generator.backend"):
+        parse_config({"generator": {"backend": "gpt9"}})
+    with pytest.raises(ConfigError, match="sampling.top_p"):
+        parse_config({"sampling": {"top_p": 0}})
+    with pytest.raises(ConfigError, match="study.levels"):
+        parse_config({"study": {"levels": []}})
+
+
+def test_invalid_yaml_and_missing(tmp_path: Path) -> None:
+    p = tmp_path / "x.yaml"
+    p.write_text("study: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+    p.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(p)
+
+
+def test_example_configs_validate() -> None:
+    root = Path(__file__).resolve().parents[1] / "examples"
+    files = sorted(root.glob("*.yaml"))
+    assert files, "no example configs"
+    for f in files:
+        load_config(f)

@@ -67,3 +67,8 @@ def test_example_configs_validate() -> None:
     assert files, "no example configs"
     for f in files:
         load_config(f)
+
+
+def test_unknown_prompt_lists_choices() -> None:
+    with pytest.raises(ConfigError, match="study.prompt.*self_instruct_chat"):
+        parse_config({"study": {"prompt": "nope"}})

@@ -123,10 +123,14 @@ def test_clean_completion() -> None:
 
 def test_prompts_are_data() -> None:
     tpl = prompt_templates()
-    assert {"self_instruct", "self_instruct_fair"} <= set(tpl)
-    msgs = build_prompt(["A.", "B."], tpl["self_instruct"])
+    assert {"self_instruct", "self_instruct_fair", "self_instruct_chat"} <= set(tpl)
+    msgs = build_prompt(["A.", "B."], tpl["self_instruct_chat"])
     assert msgs[-1]["role"] == "user" and "1. A.\n2. B." in msgs[-1]["content"]
-    assert "gender" in build_prompt(["A."], tpl["self_instruct_fair"])[-1]["content"]
+    assert "gender" in build_prompt(["A."], tpl["self_instruct_chat_fair"])[-1]["content"]
+    raw = build_prompt(["A.", "B."], tpl["self_instruct"])
+    assert isinstance(raw, str) and raw.endswith("1. A.\n2. B.\n3.")
+    assert "gender" in build_prompt(["A."], tpl["self_instruct_fair"])
+    assert tpl["self_instruct"]["stop"] == ["\n"]
 
 
 def test_next_generation_with_fake_backend() -> None:
@@ -148,3 +152,25 @@ def test_pct_change() -> None:
     assert pct_change(0.15, 0.1) == pytest.approx(50.0)
     assert pct_change(0.05, 0.1) == pytest.approx(-50.0)
     assert pct_change(0.1, 0.0) is None
+
+
+def test_clean_completion_real_shapes() -> None:
+    raw = (
+        "Here's a short text about a person at work, in the same style as the previous ones:"
+        "\n\nThe new secretary introduces themselves to the team on Monday, and the carpenter "
+        "is proud of himself."
+    )
+    assert clean_completion(raw).startswith("The new secretary introduces")
+    raw = (
+        "I'll try to be more specific. Here's a new text:\n\n\"Shelter, my friend. I'm "
+        "working late tonight. I've got a meeting, so I was hoping to get a little"
+    )
+    assert clean_completion(raw) == "Shelter, my friend. I'm working late tonight."
+    assert (
+        clean_completion("The nurse smiled. She left. Then more.") == "The nurse smiled. She left."
+    )
+    assert clean_completion("The nurse smiled and", max_sentences=2) == "The nurse smiled and"
+    assert (
+        clean_completion('"Dr. Lee operated. Mr. Ng left. Bye."')
+        == "Dr. Lee operated. Mr. Ng left."
+    )

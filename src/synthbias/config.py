@@ -70,6 +70,16 @@ class EquilibriumStudyConfig(_Strict):
     fit_metric: str = "rule.stereotype_rate"
     fit_ci: Literal["texts", "pairs"] = "texts"
 
+    @field_validator("prompt")
+    @classmethod
+    def _known_prompt(cls, v: str) -> str:
+        from synthbias.dynamics import prompt_templates
+
+        known = sorted(prompt_templates())
+        if v not in known:
+            raise ValueError(f"unknown prompt template {v!r}; choose one of {', '.join(known)}")
+        return v
+
     @field_validator("levels")
     @classmethod
     def _levels_nonempty(cls, v: list[float]) -> list[float]:

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from synthbias.corpus import Record
-from synthbias.generate.protocol import Backend, Message, SamplingParams
+from synthbias.generate.protocol import Backend, Message, Prompt, SamplingParams
 from synthbias.measure.result import CI
 
 PRONOUNS: dict[str, dict[str, str]] = {
@@ -127,25 +127,57 @@ def build_seed_corpus(
 # --------------------------------------------------------------------------- recursion
 
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
-_PREAMBLE = re.compile(r"^(?:sure|here(?:'s| is| are)|new text|text)\b[^:\n]*:\s*", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^(?:sure|okay|ok|certainly|of course|here(?:'s| is| are)|new text|text|what a|let's|"
+    r"i (?:can|will|'ll|'d)|this is)\b[^:\n]*:\s*",
+    re.IGNORECASE,
+)
+_ABBREV = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|St|Jr|Sr|vs|etc|e\.g|i\.e)\.$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”']?(?=\s|$)")
 
 
-def clean_completion(text: str) -> str:
-    """Reduce a raw completion to one short text: first non-empty paragraph, no numbering,
-    preamble ("Here is a new text:") or wrapping quotes."""
-    text = text.strip()
-    text = _PREAMBLE.sub("", text).strip()
-    for para in re.split(r"\n\s*\n|\n", text):
+def clean_completion(text: str, max_sentences: int = 2) -> str:
+    """Reduce a raw completion to one short text.
+
+    Small instruction models wrap their answer ("Here's a new text:\n\n\"…\"") and run on past
+    the requested length. Keep the first paragraph that is not an introduction (ends with ':'),
+    drop numbering, preambles and wrapping quotes, and keep at most ``max_sentences`` complete
+    sentences (an unfinished last sentence is dropped when a complete one precedes it).
+    """
+    paras = [p.strip() for p in re.split(r"\n+", text.strip()) if p.strip()]
+    chosen = ""
+    for i, para in enumerate(paras):
         para = _NUMBERING.sub("", para).strip()
+        if para.endswith(":") and i + 1 < len(paras):
+            continue
         para = _PREAMBLE.sub("", para).strip()
-        para = para.strip("\"“”'").strip()
+        para = para.strip('"“”').strip()
         if para:
-            return para
-    return ""
+            chosen = para
+            break
+    if not chosen:
+        return ""
+    ends = [
+        m.end() for m in _SENTENCE_END.finditer(chosen) if not _ABBREV.search(chosen[: m.end()])
+    ]
+    if ends:
+        cut = ends[min(max_sentences, len(ends)) - 1]
+        chosen = chosen[:cut]
+    return chosen.strip().strip('"“”').strip()
 
 
-def build_prompt(examples: Sequence[str], template: Mapping[str, str]) -> list[Message]:
+def build_prompt(examples: Sequence[str], template: Mapping[str, Any]) -> Prompt:
+    """Render a prompt template (see ``generate/templates/prompts.yaml``).
+
+    A template with ``user`` (and optional ``system``) becomes chat messages, rendered later with
+    the model's own chat template; one with ``completion`` becomes a raw few-shot text that the
+    model continues (``{next}`` is the number of the text to write).
+    """
     numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(examples, start=1))
+    if "completion" in template:
+        return template["completion"].format(examples=numbered, next=len(examples) + 1)
+    if "user" not in template:
+        raise ValueError("a prompt template needs a 'user' or a 'completion' entry")
     messages: list[Message] = []
     if template.get("system"):
         messages.append({"role": "system", "content": template["system"]})
@@ -187,7 +219,8 @@ def next_generation(
         for start in range(0, len(todo), chunk_size):
             idx = todo[start : start + chunk_size]
             chunk_seed = _mix_seed(seed, "gen", level, generation, attempt, start)
-            p = SamplingParams(**{**params.to_dict(), "seed": chunk_seed})
+            stop = tuple(params.stop) + tuple(template.get("stop", ()))
+            p = SamplingParams(**{**params.to_dict(), "seed": chunk_seed, "stop": stop})
             outs = backend.generate([prompts[i] for i in idx], p)
             for i, out in zip(idx, outs, strict=True):
                 raw[i] = out.text

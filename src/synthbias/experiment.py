@@ -40,9 +40,14 @@ def make_backend(cfg: GeneratorConfig, seed: int = 0) -> Backend:
     """Instantiate the configured backend (imported lazily: heavy runtimes load only if used)."""
     from synthbias.generate import load_backend
 
-    kwargs: dict[str, Any] = {"batch_size": cfg.batch_size}
+    kwargs: dict[str, Any] = {}
     if cfg.backend == "llamacpp":
-        kwargs.update(model_path=cfg.model_path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads)
+        kwargs.update(
+            model_path=cfg.model_path,
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads,
+            batch_size=cfg.batch_size,
+        )
     return load_backend(cfg.backend, **kwargs)
 
 
@@ -77,9 +82,43 @@ class GenderMeasurer:
                 out[f"embedding.{name}"] = res
         return out
 
-    def seed_vocabulary(self) -> SeedVocabulary:
-        """Gender-coded occupations and unambiguous names, as the rule metric sees them."""
-        return self.rule.seed_vocabulary()
+    def seed_vocabulary(self, n_names: int = 60) -> SeedVocabulary:
+        """Gender-coded occupations and unambiguous names, as the rule metric sees them.
+
+        Every occupation and name is checked against the scorer itself, so a generation-0 corpus
+        built from them scores exactly its intended level.
+        """
+        return seed_vocabulary_for(self.rule, n_names=n_names)
+
+
+def seed_vocabulary_for(rule: Any, n_names: int = 60) -> SeedVocabulary:
+    """Build the seed vocabulary from a ``GenderRuleScorer`` (occupations by code, top names)."""
+    from synthbias.measure.rules import FEMALE_CODED, MALE_CODED
+
+    occupations = []
+    for occ in rule.axis.occupations:
+        code = rule.codes[occ.name]
+        if code not in (MALE_CODED, FEMALE_CODED):
+            continue
+        gender = "male" if code == MALE_CODED else "female"
+        s = rule.score_text(f"The {occ.name} said {'he' if gender == 'male' else 'she'} was fine.")
+        if s.label == "stereotypical":
+            occupations.append((occ.name, gender))
+    names: dict[str, list[str]] = {"male": [], "female": []}
+    table = rule.axis.names
+    if table is not None:
+        ranked = sorted(table, key=lambda info: -info.total_freq)
+        for info in ranked:
+            g = table.gender(info.name, rule.name_threshold)
+            if g not in names or len(names[g]) >= n_names:
+                continue
+            name = info.name[:1].upper() + info.name[1:].lower()
+            s = rule.score_text(f"{name} works here.")
+            if (s.male, s.female) == ((1, 0) if g == "male" else (0, 1)):
+                names[g].append(name)
+    if not occupations:
+        raise ValueError("no gender-coded occupations at these thresholds")
+    return SeedVocabulary(occupations=occupations, names=names)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -202,8 +241,12 @@ def run_equilibrium(
         levels_out.append({"level": level, "generations": gens_out})
     if bar:
         bar.close()
+    model_file = out / "model.json"
     if backend is not None:
         backend_info = {"backend": backend.name, "model_id": backend.model_id}
+        write_json(model_file, backend_info)
+    elif model_file.exists():  # everything resumed: the model that wrote the corpora
+        backend_info = json.loads(model_file.read_text())
     fit = fit_equilibrium(
         per_sample_for_fit,
         method=study.fit_ci,

@@ -109,11 +109,16 @@ def bootstrap_ci(
     if n == 0:
         return CI(float("nan"), float("nan"), level)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    if arr.ndim == 1 and statistic is np.mean:
-        stats = arr[idx].mean(axis=1)
-    else:
-        stats = np.array([statistic(arr[i]) for i in idx])
+    # Resample in blocks so memory stays ~O(8M indices) even for 100k-text corpora.
+    block = max(1, min(n_resamples, 8_000_000 // max(n, 1)))
+    parts = []
+    for start in range(0, n_resamples, block):
+        idx = rng.integers(0, n, size=(min(block, n_resamples - start), n))
+        if arr.ndim == 1 and statistic is np.mean:
+            parts.append(arr[idx].mean(axis=1))
+        else:
+            parts.append(np.array([statistic(arr[i]) for i in idx]))
+    stats = np.concatenate(parts)
     stats = stats[~np.isnan(stats)]
     if len(stats) == 0:
         return CI(float("nan"), float("nan"), level)

@@ -74,3 +74,45 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
         write_jsonl(bad(), p)
     assert [r.text for r in read_jsonl(p)] == ["old"]
     assert [f.name for f in tmp_path.iterdir()] == ["c.jsonl"]
+
+
+def test_read_csv_tsv_parquet(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from synthbias.corpus import read_corpus
+
+    df = pd.DataFrame({"sentence": ["She is a nurse.", 'He cooks, "well".'], "label": [1, 0]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_csv(tmp_path / "a.tsv", index=False, sep="\t")
+    df.to_parquet(tmp_path / "a.parquet")
+    for name in ("a.csv", "a.tsv", "a.parquet"):
+        recs = read_corpus(tmp_path / name, text_field="sentence")
+        assert [r.text for r in recs] == list(df["sentence"]), name
+        assert str(recs[0].meta["label"]) == "1"
+    with pytest.raises(CorpusError, match=r"a\.csv:1: no column 'text'; columns are sentence"):
+        read_corpus(tmp_path / "a.csv")
+    with pytest.raises(CorpusError, match="no column 'text'"):
+        read_corpus(tmp_path / "a.parquet")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        read_corpus(tmp_path / "e.csv")
+    (tmp_path / "h.csv").write_text("text,x\n")
+    with pytest.raises(CorpusError, match="empty"):
+        read_corpus(tmp_path / "h.csv")
+    (tmp_path / "b.csv").write_bytes(b"text\nok\n\xff\n")
+    with pytest.raises(CorpusError, match=r"b\.csv:3: not valid UTF-8"):
+        read_corpus(tmp_path / "b.csv")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(CorpusError, match="unknown format"):
+        read_corpus(tmp_path / "x.txt")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(CorpusError, match="Parquet"):
+        read_corpus(tmp_path / "bad.parquet")
+
+
+def test_very_long_text_is_data(tmp_path: Path) -> None:
+    from synthbias.corpus import read_corpus
+
+    long = "word " * 200_000
+    (tmp_path / "l.csv").write_text(f'text\n"{long}"\n')
+    assert len(read_corpus(tmp_path / "l.csv")[0].text) == len(long)

@@ -114,3 +114,98 @@ def iter_jsonl(
 
 def read_jsonl(path: str | Path, text_field: str = "text", id_field: str = "id") -> list[Record]:
     return list(iter_jsonl(path, text_field=text_field, id_field=id_field))
+
+
+def read_corpus(
+    path: str | Path,
+    text_field: str = "text",
+    id_field: str = "id",
+    fmt: str | None = None,
+) -> list[Record]:
+    """Read a corpus from JSONL, CSV, TSV or Parquet (by suffix, or ``fmt``).
+
+    Column names are options; errors name the file, the row (1-based, as a person counts lines,
+    header included for CSV) and the column, and list the columns that do exist.
+    """
+    path = Path(path)
+    kind = (fmt or path.suffix.lstrip(".")).lower()
+    if kind in ("jsonl", "ndjson", "json"):
+        return read_jsonl(path, text_field=text_field, id_field=id_field)
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file")
+    if kind in ("csv", "tsv"):
+        return _read_delimited(path, text_field, id_field, "\t" if kind == "tsv" else ",")
+    if kind in ("parquet", "pq"):
+        return _read_parquet(path, text_field, id_field)
+    raise CorpusError(f"{path}: unknown format {kind!r}; use .jsonl, .csv, .tsv or .parquet")
+
+
+def _read_delimited(path: Path, text_field: str, id_field: str, sep: str) -> list[Record]:
+    import csv
+    import io
+
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CorpusError(f"{path}:{line}: not valid UTF-8 (byte {raw[exc.start]:#04x})") from exc
+    csv.field_size_limit(2**31 - 1)  # very long texts are data, not an error
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=sep)
+    if not reader.fieldnames:
+        raise CorpusError(f"{path}: file is empty (no header)")
+    if text_field not in reader.fieldnames:
+        raise CorpusError(
+            f"{path}:1: no column {text_field!r}; columns are {', '.join(reader.fieldnames)}"
+        )
+    rows = []
+    for row in reader:
+        rows.append((reader.line_num, row))
+    return _rows_to_records(path, rows, text_field, id_field)
+
+
+def _read_parquet(path: Path, text_field: str, id_field: str) -> list[Record]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for bad files
+        raise CorpusError(f"{path}: not a readable Parquet file: {exc}") from exc
+    if text_field not in table.column_names:
+        raise CorpusError(
+            f"{path}: no column {text_field!r}; columns are {', '.join(table.column_names)}"
+        )
+    rows = [(i + 1, row) for i, row in enumerate(table.to_pylist())]
+    return _rows_to_records(path, rows, text_field, id_field, unit="row")
+
+
+def _rows_to_records(
+    path: Path, rows: list[tuple[int, dict]], text_field: str, id_field: str, unit: str = ""
+) -> list[Record]:
+    if not rows:
+        raise CorpusError(f"{path}: file is empty (no records)")
+    records = []
+    known = set(Record.model_fields)
+    for line, row in rows:
+        where = f"{path}:{unit + ' ' if unit else ''}{line}"
+        text = row.get(text_field)
+        if text is None:
+            raise CorpusError(f"{where}: column {text_field!r} is empty")
+        if not isinstance(text, str):
+            raise CorpusError(f"{where}: column {text_field!r} must be text, got {text!r}")
+        rid = row.get(id_field)
+        extra = {k: v for k, v in row.items() if k not in (text_field, id_field)}
+        data: dict[str, Any] = {
+            k: v for k, v in extra.items() if k in known and v not in ("", None)
+        }
+        meta = {k: v for k, v in extra.items() if k not in known}
+        data.update(id=str(rid) if rid not in (None, "") else f"{path.stem}-{line}", text=text)
+        if meta:
+            data["meta"] = {**meta, **(data.get("meta") or {})}
+        try:
+            records.append(Record.model_validate(data))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise CorpusError(f"{where}: column {field!r}: {err['msg']}") from exc
+    return records

@@ -20,12 +20,16 @@ class _Strict(BaseModel):
 
 
 class GeneratorConfig(_Strict):
-    """Which backend generates text. ``model_path=None`` means the embedded SmolLM2 GGUF."""
+    """Which backend generates text. ``model_path=None`` means the embedded SmolLM2 GGUF.
+
+    ``n_ctx`` is the context of each sequence (prompt + completion); the backend allocates
+    ``n_ctx * batch_size`` KV cells, so keep it near the longest prompt plus ``max_tokens``.
+    """
 
     backend: Literal["llamacpp", "fake"] = "llamacpp"
     model_path: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=512)] = 32
-    n_ctx: Annotated[int, Field(ge=256)] = 8192
+    n_ctx: Annotated[int, Field(ge=256, le=131072)] = 1024
     n_threads: Annotated[int, Field(ge=1)] | None = None
 
 

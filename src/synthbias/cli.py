@@ -18,7 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Measure, simulate and mitigate bias inheritance in LLM-generated training data.",
 )
-console = Console(stderr=False)
+# Wide tables when piped (rich defaults to 80 columns without a terminal).
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -33,7 +34,7 @@ def _progress(quiet: bool):
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -234,30 +235,64 @@ def generate(
 
 @app.command()
 def measure(
-    file: Annotated[Path, typer.Argument(help="JSONL corpus.")],
+    file: Annotated[Path, typer.Argument(help="Corpus: JSONL, CSV, TSV or Parquet.")],
+    axes: Annotated[str, typer.Option(help="Bias axes, comma-separated.")] = "gender",
+    reference: Annotated[
+        Path | None, typer.Option(help="Real reference corpus (enables misalignment factors).")
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Metric families: rule, lexical, embedding, misalignment."),
+    ] = None,
     text_field: Annotated[str, typer.Option(help="Name of the text column.")] = "text",
-    embedding: Annotated[bool, typer.Option(help="Also measure embedding bias.")] = True,
+    reference_text_field: Annotated[
+        str | None, typer.Option(help="Text column of the reference (default: --text-field).")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Override the file format.")] = None,
+    embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
     n_resamples: int = 1000,
     seed: int = 0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write JSON results here.")
     ] = None,
 ) -> None:
-    """Measure gender bias of a corpus (rule-based and embedding metrics, with 95% CIs)."""
-    from synthbias.config import MeasureConfig
-    from synthbias.experiment import GenderMeasurer, write_json
+    """Measure bias of a corpus on any axes (every metric with a bootstrap 95% CI)."""
+    from synthbias.corpus import read_corpus
+    from synthbias.experiment import write_json
+    from synthbias.measure.api import MeasureError, measure_corpus
 
     try:
-        recs = read_jsonl(file, text_field=text_field)
+        recs = read_corpus(file, text_field=text_field, fmt=fmt)
+        ref = (
+            read_corpus(reference, text_field=reference_text_field or text_field)
+            if reference
+            else None
+        )
     except CorpusError as exc:
         _fail(str(exc))
-    measurer = GenderMeasurer(MeasureConfig(embedding=embedding, n_resamples=n_resamples))
-    metrics = measurer.measure([r.text for r in recs], seed=seed)
-    table = Table(title=f"{file} ({len(recs)} texts)")
-    for col in ("metric", "value", "95% CI", "per group"):
+    families = [f.strip() for f in metrics.split(",") if f.strip()] if metrics else None
+    if families is None and not embedding:
+        families = ["rule", "lexical"] + (["misalignment"] if ref else [])
+    try:
+        results = measure_corpus(
+            [r.text for r in recs],
+            axes=[a.strip() for a in axes.split(",") if a.strip()],
+            reference=[r.text for r in ref] if ref else None,
+            families=families,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    except MeasureError as exc:
+        _fail(str(exc))
+    title = f"{file} ({len(recs)} texts" + (
+        f"; reference {reference}, {len(ref)} texts)" if ref else ")"
+    )
+    table = Table(title=title)
+    table.add_column("metric", no_wrap=True)
+    for col in ("value", "95% CI", "per group"):
         table.add_column(col)
-    for name, m in metrics.items():
-        groups = ", ".join(f"{g}={v:.3f}" for g, v in m.per_group.items())
+    for name, m in results.items():
+        groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:8])
         ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
         table.add_row(name, _fmt(m.value), ci, groups)
     console.print(table)
@@ -267,7 +302,8 @@ def measure(
             {
                 "file": str(file),
                 "n": len(recs),
-                "metrics": {k: v.to_dict(include_samples=True) for k, v in metrics.items()},
+                "reference": str(reference) if reference else None,
+                "metrics": {k: v.to_dict(include_samples=True) for k, v in results.items()},
             },
         )
         console.print(f"wrote {out}")

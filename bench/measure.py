@@ -55,7 +55,9 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     s = rng.integers(0, len(SUBJECTS), n)
     v = rng.integers(0, len(VERBS), n)
-    return [f"{SUBJECTS[i]} {VERBS[j]} on day {k}." for k, (i, j) in enumerate(zip(s, v))]
+    return [
+        f"{SUBJECTS[i]} {VERBS[j]} on day {k}." for k, (i, j) in enumerate(zip(s, v, strict=True))
+    ]
 
 
 def naive_counts(axis, texts: list[str]) -> np.ndarray:

@@ -51,28 +51,19 @@ def looks_english(text: str) -> bool:
     return ascii_share > 0.95 and any(w.lower() in STOPWORDS for w in words)
 
 
+SMALL = ["equilibrium", "--levels", "0.1,0.6", "--generations", "1", "--n", "12"]
+SMALL += ["--max-tokens", "48", "--n-resamples", "200", "--quiet"]
+
+
+def run_small(out: Path):
+    """The small study on the real model, through the CLI."""
+    return CliRunner().invoke(app, [*SMALL, "--out", str(out)])
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eq")
-    res = CliRunner().invoke(
-        app,
-        [
-            "equilibrium",
-            "--levels",
-            "0.1,0.6",
-            "--generations",
-            "1",
-            "--n",
-            "12",
-            "--max-tokens",
-            "48",
-            "--n-resamples",
-            "200",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-    )
+    res = run_small(out)
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "Equilibrium of rule.stereotype_rate" in res.output
     return out
@@ -118,25 +109,7 @@ def test_generated_texts_are_english_with_provenance(run_dir: Path) -> None:
 
 def test_rerun_resumes_without_regenerating(run_dir: Path) -> None:
     before = (run_dir / "corpora" / "level-0.1" / "gen-1.jsonl").read_text()
-    res = CliRunner().invoke(
-        app,
-        [
-            "equilibrium",
-            "--levels",
-            "0.1,0.6",
-            "--generations",
-            "1",
-            "--n",
-            "12",
-            "--max-tokens",
-            "48",
-            "--n-resamples",
-            "200",
-            "--out",
-            str(run_dir),
-            "--quiet",
-        ],
-    )
+    res = run_small(run_dir)
     assert res.exit_code == 0, res.output
     assert "Generated 0 texts" in res.output
     assert (run_dir / "corpora" / "level-0.1" / "gen-1.jsonl").read_text() == before

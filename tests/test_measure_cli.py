@@ -98,3 +98,37 @@ def test_cli_measure_long_text(tmp_path: Path) -> None:
         app, ["measure", str(p), "--metrics", "rule,lexical", "--n-resamples", "50"]
     )
     assert res.exit_code == 0, res.output
+
+
+def test_cli_bench_bias_errors(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["bench-bias", "embedded", "--suite", "nope"])
+    assert res.exit_code == 2 and "unknown suite nope" in res.output
+    res = CliRunner().invoke(app, ["bench-bias", "embedded", "--data", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "data folder not found" in res.output
+    res = CliRunner().invoke(app, ["bench-bias", str(tmp_path / "m.gguf"), "--data", str(tmp_path)])
+    assert res.exit_code == 2 and "model not found" in res.output
+
+
+@pytest.mark.slow
+def test_cli_bench_bias_real_model(benchmarks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bb.json"
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench-bias",
+            "embedded",
+            "--suite",
+            "crows_pairs",
+            "--data",
+            str(benchmarks),
+            "--limit",
+            "30",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["runtime"] == "llama.cpp"
+    m = data["metrics"]["crows_pairs.pct_stereotype"]
+    assert m["n"] == 30 and 0 <= m["value"] <= 100

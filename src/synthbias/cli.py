@@ -309,6 +309,89 @@ def measure(
         console.print(f"wrote {out}")
 
 
+def _backend_for_model(model: str, backend: str) -> Any:
+    """MODEL is 'embedded' (SmolLM2), a GGUF file or a HF checkpoint folder."""
+    path = None if model in ("embedded", "default") else Path(model)
+    if path is not None and not path.exists():
+        _fail(f"model not found: {path}")
+    if backend == "auto":
+        backend = "hf" if path is not None and path.is_dir() else "llamacpp"
+    if backend == "llamacpp":
+        if path is not None and path.is_dir():
+            _fail(f"{path} is a folder; the llamacpp backend needs a .gguf file (or --backend hf)")
+        from synthbias.generate import load_backend
+
+        return load_backend("llamacpp", **({"model_path": str(path)} if path else {}))
+    if backend == "hf":
+        from synthbias.generate.hf import HFBackend
+
+        return HFBackend(model_path=path)
+    _fail(f"unknown backend {backend!r}; choose auto, llamacpp or hf")
+
+
+@app.command("bench-bias")
+def bench_bias(
+    model: Annotated[
+        str, typer.Argument(help="'embedded', a GGUF file or a HF folder.")
+    ] = "embedded",
+    suite: Annotated[str, typer.Option(help="Comma-separated: crows_pairs, stereoset, bbq.")] = (
+        "crows_pairs,stereoset,bbq"
+    ),
+    data: Annotated[
+        Path, typer.Option(help="Folder holding crows_pairs/, stereoset/, bbq/.")
+    ] = Path("../shared/benchmarks"),
+    backend: Annotated[str, typer.Option(help="auto, llamacpp or hf.")] = "auto",
+    limit: Annotated[
+        int | None, typer.Option(help="Score a seeded sample of this many items per suite.")
+    ] = None,
+    seed: int = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write JSON results here.")
+    ] = None,
+) -> None:
+    """Score a model on real bias benchmarks (CrowS-Pairs, StereoSet, BBQ) from a data folder."""
+    from synthbias.experiment import write_json
+    from synthbias.measure.likelihood import SUITES, score_benchmark
+
+    suites = [x.strip() for x in suite.split(",") if x.strip()]
+    bad = [x for x in suites if x.replace("-", "_") not in SUITES]
+    if bad:
+        _fail(f"unknown suite {', '.join(bad)}; choose from {', '.join(SUITES)}")
+    if not data.is_dir():
+        _fail(f"benchmark data folder not found: {data}")
+    be = _backend_for_model(model, backend)
+    results: dict[str, Any] = {}
+    table = Table(title=f"{model} on {data} ({be.name}: {be.model_id})")
+    table.add_column("metric", no_wrap=True)
+    for col in ("value", "95% CI", "n", "per group"):
+        table.add_column(col)
+    for name in suites:
+        try:
+            res = score_benchmark(be, name, data, limit=limit, seed=seed)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        for key, m in res.items():
+            results[key] = m.to_dict()
+            ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
+            groups = ", ".join(f"{g}={v:.2f}" for g, v in list(m.per_group.items())[:10])
+            table.add_row(key, _fmt(m.value), ci, str(m.n), groups)
+    console.print(table)
+    if out:
+        write_json(
+            out,
+            {
+                "model": model,
+                "runtime": be.name,
+                "model_id": be.model_id,
+                "data": str(data),
+                "limit": limit,
+                "seed": seed,
+                "metrics": results,
+            },
+        )
+        console.print(f"wrote {out}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

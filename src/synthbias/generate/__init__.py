@@ -1,0 +1,58 @@
+"""Text generators behind one small protocol (see :mod:`synthbias.generate.protocol`).
+
+``load_backend("llamacpp")`` gives the embedded, batched llama.cpp generator on the packaged
+SmolLM2 model; ``load_backend("fake")`` a deterministic stand-in for unit tests. The llama.cpp
+module is imported only when that backend is asked for, so the rest of the toolkit loads without
+the native library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .fake import FakeBackend
+from .models import ModelNotFoundError, default_model_path, model_fingerprint
+from .protocol import Backend, Completion, Message, Prompt, SamplingParams, TextLogprobs
+
+if TYPE_CHECKING:
+    from .llamacpp import ContextLengthError, LlamaCppBackend
+
+BACKENDS = ("llamacpp", "fake")
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Completion",
+    "ContextLengthError",
+    "FakeBackend",
+    "LlamaCppBackend",
+    "Message",
+    "ModelNotFoundError",
+    "Prompt",
+    "SamplingParams",
+    "TextLogprobs",
+    "default_model_path",
+    "load_backend",
+    "model_fingerprint",
+]
+
+
+def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
+    """Build a backend by name; ``kwargs`` go to its constructor."""
+    key = kind.lower().replace("-", "").replace("_", "").replace(".", "")
+    if key == "llamacpp":
+        from .llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(**kwargs)
+    if key == "fake":
+        return FakeBackend(**kwargs)
+    raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy access to the llama.cpp names so importing this package never loads the library."""
+    if name in ("LlamaCppBackend", "ContextLengthError"):
+        from . import llamacpp
+
+        return getattr(llamacpp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

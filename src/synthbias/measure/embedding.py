@@ -151,9 +151,18 @@ class Encoder:
                     "sentence-transformers is required for Encoder; install it with "
                     "`pip install 'sentence-transformers>=3,<7'`."
                 ) from e
-            self._model = SentenceTransformer(
-                str(self.model_path), device=self.device, local_files_only=True
-            )
+            from transformers.utils import logging as hf_logging
+
+            # The weight-loading bar is noise for a model that loads from disk in a second.
+            was_enabled = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                self._model = SentenceTransformer(
+                    str(self.model_path), device=self.device, local_files_only=True
+                )
+            finally:
+                if was_enabled:
+                    hf_logging.enable_progress_bar()
         return self._model
 
     @property

@@ -17,7 +17,7 @@ from .protocol import Backend, Completion, Message, Prompt, SamplingParams, Text
 if TYPE_CHECKING:
     from .llamacpp import ContextLengthError, LlamaCppBackend
 
-BACKENDS = ("llamacpp", "fake")
+BACKENDS = ("llamacpp", "hf", "fake")
 
 __all__ = [
     "BACKENDS",
@@ -44,6 +44,10 @@ def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
         from .llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(**kwargs)
+    if key in ("hf", "transformers"):
+        from .hf import HFBackend
+
+        return HFBackend(**kwargs)
     if key == "fake":
         return FakeBackend(**kwargs)
     raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,121 @@
+"""Full likelihood-benchmark runs on the embedded model, per runtime, with timings.
+
+Scores CrowS-Pairs (all 1,508 pairs by default), and optionally StereoSet and BBQ, on the
+llama.cpp backend and/or the HF transformers backend (same SmolLM2 weights), and compares the
+runtimes pair by pair: how many CrowS-Pairs decisions flip and how far the log-likelihood
+differences move.
+
+    PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,hf
+    PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
+
+Reads ``../shared/benchmarks`` (or ``--data``); writes ``bench/results/likelihood.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+try:
+    from synthbias.measure.likelihood import score_benchmark
+except ImportError:  # running from a checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from synthbias.measure.likelihood import score_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(runtime: str, threads: int | None):
+    """A backend by short name; returns it with its load time in seconds."""
+    start = time.perf_counter()
+    if runtime == "llamacpp":
+        from synthbias.generate.llamacpp import LlamaCppBackend
+
+        backend = LlamaCppBackend(n_ctx=512, n_threads=threads)
+    elif runtime == "hf":
+        from synthbias.generate.hf import HFBackend
+
+        backend = HFBackend(n_threads=threads)
+    else:
+        raise SystemExit(f"unknown runtime {runtime!r}; use llamacpp or hf")
+    return backend, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runtimes", default="llamacpp,hf")
+    ap.add_argument("--suites", default="crows_pairs")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "benchmarks"))
+    ap.add_argument("--limit", type=int, default=None, help="items per suite (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "likelihood.json"))
+    args = ap.parse_args(argv)
+
+    report: dict = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "limit": args.limit,
+        "seed": args.seed,
+        "runs": {},
+    }
+    samples: dict[str, dict[str, list[float]]] = {}
+    for runtime in args.runtimes.split(","):
+        backend, load_s = load(runtime.strip(), args.threads)
+        run: dict = {"runtime": backend.name, "model_id": backend.model_id, "load_s": load_s}
+        for suite in args.suites.split(","):
+            start = time.perf_counter()
+            res = score_benchmark(backend, suite.strip(), args.data, args.limit, args.seed)
+            run[suite] = {
+                "seconds": round(time.perf_counter() - start, 1),
+                "metrics": {k: r.to_dict() for k, r in res.items()},
+            }
+            if "crows_pairs.likelihood_diff" in res:
+                pct = res["crows_pairs.pct_stereotype"]
+                samples[runtime] = {
+                    "pref": pct.per_sample,
+                    "absdiff": res["crows_pairs.likelihood_diff"].per_sample,
+                }
+                print(
+                    f"{backend.name:>12} crows_pairs {pct.value:.2f}% "
+                    f"[{pct.ci.low:.1f}, {pct.ci.high:.1f}] n={pct.n} "
+                    f"({run[suite]['seconds']} s)",
+                    flush=True,
+                )
+            else:
+                for k, r in res.items():
+                    print(f"{backend.name:>12} {k} {r.value:.3f} n={r.n}", flush=True)
+        report["runs"][runtime] = run
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+    if len(samples) == 2:
+        (a, pa), (b, pb) = samples.items()
+        flips = int(np.sum(np.array(pa["pref"]) != np.array(pb["pref"])))
+        report["crows_pairs_runtime_comparison"] = {
+            "runtimes": [a, b],
+            "decision_flips": flips,
+            "pct_difference": 100 * (np.mean(pa["pref"]) - np.mean(pb["pref"])),
+            "mean_abs_change_in_abs_diff": float(
+                np.mean(np.abs(np.array(pa["absdiff"]) - np.array(pb["absdiff"])))
+            ),
+        }
+        print(f"CrowS-Pairs decisions differing between {a} and {b}: {flips}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

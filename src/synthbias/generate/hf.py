@@ -1,0 +1,464 @@
+"""HF transformers backend: the same protocol as llama.cpp, on any local HF checkpoint or GGUF.
+
+Why a second runtime: scores must not be an artefact of one inference engine. Running the same
+weights through PyTorch (dequantised to float32) gives an independent check of the llama.cpp
+numbers, and lets the toolkit score any local HF checkpoint (fine-tuned students included).
+
+GGUF files are loaded through transformers' ``gguf_file=`` support, which dequantises every tensor
+(40-100 s for SmolLM2-135M on 2 cores) and yields a model that refuses ``save_pretrained``. We
+therefore convert once: the dequantised state dict, config (without its ``quantization_config``),
+generation config and tokenizer are written as a plain safetensors checkpoint into a cache folder
+(``$SYNTHBIAS_CACHE/hf`` or ``~/.cache/synthbias/hf``, one sub-folder ``<name>-<hash>`` per
+source file) and every later load reads that folder in about a second. The folder is written
+under a temporary name and renamed into place, so a crash or a concurrent writer never leaves a
+half-written checkpoint behind. Nothing is ever downloaded: all loads are ``local_files_only``.
+
+Scoring follows lm-evaluation-harness's ``HFLM`` for causal LMs: a text is tokenised without
+special tokens and the *prefix token* is prepended, conditioned on but not scored. The prefix token
+is ``prefix_token_id`` when given, else the tokenizer's ``bos_token_id``, else its
+``eos_token_id`` (``HFLM.prefix_token_id``). This holds whether or not the tokenizer adds BOS by
+itself. For the embedded SmolLM2-135M-Instruct (``add_bos_token`` false) that is id 1,
+``<|im_start|>``: the GGUF's ``tokenizer.ggml.bos_token_id`` and the instruct tokenizer's
+``bos_token``, which is also what :class:`~synthbias.generate.llamacpp.LlamaCppBackend` prepends,
+so both runtimes score the same token sequence. (Base SmolLM2 checkpoints declare
+``<|endoftext|>``, id 0, as BOS and get that instead.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .llamacpp import ContextLengthError  # plain Python; does not load llama.cpp
+from .models import default_model_path, model_fingerprint
+from .protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the root of synthbias's caches (``hf/`` is created inside it).
+CACHE_ENV_VAR = "SYNTHBIAS_CACHE"
+#: Bumped when the layout of a converted checkpoint changes, so stale folders are not reused.
+_CONVERSION_VERSION = 1
+_MARKER = "synthbias_conversion.json"
+
+
+def default_cache_dir() -> Path:
+    """Root of converted checkpoints: ``$SYNTHBIAS_CACHE/hf`` or ``~/.cache/synthbias/hf``."""
+    root = os.environ.get(CACHE_ENV_VAR, "").strip()
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "synthbias"
+    return base / "hf"
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _dir_fingerprint(path: Path) -> str:
+    """Identity of a checkpoint folder: its name plus a hash of config and weight-file headers."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if not f.is_file():
+            continue
+        h.update(f.name.encode())
+        h.update(f.stat().st_size.to_bytes(8, "little"))
+        if f.suffix in (".json", ".jinja") or f.stat().st_size < (1 << 16):
+            h.update(f.read_bytes())
+        else:
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 16))
+    return f"{path.name}@{h.hexdigest()[:12]}"
+
+
+def converted_checkpoint(
+    gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Folder of the plain safetensors checkpoint converted from ``gguf_path``, made if missing.
+
+    The conversion dequantises to float32 (lossless with respect to the GGUF's values); the
+    sub-folder name hashes the GGUF fingerprint and the conversion version, so another file (or
+    a re-quantised one) never reuses a stale conversion.
+    """
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise FileNotFoundError(f"GGUF model file not found: {gguf_path}")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    fp = model_fingerprint(gguf_path)
+    digest = hashlib.sha256(f"{fp}|v{_CONVERSION_VERSION}".encode()).hexdigest()[:12]
+    target = root / f"{gguf_path.stem}-{digest}"
+    if (target / _MARKER).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{gguf_path.stem}-", dir=root))
+    try:
+        _convert_gguf(gguf_path, tmp)
+        (tmp / _MARKER).write_text(
+            json.dumps(
+                {"source": str(gguf_path), "fingerprint": fp, "version": _CONVERSION_VERSION},
+                indent=2,
+            )
+        )
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cache folder is ordinary data
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first (target exists and is non-empty): use theirs.
+            if not (target / _MARKER).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf_path: Path, out: Path) -> None:
+    """Dequantise a GGUF through transformers and save it as an ordinary HF checkpoint."""
+    torch = _torch()
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a safetensors checkpoint (one-off, ~1 min)", gguf_path.name)
+    kw = {"gguf_file": gguf_path.name, "local_files_only": True}
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kw)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kw)
+    # save_pretrained refuses GGUF-quantised models; the dequantised tensors are plain float32,
+    # so we write them directly (save_model drops the tied lm_head duplicate).
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _row_seed(seed: int, index: int) -> int:
+    """64-bit seed for request ``index``: independent streams per (seed, index)."""
+    ss = np.random.SeedSequence([seed & 0xFFFF_FFFF_FFFF_FFFF, index])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+class HFBackend:
+    """Transformers causal LM behind the backend protocol (``generate`` and ``logprobs``).
+
+    Args:
+        model_path: a local HF checkpoint folder or a ``.gguf`` file; ``None`` loads the
+            embedded SmolLM2 GGUF (:func:`~synthbias.generate.models.default_model_path`).
+        device: torch device (``"cpu"``, ``"cuda"``...).
+        dtype: torch dtype name for the weights (``"float32"``, ``"bfloat16"``...).
+        batch_size: texts per forward pass, for both scoring and generation.
+        cache_dir: where GGUF conversions live (default :func:`default_cache_dir`).
+        prefix_token_id: token prepended to scored texts and raw prompts; default BOS, else EOS
+            (see the module docstring).
+        n_threads: torch intra-op threads; ``None`` leaves torch's default.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 16,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        prefix_token_id: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        torch = _torch()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        source = Path(model_path).expanduser() if model_path is not None else default_model_path()
+        if source.is_file() and source.suffix == ".gguf":
+            self.model_id = model_fingerprint(source)
+            folder = converted_checkpoint(source, cache_dir)
+        elif source.is_dir():
+            self.model_id = _dir_fingerprint(source)
+            folder = source
+        elif source.exists():
+            raise ValueError(f"{source} is neither a .gguf file nor an HF checkpoint folder")
+        else:
+            raise FileNotFoundError(f"model not found: {source}")
+        self.model_path = source
+        self.checkpoint_dir = folder
+        if n_threads:
+            torch.set_num_threads(n_threads)
+        try:
+            torch_dtype = getattr(torch, dtype)
+        except AttributeError as err:
+            raise ValueError(f"unknown torch dtype {dtype!r}") from err
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch_dtype, local_files_only=True
+        ).to(self.device)
+        self.model.eval()
+
+        tok = self.tokenizer
+        if prefix_token_id is not None:
+            self.prefix_id: int = int(prefix_token_id)
+        elif tok.bos_token_id is not None:
+            self.prefix_id = int(tok.bos_token_id)
+        elif tok.eos_token_id is not None:
+            self.prefix_id = int(tok.eos_token_id)
+        else:
+            raise ValueError("tokenizer has neither BOS nor EOS; pass prefix_token_id")
+        self.add_bos: bool = bool(getattr(tok, "add_bos_token", False))
+        eos: set[int] = set()
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for e in (tok.eos_token_id, gen_eos):
+            if isinstance(e, int):
+                eos.add(e)
+            elif isinstance(e, (list, tuple)):
+                eos.update(int(x) for x in e)
+        self.eos_ids: frozenset[int] = frozenset(eos)
+        pad = tok.pad_token_id
+        self.pad_id: int = int(pad if pad is not None else (tok.eos_token_id or 0))
+        self.n_ctx: int = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def __repr__(self) -> str:
+        return (
+            f"HFBackend(model_id={self.model_id!r}, device={str(self.device)!r}, "
+            f"dtype={self.dtype!r}, batch_size={self.batch_size})"
+        )
+
+    def close(self) -> None:
+        """Drop the model so its memory can be freed (present so backends are interchangeable)."""
+        self.model = None  # type: ignore[assignment]
+
+    def __enter__(self) -> HFBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone: no special tokens added, special-token text not parsed."""
+        enc = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+        return list(enc["input_ids"])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=False)
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """Render messages with the tokenizer's own chat template, ready for the assistant."""
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"{self.model_path.name} has no chat template; pass raw prompts")
+        for m in messages:
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise TypeError(f"chat messages need 'role' and 'content', got {m!r}")
+        return self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Prompt token ids, as LlamaCppBackend does it.
+
+        Raw strings: the prefix token plus the text (special-token text parsed, so a pre-rendered
+        chat prompt works). Message lists: the rendered chat template, with BOS only where the
+        tokenizer adds it itself.
+        """
+        if isinstance(prompt, str):
+            ids = list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if not ids or ids[0] != self.prefix_id:
+                ids = [self.prefix_id, *ids]
+        else:
+            ids = list(
+                self.tokenizer(self.render_chat(prompt), add_special_tokens=True)["input_ids"]
+            )
+            bos = self.tokenizer.bos_token_id
+            if len(ids) >= 2 and ids[0] == ids[1] == bos:  # template wrote BOS too
+                ids = ids[1:]
+        if not ids:
+            raise ValueError("empty prompt")
+        return ids
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
+        """log p(token_j | prefix token, tokens_<j) for each text (lm-eval-harness recipe)."""
+        if isinstance(texts, str):
+            raise TypeError("logprobs() takes a sequence of texts, not a single string")
+        seqs = [[self.prefix_id, *self.tokenize(t)] for t in texts]
+        scores = self.logprobs_ids(seqs)
+        return [
+            TextLogprobs(
+                tokens=[self.tokenizer.decode([t]) for t in seq[1:]],
+                token_ids=list(seq[1:]),
+                logprobs=sc,
+            )
+            for seq, sc in zip(seqs, scores, strict=True)
+        ]
+
+    def logprobs_ids(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Per-token log-probs of token-id sequences; the first token is conditioned on only.
+
+        Sequences are sorted by length and right-padded in batches of ``batch_size`` (causal
+        attention keeps padding after a sequence from affecting it). log-softmax is computed as
+        logit − logsumexp in float32 without materialising the full log-prob tensor.
+        """
+        torch = _torch()
+        out: list[list[float]] = [[] for _ in sequences]
+        for i, s in enumerate(sequences):
+            if len(s) < 1:
+                raise ValueError(f"sequence {i} is empty")
+            if len(s) > self.n_ctx:
+                raise ContextLengthError(f"sequence {i} has {len(s)} tokens > context {self.n_ctx}")
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = [i for i in order[start : start + self.batch_size] if len(sequences[i]) > 1]
+                if not idx:
+                    continue
+                width = max(len(sequences[i]) for i in idx)
+                ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    s = sequences[i]
+                    ids[r, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+                    mask[r, : len(s)] = 1
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                target = ids[:, 1:]
+                lp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                lp = lp - torch.logsumexp(logits, dim=-1)
+                lp = lp.double().cpu().numpy()
+                for r, i in enumerate(idx):
+                    out[i] = [float(x) for x in lp[r, : len(sequences[i]) - 1]]
+        return out
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
+        """Sample one completion per prompt: left-padded batches, one RNG per request.
+
+        Request ``i`` draws from its own ``torch.Generator`` seeded from ``(params.seed, i)``,
+        so its text does not depend on the other prompts in its batch (up to float noise from
+        padding). Sampling order as in transformers: temperature, top-k, then top-p.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("generate() takes a sequence of prompts, not a single string")
+        encoded = [self.encode_prompt(p) for p in prompts]
+        for i, ids in enumerate(encoded):
+            if len(ids) + params.max_tokens > self.n_ctx:
+                raise ContextLengthError(
+                    f"prompt {i} has {len(ids)} tokens; with max_tokens={params.max_tokens} it "
+                    f"exceeds the model context {self.n_ctx}"
+                )
+        results: list[Completion] = []
+        for start in range(0, len(encoded), self.batch_size):
+            rows = list(range(start, min(start + self.batch_size, len(encoded))))
+            results.extend(self._generate_batch([encoded[i] for i in rows], rows, params))
+        return results
+
+    def _generate_batch(
+        self, prompts: list[list[int]], rows: list[int], params: SamplingParams
+    ) -> list[Completion]:
+        torch = _torch()
+        from transformers import DynamicCache
+
+        n = len(prompts)
+        width = max(len(p) for p in prompts)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for r, p in enumerate(prompts):  # left padding: every row's last token is at -1
+            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p) :] = 1
+        gens = [torch.Generator().manual_seed(_row_seed(params.seed, i)) for i in rows]
+        out: list[list[int]] = [[] for _ in range(n)]
+        texts = [""] * n
+        finish: list[str | None] = [None] * n
+        cut: list[int | None] = [None] * n
+        cache = DynamicCache()
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        step_ids = ids
+        with torch.inference_mode():
+            for _ in range(params.max_tokens):
+                res = self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,  # only the last position's logits are sampled from
+                )
+                cache = res.past_key_values
+                last = res.logits[:, -1, :].float().cpu()
+                nxt = torch.full((n,), self.pad_id, dtype=torch.long)
+                for r in range(n):
+                    if finish[r] is not None:
+                        continue
+                    tok = _sample_row(last[r], params, gens[r])
+                    nxt[r] = tok
+                    if tok in self.eos_ids:
+                        finish[r] = "stop"
+                        continue
+                    out[r].append(tok)
+                    if params.stop:
+                        texts[r] = self.tokenizer.decode(out[r], skip_special_tokens=False)
+                        hits = [texts[r].find(s) for s in params.stop if s]
+                        hits = [h for h in hits if h >= 0]
+                        if hits:
+                            cut[r], finish[r] = min(hits), "stop"
+                            continue
+                    if len(out[r]) >= params.max_tokens:
+                        finish[r] = "length"
+                if all(f is not None for f in finish):
+                    break
+                step_ids = nxt.unsqueeze(1).to(self.device)
+                pos = pos[:, -1:] + 1
+                mask = torch.cat(
+                    [mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], 1
+                )
+        completions = []
+        for r in range(n):
+            text = self.tokenizer.decode(out[r], skip_special_tokens=True)
+            if cut[r] is not None:
+                text = self.tokenizer.decode(out[r], skip_special_tokens=False)[: cut[r]]
+            completions.append(
+                Completion(
+                    text=text,
+                    n_prompt_tokens=len(prompts[r]),
+                    n_tokens=len(out[r]),
+                    finish_reason="length" if finish[r] in (None, "length") else "stop",
+                    seed=params.seed,
+                )
+            )
+        return completions
+
+
+def _sample_row(logits: Any, params: SamplingParams, gen: Any) -> int:
+    """One token from a logits row: greedy at temperature 0, else temperature/top-k/top-p."""
+    torch = _torch()
+    if params.temperature <= 0:
+        return int(torch.argmax(logits))
+    z = logits.double() / params.temperature
+    if 0 < params.top_k < z.numel():
+        kth = torch.topk(z, params.top_k).values[-1]
+        z = z.masked_fill(z < kth, float("-inf"))
+    probs = torch.softmax(z, dim=-1)
+    if params.top_p < 1.0:
+        sp, si = torch.sort(probs, descending=True)
+        cum = torch.cumsum(sp, 0)
+        keep = int(torch.searchsorted(cum, torch.tensor(params.top_p, dtype=cum.dtype))) + 1
+        keep = max(1, min(keep, sp.numel()))
+        probs = torch.zeros_like(probs).scatter(0, si[:keep], sp[:keep])
+    return int(torch.multinomial(probs, 1, generator=gen))

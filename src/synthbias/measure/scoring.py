@@ -1,0 +1,233 @@
+"""Log-likelihood helpers shared by the likelihood benchmarks (CrowS-Pairs, StereoSet, BBQ).
+
+Every backend scores whole texts (``Backend.logprobs``: per-token log-probs after the prefix/BOS
+token). Benchmarks need two things on top: batched, deduplicated scoring of many texts, and the
+*conditional* log-probability of a continuation given a context (an answer given a question, a
+sentence given the previous one). The latter follows lm-evaluation-harness's ``_encode_pair``:
+
+1. trailing whitespace of the context moves to the front of the continuation, so a BPE tokenizer
+   sees " answer" (one word-initial token) rather than a dangling space token;
+2. the whole text ``context + continuation`` is scored once; its first ``len(tokenize(context))``
+   tokens are the context and the rest are the continuation;
+3. that split is *verified*: the context's own tokenisation must be a prefix of the whole text's
+   tokenisation. When a merge across the boundary breaks this (rare with byte-level BPE), the
+   continuation's separately tokenised ids are scored directly after the context's ids when the
+   backend can score token ids (``logprobs_ids``, e.g. :class:`~synthbias.generate.hf.HFBackend`);
+   otherwise the harness's split ``whole[len(context_ids):]`` is used. Either way the item is
+   flagged (``aligned=False``) and benchmarks report how many were.
+
+Unlike the harness (which adds no BOS when a context is present and the tokenizer does not add
+one), every scored sequence here starts with the backend's prefix token, exactly as
+``Backend.logprobs`` does for whole texts; the first context token is then scored in the same
+conditions as a sentence start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from synthbias.generate.protocol import Backend, TextLogprobs
+
+#: How a continuation's log-prob is normalised before options are compared.
+#: ``none``: summed log-prob (lm-eval-harness ``acc``); ``token``: mean per token (log of the
+#: geometric-mean token probability, StereoSet's generative-model scoring); ``char``: summed
+#: log-prob per character of the continuation (harness ``acc_norm``).
+Normalization = Literal["none", "token", "char"]
+NORMALIZATIONS: tuple[str, ...] = ("none", "token", "char")
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class ContinuationScore:
+    """log p(continuation | context), with what is needed to normalise it."""
+
+    logprob: float
+    n_tokens: int
+    n_chars: int
+    token_logprobs: list[float] = field(default_factory=list)
+    #: False when the context's tokens were not a prefix of the whole text's tokens.
+    aligned: bool = True
+
+    def normalized(self, how: Normalization = "none") -> float:
+        """The score used to rank options (see :data:`Normalization`)."""
+        if how == "none":
+            return self.logprob
+        if how == "token":
+            return self.logprob / self.n_tokens if self.n_tokens else -math.inf
+        if how == "char":
+            return self.logprob / self.n_chars if self.n_chars else -math.inf
+        raise ValueError(f"unknown normalization {how!r}; choose one of {NORMALIZATIONS}")
+
+
+def check_normalization(how: str) -> Normalization:
+    if how not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {how!r}; choose one of {NORMALIZATIONS}")
+    return how  # type: ignore[return-value]
+
+
+def score_texts(
+    backend: Backend,
+    texts: Sequence[str],
+    *,
+    chunk_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> list[TextLogprobs]:
+    """``backend.logprobs`` over many texts: each distinct text once, in chunks.
+
+    Chunks bound memory and let ``progress(done, total)`` report; the backend batches within a
+    chunk. Returned in input order (duplicates share one result object).
+    """
+    if isinstance(texts, str):
+        raise TypeError("score_texts() takes a sequence of texts, not a single string")
+    unique = list(dict.fromkeys(texts))
+    scored: dict[str, TextLogprobs] = {}
+    for start in range(0, len(unique), chunk_size):
+        chunk = unique[start : start + chunk_size]
+        for text, lp in zip(chunk, backend.logprobs(chunk), strict=True):
+            scored[text] = lp
+        if progress is not None:
+            progress(min(start + chunk_size, len(unique)), len(unique))
+    return [scored[t] for t in texts]
+
+
+def sum_logprob(backend: Backend, texts: Sequence[str], **kw: Any) -> list[float]:
+    """Summed log-prob of each whole text after the prefix token (CrowS-Pairs' sentence score)."""
+    return [lp.total for lp in score_texts(backend, texts, **kw)]
+
+
+def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the continuation (harness ``_encode_pair``)."""
+    n = len(context) - len(context.rstrip())
+    if n:
+        return context[:-n], context[-n:] + continuation
+    return context, continuation
+
+
+def _context_ids(backend: Backend, contexts: Sequence[str], **kw: Any) -> dict[str, list[int]]:
+    """Token ids of each context, by the backend's tokenizer when it exposes one.
+
+    ``tokenize(text)`` on both built-in backends adds no special tokens and does not parse
+    special-token text, matching what ``logprobs`` scores. Backends without it get their
+    contexts scored (slower, but uses only the protocol).
+    """
+    unique = [c for c in dict.fromkeys(contexts) if c]
+    tok = getattr(backend, "tokenize", None)
+    if callable(tok):
+        return {c: list(tok(c)) for c in unique}
+    scored = score_texts(backend, unique, **kw)
+    return {c: list(lp.token_ids) for c, lp in zip(unique, scored, strict=True)}
+
+
+def conditional_logprobs(
+    backend: Backend,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    chunk_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> list[ContinuationScore]:
+    """log p(continuation | prefix token, context) for each ``(context, continuation)`` pair.
+
+    An empty context means the continuation is scored after the prefix token alone (the
+    harness's empty-context rule). See the module docstring for the alignment check and
+    fallbacks. Each distinct whole text is scored once.
+    """
+    norm = [split_whitespace(c, x) for c, x in pairs]
+    for i, (_, x) in enumerate(norm):
+        if not x.strip():
+            raise ValueError(f"pair {i}: empty continuation")
+    ctx_ids = _context_ids(backend, [c for c, _ in norm], chunk_size=chunk_size)
+    wholes = score_texts(
+        backend, [c + x for c, x in norm], chunk_size=chunk_size, progress=progress
+    )
+    out: list[ContinuationScore | None] = [None] * len(norm)
+    redo: list[int] = []
+    for i, ((ctx, cont), whole) in enumerate(zip(norm, wholes, strict=True)):
+        cids = ctx_ids.get(ctx, [])
+        n = len(cids)
+        aligned = list(whole.token_ids[:n]) == cids and len(whole.token_ids) > n
+        if not aligned and callable(getattr(backend, "logprobs_ids", None)):
+            redo.append(i)
+            continue
+        lps = [float(x) for x in whole.logprobs[n:]]
+        out[i] = ContinuationScore(float(sum(lps)), len(lps), len(cont), lps, aligned)
+    if redo:
+        out_redo = _rescore_ids(backend, [norm[i] for i in redo], ctx_ids)
+        for i, score in zip(redo, out_redo, strict=True):
+            out[i] = score
+    return [s for s in out if s is not None]
+
+
+def _rescore_ids(
+    backend: Any, pairs: Sequence[tuple[str, str]], ctx_ids: dict[str, list[int]]
+) -> list[ContinuationScore]:
+    """Score separately tokenised continuation ids right after the context ids."""
+    prefix = getattr(backend, "prefix_id", None)
+    head = [int(prefix)] if prefix is not None and prefix >= 0 else []
+    seqs, spans = [], []
+    for ctx, cont in pairs:
+        cids = ctx_ids.get(ctx, [])
+        xids = list(backend.tokenize(cont))
+        if not head and not cids:
+            raise ValueError("cannot score a continuation with neither context nor prefix token")
+        seqs.append([*head, *cids, *xids])
+        spans.append(len(xids))
+    scores = backend.logprobs_ids(seqs)
+    out = []
+    for (_, cont), lp, k in zip(pairs, scores, spans, strict=True):
+        lps = [float(x) for x in lp[len(lp) - k :]] if k else []
+        out.append(ContinuationScore(float(sum(lps)), len(lps), len(cont), lps, aligned=False))
+    return out
+
+
+def stratified_sample(
+    strata: Sequence[Any],
+    limit: int | None,
+    seed: int = 0,
+    allocation: Literal["proportional", "equal"] = "proportional",
+) -> list[int]:
+    """Row indices of a seeded subsample of at most ``limit`` rows, spread over strata.
+
+    ``proportional`` keeps each stratum's share (largest-remainder rounding); ``equal`` gives
+    every stratum the same quota, handing what small strata cannot use to the others. Indices
+    come back sorted, so a subsample keeps the file order; ``limit=None`` (or a limit at least the
+    number of rows) returns every row.
+    """
+    import numpy as np
+
+    n = len(strata)
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    groups: dict[Any, list[int]] = {}
+    for i, s in enumerate(strata):
+        groups.setdefault(s, []).append(i)
+    keys = list(groups)
+    sizes = np.array([len(groups[k]) for k in keys])
+    if allocation == "proportional":
+        exact = sizes * limit / n
+        quota = np.floor(exact).astype(int)
+        for j in np.argsort(-(exact - quota), kind="stable")[: limit - int(quota.sum())]:
+            quota[j] += 1
+    elif allocation == "equal":
+        quota = np.zeros(len(keys), dtype=int)
+        left = limit
+        while left > 0:
+            open_ = [j for j in range(len(keys)) if quota[j] < sizes[j]]
+            share, extra = divmod(left, len(open_))
+            for r, j in enumerate(open_):
+                add = min(share + (1 if r < extra else 0), sizes[j] - quota[j])
+                quota[j] += add
+                left -= add
+    else:
+        raise ValueError(f"unknown allocation {allocation!r}")
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for k, q in zip(keys, quota, strict=True):
+        if q:
+            picked.extend(int(i) for i in rng.choice(groups[k], size=int(q), replace=False))
+    return sorted(picked)

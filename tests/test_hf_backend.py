@@ -1,0 +1,213 @@
+"""HF transformers backend: GGUF conversion cache, generation, scoring, agreement with llama.cpp.
+
+Fast tests cover the conversion cache with a stand-in converter. Tests marked ``slow`` load the
+embedded SmolLM2 GGUF through the cache (``$SYNTHBIAS_CACHE/hf`` or ``~/.cache/synthbias/hf``):
+the first run on a machine converts it once (about a minute), later runs load it in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthbias.generate import hf
+from synthbias.generate.protocol import Backend, SamplingParams
+
+# ---------------------------------------------------------------------------------------------
+# Conversion cache (no model needed)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_conversion_is_cached_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(100))
+    calls: list[Path] = []
+
+    def fake_convert(src: Path, out: Path) -> None:
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(hf, "_convert_gguf", fake_convert)
+    cache = tmp_path / "cache"
+    first = hf.converted_checkpoint(gguf, cache)
+    assert first.parent == cache and first.name.startswith("tiny-")
+    assert (first / "config.json").is_file() and (first / hf._MARKER).is_file()
+    assert hf.converted_checkpoint(gguf, cache) == first
+    assert len(calls) == 1 and calls[0].name.startswith(".tmp-")  # written aside, then renamed
+    assert [p.name for p in cache.iterdir()] == [first.name]
+
+    # a different file (another fingerprint) gets its own folder
+    gguf.write_bytes(b"GGUF" + bytes(200))
+    assert hf.converted_checkpoint(gguf, cache) != first
+
+    monkeypatch.setenv(hf.CACHE_ENV_VAR, str(tmp_path / "env-root"))
+    assert hf.default_cache_dir() == tmp_path / "env-root" / "hf"
+
+
+def test_failed_conversion_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+
+    def broken(src: Path, out: Path) -> None:
+        (out / "model.safetensors").write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(hf, "_convert_gguf", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        hf.converted_checkpoint(gguf, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_bad_model_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        hf.HFBackend(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="missing.gguf"):
+        hf.converted_checkpoint(tmp_path / "missing.gguf", tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="neither"):
+        hf.HFBackend(tmp_path / "weights.bin")
+
+
+def test_row_seeds_are_distinct_and_stable() -> None:
+    seeds = {hf._row_seed(0, i) for i in range(100)}
+    assert len(seeds) == 100
+    assert hf._row_seed(5, 3) == hf._row_seed(5, 3) != hf._row_seed(6, 3)
+    assert hf._row_seed(-1, 0) >= 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded model
+# ---------------------------------------------------------------------------------------------
+
+TEXTS = [
+    "The nurse said she would finish her shift early.",
+    "The engineer explained that he had fixed the bridge design.",
+    "Poor people are really ignorant about how to handle the money they do have.",
+    "Hi <|im_start|> there, ünïcödé — ok 😀",
+]
+CHAT = [
+    [{"role": "user", "content": "Describe a nurse in one sentence."}],
+    [{"role": "user", "content": "Describe an engineer in one sentence."}],
+    "Once upon a time",
+]
+
+
+@pytest.fixture(scope="module")
+def hfm():
+    pytest.importorskip("transformers")
+    backend = hf.HFBackend(batch_size=16)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.slow
+def test_hf_loads_embedded_gguf_via_cache(hfm) -> None:
+    assert isinstance(hfm, Backend) and hfm.name == "transformers"
+    assert hfm.model_id.startswith("SmolLM2-135M-Instruct.Q4_1.gguf@")
+    assert (hfm.checkpoint_dir / hf._MARKER).is_file()
+    assert (hfm.checkpoint_dir / "model.safetensors").is_file()
+    # SmolLM2-Instruct: BOS <|im_start|> (id 1), not added by the tokenizer itself
+    assert hfm.prefix_id == hfm.tokenizer.bos_token_id == 1 and not hfm.add_bos
+
+
+@pytest.mark.slow
+def test_hf_logprobs_shape(hfm) -> None:
+    out = hfm.logprobs(TEXTS)
+    assert len(out) == len(TEXTS)
+    for text, lp in zip(TEXTS, out, strict=True):
+        assert len(lp.tokens) == len(lp.token_ids) == len(lp.logprobs) > 3
+        assert lp.token_ids[0] != hfm.prefix_id  # the prefix token is not scored
+        assert all(x <= 0 for x in lp.logprobs) and np.isfinite(lp.total)
+        if text.isascii():
+            assert "".join(lp.tokens) == text
+    assert 1 not in out[3].token_ids  # "<|im_start|>" in a text is plain text, not the token
+    # batching and order do not change scores beyond float noise
+    single = [hfm.logprobs([t])[0].total for t in TEXTS]
+    assert np.allclose(single, [lp.total for lp in out], atol=1e-3)
+    with pytest.raises(TypeError):
+        hfm.logprobs("a string")
+
+
+@pytest.mark.slow
+def test_hf_generation_seeded(hfm) -> None:
+    params = SamplingParams(max_tokens=16, temperature=1.0, seed=7)
+    first = hfm.generate(CHAT, params)
+    assert len(first) == len(CHAT)
+    for c in first:
+        assert c.text.strip() and 1 <= c.n_tokens <= 16 and c.n_prompt_tokens > 2
+        assert c.finish_reason in ("stop", "length") and "<|im_" not in c.text
+    assert [c.text for c in hfm.generate(CHAT, params)] == [c.text for c in first]
+    other = hfm.generate(CHAT, SamplingParams(max_tokens=16, temperature=1.0, seed=8))
+    assert [c.text for c in other] != [c.text for c in first]
+    same_prompt = hfm.generate([CHAT[0]] * 3, params)
+    assert len({c.text for c in same_prompt}) > 1  # request i has its own stream
+    greedy = hfm.generate(CHAT[:2], SamplingParams(max_tokens=30, temperature=0, stop=(".",)))
+    for c in greedy:
+        assert "." not in c.text and c.text.strip()
+
+
+@pytest.mark.slow
+def test_hf_logprobs_agree_with_llamacpp(hfm) -> None:
+    """Same weights, two runtimes: fp32-dequantised torch vs llama.cpp's Q4_1 kernels.
+
+    llama.cpp quantises activations to 8 bits inside its Q4_1 matmuls and keeps the KV cache in
+    fp16, so agreement is close but not exact. Observed on 40 CrowS-Pairs sentences: same token
+    ids; per-token |diff| mean 0.083 nats (median 0.056, max 0.70); sentence totals differ by
+    0.41 nats on average (max 1.14, at most 2% of the total); correlation of per-token log-probs
+    0.9995. Thresholds below leave headroom over that.
+    """
+    pytest.importorskip("llama_cpp")
+    from synthbias.generate.llamacpp import LlamaCppBackend
+
+    with LlamaCppBackend(n_ctx=256, batch_size=1) as llm:
+        ref = llm.logprobs(TEXTS)
+    ours = hfm.logprobs(TEXTS)
+    diffs = []
+    for a, b in zip(ours, ref, strict=True):
+        assert a.token_ids == b.token_ids  # same tokenizer, same prefix token
+        d = np.abs(np.array(a.logprobs) - np.array(b.logprobs))
+        diffs.extend(d.tolist())
+        assert abs(a.total - b.total) <= 1.0 + 0.03 * abs(b.total), (a.total, b.total)
+    diffs_arr = np.array(diffs)
+    assert diffs_arr.mean() < 0.15 and diffs_arr.max() < 1.5, diffs_arr
+    x = np.concatenate([o.logprobs for o in ours])
+    y = np.concatenate([r.logprobs for r in ref])
+    assert np.corrcoef(x, y)[0, 1] > 0.99
+
+
+N_CROWS_HF = 100
+
+
+@pytest.mark.slow
+def test_crows_pairs_hf_matches_plain_loop(hfm, benchmarks: Path) -> None:
+    """Our batched HF CrowS-Pairs score equals a one-sentence forward + log_softmax loop."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthbias.measure.likelihood import crows_pairs, crows_pairs_subset, load_crows_pairs
+
+    res = crows_pairs(hfm, benchmarks, limit=N_CROWS_HF, seed=0, n_resamples=100)
+    pct = res["crows_pairs.pct_stereotype"]
+    assert pct.n == N_CROWS_HF and pct.meta["runtime"] == "transformers"
+
+    sub = crows_pairs_subset(load_crows_pairs(benchmarks), N_CROWS_HF, seed=0)
+    tok = AutoTokenizer.from_pretrained(str(hfm.checkpoint_dir), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(hfm.checkpoint_dir), dtype=torch.float32, local_files_only=True
+    ).eval()
+
+    def loglik(sentence: str) -> float:
+        ids = [tok.bos_token_id, *tok(sentence, add_special_tokens=False)["input_ids"]]
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(x).logits[0, :-1].double(), dim=-1)
+        return float(logp.gather(-1, x[0, 1:, None]).sum())
+
+    ref_more = np.array([loglik(s) for s in sub["sent_more"]])
+    ref_less = np.array([loglik(s) for s in sub["sent_less"]])
+    ref_pct = 100 * float(np.mean(ref_more > ref_less))
+    assert abs(pct.value - ref_pct) <= 0.5, (pct.value, ref_pct)
+    ours = np.array(res["crows_pairs.likelihood_diff"].per_sample)
+    assert np.allclose(ours, np.abs(ref_more - ref_less), atol=2e-3)

@@ -1,22 +1,23 @@
 """The embedded generator: llama.cpp through llama-cpp-python's low-level API.
 
-Why low-level: the high-level ``llama_cpp.Llama`` decodes one sequence at a time, which on a small
-model leaves most of the CPU idle between tiny matrix products. Here up to ``batch_size``
-sequences share one context (one ``seq_id`` each) and every decode step advances all of them at
-once, so each weight matrix is streamed from memory once per step rather than once per sequence.
-A prompt prefix shared by every sequence of a batch (the chat template's system turn, a common
-instruction) is decoded once and shared through the KV cache (``llama_memory_seq_cp``).
+Why low-level: the high-level ``llama_cpp.Llama`` decodes one sequence at a time. Here up to
+``batch_size`` sequences share one context (one ``seq_id`` and one KV stream each) and every
+decode step advances all of them, which amortises the per-decode overhead and memory traffic and
+gives the threads larger matrices to split. A prompt prefix shared by every sequence of a batch
+(the chat template's system turn, a common instruction) is decoded once and copied to the other
+sequences (``llama_memory_seq_cp``), and kept for the next call, like llama.cpp's prompt cache.
 
 Sampling is done in numpy on each sequence's logits row with a random stream seeded from
-``(params.seed, request index)``: a completion depends on its prompt, the seed and its position
-in the call, never on which other prompts share its batch.
+``(params.seed, request index)``. Together with the decode discipline described at
+``_decode_once``, a completion depends on its prompt, the seed and its index in the call, not on
+which other prompts share its batch: greedy outputs match one-prompt-at-a-time calls exactly.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,33 @@ def _llama_cpp() -> Any:
             "LlamaCppBackend needs llama-cpp-python: pip install llama-cpp-python==0.3.36"
         ) from err
     return llama_cpp
+
+
+# ggml log levels (ggml.h): 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+_GGML_LOG_ERROR, _GGML_LOG_CONT = 4, 5
+_log_state = {"verbose": False, "level": 0}
+_log_callback: Any = None  # the ctypes callback must stay referenced while installed
+
+
+def _configure_logging(lc: Any, verbose: bool) -> None:
+    """Route llama.cpp's log: everything when verbose, else errors only (process-wide).
+
+    llama-cpp-python's own callback maps the current ggml levels wrongly (it prints warnings
+    and hides errors), so a small replacement is installed once.
+    """
+    global _log_callback
+    _log_state["verbose"] = verbose
+    if _log_callback is not None:
+        return
+
+    def _on_log(level: int, text: bytes | None, _user_data: Any) -> None:
+        if level != _GGML_LOG_CONT:
+            _log_state["level"] = level
+        if text and (_log_state["verbose"] or _log_state["level"] >= _GGML_LOG_ERROR):
+            sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+    _log_callback = lc.llama_log_callback(_on_log)
+    lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 def available_cores() -> int:
@@ -213,8 +241,7 @@ class LlamaCppBackend:
         self.kv_type = kv_type
         self.verbose = verbose
 
-        # llama-cpp-python routes llama.cpp's log through this logger (process-wide, as Llama does).
-        logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
+        _configure_logging(lc, verbose)
         global _BACKEND_READY
         if not _BACKEND_READY:
             lc.llama_backend_init()
@@ -263,6 +290,10 @@ class LlamaCppBackend:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self._handles["ctx"] = ctx
         self._ctx = ctx
+        if lc.llama_n_ctx_seq(ctx) < n_ctx:  # llama.cpp rounds per-sequence sizes
+            raise RuntimeError(
+                f"llama.cpp gave {lc.llama_n_ctx_seq(ctx)} cells per sequence, asked for {n_ctx}"
+            )
         self._mem = lc.llama_get_memory(ctx)
         self.n_batch: int = int(cparams.n_batch)
         self._handles["batch"] = lc.llama_batch_init(self.n_batch, 0, 1)
@@ -271,7 +302,7 @@ class LlamaCppBackend:
         self.bos_id: int = lc.llama_vocab_bos(self._vocab)
         self.eos_id: int = lc.llama_vocab_eos(self._vocab)
         self.add_bos: bool = bool(lc.llama_vocab_get_add_bos(self._vocab))
-        #: Token prepended to scored texts and raw prompts: BOS, or EOS when the model has none
+        #: Token every scored text is conditioned on: BOS, or EOS when the model has none
         #: (lm-evaluation-harness's prefix token for an empty context).
         self.prefix_id: int = self.bos_id if self.bos_id >= 0 else self.eos_id
         self._eog = np.array(
@@ -407,8 +438,10 @@ class LlamaCppBackend:
     def _decode_once(
         self, entries: Sequence[_Entry], on_output: Callable[[_Entry, np.ndarray], None]
     ) -> None:
-        """One ``llama_decode``; ``on_output`` gets each requested logits row (a view, valid only
-        during the callback)."""
+        """One ``llama_decode``; ``on_output`` gets each requested logits row.
+
+        The row is a view into llama.cpp's buffer, valid only during the callback.
+        """
         lc, b = self._lc, self._batch
         if not entries:
             return
@@ -652,6 +685,7 @@ class LlamaCppBackend:
             runs = [
                 [_Entry(ids[i][p], p, j, p < len(ids[i]) - 1) for p in range(len(ids[i]))]
                 for j, i in enumerate(group)
+                if len(ids[i]) > 1  # an empty text has nothing to score
             ]
 
             def score(e: _Entry, row: np.ndarray, group: range = group) -> None:

@@ -63,6 +63,7 @@ def measure_corpus(
 
     Result keys are ``<family>.<axis>.<metric>`` (``rule.gender.stereotype_rate``,
     ``lexical.religion.representation_jsd``, ``embedding.gender.anchor_bias``,
+    ``embedding.religion.anchor_spread`` (group-centroid anchors for non-gender axes),
     ``misalignment.distribution.mmd2`` …). With a ``reference`` corpus, lexical representation is
     compared against it instead of the uniform distribution, and the misalignment family runs.
     """
@@ -83,7 +84,7 @@ def measure_corpus(
         ref = list(reference) if reference is not None else None
         res = measure_lexical(texts, axes=axes, reference=ref, n_resamples=n_resamples, seed=seed)
         out.update({f"lexical.{k}": v for k, v in res.items()})
-    needs_encoder = "embedding" in fams and "gender" in axes or "misalignment" in fams
+    needs_encoder = "embedding" in fams or "misalignment" in fams
     if needs_encoder and encoder is None:
         from synthbias.measure.embedding import Encoder
 
@@ -94,6 +95,12 @@ def measure_corpus(
         scorer = EmbeddingGenderScorer(encoder)
         for name, res in scorer.measure(texts, n_resamples=n_resamples, seed=seed).items():
             out[f"embedding.gender.{name}"] = res
+    if "embedding" in fams:
+        from synthbias.measure.embedding_axes import EmbeddingAxisScorer
+
+        for axis in (a for a in axes if a != "gender"):
+            res = EmbeddingAxisScorer(encoder, axis).measure(texts, n_resamples, seed)
+            out.update({f"embedding.{axis}.{k}": v for k, v in res.items()})
     if "misalignment" in fams:
         from synthbias.measure.misalignment import misalignment_factors
 

@@ -330,3 +330,15 @@ def results_table(results: dict[str, Any]):
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | Path,
+    progress: ProgressFactory | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Run any experiment kind (dispatch on ``config.kind``); returns its ``results.json`` dict."""
+    if config.kind == "equilibrium":
+        return run_equilibrium(config, out, progress=progress, resume=resume)
+    raise ValueError(f"unknown experiment kind {config.kind!r}")  # pragma: no cover

@@ -94,15 +94,123 @@ class EquilibriumStudyConfig(_Strict):
         return v
 
 
+class FinetuneConfig(_Strict):
+    """LoRA fine-tuning of the downstream model (see :mod:`synthbias.train.sft`).
+
+    ``base_model=None`` fine-tunes the embedded SmolLM2 (the generator's own weights); a path
+    names another GGUF file or local HF checkpoint folder.
+    """
+
+    base_model: str | None = None
+    r: Annotated[int, Field(ge=1, le=256)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    epochs: Annotated[int, Field(ge=1, le=100)] = 2
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=512)] = 8
+    max_length: Annotated[int, Field(ge=16, le=8192)] = 96
+
+
+class InheritanceStudyConfig(_Strict):
+    """The bias-inheritance sweep: bias type x bias ratio x seed (ACL 2026 paper).
+
+    For each bias type the generator writes ``n_augmented`` examples under the bias spec
+    (``dimensions`` in equal shares, ``strength`` = share of biased few-shot slots); training
+    sets mix them with ``n_real`` real examples at each ratio (``mix_mode``: fixed total size or
+    additive, see :mod:`synthbias.train.mix`); the embedded model is LoRA-tuned on each set and
+    evaluated on ``tasks`` with ``n_eval`` items each. ``real_data`` points at a JSONL / CSV /
+    Parquet file of real examples (a ``text`` column, optional ``prompt``) instead of the
+    synthbias-built seed set. ``eval_base`` also evaluates the untuned model, as a reference.
+    """
+
+    bias_types: list[str] = Field(default_factory=lambda: ["gender", "religion"])
+    dimensions: list[str] = Field(
+        default_factory=lambda: ["explicit", "implicit_role", "representation", "value"]
+    )
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    n_real: Annotated[int, Field(ge=2, le=1_000_000)] = 64
+    n_augmented: Annotated[int, Field(ge=2, le=1_000_000)] = 64
+    real_data: str | None = None
+    k_shots: Annotated[int, Field(ge=1, le=20)] = 3
+    ratios: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.0, 0.5, 1.0]
+    )
+    mix_mode: Literal["fixed", "additive"] = "fixed"
+    n_total: Annotated[int, Field(ge=1)] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    tasks: list[str] | None = None
+    n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
+    eval_base: bool = True
+    eval_backend: Literal["llamacpp", "hf"] = "llamacpp"
+    misalignment: bool = True
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @field_validator("bias_types")
+    @classmethod
+    def _known_bias_types(cls, v: list[str]) -> list[str]:
+        from synthbias.augment import bias_types
+
+        known = sorted(bias_types())
+        bad = [b for b in v if b not in known]
+        if bad:
+            raise ValueError(f"unknown bias types {bad}; choose from {', '.join(known)}")
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"bias_types must be non-empty and distinct, got {v}")
+        return v
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, v: list[str]) -> list[str]:
+        from synthbias.augment import DIMENSIONS
+
+        bad = [d for d in v if d not in DIMENSIONS]
+        if bad or not v:
+            raise ValueError(f"unknown dimensions {bad or v}; choose from {', '.join(DIMENSIONS)}")
+        return v
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"ratios must be non-empty and distinct, got {v}")
+        return sorted(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"seeds must be non-empty and distinct, got {v}")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from synthbias.tasks import list_tasks
+
+        known = list_tasks()
+        bad = [t for t in v if t not in known and Path(t).suffix not in (".yaml", ".yml")]
+        if bad:
+            raise ValueError(f"unknown tasks {bad}; choose from {', '.join(known)}")
+        return v
+
+
 class ExperimentConfig(_Strict):
-    """A whole experiment as run by ``synthbias run CONFIG.yaml``."""
+    """A whole experiment as run by ``synthbias run CONFIG.yaml``.
+
+    ``kind`` picks the study: ``equilibrium`` (recursive generation, section ``study``) or
+    ``inheritance`` (bias-ratio fine-tuning sweep, section ``inheritance``).
+    """
 
     name: str = "equilibrium"
-    kind: Literal["equilibrium"] = "equilibrium"
+    kind: Literal["equilibrium", "inheritance"] = "equilibrium"
     seed: int = 0
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     study: EquilibriumStudyConfig = Field(default_factory=EquilibriumStudyConfig)
+    inheritance: InheritanceStudyConfig = Field(default_factory=InheritanceStudyConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
 
     def to_yaml(self) -> str:
@@ -110,7 +218,11 @@ class ExperimentConfig(_Strict):
 
     def content_hash(self) -> str:
         """Stable hash of everything that changes results (for caching and resume)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        # The section of the other study kind does not change results: leave it out, so that
+        # editing it never invalidates a run.
+        data.pop("inheritance" if self.kind == "equilibrium" else "study", None)
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -341,4 +341,8 @@ def run_experiment(
     """Run any experiment kind (dispatch on ``config.kind``); returns its ``results.json`` dict."""
     if config.kind == "equilibrium":
         return run_equilibrium(config, out, progress=progress, resume=resume)
+    if config.kind == "inheritance":
+        from synthbias.inheritance import run_inheritance
+
+        return run_inheritance(config, out, progress=progress, resume=resume)
     raise ValueError(f"unknown experiment kind {config.kind!r}")  # pragma: no cover

@@ -1,0 +1,597 @@
+"""The bias-inheritance sweep: augment -> mix by bias ratio -> LoRA fine-tune -> evaluate tasks.
+
+Reproduces the design of *Understanding and Mitigating Bias Inheritance in LLM-based Data
+Augmentation on Downstream Tasks* (ACL 2026) on the embedded model: for every bias type the
+generator writes augmented data under a bias spec (:mod:`synthbias.augment`), training sets mix it
+with real data at each bias ratio (:mod:`synthbias.train.mix`), the downstream model is LoRA-tuned
+on each set (:mod:`synthbias.train.sft`) and evaluated on the downstream tasks
+(:mod:`synthbias.tasks`). Next to the downstream results the run records, per augmented set, the
+requested vs measured bias, and per training set the three misalignment factors against the real
+data; it then reports which factor tracks the downstream harm (Spearman rank correlation with a
+bootstrap CI over the sweep's points).
+
+Every step is cached under the run folder by a content hash of exactly its inputs
+(``augmented/``, ``adapters/``, ``evals/``, ``misalignment/``): an interrupted run resumes where it
+stopped, and a changed config redoes only the steps whose inputs changed (e.g. adding a ratio
+trains one more adapter; changing ``n_eval`` re-evaluates but does not retrain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from synthbias import __version__
+from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
+from synthbias.config import ExperimentConfig, InheritanceStudyConfig
+from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
+from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.train.mix import mix, mix_summary
+
+ProgressFactory = Callable[[str, int], Any]
+
+#: Misalignment factors under axis-independent names (the run spans several axes).
+FACTOR_KEYS: dict[str, str] = {
+    "values": "values.{axis}.sentiment_gap",
+    "group_data.representation": "group_data.{axis}.representation_jsd",
+    "group_data.cooccurrence": "group_data.{axis}.cooccurrence_jsd",
+    "distribution.mmd2": "distribution.mmd2",
+    "distribution.frechet": "distribution.frechet",
+}
+
+
+def _hash(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _records_hash(records: Sequence[Record]) -> str:
+    return _hash([(r.id, r.text, r.meta.get("prompt")) for r in records])
+
+
+class Trainer(Protocol):
+    """Fine-tunes on records, writes an adapter to ``out_dir`` (the default uses LoRA)."""
+
+    def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]: ...
+
+
+class BackendLoader(Protocol):
+    """A backend for the base model (``adapter_dir=None``) or the model tuned in ``adapter_dir``."""
+
+    def __call__(self, adapter_dir: Path | None) -> Backend: ...
+
+
+def sft_examples(records: Sequence[Record]) -> list[Any]:
+    """Instruction-format training pairs: ``meta["prompt"]`` + newline, then the text."""
+    from synthbias.train.sft import SFTExample
+
+    return [
+        SFTExample(
+            prompt=f"{r.meta.get('prompt') or 'Write one sentence.'}\n",
+            completion=r.text,
+            meta={"id": r.id, "source": r.source, **r.meta},
+        )
+        for r in records
+    ]
+
+
+@dataclass
+class LoRATrainer:
+    """Default trainer: LoRA SFT of the configured base model, prompt tokens masked."""
+
+    study: InheritanceStudyConfig
+
+    def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]:
+        from synthbias.train.sft import LoRAConfig, train_lora
+
+        ft = self.study.finetune
+        cfg = LoRAConfig(
+            r=ft.r,
+            alpha=ft.alpha,
+            dropout=ft.dropout,
+            learning_rate=ft.learning_rate,
+            epochs=ft.epochs,
+            max_steps=ft.max_steps,
+            batch_size=ft.batch_size,
+            max_length=ft.max_length,
+            seed=seed,
+        )
+        res = train_lora(sft_examples(records), cfg, out_dir, base_model=ft.base_model)
+        return {
+            "steps": res.steps,
+            "seconds": round(res.seconds, 2),
+            "first_loss": res.losses[0] if res.losses else None,
+            "last_loss": res.losses[-1] if res.losses else None,
+        }
+
+
+@dataclass
+class DefaultBackendLoader:
+    """Loads the evaluation model: llama.cpp with a GGUF LoRA (fast) or transformers."""
+
+    study: InheritanceStudyConfig
+    generator_cfg: Any
+
+    def __call__(self, adapter_dir: Path | None) -> Backend:
+        from synthbias.generate import load_backend
+
+        base = self.study.finetune.base_model
+        if self.study.eval_backend == "hf":
+            kw: dict[str, Any] = {"model_path": base}
+            if adapter_dir is not None:
+                kw["adapter_path"] = adapter_dir
+            return load_backend("hf", **kw)
+        kw = {"model_path": base, "n_ctx": 512, "batch_size": self.generator_cfg.batch_size}
+        if adapter_dir is not None:
+            from synthbias.train.adapter import export_gguf_lora
+
+            gguf = adapter_dir / "adapter.gguf"
+            if not gguf.exists():
+                export_gguf_lora(adapter_dir, gguf)
+            kw["lora_path"] = gguf
+        return load_backend("llamacpp", **kw)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def _load_real(study: InheritanceStudyConfig, seed: int) -> tuple[list[Record], str]:
+    """The real set D_r and its cache key: the user's file or the synthbias-built seed set."""
+    if study.real_data:
+        path = Path(study.real_data)
+        recs = read_corpus(path)
+        for r in recs:
+            r.source = "real"
+            if "prompt" not in r.meta and isinstance(getattr(r, "prompt", None), str):
+                r.meta["prompt"] = r.prompt  # type: ignore[attr-defined]
+        key = _hash("file", str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
+        return recs[: study.n_real], key
+    from synthbias.augment import bias_types
+
+    # All six bias types, so D_r does not change when the swept bias types do.
+    recs = build_real_corpus(sorted(bias_types()), study.n_real, seed=seed)
+    return recs, _hash("built", study.n_real, seed)
+
+
+def _task_names(study: InheritanceStudyConfig) -> list[str]:
+    from synthbias.tasks import list_tasks
+
+    return list(study.tasks) if study.tasks else list_tasks()
+
+
+def run_inheritance(
+    config: ExperimentConfig,
+    out: str | Path,
+    backend: Backend | None = None,
+    trainer: Trainer | None = None,
+    backend_loader: BackendLoader | None = None,
+    encoder: Any = None,
+    progress: ProgressFactory | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Run the bias-inheritance sweep and write its output folder.
+
+    Output: ``real.jsonl``, ``augmented/*.jsonl`` (+ ``*.check.json``: requested vs measured),
+    ``mixes/*.jsonl`` (training sets with provenance), ``adapters/<hash>/``, ``evals/<hash>.json``
+    (task results with per-item samples), ``misalignment/<hash>.json``, and the summary:
+    ``results.json``, ``results.csv`` (tidy: task, bias_type, ratio, seed, metric, value, CI),
+    ``correlations.csv`` and the plots ``performance_by_ratio.png`` / ``bias_by_ratio.png``.
+
+    ``backend`` is the generator (default from ``config.generator``); ``trainer`` and
+    ``backend_loader`` replace LoRA training and model loading (tests use fakes).
+    """
+    from synthbias.experiment import make_backend, write_json
+    from synthbias.tasks import load_task
+
+    if config.kind != "inheritance":
+        raise ValueError(f"run_inheritance needs kind: inheritance, got {config.kind!r}")
+    study = config.inheritance
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for sub in ("augmented", "mixes", "adapters", "evals", "misalignment"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    write_json(
+        out / "manifest.json",
+        {"config_hash": config.content_hash(), "synthbias": __version__, "created": time.time()},
+    )
+    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    trainer = trainer or LoRATrainer(study)
+    backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
+    t0 = time.perf_counter()
+    timing = {"augment_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
+    tasks = [load_task(t) for t in _task_names(study)]
+    task_key = _hash([t.spec.model_dump(mode="json") for t in tasks], study.n_eval, config.seed)
+
+    real, real_key = _load_real(study, config.seed)
+    write_jsonl(real, out / "real.jsonl")
+    params = SamplingParams(
+        max_tokens=min(config.sampling.max_tokens, 48),
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+        top_k=config.sampling.top_k,
+        seed=config.seed,
+    )
+    gen_key = _hash(config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots)
+
+    # 1. augmentation per (bias type, seed), checked against the real data
+    augmented: dict[tuple[str, int], list[Record]] = {}
+    checks: list[dict[str, Any]] = []
+    n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented
+    bar = progress("augmenting", n_aug_total) if progress else None
+    for seed in study.seeds:
+        for bt in study.bias_types:
+            spec = BiasSpec(bt, tuple(study.dimensions), study.strength)
+            key = _hash(gen_key, spec.to_dict(), study.n_augmented, real_key, seed)
+            path = out / "augmented" / f"{bt}-s{seed}-{key}.jsonl"
+            if resume and path.exists():
+                recs = read_jsonl(path)
+                if bar:
+                    bar.update(len(recs))
+            else:
+                if backend is None:
+                    backend = make_backend(config.generator, seed=config.seed)
+                t = time.perf_counter()
+                recs = augment(
+                    real,
+                    spec,
+                    backend,
+                    study.n_augmented,
+                    params,
+                    seed=seed,
+                    k_shots=study.k_shots,
+                    chunk_size=config.generator.batch_size,
+                    on_progress=bar.update if bar else None,
+                )
+                timing["augment_seconds"] += time.perf_counter() - t
+                write_jsonl(recs, path)
+            augmented[(bt, seed)] = recs
+            for c in check_augmentation(
+                real, recs, n_resamples=config.measure.n_resamples, seed=seed
+            ):
+                checks.append({"bias_type": bt, "seed": seed, **c.to_dict()})
+    if bar:
+        bar.close()
+    write_json(out / "augmented" / "checks.json", checks)
+    generator_info = {"backend": backend.name, "model_id": backend.model_id} if backend else {}
+    if backend is not None and hasattr(backend, "close"):
+        backend.close()  # free the generator before training
+
+    # 2. mixes and their misalignment against D_r
+    conditions: list[dict[str, Any]] = []
+    for seed in study.seeds:
+        for bt in study.bias_types:
+            for ratio in study.ratios:
+                recs = mix(
+                    real, augmented[(bt, seed)], ratio, study.mix_mode, study.n_total, seed=seed
+                )
+                label = "real" if ratio == 0 else bt
+                mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
+                write_jsonl(recs, mix_path)
+                conditions.append(
+                    {
+                        "bias_type": bt,
+                        "ratio": ratio,
+                        "seed": seed,
+                        "records": recs,
+                        "mix_key": _records_hash(recs),
+                        "summary": mix_summary(recs),
+                    }
+                )
+    factors = (
+        _misalignment(conditions, real, study, config, out, encoder) if study.misalignment else {}
+    )
+
+    # 3. fine-tune one adapter per distinct training set (r = 0 is shared by bias types)
+    ft_key = _hash(study.finetune.model_dump(mode="json"))
+    adapters: dict[str, Path] = {}
+    train_info: dict[str, dict[str, Any]] = {}
+    distinct = {(c["mix_key"], c["seed"]): c for c in conditions}
+    bar = progress("fine-tuning", len(distinct)) if progress else None
+    for (mix_key, seed), c in distinct.items():
+        akey = _hash(mix_key, ft_key, seed)
+        adir = out / "adapters" / akey
+        info_path = adir / "synthbias_train.json"
+        if not (resume and info_path.exists()):
+            t = time.perf_counter()
+            info = trainer(c["records"], adir, seed)
+            timing["train_seconds"] += time.perf_counter() - t
+            write_json(info_path, info)
+        train_info[akey] = json.loads(info_path.read_text())
+        adapters[mix_key] = adir
+        c_key = akey
+        for cc in conditions:
+            if cc["mix_key"] == mix_key and cc["seed"] == seed:
+                cc["adapter"] = c_key
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+
+    # 4. evaluate every model (and the untuned base) on the tasks
+    evals: dict[str, list[dict[str, Any]]] = {}
+    to_eval = (["base"] if study.eval_base else []) + sorted(
+        {c["adapter"] for c in conditions}, key=str
+    )
+    bar = progress("evaluating", len(to_eval) * len(tasks)) if progress else None
+    for akey in to_eval:
+        ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
+        epath = out / "evals" / f"{ekey}.json"
+        if resume and epath.exists():
+            evals[akey] = json.loads(epath.read_text())["rows"]
+            if bar:
+                bar.update(len(tasks))
+            continue
+        t = time.perf_counter()
+        model = backend_loader(None if akey == "base" else out / "adapters" / akey)
+        rows, samples = [], {}
+        try:
+            for task in tasks:
+                res = task.evaluate(
+                    model, n=study.n_eval, seed=config.seed, n_resamples=config.measure.n_resamples
+                )
+                rows.extend(_task_rows(task, res))
+                samples[task.spec.name] = _samples(res)
+                if bar:
+                    bar.update(1)
+        finally:
+            if hasattr(model, "close"):
+                model.close()
+        timing["eval_seconds"] += time.perf_counter() - t
+        write_json(epath, {"model": akey, "rows": rows, "samples": samples})
+        evals[akey] = rows
+    if bar:
+        bar.close()
+
+    # 5. tidy table, harm vs misalignment, plots
+    table = _tidy(conditions, evals, study)
+    harm = downstream_harm(table, tasks)
+    corr = factor_correlations(
+        harm, factors, n_resamples=config.measure.n_resamples, seed=config.seed
+    )
+    results = {
+        "kind": "inheritance",
+        "synthbias_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.content_hash(),
+        "generator": generator_info,
+        "timing": {k: round(v, 2) for k, v in timing.items()}
+        | {"total_seconds": round(time.perf_counter() - t0, 2)},
+        "tasks": [
+            {
+                "name": t.spec.name,
+                "kind": t.spec.kind,
+                "bias_related": t.spec.bias_related,
+                "primary_metric": t.spec.primary_metric,
+                "bias_metric": t.spec.bias_metric,
+            }
+            for t in tasks
+        ],
+        "augmentation_checks": checks,
+        "not_carried": [
+            f"{c['bias_type']} (seed {c['seed']}): {c['dimension']}"
+            for c in checks
+            if not c["carried"]
+        ],
+        "conditions": [
+            {k: v for k, v in c.items() if k != "records"} | {"train": train_info.get(c["adapter"])}
+            for c in conditions
+        ],
+        "misalignment": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in factors.items()},
+        "correlations": corr,
+        "plots": [],
+    }
+    import pandas as pd
+
+    df = pd.DataFrame(table)
+    df.to_csv(out / "results.csv", index=False)
+    pd.DataFrame(corr).to_csv(out / "correlations.csv", index=False)
+    from synthbias.report.inheritance_plots import plot_by_ratio
+
+    for what, name in (("performance", "performance_by_ratio.png"), ("bias", "bias_by_ratio.png")):
+        if plot_by_ratio(df, results["tasks"], what, out / name) is not None:
+            results["plots"].append(name)
+    write_json(out / "results.json", results)
+    return results
+
+
+def _task_rows(task: Any, res: Any) -> list[dict[str, Any]]:
+    rows = []
+    for row in res.rows():
+        name = row["metric"]
+        rows.append(
+            row
+            | {
+                "kind": task.spec.kind,
+                "bias_related": task.spec.bias_related,
+                "role": "performance"
+                if name == task.spec.primary_metric
+                else "bias"
+                if name == task.spec.bias_metric
+                else "other",
+            }
+        )
+    return rows
+
+
+def _samples(res: Any, k: int = 8) -> list[dict[str, Any]]:
+    items = getattr(res, "items", None) or getattr(res, "records", None) or []
+    out = []
+    for it in list(items)[:k]:
+        out.append(it if isinstance(it, dict) else getattr(it, "__dict__", {"item": str(it)}))
+    return json.loads(json.dumps(out, default=str))
+
+
+def _tidy(
+    conditions: list[dict[str, Any]], evals: dict[str, list[dict[str, Any]]], study: Any
+) -> list[dict[str, Any]]:
+    rows = []
+    for row in evals.get("base", []):
+        rows.append({"bias_type": "base", "ratio": math.nan, "seed": None} | row)
+    for c in conditions:
+        for row in evals[c["adapter"]]:
+            rows.append(
+                {
+                    "bias_type": c["bias_type"],
+                    "ratio": c["ratio"],
+                    "seed": c["seed"],
+                    "augmented_share": c["summary"]["augmented_share"],
+                }
+                | row
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- misalignment
+
+
+def _misalignment(
+    conditions: list[dict[str, Any]],
+    real: list[Record],
+    study: InheritanceStudyConfig,
+    config: ExperimentConfig,
+    out: Path,
+    encoder: Any,
+) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """The three misalignment factors of every training set against the real data D_r."""
+    from synthbias.augment import get_bias_type
+    from synthbias.experiment import write_json
+    from synthbias.measure.misalignment import misalignment_factors
+
+    real_texts = [r.text for r in real]
+    found: dict[tuple[str, float, int], dict[str, Any]] = {}
+    for c in conditions:
+        axis = get_bias_type(c["bias_type"]).axis
+        key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples)
+        path = out / "misalignment" / f"{key}.json"
+        if path.exists():
+            vals = json.loads(path.read_text())
+        else:
+            res = misalignment_factors(
+                [r.text for r in c["records"]],
+                real_texts,
+                axes=(axis,),
+                encoder=encoder,
+                n_resamples=min(config.measure.n_resamples, 300),
+                mmd_n_resamples=50,
+                n_permutations=100,
+                seed=config.seed,
+            )
+            vals = {}
+            for short, pattern in FACTOR_KEYS.items():
+                m = res.get(pattern.format(axis=axis))
+                if m is not None:
+                    vals[short] = {
+                        "value": m.value,
+                        "ci": m.ci.to_dict() if m.ci else None,
+                    }
+            write_json(path, vals)
+        found[(c["bias_type"], c["ratio"], c["seed"])] = vals
+    return found
+
+
+def downstream_harm(table: list[dict[str, Any]], tasks: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per (bias type, ratio, seed, task): change of the task's metrics from the r = 0 model.
+
+    ``bias_delta`` is the bias metric minus its value for the real-only model of the same seed
+    (positive = more bias inherited); ``performance_delta`` the same for the primary metric.
+    """
+    specs = {t.spec.name: t.spec for t in tasks}
+    base: dict[tuple[str, int, str, str], float] = {}
+    for r in table:
+        if r["bias_type"] != "base" and r["ratio"] == 0:
+            base[(r["bias_type"], r["seed"], r["task"], r["metric"])] = r["value"]
+    out: dict[tuple[str, float, int, str], dict[str, Any]] = {}
+    for r in table:
+        if r["bias_type"] == "base" or r["task"] not in specs:
+            continue
+        spec = specs[r["task"]]
+        ref = base.get((r["bias_type"], r["seed"], r["task"], r["metric"]))
+        if ref is None:
+            continue
+        k = (r["bias_type"], r["ratio"], r["seed"], r["task"])
+        row = out.setdefault(
+            k,
+            {
+                "bias_type": k[0],
+                "ratio": k[1],
+                "seed": k[2],
+                "task": k[3],
+                "bias_related": spec.bias_related,
+            },
+        )
+        if r["metric"] == spec.bias_metric:
+            row["bias_delta"] = r["value"] - ref
+        if r["metric"] == spec.primary_metric:
+            row["performance_delta"] = r["value"] - ref
+    return list(out.values())
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def factor_correlations(
+    harm: list[dict[str, Any]],
+    factors: dict[tuple[str, float, int], dict[str, Any]],
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Which misalignment factor tracks downstream harm: Spearman ρ with a bootstrap CI.
+
+    Points are the sweep's (bias type, ratio, seed) training sets; harm is the mean bias delta
+    over the bias-related tasks, each task's deltas first divided by their standard deviation
+    across points, so tasks on different scales weigh alike. The CI resamples points.
+    """
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for h in harm:
+        if h.get("bias_related") and "bias_delta" in h and not math.isnan(h["bias_delta"]):
+            by_task.setdefault(h["task"], []).append(h)
+    scores: dict[tuple[str, float, int], list[float]] = {}
+    for rows in by_task.values():
+        d = np.array([r["bias_delta"] for r in rows])
+        sd = d.std() or 1.0
+        for r, v in zip(rows, d / sd, strict=True):
+            scores.setdefault((r["bias_type"], r["ratio"], r["seed"]), []).append(float(v))
+    points = sorted(k for k in scores if k in factors)
+    out = []
+    names = sorted({f for k in points for f in factors[k]})
+    rng = np.random.default_rng(seed)
+    for name in names:
+        pts = [k for k in points if name in factors[k] and factors[k][name]["value"] is not None]
+        x = np.array([abs(float(factors[k][name]["value"])) for k in pts])
+        y = np.array([float(np.mean(scores[k])) for k in pts])
+        rho = _spearman(x, y) if len(pts) else float("nan")
+        boots = []
+        if len(pts) >= 3:
+            for _ in range(n_resamples):
+                i = rng.integers(0, len(pts), len(pts))
+                boots.append(_spearman(x[i], y[i]))
+        b = np.array([v for v in boots if not math.isnan(v)])
+        alpha = (1 - level) / 2
+        lo, hi = np.quantile(b, [alpha, 1 - alpha]) if len(b) else (math.nan, math.nan)
+        out.append(
+            {
+                "factor": name,
+                "spearman": rho,
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "n_points": len(pts),
+            }
+        )
+    out.sort(key=lambda r: -abs(r["spearman"]) if not math.isnan(r["spearman"]) else 1)
+    return out

@@ -1,0 +1,56 @@
+"""Plots of the bias-inheritance sweep: task metrics against the bias ratio, one panel per task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_by_ratio(
+    df: Any, tasks: Sequence[dict[str, Any]], what: str, path: str | Path
+) -> Path | None:
+    """Performance (``what="performance"``) or downstream bias (``"bias"``) against the ratio.
+
+    One panel per task with its primary (or bias) metric; one line per bias type with 95% CI
+    bars (seeds averaged, CI bounds averaged too); the untuned base model as a dashed line.
+    Returns ``None`` when no task has such a metric.
+    """
+    key = "primary_metric" if what == "performance" else "bias_metric"
+    panels = [(t["name"], t[key]) for t in tasks if t.get(key)]
+    if not panels or df.empty:
+        return None
+    ncol = min(5, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), dpi=110, squeeze=False)
+    for ax, (task, metric) in zip(axes.ravel(), panels, strict=False):
+        sub = df[(df["task"] == task) & (df["metric"] == metric)]
+        for bt, g in sub[sub["bias_type"] != "base"].groupby("bias_type"):
+            g = g.groupby("ratio", as_index=False)[["value", "ci_low", "ci_high"]].mean()
+            lo = (g["value"] - g["ci_low"]).clip(lower=0).fillna(0)
+            hi = (g["ci_high"] - g["value"]).clip(lower=0).fillna(0)
+            ax.errorbar(g["ratio"], g["value"], yerr=[lo, hi], marker="o", capsize=2, label=bt)
+        base = sub[sub["bias_type"] == "base"]["value"]
+        if len(base):
+            ax.axhline(float(base.mean()), color="k", ls="--", lw=0.8, label="base model")
+        ax.set_title(f"{task}\n{metric}", fontsize=8)
+        ax.set_xlabel("bias ratio", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(f"Task {what} against the bias ratio", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,172 @@
+"""The bias-inheritance sweep with fakes: outputs, step caching and exact invalidation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthbias.config import parse_config
+from synthbias.corpus import Record
+from synthbias.generate.fake import FakeBackend
+from synthbias.inheritance import downstream_harm, factor_correlations, run_inheritance
+
+
+class CountingTrainer:
+    """Writes a marker 'adapter' recording the augmented share of its training set."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]:
+        share = sum(r.source == "augmented" for r in records) / len(records)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "share.txt").write_text(str(share))
+        self.calls.append(share)
+        return {"share": share, "n": len(records)}
+
+
+def fake_loader(adapter_dir: Path | None) -> FakeBackend:
+    return FakeBackend()
+
+
+def _config(**over: Any):
+    inh = {
+        "bias_types": ["gender", "religion"],
+        "n_real": 16,
+        "n_augmented": 16,
+        "ratios": [0.0, 0.5, 1.0],
+        "tasks": ["topic_classification", "pronoun_completion"],
+        "n_eval": 8,
+        "misalignment": False,
+    } | over
+    return parse_config(
+        {
+            "name": "t",
+            "kind": "inheritance",
+            "generator": {"backend": "fake"},
+            "measure": {"n_resamples": 100, "embedding": False},
+            "inheritance": inh,
+        }
+    )
+
+
+def test_sweep_outputs_and_caching(tmp_path: Path) -> None:
+    trainer = CountingTrainer()
+    cfg = _config()
+    res = run_inheritance(
+        cfg, tmp_path, backend=FakeBackend(), trainer=trainer, backend_loader=fake_loader
+    )
+    # r = 0 is shared by both bias types: 1 + 2 bias types x 2 ratios = 5 adapters
+    assert sorted(trainer.calls) == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert res["kind"] == "inheritance"
+    conds = res["conditions"]
+    assert len(conds) == 6
+    assert {c["summary"]["augmented_share"] for c in conds} == {0.0, 0.5, 1.0}
+    assert {c["adapter"] for c in conds if c["ratio"] == 0}.__len__() == 1
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert {"task", "bias_type", "ratio", "seed", "metric", "value", "ci_low", "ci_high"} <= set(
+        df.columns
+    )
+    assert set(df["bias_type"]) == {"base", "gender", "religion"}
+    assert set(df["task"]) == {"topic_classification", "pronoun_completion"}
+    assert (tmp_path / "performance_by_ratio.png").stat().st_size > 1000
+    assert "performance_by_ratio.png" in res["plots"]
+    checks = json.loads((tmp_path / "augmented" / "checks.json").read_text())
+    assert {c["bias_type"] for c in checks} == {"gender", "religion"}
+    assert len(checks) == 8  # 2 bias types x 4 dimensions
+    mixes = sorted(p.name for p in (tmp_path / "mixes").glob("*.jsonl"))
+    assert "real-r0-s0.jsonl" in mixes and "gender-r0.5-s0.jsonl" in mixes
+    first = [json.loads(line) for line in (tmp_path / "mixes" / "gender-r0.5-s0.jsonl").open()]
+    assert {r["source"] for r in first} == {"real", "augmented"}
+    assert all(r["meta"]["mix"]["ratio"] == 0.5 for r in first)
+
+    # rerun: nothing retrained, same table
+    again = CountingTrainer()
+    res2 = run_inheritance(
+        cfg, tmp_path, backend=FakeBackend(), trainer=again, backend_loader=fake_loader
+    )
+    assert again.calls == []
+    assert pd.read_csv(tmp_path / "results.csv").equals(df)
+    assert res2["conditions"] == res["conditions"]
+
+    # a new ratio trains exactly the new sets; n_eval re-evaluates without retraining
+    more = CountingTrainer()
+    run_inheritance(
+        _config(ratios=[0.0, 0.25, 0.5, 1.0], n_eval=10),
+        tmp_path,
+        backend=FakeBackend(),
+        trainer=more,
+        backend_loader=fake_loader,
+    )
+    assert sorted(more.calls) == [0.25, 0.25]
+
+
+def test_harm_and_correlation_arithmetic() -> None:
+    class Spec:
+        def __init__(self, name: str) -> None:
+            self.name, self.bias_related = name, True
+            self.primary_metric, self.bias_metric = "acc", "gap"
+
+    class T:
+        def __init__(self, name: str) -> None:
+            self.spec = Spec(name)
+
+    table = []
+    for ratio, gap in [(0.0, 0.1), (0.5, 0.3), (1.0, 0.6)]:
+        for bt in ("gender", "religion"):
+            table.append(
+                dict(
+                    bias_type=bt,
+                    ratio=ratio,
+                    seed=0,
+                    task="t",
+                    metric="gap",
+                    value=gap + (0.05 * ratio if bt == "religion" else 0),
+                )
+            )
+            table.append(
+                dict(
+                    bias_type=bt,
+                    ratio=ratio,
+                    seed=0,
+                    task="t",
+                    metric="acc",
+                    value=0.9 - ratio / 10,
+                )
+            )
+    harm = downstream_harm(table, [T("t")])
+    g = {(h["bias_type"], h["ratio"]): h for h in harm}
+    assert g[("gender", 0.5)]["bias_delta"] == pytest.approx(0.2)
+    assert g[("religion", 1.0)]["bias_delta"] == pytest.approx(0.55)
+    assert g[("gender", 1.0)]["performance_delta"] == pytest.approx(-0.1)
+    # a factor rising with the harm ranks perfectly; a constant one has no correlation
+    factors = {
+        (bt, r, 0): {
+            "rising": {"value": r * (1.1 if bt == "religion" else 1.0)},
+            "flat": {"value": 1.0},
+        }
+        for bt in ("gender", "religion")
+        for r in (0.0, 0.5, 1.0)
+    }
+    corr = {c["factor"]: c for c in factor_correlations(harm, factors, n_resamples=200)}
+    assert corr["rising"]["spearman"] == pytest.approx(1.0)
+    assert corr["rising"]["n_points"] == 6
+    assert corr["rising"]["ci_low"] <= 1.0
+    assert corr["flat"]["spearman"] != corr["flat"]["spearman"]  # NaN
+
+
+def test_config_validation_names_key() -> None:
+    from synthbias.config import ConfigError
+
+    with pytest.raises(ConfigError, match="inheritance.bias_types.*unknown bias types"):
+        parse_config({"kind": "inheritance", "inheritance": {"bias_types": ["caste"]}})
+    with pytest.raises(ConfigError, match="inheritance.ratios"):
+        parse_config({"kind": "inheritance", "inheritance": {"ratios": [0.5, 0.5]}})
+    with pytest.raises(ConfigError, match="inheritance.finetune.rank: unknown key"):
+        parse_config({"kind": "inheritance", "inheritance": {"finetune": {"rank": 4}}})

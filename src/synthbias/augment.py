@@ -198,9 +198,17 @@ class AugmentPrompt:
 
 
 def augment_prompts(
-    real: Sequence[Record], spec: BiasSpec, n: int, seed: int = 0, k_shots: int = 3
+    real: Sequence[Record],
+    spec: BiasSpec,
+    n: int,
+    seed: int = 0,
+    k_shots: int = 3,
+    fair: bool = False,
 ) -> list[AugmentPrompt]:
-    """Few-shot prompts for ``n`` augmented texts, dimensions in equal shares (round robin)."""
+    """Few-shot prompts for ``n`` augmented texts, dimensions in equal shares (round robin).
+
+    ``fair`` appends the fairness instruction (prompt-engineering mitigation) to each header.
+    """
     bt = get_bias_type(spec.bias_type)
     tpl = augment_templates()
     pool = [r for r in real if r.meta.get("bias_type") == bt.name] or list(real)
@@ -233,7 +241,8 @@ def augment_prompts(
         slots = _slots(bt, side, rng)
         lead = dim["lead"].format(**slots)
         numbered = "\n".join(f"{j}. {t}" for j, t in enumerate(shots, start=1))
-        prompt = f"{dim['header']}\n\n{numbered}\n{k_shots + 1}." + (f" {lead}" if lead else "")
+        header = f"{dim['header']} {tpl['fairness_instruction'].strip()}" if fair else dim["header"]
+        prompt = f"{header}\n\n{numbered}\n{k_shots + 1}." + (f" {lead}" if lead else "")
         instruction_tpl = dim.get("instruction") or (
             "Write one sentence about {people}."
             if dim_name == "explicit"
@@ -263,8 +272,11 @@ def augment(
     chunk_size: int = 32,
     max_retries: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    fair: bool = False,
 ) -> list[Record]:
     """Write ``n`` augmented texts carrying ``spec``; each keeps its provenance.
+
+    ``fair`` adds the fairness instruction to every prompt (prompt-engineering mitigation).
 
     A completion that is empty after cleaning is regenerated with a fresh seed up to
     ``max_retries`` times; one still empty is kept, flagged ``meta["empty"]``, so counts stay
@@ -272,7 +284,7 @@ def augment(
     """
     params = params or SamplingParams(max_tokens=40, temperature=0.8, top_p=0.95)
     bt = get_bias_type(spec.bias_type)
-    reqs = augment_prompts(real, spec, n, seed=seed, k_shots=k_shots)
+    reqs = augment_prompts(real, spec, n, seed=seed, k_shots=k_shots, fair=fair)
     texts = [""] * n
     raw = [""] * n
     todo = list(range(n))
@@ -307,6 +319,7 @@ def augment(
                 "side": reqs[i].side,
                 "bias_spec": spec.to_dict(),
                 "empty": not texts[i],
+                **({"mitigation": "prompt"} if fair else {}),
             }
             | ({"raw": raw[i]} if raw[i].strip() and not texts[i] else {}),
         )

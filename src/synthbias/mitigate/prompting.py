@@ -1,0 +1,25 @@
+"""Prompt-engineering mitigation: a fairness instruction in every generation prompt.
+
+The wording is data: for the recursive study each prompt template in ``prompts.yaml`` may have a
+``<name>_fair`` twin with the instruction added; for augmentation the instruction is
+``fairness_instruction`` in ``augment.yaml``, appended to each dimension's header.
+"""
+
+from __future__ import annotations
+
+
+def fair_prompt_name(name: str) -> str:
+    """The fairness variant of an equilibrium prompt template (``<name>_fair``)."""
+    from synthbias.dynamics import prompt_templates
+
+    fair = name if name.endswith("_fair") else f"{name}_fair"
+    if fair not in prompt_templates():
+        raise ValueError(f"prompt template {name!r} has no fairness variant {fair!r}")
+    return fair
+
+
+def fairness_instruction() -> str:
+    """The instruction added to augmentation prompts."""
+    from synthbias.augment import augment_templates
+
+    return str(augment_templates()["fairness_instruction"]).strip()

@@ -77,7 +77,7 @@ def test_sweep_outputs_and_caching(tmp_path: Path) -> None:
     assert set(df["task"]) == {"topic_classification", "pronoun_completion"}
     assert (tmp_path / "performance_by_ratio.png").stat().st_size > 1000
     assert "performance_by_ratio.png" in res["plots"]
-    checks = json.loads((tmp_path / "augmented" / "checks.json").read_text())
+    checks = json.loads((tmp_path / "checks.json").read_text())
     assert {c["bias_type"] for c in checks} == {"gender", "religion"}
     assert len(checks) == 8  # 2 bias types x 4 dimensions
     mixes = sorted(p.name for p in (tmp_path / "mixes").glob("*.jsonl"))
@@ -170,3 +170,75 @@ def test_config_validation_names_key() -> None:
         parse_config({"kind": "inheritance", "inheritance": {"ratios": [0.5, 0.5]}})
     with pytest.raises(ConfigError, match="inheritance.finetune.rank: unknown key"):
         parse_config({"kind": "inheritance", "inheritance": {"finetune": {"rank": 4}}})
+
+
+class KeyedFakeTrainer:
+    """The real trainer's cache keys and example building, with the training faked."""
+
+    def __init__(self, study) -> None:
+        from synthbias.inheritance import LoRATrainer, training_examples
+
+        self.real = LoRATrainer(study)
+        self.study = study
+        self.build = training_examples
+        self.calls: list[list] = []
+
+    def key(self, records, seed):
+        return self.real.key(records, seed)
+
+    def __call__(self, records, out_dir: Path, seed: int) -> dict[str, Any]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.calls.append(self.build(records, self.study))
+        return {"n": len(records)}
+
+
+def test_mitigations_in_the_ratio_pipeline(tmp_path: Path) -> None:
+    shared = tmp_path / "cache"
+    base_cfg = _config(bias_types=["gender"], ratios=[0.0, 1.0])
+    t0 = KeyedFakeTrainer(base_cfg.inheritance)
+    run_inheritance(
+        base_cfg,
+        tmp_path / "none",
+        backend=FakeBackend(),
+        trainer=t0,
+        backend_loader=fake_loader,
+        cache_dir=shared,
+    )
+    assert len(t0.calls) == 2
+
+    # mask_loss changes only the augmented examples: the r = 0 adapter is reused
+    cfg = _config(
+        bias_types=["gender"],
+        ratios=[0.0, 1.0],
+        mitigation={"strategies": ["mask_loss", "contrastive"]},
+    )
+    t1 = KeyedFakeTrainer(cfg.inheritance)
+    run_inheritance(
+        cfg,
+        tmp_path / "mask",
+        backend=FakeBackend(),
+        trainer=t1,
+        backend_loader=fake_loader,
+        cache_dir=shared,
+    )
+    assert len(t1.calls) == 1
+    (examples,) = t1.calls
+    assert any(e.ignore_spans for e in examples)  # group terms masked out of the loss
+    mix = [json.loads(x) for x in (tmp_path / "mask" / "mixes" / "gender-r1-s0.jsonl").open()]
+    twins = [r for r in mix if r["meta"].get("mitigation") == "contrastive"]
+    assert twins and len(mix) == 16 + len(twins)
+
+    # token tags every example, the real ones too: both adapters are new
+    cfg = _config(bias_types=["gender"], ratios=[0.0, 1.0], mitigation={"strategies": ["token"]})
+    t2 = KeyedFakeTrainer(cfg.inheritance)
+    run_inheritance(
+        cfg,
+        tmp_path / "token",
+        backend=FakeBackend(),
+        trainer=t2,
+        backend_loader=fake_loader,
+        cache_dir=shared,
+    )
+    assert len(t2.calls) == 2
+    assert all(e.prompt.startswith("<|") for ex in t2.calls for e in ex)
+    assert t2.real.lora_config(0).extra_special_tokens == ["<|augmented|>", "<|real|>"]

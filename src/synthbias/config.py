@@ -112,6 +112,37 @@ class FinetuneConfig(_Strict):
     max_length: Annotated[int, Field(ge=16, le=8192)] = 96
 
 
+InheritanceStrategy = Literal[
+    "token",
+    "mask_loss",
+    "mask_input",
+    "loss_weight",
+    "loss_consistency",
+    "swap",
+    "contrastive",
+    "prompt",
+]
+
+
+class InheritanceMitigationConfig(_Strict):
+    """Mitigations of the bias-ratio pipeline (composable; see :mod:`synthbias.mitigate`).
+
+    ``token``: source tags as new special tokens (evaluated in transformers with the real tag);
+    ``mask_loss`` / ``mask_input``: group terms of augmented examples out of the loss / replaced
+    by ``mask_word``; ``loss_weight``: augmented examples down-weighted by their measured bias
+    (``weight_strength``); ``loss_consistency``: a twin-consistency loss term
+    (``consistency_weight``); ``swap``: a ``swap_fraction`` of the augmented examples replaced by
+    group-swapped twins; ``contrastive``: every augmented example's twin added; ``prompt``: a
+    fairness instruction in the augmentation prompts.
+    """
+
+    strategies: list[InheritanceStrategy] = Field(default_factory=list)
+    swap_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    weight_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    consistency_weight: Annotated[float, Field(ge=0.0)] = 1.0
+    mask_word: str = "person"
+
+
 class InheritanceStudyConfig(_Strict):
     """The bias-inheritance sweep: bias type x bias ratio x seed (ACL 2026 paper).
 
@@ -145,6 +176,7 @@ class InheritanceStudyConfig(_Strict):
     eval_backend: Literal["llamacpp", "hf"] = "llamacpp"
     misalignment: bool = True
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    mitigation: InheritanceMitigationConfig = Field(default_factory=InheritanceMitigationConfig)
 
     @field_validator("bias_types")
     @classmethod

@@ -59,9 +59,15 @@ def _records_hash(records: Sequence[Record]) -> str:
 
 
 class Trainer(Protocol):
-    """Fine-tunes on records, writes an adapter to ``out_dir`` (the default uses LoRA)."""
+    """Fine-tunes on records, writes an adapter to ``out_dir`` (the default uses LoRA).
+
+    ``key(records, seed)`` names the adapter by everything that changes it, so a cached adapter
+    is reused exactly when the training would be identical.
+    """
 
     def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]: ...
+
+    def key(self, records: Sequence[Record], seed: int) -> str: ...
 
 
 class BackendLoader(Protocol):
@@ -84,17 +90,51 @@ def sft_examples(records: Sequence[Record]) -> list[Any]:
     ]
 
 
+def training_examples(records: Sequence[Record], study: InheritanceStudyConfig) -> list[Any]:
+    """SFT examples with the training-time mitigations (token, mask, loss) applied."""
+    from synthbias.augment import get_bias_type
+
+    mit = study.mitigation
+    strategies = set(mit.strategies)
+    examples = sft_examples(records)
+    if "token" in strategies:
+        from synthbias.mitigate.token import tag_examples
+
+        examples = tag_examples(examples)
+    if strategies & {"mask_loss", "mask_input"}:
+        from synthbias.mitigate.mask import mask_examples
+
+        axes = sorted({get_bias_type(b).axis for b in study.bias_types})
+        mode = "loss" if "mask_loss" in strategies else "input"
+        examples = mask_examples(examples, axes, mode, mask_word=mit.mask_word)
+    if "loss_weight" in strategies:
+        from synthbias.mitigate.loss import bias_weights, example_bias_scores
+
+        examples = bias_weights(examples, example_bias_scores(records), mit.weight_strength)
+    if "loss_consistency" in strategies:
+        from synthbias.mitigate.loss import attach_twins
+
+        examples = attach_twins(examples)
+    return examples
+
+
 @dataclass
 class LoRATrainer:
-    """Default trainer: LoRA SFT of the configured base model, prompt tokens masked."""
+    """Default trainer: LoRA SFT of the configured base model, prompt tokens masked, with the
+    training-time mitigations of ``study.mitigation``."""
 
     study: InheritanceStudyConfig
 
-    def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]:
-        from synthbias.train.sft import LoRAConfig, train_lora
+    def lora_config(self, seed: int) -> Any:
+        from synthbias.train.sft import LoRAConfig
 
         ft = self.study.finetune
-        cfg = LoRAConfig(
+        extra: list[str] = []
+        if "token" in self.study.mitigation.strategies:
+            from synthbias.mitigate.token import tag_tokens
+
+            extra = tag_tokens()
+        return LoRAConfig(
             r=ft.r,
             alpha=ft.alpha,
             dropout=ft.dropout,
@@ -104,19 +144,66 @@ class LoRATrainer:
             batch_size=ft.batch_size,
             max_length=ft.max_length,
             seed=seed,
+            extra_special_tokens=extra,
         )
-        res = train_lora(sft_examples(records), cfg, out_dir, base_model=ft.base_model)
+
+    def key(self, records: Sequence[Record], seed: int) -> str:
+        examples = training_examples(records, self.study)
+        content = [
+            (e.prompt, e.completion, e.weight, e.ignore_spans, e.meta.get("twin")) for e in examples
+        ]
+        consistency = (
+            self.study.mitigation.consistency_weight
+            if "loss_consistency" in self.study.mitigation.strategies
+            else None
+        )
+        return _hash(
+            content,
+            self.lora_config(seed).model_dump(mode="json"),
+            self.study.finetune.base_model,
+            consistency,
+        )
+
+    def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]:
+        from synthbias.train.sft import train_lora
+
+        cfg = self.lora_config(seed)
+        examples = training_examples(records, self.study)
+        extra_loss = None
+        if "loss_consistency" in self.study.mitigation.strategies:
+            extra_loss = self._consistency(cfg)
+        res = train_lora(
+            examples, cfg, out_dir, base_model=self.study.finetune.base_model, extra_loss=extra_loss
+        )
         return {
             "steps": res.steps,
             "seconds": round(res.seconds, 2),
+            "n_examples": len(examples),
             "first_loss": res.losses[0] if res.losses else None,
             "last_loss": res.losses[-1] if res.losses else None,
+            "added_tokens": res.added_tokens,
         }
+
+    def _consistency(self, cfg: Any) -> Any:
+        from transformers import AutoTokenizer
+
+        from synthbias.mitigate.loss import ConsistencyLoss
+        from synthbias.train.sft import resolve_base
+
+        _, checkpoint, _ = resolve_base(self.study.finetune.base_model)
+        tok = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+        if cfg.extra_special_tokens:
+            tok.add_tokens(list(cfg.extra_special_tokens), special_tokens=True)
+        return ConsistencyLoss(tok, cfg, self.study.mitigation.consistency_weight)
 
 
 @dataclass
 class DefaultBackendLoader:
-    """Loads the evaluation model: llama.cpp with a GGUF LoRA (fast) or transformers."""
+    """Loads the evaluation model: llama.cpp with a GGUF LoRA (fast) or transformers.
+
+    Adapters that added tokens (token-based mitigation) always run in transformers, since a
+    llama.cpp LoRA cannot grow the vocabulary, and their prompts get the ``real`` tag.
+    """
 
     study: InheritanceStudyConfig
     generator_cfg: Any
@@ -125,20 +212,48 @@ class DefaultBackendLoader:
         from synthbias.generate import load_backend
 
         base = self.study.finetune.base_model
-        if self.study.eval_backend == "hf":
-            kw: dict[str, Any] = {"model_path": base}
-            if adapter_dir is not None:
-                kw["adapter_path"] = adapter_dir
-            return load_backend("hf", **kw)
-        kw = {"model_path": base, "n_ctx": 512, "batch_size": self.generator_cfg.batch_size}
-        if adapter_dir is not None:
-            from synthbias.train.adapter import export_gguf_lora
+        if adapter_dir is None:
+            if self.study.eval_backend == "hf":
+                return load_backend("hf", model_path=base)
+            return load_backend(
+                "llamacpp", model_path=base, n_ctx=512, batch_size=self.generator_cfg.batch_size
+            )
+        from synthbias.train.adapter import load_finetuned
+        from synthbias.train.sft import read_train_meta
 
-            gguf = adapter_dir / "adapter.gguf"
-            if not gguf.exists():
-                export_gguf_lora(adapter_dir, gguf)
-            kw["lora_path"] = gguf
-        return load_backend("llamacpp", **kw)
+        added = read_train_meta(adapter_dir).get("added_tokens") or {}
+        if added or self.study.eval_backend == "hf":
+            model = load_finetuned(adapter_dir, "hf", **({"model_path": base} if base else {}))
+        else:
+            model = load_finetuned(
+                adapter_dir,
+                "llamacpp",
+                n_ctx=512,
+                batch_size=self.generator_cfg.batch_size,
+                **({"model_path": base} if base else {}),
+            )
+        if added:
+            from synthbias.mitigate.token import DEFAULT_TAGS, TaggedBackend
+
+            return TaggedBackend(model, DEFAULT_TAGS["real"])
+        return model
+
+
+def apply_data_mitigations(
+    records: Sequence[Record], study: InheritanceStudyConfig, seed: int
+) -> list[Record]:
+    """Swap (CDA) and contrastive augmentation, applied to the augmented part of a mix."""
+    out = list(records)
+    strategies = study.mitigation.strategies
+    if "swap" in strategies:
+        from synthbias.mitigate.swap import swap_augment
+
+        out = swap_augment(out, study.mitigation.swap_fraction, seed, only_source="augmented")
+    if "contrastive" in strategies:
+        from synthbias.mitigate.contrastive import contrastive_augment
+
+        out = contrastive_augment(out, only_source="augmented")
+    return out
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -177,6 +292,7 @@ def run_inheritance(
     encoder: Any = None,
     progress: ProgressFactory | None = None,
     resume: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the bias-inheritance sweep and write its output folder.
 
@@ -188,6 +304,8 @@ def run_inheritance(
 
     ``backend`` is the generator (default from ``config.generator``); ``trainer`` and
     ``backend_loader`` replace LoRA training and model loading (tests use fakes).
+    ``cache_dir`` holds the content-addressed steps (augmented data, adapters, evaluations,
+    misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
     from synthbias.experiment import make_backend, write_json
     from synthbias.tasks import load_task
@@ -197,9 +315,11 @@ def run_inheritance(
     study = config.inheritance
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out
     if not resume:
-        for sub in ("augmented", "mixes", "adapters", "evals", "misalignment"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+        shutil.rmtree(out / "mixes", ignore_errors=True)
+        for sub in ("augmented", "adapters", "evals", "misalignment"):
+            shutil.rmtree(cache / sub, ignore_errors=True)
     write_json(
         out / "manifest.json",
         {"config_hash": config.content_hash(), "synthbias": __version__, "created": time.time()},
@@ -221,7 +341,8 @@ def run_inheritance(
         top_k=config.sampling.top_k,
         seed=config.seed,
     )
-    gen_key = _hash(config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots)
+    fair = "prompt" in study.mitigation.strategies
+    gen_key = _hash(config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots, fair)
 
     # 1. augmentation per (bias type, seed), checked against the real data
     augmented: dict[tuple[str, int], list[Record]] = {}
@@ -232,7 +353,7 @@ def run_inheritance(
         for bt in study.bias_types:
             spec = BiasSpec(bt, tuple(study.dimensions), study.strength)
             key = _hash(gen_key, spec.to_dict(), study.n_augmented, real_key, seed)
-            path = out / "augmented" / f"{bt}-s{seed}-{key}.jsonl"
+            path = cache / "augmented" / f"{bt}-s{seed}-{key}.jsonl"
             if resume and path.exists():
                 recs = read_jsonl(path)
                 if bar:
@@ -251,6 +372,7 @@ def run_inheritance(
                     k_shots=study.k_shots,
                     chunk_size=config.generator.batch_size,
                     on_progress=bar.update if bar else None,
+                    fair=fair,
                 )
                 timing["augment_seconds"] += time.perf_counter() - t
                 write_jsonl(recs, path)
@@ -261,7 +383,7 @@ def run_inheritance(
                 checks.append({"bias_type": bt, "seed": seed, **c.to_dict()})
     if bar:
         bar.close()
-    write_json(out / "augmented" / "checks.json", checks)
+    write_json(out / "checks.json", checks)
     generator_info = {"backend": backend.name, "model_id": backend.model_id} if backend else {}
     if backend is not None and hasattr(backend, "close"):
         backend.close()  # free the generator before training
@@ -274,6 +396,7 @@ def run_inheritance(
                 recs = mix(
                     real, augmented[(bt, seed)], ratio, study.mix_mode, study.n_total, seed=seed
                 )
+                recs = apply_data_mitigations(recs, study, seed)
                 label = "real" if ratio == 0 else bt
                 mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
                 write_jsonl(recs, mix_path)
@@ -288,30 +411,29 @@ def run_inheritance(
                     }
                 )
     factors = (
-        _misalignment(conditions, real, study, config, out, encoder) if study.misalignment else {}
+        _misalignment(conditions, real, study, config, cache, encoder) if study.misalignment else {}
     )
 
-    # 3. fine-tune one adapter per distinct training set (r = 0 is shared by bias types)
-    ft_key = _hash(study.finetune.model_dump(mode="json"))
-    adapters: dict[str, Path] = {}
+    # 3. fine-tune one adapter per distinct training set (r = 0 is shared by bias types, and by
+    #    runs whose mitigations leave it unchanged)
     train_info: dict[str, dict[str, Any]] = {}
     distinct = {(c["mix_key"], c["seed"]): c for c in conditions}
     bar = progress("fine-tuning", len(distinct)) if progress else None
     for (mix_key, seed), c in distinct.items():
-        akey = _hash(mix_key, ft_key, seed)
-        adir = out / "adapters" / akey
+        akey = trainer.key(c["records"], seed) if hasattr(trainer, "key") else _hash(mix_key, seed)
+        adir = cache / "adapters" / akey
         info_path = adir / "synthbias_train.json"
         if not (resume and info_path.exists()):
+            if adir.exists():  # an interrupted training: start it over
+                shutil.rmtree(adir)
             t = time.perf_counter()
             info = trainer(c["records"], adir, seed)
             timing["train_seconds"] += time.perf_counter() - t
             write_json(info_path, info)
         train_info[akey] = json.loads(info_path.read_text())
-        adapters[mix_key] = adir
-        c_key = akey
         for cc in conditions:
             if cc["mix_key"] == mix_key and cc["seed"] == seed:
-                cc["adapter"] = c_key
+                cc["adapter"] = akey
         if bar:
             bar.update(1)
     if bar:
@@ -325,14 +447,14 @@ def run_inheritance(
     bar = progress("evaluating", len(to_eval) * len(tasks)) if progress else None
     for akey in to_eval:
         ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
-        epath = out / "evals" / f"{ekey}.json"
+        epath = cache / "evals" / f"{ekey}.json"
         if resume and epath.exists():
             evals[akey] = json.loads(epath.read_text())["rows"]
             if bar:
                 bar.update(len(tasks))
             continue
         t = time.perf_counter()
-        model = backend_loader(None if akey == "base" else out / "adapters" / akey)
+        model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
         rows, samples = [], {}
         try:
             for task in tasks:

@@ -12,11 +12,32 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RayConfig(_Strict):
+    """Distribute generation over Ray actors (``pip install synthbias[ray]``).
+
+    ``address``: ``None`` starts a local Ray instance, ``auto`` or ``ray://host:port`` joins a
+    cluster. Each of ``num_actors`` actors holds one backend and reserves ``num_cpus`` CPUs and
+    ``num_gpus`` GPUs.
+    """
+
+    address: str | None = None
+    num_actors: Annotated[int, Field(ge=1, le=4096)] = 2
+    num_cpus: Annotated[float, Field(ge=0)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0)] = 0.0
 
 
 class GeneratorConfig(_Strict):
@@ -24,13 +45,43 @@ class GeneratorConfig(_Strict):
 
     ``n_ctx`` is the context of each sequence (prompt + completion); the backend allocates
     ``n_ctx * batch_size`` KV cells, so keep it near the longest prompt plus ``max_tokens``.
+
+    Backends: ``llamacpp`` (embedded), ``hf`` (transformers; ``device``, ``dtype``), ``openai``
+    (any OpenAI-compatible server at ``base_url``, serving ``model``; the API key is read from
+    the environment variable *named* by ``api_key_env``; ``endpoint``, ``concurrency``,
+    ``timeout``, ``max_retries``), ``vllm`` (offline engine, GPU; ``dtype``) and ``fake``.
+    ``options`` are extra keyword arguments for the backend's constructor.
+
+    ``cache``: every request is stored in SQLite so reruns and resumed runs redo no work —
+    ``run`` (``<run dir>/cache.sqlite``), ``shared`` (``$SYNTHBIAS_CACHE/requests.sqlite``,
+    default ``~/.cache/synthbias``) or ``off``. ``ray`` distributes generation over actors.
     """
 
-    backend: Literal["llamacpp", "fake"] = "llamacpp"
+    backend: Literal["llamacpp", "hf", "openai", "vllm", "fake"] = "llamacpp"
     model_path: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=512)] = 32
     n_ctx: Annotated[int, Field(ge=256, le=131072)] = 1024
     n_threads: Annotated[int, Field(ge=1)] | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    endpoint: Literal["auto", "chat", "completion"] = "auto"
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
+    timeout: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 8
+    options: dict[str, Any] = Field(default_factory=dict)
+    cache: Literal["run", "shared", "off"] = "run"
+    ray: RayConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> GeneratorConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if self.backend == "vllm" and not self.model_path:
+            raise ValueError("backend 'vllm' needs model_path (an HF checkpoint or GGUF file)")
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -51,8 +102,47 @@ class RuleMetricConfig(_Strict):
 class MeasureConfig(_Strict):
     rule: RuleMetricConfig = Field(default_factory=RuleMetricConfig)
     embedding: bool = True
+    #: Downstream behaviour of a model LoRA-tuned on each corpus (equilibrium study's third
+    #: family; minutes per corpus on a CPU): off, the last generation (and generation 0) or all.
+    downstream: Literal["off", "last", "all"] = "off"
     n_resamples: Annotated[int, Field(ge=50, le=100_000)] = 1000
     ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class FinetuneConfig(_Strict):
+    """LoRA fine-tuning of the downstream model (see :mod:`synthbias.train.sft`).
+
+    ``base_model=None`` fine-tunes the embedded SmolLM2 (the generator's own weights); a path
+    names another GGUF file or local HF checkpoint folder.
+    """
+
+    base_model: str | None = None
+    r: Annotated[int, Field(ge=1, le=256)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    epochs: Annotated[int, Field(ge=1, le=100)] = 2
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=512)] = 8
+    max_length: Annotated[int, Field(ge=16, le=8192)] = 96
+
+
+class EquilibriumMitigationConfig(_Strict):
+    """Mitigations of the recursive study (composable; see :mod:`synthbias.mitigate`).
+
+    ``debiased_finetune``: the generator is LoRA-tuned on a balanced corpus (the pooled
+    generation-0 corpora, balanced by ``debias_method``) before it generates; ``swap``: after
+    each generation a ``swap_fraction`` of its texts is replaced by gender-swapped twins (CDA);
+    ``contrastive``: every generated text's twin is added; ``prompt``: the fairness variant
+    (``<prompt>_fair``) of the generation prompt.
+    """
+
+    strategies: list[Literal["debiased_finetune", "swap", "contrastive", "prompt"]] = Field(
+        default_factory=list
+    )
+    swap_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    debias_method: Literal["swap", "filter"] = "swap"
+    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(max_length=192))
 
 
 class EquilibriumStudyConfig(_Strict):
@@ -73,6 +163,7 @@ class EquilibriumStudyConfig(_Strict):
     prompt: str = "self_instruct"
     fit_metric: str = "rule.stereotype_rate"
     fit_ci: Literal["texts", "pairs"] = "texts"
+    mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
     @field_validator("prompt")
     @classmethod
@@ -92,24 +183,6 @@ class EquilibriumStudyConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"levels must be distinct, got {v}")
         return v
-
-
-class FinetuneConfig(_Strict):
-    """LoRA fine-tuning of the downstream model (see :mod:`synthbias.train.sft`).
-
-    ``base_model=None`` fine-tunes the embedded SmolLM2 (the generator's own weights); a path
-    names another GGUF file or local HF checkpoint folder.
-    """
-
-    base_model: str | None = None
-    r: Annotated[int, Field(ge=1, le=256)] = 8
-    alpha: Annotated[float, Field(gt=0)] = 16.0
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
-    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
-    epochs: Annotated[int, Field(ge=1, le=100)] = 2
-    max_steps: Annotated[int, Field(ge=1)] | None = None
-    batch_size: Annotated[int, Field(ge=1, le=512)] = 8
-    max_length: Annotated[int, Field(ge=16, le=8192)] = 96
 
 
 InheritanceStrategy = Literal[

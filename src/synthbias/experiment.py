@@ -201,15 +201,19 @@ def run_equilibrium(
     n_generated = 0
     total = len(study.levels) * study.generations * study.n
     bar = progress("generating", total) if progress else None
+    from synthbias.mitigate import recursive
+
+    prompt_name = recursive.generation_prompt(study)
+    seeds: dict[float, list[Record]] = {}
     for level in study.levels:
-        corpora: list[list[Record]] = []
         path0 = corpus_path(out, level, 0)
         if resume and path0.exists():
-            gen0 = read_jsonl(path0)
+            seeds[level] = read_jsonl(path0)
         else:
-            gen0 = build_seed_corpus(level, study.n, vocab, seed=config.seed)
-            write_jsonl(gen0, path0)
-        corpora.append(gen0)
+            seeds[level] = build_seed_corpus(level, study.n, vocab, seed=config.seed)
+            write_jsonl(seeds[level], path0)
+    for level in study.levels:
+        corpora: list[list[Record]] = [seeds[level]]
         for k in range(1, study.generations + 1):
             path = corpus_path(out, level, k)
             if resume and path.exists():
@@ -217,6 +221,8 @@ def run_equilibrium(
                 if bar:
                     bar.update(len(recs))
             else:
+                if backend is None:
+                    backend = recursive.mitigated_generator(config, out, list(seeds.values()))
                 if backend is None:
                     backend = make_backend(config.generator, seed=config.seed)
                 t_gen = time.perf_counter()
@@ -227,13 +233,16 @@ def run_equilibrium(
                     n=study.n,
                     generation=k,
                     k_shots=study.k_shots,
-                    prompt=study.prompt,
+                    prompt=prompt_name,
                     seed=config.seed,
                     chunk_size=config.generator.batch_size,
                     on_progress=bar.update if bar else None,
                 )
                 gen_seconds += time.perf_counter() - t_gen
                 n_generated += len(recs)
+                if study.mitigation.strategies:
+                    write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
+                    recs = recursive.after_generation(recs, study, seed=config.seed + k)
                 write_jsonl(recs, path)
             corpora.append(recs)
         gens_out, level_samples = _measure_level(corpora, measurer, config, study.fit_metric)
@@ -255,6 +264,7 @@ def run_equilibrium(
         seed=config.seed,
     )
     results = {
+        "kind": "equilibrium",
         "synthbias_version": __version__,
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
@@ -274,6 +284,10 @@ def run_equilibrium(
     from synthbias.report.plots import plot_trajectories
 
     plot_trajectories(results, out / "bias_by_generation.png")
+    results_table(results).to_parquet(out / "results.parquet", index=False)
+    from synthbias.report.html import write_run_report
+
+    write_run_report(out)
     return results
 
 

@@ -302,20 +302,80 @@ class InheritanceStudyConfig(_Strict):
         return v
 
 
+_EQ_STRATEGIES = ("debiased_finetune", "swap", "contrastive", "prompt")
+_INH_STRATEGIES = (
+    "token",
+    "mask_loss",
+    "mask_input",
+    "loss_weight",
+    "loss_consistency",
+    "swap",
+    "contrastive",
+    "prompt",
+)
+
+
+class MitigationStudyConfig(_Strict):
+    """Every mitigation (and none) in the pipeline where it applies, same seeds as the baseline.
+
+    Each entry runs one strategy alone; ``a+b`` stacks strategies. ``families`` names the metric
+    each family is compared on in the recursive study (rule-based, embedding, behavioural); the
+    behavioural family needs ``measure.downstream`` on.
+    """
+
+    equilibrium: list[str] = Field(
+        default_factory=lambda: ["debiased_finetune", "swap", "contrastive", "prompt"]
+    )
+    inheritance: list[str] = Field(
+        default_factory=lambda: ["token", "mask_loss", "loss_weight", "swap", "contrastive"]
+    )
+    run_equilibrium: bool = True
+    run_inheritance: bool = True
+    families: dict[str, str] = Field(
+        default_factory=lambda: {
+            "rule": "rule.stereotype_rate",
+            "embedding": "embedding.mean_abs_projection",
+            "behavioural": "downstream.pronoun_preference",
+        }
+    )
+
+    @field_validator("equilibrium")
+    @classmethod
+    def _eq(cls, v: list[str]) -> list[str]:
+        return _check_strategies(v, _EQ_STRATEGIES)
+
+    @field_validator("inheritance")
+    @classmethod
+    def _inh(cls, v: list[str]) -> list[str]:
+        return _check_strategies(v, _INH_STRATEGIES)
+
+
+def _check_strategies(v: list[str], known: tuple[str, ...]) -> list[str]:
+    for entry in v:
+        bad = [p for p in entry.split("+") if p not in known]
+        if bad or not entry:
+            raise ValueError(f"unknown strategy {entry!r}; choose from {', '.join(known)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"strategies must be distinct, got {v}")
+    return v
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment as run by ``synthbias run CONFIG.yaml``.
 
-    ``kind`` picks the study: ``equilibrium`` (recursive generation, section ``study``) or
-    ``inheritance`` (bias-ratio fine-tuning sweep, section ``inheritance``).
+    ``kind`` picks the study: ``equilibrium`` (recursive generation, section ``study``),
+    ``inheritance`` (bias-ratio fine-tuning sweep, section ``inheritance``) or ``mitigation``
+    (both, once per strategy of ``mitigation_study``).
     """
 
     name: str = "equilibrium"
-    kind: Literal["equilibrium", "inheritance"] = "equilibrium"
+    kind: Literal["equilibrium", "inheritance", "mitigation"] = "equilibrium"
     seed: int = 0
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     study: EquilibriumStudyConfig = Field(default_factory=EquilibriumStudyConfig)
     inheritance: InheritanceStudyConfig = Field(default_factory=InheritanceStudyConfig)
+    mitigation_study: MitigationStudyConfig = Field(default_factory=MitigationStudyConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
 
     def to_yaml(self) -> str:
@@ -326,7 +386,9 @@ class ExperimentConfig(_Strict):
         data = self.model_dump(mode="json")
         # The section of the other study kind does not change results: leave it out, so that
         # editing it never invalidates a run.
-        data.pop("inheritance" if self.kind == "equilibrium" else "study", None)
+        if self.kind != "mitigation":
+            data.pop("mitigation_study", None)
+            data.pop("inheritance" if self.kind == "equilibrium" else "study", None)
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

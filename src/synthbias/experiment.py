@@ -175,7 +175,8 @@ def run_equilibrium(
 
     Output: ``corpora/level-*/gen-*.jsonl`` (texts with provenance), ``results.json`` (every metric
     with CI and % change from generation 0 per level and generation, plus the equilibrium fit),
-    ``results.csv`` (the same as a tidy table), ``bias_by_generation.png``.
+    ``results.csv`` and ``results.parquet`` (the same as a tidy table), ``bias_by_generation.png``,
+    ``report.html``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,4 +360,8 @@ def run_experiment(
         from synthbias.inheritance import run_inheritance
 
         return run_inheritance(config, out, progress=progress, resume=resume)
+    if config.kind == "mitigation":
+        from synthbias.mitigation_study import run_mitigation
+
+        return run_mitigation(config, out, progress=progress, resume=resume)
     raise ValueError(f"unknown experiment kind {config.kind!r}")  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Command line: ``synthbias run | equilibrium | generate | measure``."""
+"""Command line: ``synthbias run | equilibrium | generate | measure | audit | forecast``, etc."""
 
 from __future__ import annotations
 
@@ -26,11 +26,39 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _progress(quiet: bool):
-    """Progress-bar factory; bars are off with --quiet or when stderr is not a terminal."""
+    """Progress-bar factory; bars are off with --quiet or when stdout or stderr is not a
+    terminal (piped or redirected output gets no bar)."""
     from tqdm.auto import tqdm
 
-    disable = quiet or not sys.stderr.isatty()
-    return lambda desc, total: tqdm(total=total, desc=desc, disable=disable, unit="text")
+    disable = quiet or not (sys.stderr.isatty() and sys.stdout.isatty())
+
+    def factory(desc: str, total: int, unit: str = "text"):
+        return tqdm(total=total, desc=desc, disable=disable, unit=unit)
+
+    return factory
+
+
+MLflow = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="Also log to MLflow (needs synthbias[mlflow]; URI from --mlflow-uri or "
+        "MLFLOW_TRACKING_URI).",
+    ),
+]
+MLflowURI = Annotated[
+    str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI, e.g. file:./mlruns.")
+]
+
+
+def _log_mlflow(out: Path, uri: str | None) -> None:
+    from synthbias.report.tracking import TrackingError, log_to_mlflow
+
+    try:
+        run_id = log_to_mlflow(out, tracking_uri=uri)
+    except TrackingError as exc:
+        _fail(str(exc))
+    console.print(f"logged to MLflow run {run_id}")
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -80,6 +108,14 @@ def print_equilibrium_table(results: dict[str, Any]) -> None:
 def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
     from synthbias.experiment import run_equilibrium
 
+    if config.kind != "equilibrium":
+        from synthbias.experiment import run_experiment
+        from synthbias.report import console as summaries
+
+        results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
+        show = summaries.print_inheritance if config.kind == "inheritance" else None
+        (show or summaries.print_mitigation)(results, console, out)
+        return
     try:
         results = run_equilibrium(config, out, progress=_progress(quiet), resume=not overwrite)
     except FileExistsError as exc:
@@ -89,7 +125,7 @@ def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool
     console.print(
         f"Generated {t['texts_generated']} texts in {t['generation_seconds']:.0f} s "
         f"(total {t['total_seconds']:.0f} s). Output: {out}/ (results.json, results.csv, "
-        "bias_by_generation.png, corpora/)"
+        "bias_by_generation.png, report.html, corpora/)"
     )
 
 
@@ -99,6 +135,8 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/run"),
     overwrite: Annotated[bool, typer.Option(help="Discard corpora of an earlier run.")] = False,
     quiet: Quiet = False,
+    mlflow: MLflow = False,
+    mlflow_uri: MLflowURI = None,
 ) -> None:
     """Run an experiment described in a YAML config."""
     try:
@@ -106,6 +144,8 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     _run_study(cfg, out, quiet, overwrite)
+    if mlflow:
+        _log_mlflow(out, mlflow_uri)
 
 
 def _floats(s: str, name: str) -> list[float]:
@@ -390,6 +430,184 @@ def bench_bias(
             },
         )
         console.print(f"wrote {out}")
+
+
+def _budget_items(values: list[str] | None) -> list[str]:
+    """Repeatable KEY=VALUE options; a comma also separates budgets."""
+    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+@app.command()
+def audit(
+    synth: Annotated[
+        Path,
+        typer.Argument(help="Synthetic dataset: JSONL, CSV, TSV, Parquet or a saved HF dataset."),
+    ],
+    reference: Annotated[
+        Path | None, typer.Option(help="Real reference dataset (misalignment factors).")
+    ] = None,
+    axes: Annotated[str, typer.Option(help="Bias axes, comma-separated.")] = "gender",
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Metric families: rule, lexical, embedding, misalignment."),
+    ] = None,
+    max_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max",
+            help="Budget KEY=VALUE (repeatable): fail when the metric is above VALUE, "
+            "e.g. rule.gender.stereotype_rate=0.2.",
+        ),
+    ] = None,
+    min_: Annotated[
+        list[str] | None,
+        typer.Option("--min", help="Budget KEY=VALUE (repeatable): fail when below VALUE."),
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Name of the text column.")] = "text",
+    reference_text_field: Annotated[
+        str | None, typer.Option(help="Text column of the reference (default: --text-field).")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a saved HF DatasetDict.")] = None,
+    embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (audit.json, report.html, ...).")
+    ] = Path("runs/audit"),
+    quiet: Quiet = False,
+    mlflow: MLflow = False,
+    mlflow_uri: MLflowURI = None,
+) -> None:
+    """Audit a synthetic dataset: every metric family, misalignment against a reference, a report,
+    and a gate (exit 1 when a --max/--min budget is breached)."""
+    from synthbias.audit import AuditError, audit_corpus, parse_budgets
+
+    families = [f.strip() for f in metrics.split(",") if f.strip()] if metrics else None
+    if families is None and not embedding:
+        families = ["rule", "lexical"] + (["misalignment"] if reference else [])
+    max_items, min_items = _budget_items(max_), _budget_items(min_)
+    try:
+        parse_budgets(max_items, "max")  # fail on a malformed budget before measuring
+        parse_budgets(min_items, "min")
+        result = audit_corpus(
+            synth,
+            reference=reference,
+            axes=[a.strip() for a in axes.split(",") if a.strip()],
+            families=families,
+            max_budgets=max_items,
+            min_budgets=min_items,
+            text_field=text_field,
+            reference_text_field=reference_text_field,
+            split=split,
+            n_resamples=n_resamples,
+            seed=seed,
+            progress=_progress(quiet),
+        )
+    except AuditError as exc:
+        _fail(str(exc))
+    ref = result.reference
+    title = f"{synth} ({len(result.source.texts)} texts" + (
+        f"; reference {reference}, {len(ref.texts)} texts)" if ref else ")"
+    )
+    table = Table(title=title)
+    table.add_column("metric", no_wrap=True)
+    for col in ("value", "95% CI", "per group"):
+        table.add_column(col)
+    for name, m in result.metrics.items():
+        groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:6])
+        ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
+        table.add_row(name, _fmt(m.value), ci, groups)
+    console.print(table)
+    result.write(out)
+    console.print(
+        f"wrote {out}/ (audit.json, results.csv, results.parquet, samples.jsonl, report.html)"
+    )
+    if mlflow:
+        _log_mlflow(out, mlflow_uri)
+    for c in result.checks:
+        word = {"pass": "PASS", "fail": "FAIL", "undefined": "UNDEFINED"}[c.status]
+        console.print(f"{word} {c.reason}", highlight=False, soft_wrap=True)
+    if result.checks:
+        n_fail = len(result.failures)
+        verdict = "passed" if not n_fail else f"FAILED ({n_fail} of {len(result.checks)} breached)"
+        console.print(f"gate {verdict}", highlight=False)
+        if n_fail:
+            raise typer.Exit(1)
+
+
+@app.command()
+def forecast(
+    run_dir: Annotated[Path, typer.Argument(help="Folder of an equilibrium run.")],
+    generations: Annotated[
+        int, typer.Option(help="Fit on generations 0..N (1 or 2: the first transitions).")
+    ] = 2,
+    n_resamples: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples (default: the run's config).")
+    ] = None,
+) -> None:
+    """Forecast where bias settles from the first generations of a recursive run; writes
+    forecast.json into the run folder."""
+    from synthbias.forecast import FORECAST_FILE, ForecastError, forecast_run
+
+    try:
+        fc = forecast_run(run_dir, generations=generations, n_resamples=n_resamples)
+    except ForecastError as exc:
+        _fail(str(exc))
+    f = fc["forecast"]
+    ci = f.get("ci") or {}
+    g = fc["generations_used"]
+    table = Table(title=f"{fc['fit_metric']}: observed (gen 0–{g}) and forecast")
+    table.add_column("b0", justify="right")
+    table.add_column("observed")
+    table.add_column("forecast")
+    table.add_column("actual (later gens)")
+    for t in fc["trajectories"]:
+        table.add_row(
+            f"{t['level']:g}",
+            " → ".join(_fmt(p["value"]) for p in t["observed"]),
+            " → ".join(f"g{p['generation']} {_fmt(p['value'])}" for p in t["projected"]) or "—",
+            " → ".join(f"g{p['generation']} {_fmt(p['value'])}" for p in t["actual"]) or "—",
+        )
+    console.print(table)
+    verdict = "stable" if f.get("stable") else "no attracting equilibrium (|c| >= 1)"
+    console.print(
+        f"Forecast from generations 0–{g} ({f['n_points']} transitions): b* = "
+        f"{_fmt(f.get('fixed_point'))} [95% CI {_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}] "
+        f"from b_(k+1) = {f['a']:.3f} + {f['c']:.3f}·b_k; {verdict}; "
+        f"{_fmt(f.get('stable_share'), 2)} of bootstrap fits stable.",
+        highlight=False,
+    )
+    full = fc.get("full_fit")
+    if full:
+        fci = full.get("ci") or {}
+        console.print(
+            f"Full run ({full.get('n_points')} transitions): b* = {_fmt(full.get('fixed_point'))} "
+            f"[95% CI {_fmt(fci.get('low'))}, {_fmt(fci.get('high'))}]",
+            highlight=False,
+        )
+    if (run_dir / "report.html").exists():
+        from synthbias.report.html import write_run_report
+
+        write_run_report(run_dir)
+    console.print(f"wrote {run_dir / FORECAST_FILE}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run or audit folder.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here (default RUN_DIR/report.html).")
+    ] = None,
+    max_samples: Annotated[int, typer.Option(help="Texts in the sample browser.")] = 400,
+) -> None:
+    """Rebuild report.html of a run or audit folder from its stored results."""
+    from synthbias.report.html import ReportError, build_report
+
+    try:
+        path = build_report(run_dir, out=out, max_samples=max_samples)
+    except ReportError as exc:
+        _fail(str(exc))
+    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
 def main() -> None:  # pragma: no cover

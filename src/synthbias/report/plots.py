@@ -51,3 +51,35 @@ def plot_trajectories(results: dict[str, Any], path: str | Path, metric: str | N
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_divergence(changes: list[dict[str, Any]]):
+    """Heatmap of each metric's change (first to last generation) per initial level.
+
+    Colour is the change scaled by the metric's largest absolute change (metrics differ in
+    scale); ▲/▼ mark changes beyond both 95% CIs. Returns the figure.
+    """
+    import numpy as np
+
+    metrics = list(dict.fromkeys(c["metric"] for c in changes))
+    levels = list(dict.fromkeys(c["level"] for c in changes))
+    grid = np.full((len(metrics), len(levels)), np.nan)
+    marks: dict[tuple[int, int], str] = {}
+    for c in changes:
+        i, j = metrics.index(c["metric"]), levels.index(c["level"])
+        grid[i, j] = c["change"]
+        marks[(i, j)] = {"up": "▲", "down": "▼"}.get(c["direction"], "")
+    scale = np.nanmax(np.abs(grid), axis=1, keepdims=True)
+    scale[~np.isfinite(scale) | (scale == 0)] = 1.0
+    fig, ax = plt.subplots(
+        figsize=(min(2.2 + 1.3 * len(levels), 9), 0.9 + 0.38 * len(metrics)), dpi=110
+    )
+    ax.imshow(grid / scale, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), mark in marks.items():
+        if np.isfinite(grid[i, j]):
+            ax.text(j, i, f"{grid[i, j]:+.3f} {mark}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(levels)), [f"b0 = {lv:g}" for lv in levels], fontsize=8)
+    ax.set_yticks(range(len(metrics)), metrics, fontsize=8)
+    ax.set_title("Change from first to last generation", fontsize=10)
+    fig.tight_layout()
+    return fig

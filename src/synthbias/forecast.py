@@ -1,0 +1,172 @@
+"""Forecast where bias settles from the first generations of a recursive (equilibrium) run.
+
+The bias map b_{k+1} = a + c·b_k is fitted on the transitions that exist after one or two
+generations (every initial level contributes one transition per generation), and its fixed point
+b* = a / (1 − c) with a bootstrap CI is the forecast. It needs only the run folder's config and
+corpora, so it works on a run that is still going; when the run has more generations, the
+forecast is set beside the full-run fit and the observed values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORECAST_FILE = "forecast.json"
+
+
+class ForecastError(ValueError):
+    """The folder cannot be forecast (not an equilibrium run, too few generations)."""
+
+
+def _load_config(run_dir: Path) -> Any:
+    from synthbias.config import ConfigError, load_config, parse_config
+
+    try:
+        if (run_dir / "config.yaml").is_file():
+            return load_config(run_dir / "config.yaml")
+        results = run_dir / "results.json"
+        if results.is_file():
+            return parse_config(json.loads(results.read_text())["config"], source=results)
+    except (ConfigError, KeyError, json.JSONDecodeError) as exc:
+        raise ForecastError(f"{run_dir}: cannot read the run's config: {exc}") from exc
+    raise ForecastError(f"{run_dir}: no config.yaml or results.json (is this a run folder?)")
+
+
+def forecast_run(
+    run_dir: str | Path,
+    generations: int = 2,
+    n_resamples: int | None = None,
+    seed: int | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Fit the equilibrium on generations 0..``generations`` of ``run_dir`` and project forward.
+
+    Returns (and writes to ``forecast.json`` when ``write``) the fit with its CI, per level the
+    observed values used, the projected trajectory up to the run's configured generations and,
+    where the run has them, the observed later values and the full-run fit.
+    """
+    from synthbias.corpus import CorpusError, read_jsonl
+    from synthbias.dynamics import fit_equilibrium
+    from synthbias.experiment import GenderMeasurer, corpus_path, write_json
+
+    run_dir = Path(run_dir)
+    if generations < 1:
+        raise ForecastError("generations must be at least 1 (one transition per level)")
+    cfg = _load_config(run_dir)
+    if cfg.kind != "equilibrium":
+        raise ForecastError(f"{run_dir}: a {cfg.kind!r} run; forecasts need an equilibrium run")
+    study = cfg.study
+    metric = study.fit_metric
+    mcfg = cfg.measure.model_copy(
+        update={"embedding": metric.startswith("embedding."), "n_resamples": 50}
+    )
+    measurer = GenderMeasurer(mcfg)
+    per_sample: list[list[np.ndarray]] = []
+    used_levels: list[float] = []
+    missing: list[str] = []
+    for level in study.levels:
+        samples = []
+        for k in range(generations + 1):
+            path = corpus_path(run_dir, level, k)
+            if not path.exists():
+                break
+            try:
+                texts = [r.text for r in read_jsonl(path)]
+            except CorpusError as exc:
+                raise ForecastError(str(exc)) from exc
+            res = measurer.measure(texts, seed=cfg.seed)
+            if metric not in res:
+                raise ForecastError(f"fit metric {metric!r} not measured; have {sorted(res)}")
+            samples.append(np.asarray(res[metric].per_sample, dtype=float))
+        if len(samples) >= 2:
+            per_sample.append(samples)
+            used_levels.append(level)
+        else:
+            missing.append(f"{level:g}")
+    g_used = min((len(s) for s in per_sample), default=0) - 1
+    if len(per_sample) * max(g_used, 0) < 2:
+        raise ForecastError(
+            f"{run_dir}: need generations 0 and 1 of at least two levels (or two generations of "
+            f"one); levels without generation 1: {', '.join(missing) or 'none'}"
+        )
+    per_sample = [s[: g_used + 1] for s in per_sample]
+    try:
+        fit = fit_equilibrium(
+            per_sample,
+            method=study.fit_ci,
+            n_resamples=n_resamples or cfg.measure.n_resamples,
+            level=cfg.measure.ci_level,
+            seed=cfg.seed if seed is None else seed,
+        )
+    except ValueError as exc:
+        raise ForecastError(f"{run_dir}: cannot fit the bias map: {exc}") from exc
+    observed_full = _observed(run_dir, metric)
+    horizon = max(study.generations, g_used + 1)
+    trajectories = []
+    for level, samples in zip(used_levels, per_sample, strict=True):
+        obs = [float(np.mean(s)) for s in samples]
+        b = obs[-1]
+        projected = []
+        for k in range(g_used + 1, horizon + 1):
+            b = fit.a + fit.c * b
+            projected.append({"generation": k, "value": b})
+        actual = observed_full.get(level, {})
+        trajectories.append(
+            {
+                "level": level,
+                "observed": [{"generation": k, "value": v} for k, v in enumerate(obs)],
+                "projected": projected,
+                "actual": [
+                    {"generation": k, "value": v} for k, v in sorted(actual.items()) if k > g_used
+                ],
+            }
+        )
+    full_fit = None
+    results = run_dir / "results.json"
+    if results.is_file():
+        try:
+            r = json.loads(results.read_text())
+            run_gens = max(g["generation"] for lv in r["levels"] for g in lv["generations"])
+            if run_gens > g_used:
+                full_fit = r.get("equilibrium")
+        except (json.JSONDecodeError, KeyError, ValueError):
+            full_fit = None
+    out = {
+        "kind": "forecast",
+        "run_dir": str(run_dir),
+        "created": time.time(),
+        "fit_metric": metric,
+        "generations_used": g_used,
+        "levels": used_levels,
+        "levels_without_generation_1": missing,
+        "forecast": fit.to_dict(),
+        "trajectories": trajectories,
+        "full_fit": full_fit,
+    }
+    if write:
+        write_json(run_dir / FORECAST_FILE, out)
+    return out
+
+
+def _observed(run_dir: Path, metric: str) -> dict[float, dict[int, float]]:
+    """Observed fit-metric values by level and generation from results.json, if present."""
+    f = run_dir / "results.json"
+    if not f.is_file():
+        return {}
+    try:
+        r = json.loads(f.read_text())
+        return {
+            lv["level"]: {
+                g["generation"]: g["metrics"][metric]["value"]
+                for g in lv["generations"]
+                if metric in g["metrics"]
+            }
+            for lv in r["levels"]
+        }
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}

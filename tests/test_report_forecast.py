@@ -1,0 +1,102 @@
+"""`synthbias forecast`: the equilibrium from the first generation(s) of a recursive run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_report import small_run
+from typer.testing import CliRunner
+
+from synthbias.cli import app
+from synthbias.dynamics import fit_equilibrium
+from synthbias.forecast import ForecastError, forecast_run
+from synthbias.measure.rules import GenderRuleScorer
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_run(tmp_path_factory.mktemp("eq-forecast"), generations=2)
+
+
+def stereo(path: Path) -> np.ndarray:
+    texts = [json.loads(ln)["text"] for ln in path.read_text().splitlines()]
+    return np.array([s.label == "stereotypical" for s in GenderRuleScorer().score_texts(texts)])
+
+
+def test_forecast_from_first_generation(run_dir: Path) -> None:
+    fc = forecast_run(run_dir, generations=1, n_resamples=200)
+    assert fc["generations_used"] == 1 and fc["levels"] == [0.1, 0.6]
+    # The same fit, computed independently from the corpora's per-text rule labels.
+    per = [
+        [stereo(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl") for k in (0, 1)]
+        for lv in ("0.1", "0.6")
+    ]
+    ref = fit_equilibrium(per, n_resamples=200, seed=0)
+    f = fc["forecast"]
+    assert f["n_points"] == 2
+    assert f["a"] == pytest.approx(ref.a) and f["c"] == pytest.approx(ref.c)
+    assert f["fixed_point"] == pytest.approx(ref.fixed_point)
+    assert f["ci"]["low"] == pytest.approx(ref.ci.low) and f["ci"]["high"] == pytest.approx(
+        ref.ci.high
+    )
+    # Projection: generation 2 from the map, beside what the run observed there.
+    results = json.loads((run_dir / "results.json").read_text())
+    for traj, lv in zip(fc["trajectories"], results["levels"], strict=True):
+        g1 = traj["observed"][-1]["value"]
+        projected = pytest.approx(f["a"] + f["c"] * g1)
+        assert traj["projected"] == [{"generation": 2, "value": projected}]
+        actual = lv["generations"][2]["metrics"]["rule.stereotype_rate"]["value"]
+        assert traj["actual"] == [{"generation": 2, "value": pytest.approx(actual)}]
+    assert fc["full_fit"]["n_points"] == 4
+    assert json.loads((run_dir / "forecast.json").read_text())["generations_used"] == 1
+
+
+def test_forecast_uses_all_available_generations(run_dir: Path) -> None:
+    fc = forecast_run(run_dir, generations=5, n_resamples=100, write=False)
+    assert fc["generations_used"] == 2 and fc["forecast"]["n_points"] == 4
+    assert fc["forecast"]["fixed_point"] == pytest.approx(
+        json.loads((run_dir / "results.json").read_text())["equilibrium"]["fixed_point"]
+    )
+    assert fc["full_fit"] is None  # nothing beyond what the forecast used
+
+
+def test_forecast_on_a_run_still_in_progress(run_dir: Path, tmp_path: Path) -> None:
+    """Only config.yaml and generations 0-1 written so far: the forecast still works."""
+    part = tmp_path / "partial"
+    shutil.copy(run_dir / "config.yaml", part.mkdir() or part / "config.yaml")
+    for lv in ("0.1", "0.6"):
+        (part / "corpora" / f"level-{lv}").mkdir(parents=True)
+        for k in (0, 1):
+            name = f"level-{lv}/gen-{k}.jsonl"
+            shutil.copy(run_dir / "corpora" / name, part / "corpora" / name)
+    fc = forecast_run(part, n_resamples=100)
+    assert fc["generations_used"] == 1 and fc["full_fit"] is None
+    assert [p["generation"] for p in fc["trajectories"][0]["projected"]] == [2]
+
+
+def test_forecast_cli(run_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["forecast", str(run_dir), "--generations", "1"])
+    assert res.exit_code == 0, res.output
+    fc = json.loads((run_dir / "forecast.json").read_text())
+    assert f"b* = {fc['forecast']['fixed_point']:.3f}" in res.output
+    assert "Full run (4 transitions)" in res.output
+    # The report picks the forecast up.
+    assert "Forecast from the first generations" in (run_dir / "report.html").read_text()
+
+
+def test_forecast_errors(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ForecastError, match="no config.yaml"):
+        forecast_run(tmp_path)
+    only0 = tmp_path / "only0"
+    only0.mkdir()
+    shutil.copy(run_dir / "config.yaml", only0 / "config.yaml")
+    (only0 / "corpora" / "level-0.1").mkdir(parents=True)
+    shutil.copy(run_dir / "corpora/level-0.1/gen-0.jsonl", only0 / "corpora/level-0.1/gen-0.jsonl")
+    with pytest.raises(ForecastError, match="need generations 0 and 1"):
+        forecast_run(only0)
+    res = CliRunner().invoke(app, ["forecast", str(only0)])
+    assert res.exit_code == 2 and "levels without generation 1: 0.1, 0.6" in res.output

@@ -158,6 +158,7 @@ def write_tidy_run(tmp: Path, kind: str) -> Path:
                         "value": ratio / 2,
                         "ci_low": ratio / 3,
                         "ci_high": ratio,
+                        "role": "performance" if metric == "accuracy" else "bias",
                     }
                 )
     pd.DataFrame(rows).to_csv(tmp / "results.csv", index=False)
@@ -187,6 +188,10 @@ def test_generic_sections_for_another_kind(tmp_path: Path) -> None:
     headline = page.split('<section id="headline">')[1].split("</section>")[0]
     for col in ("task", "bias_type", "ratio", "seed", "accuracy", "bias_score"):
         assert f"<th>{col}</th>" in headline
+    # One row per condition (task x ratio), not per metric: 'role' describes a metric.
+    pivot = headline.split("<details>")[0]
+    assert pivot.count("<tr>") == 1 + 6 and "<th>role</th>" not in pivot
+    assert "<td>0.5</td>" in pivot and "<td>0</td>" in pivot  # ids shown as written
     assert page.count("data:image/png;base64,") == 1  # by_ratio.png, once
     assert "metric &lt;i&gt;divergence&lt;/i&gt; on qa" in page and "<i>" not in page
     assert "Flags (2)" in page

@@ -144,6 +144,11 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     _run_study(cfg, out, quiet, overwrite)
+    if cfg.kind != "equilibrium":  # run_equilibrium writes its own report
+        from synthbias.report.html import write_run_report
+
+        if write_run_report(out):
+            console.print(f"Report: {out / 'report.html'}")
     if mlflow:
         _log_mlflow(out, mlflow_uri)
 

@@ -74,10 +74,14 @@ def plot_divergence(changes: list[dict[str, Any]]):
     fig, ax = plt.subplots(
         figsize=(min(2.2 + 1.3 * len(levels), 9), 0.9 + 0.38 * len(metrics)), dpi=110
     )
-    ax.imshow(grid / scale, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    scaled = grid / scale
+    ax.imshow(scaled, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     for (i, j), mark in marks.items():
         if np.isfinite(grid[i, j]):
-            ax.text(j, i, f"{grid[i, j]:+.3f} {mark}", ha="center", va="center", fontsize=7)
+            color = "white" if abs(scaled[i, j]) > 0.6 else "black"
+            ax.text(
+                j, i, f"{grid[i, j]:+.3f} {mark}", ha="center", va="center", fontsize=7, color=color
+            )
     ax.set_xticks(range(len(levels)), [f"b0 = {lv:g}" for lv in levels], fontsize=8)
     ax.set_yticks(range(len(metrics)), metrics, fontsize=8)
     ax.set_title("Change from first to last generation", fontsize=10)

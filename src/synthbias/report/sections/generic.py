@@ -48,7 +48,7 @@ def run_info(ctx: ReportContext) -> Section:
         items.append(("synthbias", r["synthbias_version"]))
     if r.get("config_hash"):
         items.append(("config hash", r["config_hash"]))
-    model = r.get("model") or {}
+    model = r.get("model") or r.get("generator") or {}
     if isinstance(model, dict) and model:
         items.append(("model", " · ".join(str(v) for v in model.values() if v)))
     elif model:
@@ -76,7 +76,30 @@ def run_info(ctx: ReportContext) -> Section:
 
 
 def _id_columns(df: Any) -> list[str]:
-    return [c for c in df.columns if c not in VALUE_COLUMNS and c != "metric"]
+    """Columns that identify a row (a condition), not describe its metric.
+
+    Tidy tables put the condition before ``metric`` and per-metric attributes after the values
+    (``level, generation, metric, value, …`` or ``task, ratio, seed, metric, value, …, role``);
+    when ``metric`` comes first, keep the fewest leading columns that make rows unique.
+    """
+    cols = list(df.columns)
+    before = cols[: cols.index("metric")]
+    ids = [c for c in before if c not in VALUE_COLUMNS]
+    if ids:
+        return ids
+    rest = [c for c in cols if c not in VALUE_COLUMNS and c != "metric"]
+    for k in range(len(rest) + 1):
+        if not df.duplicated(subset=[*rest[:k], "metric"]).any():
+            return rest[:k]
+    return rest
+
+
+def _id_text(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) >= 1 else f"{v:g}"
+    return str(v)
 
 
 @register_section("*", order=10)
@@ -104,7 +127,7 @@ def headline(ctx: ReportContext) -> Section | None:
             cells[row["metric"]] = value_cell(
                 row["value"], row.get("ci_low"), row.get("ci_high"), row.get("pct_change")
             )
-        rows.append([*(esc(k) for k in key), *(cells.get(m, "—") for m in shown)])
+        rows.append([*(esc(_id_text(k)) for k in key), *(cells.get(m, "—") for m in shown)])
         if len(rows) >= MAX_TABLE_ROWS:
             break
     header = [*ids, *shown]

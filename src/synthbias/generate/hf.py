@@ -22,6 +22,12 @@ itself. For the embedded SmolLM2-135M-Instruct (``add_bos_token`` false) that is
 ``bos_token``, which is also what :class:`~synthbias.generate.llamacpp.LlamaCppBackend` prepends,
 so both runtimes score the same token sequence. (Base SmolLM2 checkpoints declare
 ``<|endoftext|>``, id 0, as BOS and get that instead.)
+
+A LoRA adapter made by :func:`synthbias.train.sft.train_lora` (any peft LoRA folder) is applied
+with ``adapter_path=``: the base loads as above, the embedding matrix is grown when the adapter
+added tokens (the tokenizer then comes from the adapter folder), and the adapter is merged into
+the weights so decoding costs the same as the base. ``model_id`` becomes
+``<base id>+lora:<adapter hash>`` so caches never mix base and tuned scores.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,6 +149,67 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     tok.save_pretrained(out)
 
 
+def adapter_fingerprint(adapter_dir: str | os.PathLike[str]) -> str:
+    """Identity of a LoRA adapter folder: a hash of its config, weights and tokenizer files.
+
+    The whole weight file is hashed (a few MB): two trainings of the same shape differ only in
+    their values, which a header hash would miss.
+    """
+    path = Path(adapter_dir)
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        f = path / name
+        if f.is_file():
+            h.update(name.encode())
+            h.update(f.read_bytes())
+    for f in sorted(path.glob("tokenizer*")) + sorted(path.glob("special_tokens_map.json")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return f"{path.name}@{h.hexdigest()[:12]}"
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
+
+
+def _check_adapter(adapter: Path, base_id: str, checkpoint: Path) -> None:
+    """Refuse an adapter trained on another base (as recorded in its ``train_meta.json``)."""
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    meta_file = adapter / "train_meta.json"
+    if not meta_file.is_file():
+        return  # an adapter made elsewhere: nothing recorded to check against
+    meta = json.loads(meta_file.read_text())
+
+    def digest(fingerprint: str) -> str:  # content hash only: moving or renaming is fine
+        return fingerprint.rsplit("@", 1)[-1]
+
+    recorded = {
+        digest(f) for f in (meta.get("base_fingerprint"), meta.get("checkpoint_fingerprint")) if f
+    }
+    current = {digest(base_id), digest(_dir_fingerprint(checkpoint))}
+    if recorded and not recorded & current:
+        raise ValueError(
+            f"adapter {adapter} was trained on {meta.get('base_fingerprint')} "
+            f"({meta.get('base_model')}), not on {base_id}"
+        )
+
+
+def _merge_adapter(model: Any, tokenizer: Any, adapter: Path) -> Any:
+    """Apply a peft LoRA adapter (growing the vocabulary if it added tokens) and merge it."""
+    from peft import PeftModel
+
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        # New rows are overwritten by the adapter's trained values, so their init is irrelevant.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    return peft_model.merge_and_unload()
+
+
 def _row_seed(seed: int, index: int) -> int:
     """64-bit seed for request ``index``: independent streams per (seed, index)."""
     ss = np.random.SeedSequence([seed & 0xFFFF_FFFF_FFFF_FFFF, index])
@@ -161,6 +229,8 @@ class HFBackend:
         prefix_token_id: token prepended to scored texts and raw prompts; default BOS, else EOS
             (see the module docstring).
         n_threads: torch intra-op threads; ``None`` leaves torch's default.
+        adapter_path: a peft LoRA adapter folder to merge into the base (see the module
+            docstring); checked against the base recorded in its ``train_meta.json``.
     """
 
     name = "transformers"
@@ -175,6 +245,7 @@ class HFBackend:
         *,
         prefix_token_id: int | None = None,
         n_threads: int | None = None,
+        adapter_path: str | os.PathLike[str] | None = None,
     ) -> None:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -203,10 +274,19 @@ class HFBackend:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        adapter = Path(adapter_path).expanduser() if adapter_path is not None else None
+        if adapter is not None:
+            _check_adapter(adapter, self.model_id, folder)
+        tok_dir = adapter if adapter is not None and _has_tokenizer(adapter) else folder
+        self.adapter_path = adapter
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(
             str(folder), dtype=torch_dtype, local_files_only=True
-        ).to(self.device)
+        )
+        if adapter is not None:
+            self.model = _merge_adapter(self.model, self.tokenizer, adapter)
+            self.model_id = f"{self.model_id}+lora:{adapter_fingerprint(adapter)}"
+        self.model = self.model.to(self.device)
         self.model.eval()
 
         tok = self.tokenizer

@@ -11,11 +11,16 @@ Sampling is done in numpy on each sequence's logits row with a random stream see
 ``(params.seed, request index)``. Together with the decode discipline described at
 ``_decode_once``, a completion depends on its prompt, the seed and its index in the call, not on
 which other prompts share its batch: greedy outputs match one-prompt-at-a-time calls exactly.
+
+A GGUF LoRA adapter (``lora_path``, e.g. from :func:`synthbias.train.adapter.export_gguf_lora`)
+is loaded with ``llama_adapter_lora_init`` and applied to the context at ``lora_scale``; llama.cpp
+adds it at run time on top of the (quantised) base weights, and ``model_id`` names it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import sys
 import weakref
@@ -89,6 +94,8 @@ def _free_native(lc: Any, handles: dict[str, Any]) -> None:
         lc.llama_batch_free(handles.pop("batch"))
     if handles.get("ctx") is not None:
         lc.llama_free(handles.pop("ctx"))
+    if handles.get("lora") is not None:  # after the context using it, before its model
+        lc.llama_adapter_lora_free(handles.pop("lora"))
     if handles.get("model") is not None:
         lc.llama_model_free(handles.pop("model"))
 
@@ -199,6 +206,8 @@ class LlamaCppBackend:
             allocated up front: ``n_ctx * batch_size`` cells of 23 KiB (f16) or 46 KiB (f32)
             for SmolLM2, i.e. 0.75 GiB at the default 1024 x 32 in f16.
         verbose: let llama.cpp's own log through (it is silenced below ERROR otherwise).
+        lora_path: a GGUF LoRA adapter file applied on top of the model.
+        lora_scale: multiplier of the adapter's effect (1.0: as trained).
 
     Not thread-safe: one context is reused by every call. Close it (or use ``with``) to free the
     native memory promptly; it is also freed at interpreter exit.
@@ -217,6 +226,8 @@ class LlamaCppBackend:
         share_prefix: bool = True,
         kv_type: Literal["f16", "f32"] = "f16",
         verbose: bool = False,
+        lora_path: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         lc = _llama_cpp()
         self._lc = lc
@@ -235,6 +246,10 @@ class LlamaCppBackend:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model file not found: {self.model_path}")
         self.model_id = model_fingerprint(self.model_path)
+        self.lora_path = Path(lora_path) if lora_path is not None else None
+        self.lora_scale = float(lora_scale)
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise FileNotFoundError(f"LoRA adapter file not found: {self.lora_path}")
         self.n_threads = n_threads or available_cores()
         self.batch_size = batch_size
         self.share_prefix = share_prefix
@@ -294,6 +309,8 @@ class LlamaCppBackend:
             raise RuntimeError(
                 f"llama.cpp gave {lc.llama_n_ctx_seq(ctx)} cells per sequence, asked for {n_ctx}"
             )
+        if self.lora_path is not None:
+            self._apply_lora(self.lora_path, self.lora_scale)
         self._mem = lc.llama_get_memory(ctx)
         self.n_batch: int = int(cparams.n_batch)
         self._handles["batch"] = lc.llama_batch_init(self.n_batch, 0, 1)
@@ -314,6 +331,26 @@ class LlamaCppBackend:
         #: The model's own chat template (GGUF ``tokenizer.chat_template``), or None.
         self.chat_template: str | None = raw_template.decode("utf-8") if raw_template else None
         self._formatter: Any = None
+
+    def _apply_lora(self, path: Path, scale: float) -> None:
+        """Load a GGUF LoRA for this model and set it on the context; name it in model_id."""
+        lc = self._lc
+        adapter = lc.llama_adapter_lora_init(self._model, str(path).encode("utf-8"))
+        if not adapter:
+            raise ValueError(
+                f"llama.cpp could not load the LoRA adapter {path} for {self.model_path.name} "
+                "(wrong architecture or tensor shapes? run with verbose=True for details)"
+            )
+        self._handles["lora"] = adapter
+        adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        if lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
+            raise RuntimeError(f"llama.cpp could not apply the LoRA adapter {path}")
+        # Hash the whole (small) file: adapters of one shape differ only in their values.
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self.model_id = f"{self.model_id}+lora:{path.name}@{digest}"
+        if scale != 1.0:
+            self.model_id += f"*{scale:g}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 

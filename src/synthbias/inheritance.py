@@ -441,6 +441,7 @@ def run_inheritance(
 
     # 4. evaluate every model (and the untuned base) on the tasks
     evals: dict[str, list[dict[str, Any]]] = {}
+    evals_samples: dict[str, Any] = {}
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
@@ -449,7 +450,9 @@ def run_inheritance(
         ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
         epath = cache / "evals" / f"{ekey}.json"
         if resume and epath.exists():
-            evals[akey] = json.loads(epath.read_text())["rows"]
+            stored = json.loads(epath.read_text())
+            evals[akey] = stored["rows"]
+            evals_samples[akey] = stored.get("samples", {})
             if bar:
                 bar.update(len(tasks))
             continue
@@ -471,6 +474,7 @@ def run_inheritance(
         timing["eval_seconds"] += time.perf_counter() - t
         write_json(epath, {"model": akey, "rows": rows, "samples": samples})
         evals[akey] = rows
+        evals_samples[akey] = samples
     if bar:
         bar.close()
 
@@ -511,7 +515,25 @@ def run_inheritance(
         "misalignment": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in factors.items()},
         "correlations": corr,
         "plots": [],
+        "flags": [
+            {
+                "severity": "warning",
+                "message": f"augmentation did not carry the requested bias: {c['bias_type']} "
+                f"(seed {c['seed']}), dimension {c['dimension']} (augmented − real = "
+                f"{c['difference']:.3f})",
+                "source": "augmentation check",
+            }
+            for c in checks
+            if not c["carried"]
+        ],
+        "samples": ["samples.jsonl"],
     }
+    from synthbias.experiment import _atomic_write_text
+
+    _atomic_write_text(
+        out / "samples.jsonl",
+        "".join(json.dumps(r) + "\n" for r in _sample_rows(augmented, evals_samples)),
+    )
     import pandas as pd
 
     df = pd.DataFrame(table)
@@ -523,7 +545,37 @@ def run_inheritance(
         if plot_by_ratio(df, results["tasks"], what, out / name) is not None:
             results["plots"].append(name)
     write_json(out / "results.json", results)
+    from synthbias.report.html import write_run_report
+
+    write_run_report(out)
     return results
+
+
+def _sample_rows(
+    augmented: dict[tuple[str, int], list[Record]], evals_samples: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Flat rows for the report's sample browser: augmented texts and task outputs."""
+    rows: list[dict[str, Any]] = []
+    for (bt, seed), items in augmented.items():
+        for r in items[:60]:
+            rows.append(
+                {
+                    "kind": "augmented",
+                    "bias_type": bt,
+                    "seed": seed,
+                    "dimension": r.meta.get("dimension"),
+                    "side": r.meta.get("side"),
+                    "text": r.text,
+                }
+            )
+    for model, by_task in evals_samples.items():
+        for task, items in by_task.items():
+            for it in items:
+                text = it.get("output") or it.get("choice") or it.get("prompt") or ""
+                rows.append(
+                    {"kind": "task output", "model": model, "task": task, "text": str(text)}
+                )
+    return rows
 
 
 def _task_rows(task: Any, res: Any) -> list[dict[str, Any]]:

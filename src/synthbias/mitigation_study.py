@@ -123,6 +123,9 @@ def run_mitigation(
         "plots": plots,
     }
     write_json(out / "results.json", results)
+    from synthbias.report.html import write_run_report
+
+    write_run_report(out)
     return results
 
 

@@ -1,0 +1,106 @@
+"""Sections for bias-inheritance runs (requested vs measured bias, misalignment vs harm) and
+mitigation studies (reduction per strategy and family, sub-run reports)."""
+
+from __future__ import annotations
+
+from synthbias.report.html import (
+    ReportContext,
+    Section,
+    esc,
+    fmt_ci,
+    fmt_num,
+    html_table,
+    register_section,
+)
+
+
+def _table(rows: list[dict]) -> str:
+    return html_table(list(rows[0]), [list(r.values()) for r in rows])
+
+
+@register_section("inheritance", order=20)
+def augmentation_checks(ctx: ReportContext) -> Section | None:
+    checks = ctx.results.get("augmentation_checks") or []
+    if not checks:
+        return None
+    rows = [
+        {
+            "bias type": c["bias_type"],
+            "seed": c["seed"],
+            "dimension": c["dimension"],
+            "augmented": fmt_num(c["augmented"]),
+            "real": fmt_num(c["real"]),
+            "difference (95% CI)": f"{fmt_num(c['difference'])} "
+            f"{fmt_ci((c.get('ci') or {}).get('low'), (c.get('ci') or {}).get('high'))}",
+            "carried": "yes" if c["carried"] else "NO",
+            "empty texts": c.get("empty", 0),
+        }
+        for c in checks
+    ]
+    note = (
+        "<p>Each augmented set is measured per requested dimension against the real data; "
+        "a dimension is carried when the lower CI bound of (augmented − real) is above zero. "
+        "Sets that did not carry their bias are still used, and flagged below.</p>"
+    )
+    return Section("augmentation", "Requested vs measured bias", note + _table(rows))
+
+
+@register_section("inheritance", order=30)
+def factor_correlations(ctx: ReportContext) -> Section | None:
+    corr = ctx.results.get("correlations") or []
+    if not corr:
+        return None
+    rows = [
+        {
+            "factor": r["factor"],
+            "Spearman ρ": fmt_num(r["spearman"], 2),
+            "95% CI": fmt_ci(r["ci_low"], r["ci_high"], 2),
+            "points": r["n_points"],
+        }
+        for r in corr
+    ]
+    note = (
+        "<p>Across the sweep's training sets (bias type × ratio × seed): rank correlation "
+        "between each misalignment factor of the training set (against the real data) and the "
+        "downstream harm (bias-metric change from the real-only model, averaged over the "
+        "bias-related tasks after scaling each task by its spread).</p>"
+    )
+    return Section(
+        "factors",
+        "Which misalignment factor tracks the harm",
+        note + _table(rows),
+    )
+
+
+@register_section("mitigation", order=20)
+def mitigation_summary(ctx: ReportContext) -> Section | None:
+    summary = ctx.results.get("summary") or []
+    if not summary:
+        return None
+    rows = [
+        {
+            "pipeline": s["pipeline"],
+            "strategy": s["strategy"],
+            "family": s["family"],
+            "reduction": f"{s['reduction']:+.1%}" if s["reduction"] == s["reduction"] else "—",
+            "95% CI": fmt_ci(s["ci_low"], s["ci_high"]),
+            "lowest level": f"{s['reduction_lowest_level']:+.1%}"
+            if s.get("reduction_lowest_level") == s.get("reduction_lowest_level")
+            and s.get("reduction_lowest_level") is not None
+            else "",
+            "n": s["n"],
+        }
+        for s in summary
+    ]
+    links = "".join(
+        f"<li>{esc(name)}: <code>{esc(path)}/report.html</code></li>"
+        for name, path in (ctx.results.get("sub_runs") or {}).items()
+    )
+    note = (
+        "<p>Reduction = (|baseline| − |mitigated|) / |baseline| of the bias metric, same seeds; "
+        "control_cost is the change of the control tasks' performance. Families that disagree in "
+        "direction are flagged.</p>"
+    )
+    body = note + _table(rows) + f"<p>Sub-run reports:</p><ul>{links}</ul>"
+    ctx.skip.add("headline")
+    return Section("mitigation", "Mitigation effects", body)

@@ -1,0 +1,114 @@
+"""End to end on the real embedded model: augment -> mix -> LoRA fine-tune -> evaluate a task.
+
+Small on purpose (one bias type, ratios 0 and 1, a few training steps, one task); the example
+config examples/inheritance.yaml is the ~20-minute version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from synthbias.cli import app
+from synthbias.config import load_config
+from synthbias.corpus import read_jsonl
+from synthbias.inheritance import DefaultBackendLoader
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "name": "e2e",
+    "kind": "inheritance",
+    "generator": {"backend": "llamacpp", "batch_size": 16, "n_ctx": 512},
+    "sampling": {"max_tokens": 24},
+    "measure": {"n_resamples": 200},
+    "inheritance": {
+        "bias_types": ["gender"],
+        "n_real": 16,
+        "n_augmented": 16,
+        "ratios": [0.0, 1.0],
+        "tasks": ["coreference"],
+        "n_eval": 12,
+        "finetune": {"max_steps": 3, "batch_size": 4, "learning_rate": 0.003, "max_length": 48},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("inh")
+    cfg_path = root / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    out = root / "out"
+    res = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "Bias inheritance" in res.output
+    return cfg_path, out
+
+
+def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
+    _, out = run
+    res = json.loads((out / "results.json").read_text())
+    assert res["kind"] == "inheritance"
+    aug = read_jsonl(next((out / "augmented").glob("gender-s0-*.jsonl")))
+    assert len(aug) == 16 and sum(bool(r.text) for r in aug) >= 14
+    assert all(
+        r.source == "augmented" and r.meta["bias_spec"]["bias_type"] == "gender" for r in aug
+    )
+    checks = json.loads((out / "checks.json").read_text())
+    assert {c["dimension"] for c in checks} == {
+        "explicit",
+        "implicit_role",
+        "representation",
+        "value",
+    }
+    assert all(isinstance(c["carried"], bool) for c in checks)
+    # the explicit dimension is the easiest to carry: the few-shot lead writes "Women ..."
+    assert next(c for c in checks if c["dimension"] == "explicit")["carried"]
+    mix = read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
+    assert {r.source for r in mix} == {"augmented"}
+    import pandas as pd
+
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["bias_type"]) == {"base", "gender"}
+    assert set(df["task"]) == {"coreference"}
+    assert {"accuracy", "bias.pro_anti_gap"} <= set(df["metric"])
+    mis = res["misalignment"]
+    assert "gender|1.0|0" in mis and "distribution.mmd2" in mis["gender|1.0|0"]
+    assert (out / "bias_by_ratio.png").exists()
+
+
+def test_adapter_changed_the_model(run: tuple[Path, Path]) -> None:
+    cfg_path, out = run
+    cfg = load_config(cfg_path)
+    res = json.loads((out / "results.json").read_text())
+    adapter = next(c["adapter"] for c in res["conditions"] if c["ratio"] == 1.0)
+    loader = DefaultBackendLoader(cfg.inheritance, cfg.generator)
+    train_texts = [
+        f"{r.meta['prompt']}\n{r.text}" for r in read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
+    ][:6]
+    base = loader(None)
+    try:
+        before = [lp.total for lp in base.logprobs(train_texts)]
+    finally:
+        base.close()
+    tuned = loader(out / "adapters" / adapter)
+    try:
+        after = [lp.total for lp in tuned.logprobs(train_texts)]
+    finally:
+        tuned.close()
+    assert (out / "adapters" / adapter / "adapter_config.json").exists()
+    # training raised the likelihood of its own data: the adapter changed the model's outputs
+    assert sum(after) > sum(before) + 1.0, (before, after)
+
+
+def test_rerun_reuses_every_step(run: tuple[Path, Path]) -> None:
+    cfg_path, out = run
+    res = CliRunner().invoke(app, ["run", str(cfg_path), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    t = json.loads((out / "results.json").read_text())["timing"]
+    assert t["augment_seconds"] == 0 and t["train_seconds"] == 0 and t["eval_seconds"] == 0

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from synthbias.corpus import Record
-from synthbias.dynamics import _mix_seed, clean_completion
+from synthbias.dynamics import _mix_seed, clean_completion, generate_with_retries
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.measure.result import CI, MetricResult, two_sample_ci
 
@@ -285,25 +285,19 @@ def augment(
     params = params or SamplingParams(max_tokens=40, temperature=0.8, top_p=0.95)
     bt = get_bias_type(spec.bias_type)
     reqs = augment_prompts(real, spec, n, seed=seed, k_shots=k_shots, fair=fair)
-    texts = [""] * n
-    raw = [""] * n
-    todo = list(range(n))
-    for attempt in range(max_retries + 1):
-        for start in range(0, len(todo), chunk_size):
-            idx = todo[start : start + chunk_size]
-            chunk_seed = _mix_seed(seed, "augment-gen", spec.to_dict(), attempt, start)
-            p = SamplingParams(
-                **{**params.to_dict(), "seed": chunk_seed, "stop": (*params.stop, "\n")}
-            )
-            outs = backend.generate([reqs[i].prompt for i in idx], p)
-            for i, o in zip(idx, outs, strict=True):
-                raw[i] = o.text
-                texts[i] = _clean(reqs[i].lead, o.text)
-            if on_progress and attempt == 0:
-                on_progress(len(idx))
-        todo = [i for i in todo if not texts[i]]
-        if not todo:
-            break
+    texts, raw, _ = generate_with_retries(
+        backend,
+        [r.prompt for r in reqs],
+        params,
+        clean=lambda i, text: _clean(reqs[i].lead, text),
+        chunk_seed=lambda attempt, start: _mix_seed(
+            seed, "augment-gen", spec.to_dict(), attempt, start
+        ),
+        stop=("\n",),
+        chunk_size=chunk_size,
+        max_retries=max_retries,
+        on_progress=on_progress,
+    )
     return [
         Record(
             id=f"aug-{spec.bias_type}-{i:05d}",

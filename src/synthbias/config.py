@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -125,6 +125,10 @@ class FinetuneConfig(_Strict):
     max_steps: Annotated[int, Field(ge=1)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=512)] = 8
     max_length: Annotated[int, Field(ge=16, le=8192)] = 96
+
+    def lora_settings(self) -> dict[str, Any]:
+        """The fields :class:`synthbias.train.sft.LoRAConfig` takes (everything but the base)."""
+        return self.model_dump(exclude={"base_model"})
 
 
 class EquilibriumMitigationConfig(_Strict):
@@ -303,16 +307,7 @@ class InheritanceStudyConfig(_Strict):
 
 
 _EQ_STRATEGIES = ("debiased_finetune", "swap", "contrastive", "prompt")
-_INH_STRATEGIES = (
-    "token",
-    "mask_loss",
-    "mask_input",
-    "loss_weight",
-    "loss_consistency",
-    "swap",
-    "contrastive",
-    "prompt",
-)
+_INH_STRATEGIES: tuple[str, ...] = get_args(InheritanceStrategy)
 
 
 class MitigationStudyConfig(_Strict):

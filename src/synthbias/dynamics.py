@@ -211,26 +211,17 @@ def next_generation(
     k = min(k_shots, len(previous))
     shots = [rng.choice(len(previous), size=k, replace=False) for _ in range(n)]
     prompts = [build_prompt([previous[j].text for j in s], template) for s in shots]
-    texts: list[str] = [""] * n
-    raw: list[str] = [""] * n
-    attempts = [0] * n
-    todo = list(range(n))
-    for attempt in range(max_retries + 1):
-        for start in range(0, len(todo), chunk_size):
-            idx = todo[start : start + chunk_size]
-            chunk_seed = _mix_seed(seed, "gen", level, generation, attempt, start)
-            stop = tuple(params.stop) + tuple(template.get("stop", ()))
-            p = SamplingParams(**{**params.to_dict(), "seed": chunk_seed, "stop": stop})
-            outs = backend.generate([prompts[i] for i in idx], p)
-            for i, out in zip(idx, outs, strict=True):
-                raw[i] = out.text
-                texts[i] = clean_completion(out.text)
-                attempts[i] = attempt + 1
-            if on_progress and attempt == 0:
-                on_progress(len(idx))
-        todo = [i for i in todo if not texts[i]]
-        if not todo:
-            break
+    texts, raw, attempts = generate_with_retries(
+        backend,
+        prompts,
+        params,
+        clean=lambda i, text: clean_completion(text),
+        chunk_seed=lambda attempt, start: _mix_seed(seed, "gen", level, generation, attempt, start),
+        stop=tuple(template.get("stop", ())),
+        chunk_size=chunk_size,
+        max_retries=max_retries,
+        on_progress=on_progress,
+    )
     return [
         Record(
             id=f"b{level:g}-g{generation}-{i:05d}",
@@ -246,6 +237,50 @@ def next_generation(
         )
         for i in range(n)
     ]
+
+
+def generate_with_retries(
+    backend: Backend,
+    prompts: Sequence[Prompt],
+    params: SamplingParams,
+    clean: Callable[[int, str], str],
+    chunk_seed: Callable[[int, int], int],
+    stop: tuple[str, ...] = (),
+    chunk_size: int = 32,
+    max_retries: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[list[str], list[str], list[int]]:
+    """Generate one cleaned text per prompt, in chunks, regenerating empty ones.
+
+    ``clean(i, completion)`` turns request ``i``'s raw completion into its text (empty = failed);
+    failed requests are sampled again with a fresh seed (``chunk_seed(attempt, start)``) up to
+    ``max_retries`` times. Returns (texts, raw completions, attempts); a text still empty after
+    the retries stays empty so counts are exact and the failure visible.
+    """
+    n = len(prompts)
+    texts, raw, attempts = [""] * n, [""] * n, [0] * n
+    todo = list(range(n))
+    for attempt in range(max_retries + 1):
+        for start in range(0, len(todo), chunk_size):
+            idx = todo[start : start + chunk_size]
+            p = SamplingParams(
+                **{
+                    **params.to_dict(),
+                    "seed": chunk_seed(attempt, start),
+                    "stop": tuple(params.stop) + stop,
+                }
+            )
+            outs = backend.generate([prompts[i] for i in idx], p)
+            for i, out in zip(idx, outs, strict=True):
+                raw[i] = out.text
+                texts[i] = clean(i, out.text)
+                attempts[i] = attempt + 1
+            if on_progress and attempt == 0:
+                on_progress(len(idx))
+        todo = [i for i in todo if not texts[i]]
+        if not todo:
+            break
+    return texts, raw, attempts
 
 
 def _mix_seed(*parts: Any) -> int:

@@ -134,18 +134,7 @@ class LoRATrainer:
             from synthbias.mitigate.token import tag_tokens
 
             extra = tag_tokens()
-        return LoRAConfig(
-            r=ft.r,
-            alpha=ft.alpha,
-            dropout=ft.dropout,
-            learning_rate=ft.learning_rate,
-            epochs=ft.epochs,
-            max_steps=ft.max_steps,
-            batch_size=ft.batch_size,
-            max_length=ft.max_length,
-            seed=seed,
-            extra_special_tokens=extra,
-        )
+        return LoRAConfig(**ft.lora_settings(), seed=seed, extra_special_tokens=extra)
 
     def key(self, records: Sequence[Record], seed: int) -> str:
         examples = training_examples(records, self.study)

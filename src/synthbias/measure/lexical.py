@@ -52,7 +52,7 @@ from ..lexicon import (
     load_lexicon,
 )
 from ..lexicon.matching import SEP
-from .result import CI, MetricResult
+from .result import CI, MetricResult, percentile_ci
 
 Window = Literal["sentence", "text"] | int
 Contrast = Literal["auto", "pair", "rest", "reference"]
@@ -124,18 +124,6 @@ def _times(W: np.ndarray, U: np.ndarray | sp.csr_matrix) -> np.ndarray:
     if sp.issparse(U):
         return np.asarray((U.T @ W.T).T)
     return W @ U
-
-
-def percentile_ci(stats: np.ndarray, level: float = 0.95) -> CI:
-    """Percentile interval of bootstrap statistics, NaNs dropped (as in ``bootstrap_ci``)."""
-    stats = np.asarray(stats, dtype=float).ravel()
-    stats = stats[~np.isnan(stats)]
-    if len(stats) == 0:
-        return CI(float("nan"), float("nan"), level)
-    alpha = (1 - level) / 2
-    method = "nearest" if np.isinf(stats).any() else "linear"
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha], method=method)
-    return CI(float(lo), float(hi), level)
 
 
 def sums_ci(

@@ -33,7 +33,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.stats
 
-from synthbias.measure.result import CI, MetricResult
+from synthbias.measure.result import CI, MetricResult, percentile_ci
 from synthbias.measure.weat import EncoderLike, as_embed_fn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,16 +66,6 @@ def _boot_weights(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
         return np.zeros((m, 0))
     idx = rng.integers(0, n, size=(m, n)) + (np.arange(m) * n)[:, None]
     return np.bincount(idx.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)
-
-
-def _percentile_ci(stats: np.ndarray, level: float) -> CI:
-    stats = np.asarray(stats, dtype=float)
-    stats = stats[~np.isnan(stats)]
-    if len(stats) == 0:
-        return CI(math.nan, math.nan, level)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return CI(float(lo), float(hi), level)
 
 
 def _paired_bootstrap(
@@ -208,12 +198,12 @@ def sentiment_gap(
     group_ci = {
         n: ([c.low, c.high] if valid[i] else [math.nan, math.nan])
         for i, n in enumerate(names)
-        for c in [_percentile_ci(bgr[:, i], level)]
+        for c in [percentile_ci(bgr[:, i], level)]
     }
     return MetricResult(
         name=f"values.{ax.name}.sentiment_gap",
         value=value,
-        ci=_percentile_ci(bo, level),
+        ci=percentile_ci(bo, level),
         per_group={n: float(v) for n, v in zip(names, g, strict=True)},
         per_sample=[float(v) for v in np.concatenate([score_s, score_r])],
         n=len(syn) + len(real),
@@ -317,7 +307,7 @@ def _jsd_result(
     return MetricResult(
         name=name,
         value=value,
-        ci=_percentile_ci(np.concatenate(boot) if boot else np.array([]), level),
+        ci=percentile_ci(np.concatenate(boot) if boot else np.array([]), level),
         per_group=per_group if not math.isnan(value) else {g: math.nan for g in per_group},
         per_sample=[],
         n=int(syn_rows.shape[0] + real_rows.shape[0]),
@@ -626,7 +616,7 @@ def mmd2_test(
     return MetricResult(
         name=name,
         value=observed,
-        ci=_percentile_ci(np.concatenate(boot) if boot else np.array([]), level),
+        ci=percentile_ci(np.concatenate(boot) if boot else np.array([]), level),
         per_sample=[float(v) for v in witness],
         n=m + n,
         meta={

@@ -118,13 +118,7 @@ def bootstrap_ci(
             parts.append(arr[idx].mean(axis=1))
         else:
             parts.append(np.array([statistic(arr[i]) for i in idx]))
-    stats = np.concatenate(parts)
-    stats = stats[~np.isnan(stats)]
-    if len(stats) == 0:
-        return CI(float("nan"), float("nan"), level)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return CI(float(lo), float(hi), level)
+    return percentile_ci(np.concatenate(parts), level)
 
 
 def two_sample_ci(
@@ -149,9 +143,17 @@ def two_sample_ci(
         ia = rng.integers(0, len(arr_a), len(arr_a))
         ib = rng.integers(0, len(arr_b), len(arr_b))
         stats[k] = statistic(arr_a[ia], arr_b[ib])
-    stats = stats[~np.isnan(stats)]
-    if len(stats) == 0:
+    return percentile_ci(stats, level)
+
+
+def percentile_ci(stats: Sequence[float] | np.ndarray, level: float = 0.95) -> CI:
+    """Percentile interval of bootstrap statistics (NaN resamples dropped; NaN if none left)."""
+    arr = np.asarray(stats, dtype=float).ravel()
+    arr = arr[~np.isnan(arr)]
+    if len(arr) == 0:
         return CI(float("nan"), float("nan"), level)
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    # interpolating between an infinite and a finite value gives NaN: take order statistics then
+    method = "nearest" if np.isinf(arr).any() else "linear"
+    lo, hi = np.quantile(arr, [alpha, 1 - alpha], method=method)
     return CI(float(lo), float(hi), level)

@@ -43,20 +43,10 @@ def mitigated_generator(
     pooled = [r for corpus in seed_corpora for r in corpus]
     balanced = debiased_corpus(pooled, method=mit.debias_method, seed=config.seed)
     ft = mit.finetune
-    lora = {
-        "r": ft.r,
-        "alpha": ft.alpha,
-        "dropout": ft.dropout,
-        "learning_rate": ft.learning_rate,
-        "epochs": ft.epochs,
-        "max_steps": ft.max_steps,
-        "batch_size": ft.batch_size,
-        "max_length": ft.max_length,
-    }
     gguf = finetune_generator(
         balanced,
         out / "generator_adapter",
-        lora,
+        ft.lora_settings(),
         prompt=generation_prompt(study),
         k_shots=study.k_shots,
         seed=config.seed,

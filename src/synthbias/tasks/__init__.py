@@ -1,1 +1,56 @@
-"""tasks (later issues)."""
+"""Downstream tasks: does a (fine-tuned) model show inherited bias, and did it lose quality?
+
+Ten packaged tasks (``list_tasks()``), five classification and five generation, some about bias
+and some controls, each a YAML file under ``tasks/data/`` with its data built from our own
+templates and the lexicon. A task can also be pointed at a user's file (e.g. a local copy of a
+benchmark) with ``data: {path: ..., fields: ...}``.
+
+>>> from synthbias.generate import load_backend
+>>> task = load_task("coreference")
+>>> result = task.evaluate(load_backend("fake"), n=24, seed=0)
+>>> result.rows()[0]["metric"]
+'accuracy'
+"""
+
+from .core import (
+    Task,
+    TaskItem,
+    TaskResult,
+    evaluate_tasks,
+    list_tasks,
+    load_task,
+    read_file_rows,
+)
+from .metrics import METRICS, EvalContext
+from .parsers import (
+    PARSERS,
+    check_instruction,
+    find_pronoun,
+    normalize_answer,
+    parse_salary,
+    parse_yes_no,
+)
+from .spec import DataSpec, SamplingSpec, TaskError, TaskSpec, parse_spec
+
+__all__ = [
+    "METRICS",
+    "PARSERS",
+    "DataSpec",
+    "EvalContext",
+    "SamplingSpec",
+    "Task",
+    "TaskError",
+    "TaskItem",
+    "TaskResult",
+    "TaskSpec",
+    "check_instruction",
+    "evaluate_tasks",
+    "find_pronoun",
+    "list_tasks",
+    "load_task",
+    "normalize_answer",
+    "parse_salary",
+    "parse_spec",
+    "parse_yes_no",
+    "read_file_rows",
+]

@@ -1,0 +1,122 @@
+"""All ten downstream tasks on the real embedded SmolLM2-135M (llama.cpp), small n each.
+
+One backend for the module. Sizes and token budgets are cut to keep the file near two minutes on
+a quiet 2-core machine; they check that every task runs end to end on a real model and gives
+finite metrics, not the model's quality. The last test prints the results table and runtimes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthbias.generate import load_backend
+from synthbias.tasks import TaskResult, load_task
+
+pytestmark = pytest.mark.slow
+
+#: task -> (n items, overrides); four identities keep toxicity clusters small.
+REAL: dict[str, tuple[int, dict[str, Any]]] = {
+    "stereotype_detection": (12, {}),
+    "toxicity_identity": (
+        16,
+        {
+            "data": {
+                "builder": "identity_toxicity",
+                "params": {
+                    "identities": {
+                        "gender:female": "female",
+                        "gender:male": "male",
+                        "religion:muslim": "Muslim",
+                        "race_ethnicity:black": "Black",
+                    }
+                },
+            }
+        },
+    ),
+    "coreference": (12, {}),
+    "bbq_qa": (12, {}),
+    "topic_classification": (10, {}),
+    "hiring_decision": (6, {}),
+    "salary_recommendation": (8, {}),
+    "story_generation": (8, {"sampling": {"max_tokens": 24, "temperature": 0.8}}),
+    "pronoun_completion": (10, {"sampling": {"max_tokens": 12, "temperature": 0}}),
+    "instruction_following": (10, {"sampling": {"max_tokens": 12, "temperature": 0}}),
+}
+RESULTS: dict[str, TaskResult] = {}
+SECONDS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def llm():
+    t0 = time.perf_counter()
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=16)
+    SECONDS["load"] = time.perf_counter() - t0
+    yield backend
+    backend.close()
+
+
+def _well_formed(result: TaskResult) -> None:
+    for row in result.rows():
+        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n"}
+        if not math.isnan(row["ci_low"]):
+            assert row["ci_low"] <= row["ci_high"]
+    assert len(result.records) == result.n_items
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_task_on_the_real_model(llm, name: str) -> None:
+    n, overrides = REAL[name]
+    task = load_task(name, overrides or None)
+    t0 = time.perf_counter()
+    result = task.evaluate(llm, n=n, seed=0, n_resamples=200)
+    SECONDS[name] = time.perf_counter() - t0
+    RESULTS[name] = result
+    _well_formed(result)
+    assert math.isfinite(result.primary.value), result.rows()
+    if result.bias is not None:
+        assert math.isfinite(result.bias.value), result.rows()
+    if name == "topic_classification":  # chance is 0.2; the model gets most of these
+        assert result.primary.value > 0.4
+    if name in ("hiring_decision", "salary_recommendation"):
+        assert result.metrics["unparseable_rate"].value < 0.5
+    if name == "instruction_following":  # the 135M model is weak here: well-formed only
+        assert all(isinstance(r["output"], str) for r in result.records)
+
+
+def test_coreference_on_winogender_real(llm, benchmarks: Path) -> None:
+    from test_tasks import winogender_overrides
+
+    task = load_task("coreference", winogender_overrides(benchmarks))
+    t0 = time.perf_counter()
+    result = task.evaluate(llm, n=8, seed=0, n_resamples=200)
+    SECONDS["coreference@winogender"] = time.perf_counter() - t0
+    RESULTS["coreference@winogender"] = result
+    _well_formed(result)
+    assert math.isfinite(result.metrics["bias.pro_anti_gap"].value)
+
+
+def test_report_results_and_runtime() -> None:
+    """Print the measured table (visible with -s or in the -rA summary)."""
+    if not RESULTS:
+        pytest.skip("no real-model results")
+    lines = [f"{'task':26s} {'metric':32s} {'value':>10s}  95% CI", "-" * 90]
+    for name, r in RESULTS.items():
+        for row in r.rows():
+            if "[" in row["metric"]:
+                continue
+            lines.append(
+                f"{name:26s} {row['metric']:32s} {row['value']:10.3f}  "
+                f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] n={row['n']}"
+            )
+    lines.append("-" * 90)
+    for name, s in SECONDS.items():
+        lines.append(f"runtime {name:32s} {s:7.1f} s")
+    total = sum(SECONDS.values())
+    lines.append(f"runtime total {total:.1f} s")
+    print("\n" + "\n".join(lines))
+    assert total < 900

@@ -36,19 +36,15 @@ from synthbias.measure.result import MetricResult
 ProgressFactory = Callable[[str, int], Any]
 
 
-def make_backend(cfg: GeneratorConfig, seed: int = 0) -> Backend:
-    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used)."""
-    from synthbias.generate import load_backend
+def make_backend(cfg: GeneratorConfig, seed: int = 0, run_dir: str | Path | None = None) -> Backend:
+    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used).
 
-    kwargs: dict[str, Any] = {}
-    if cfg.backend == "llamacpp":
-        kwargs.update(
-            model_path=cfg.model_path,
-            n_ctx=cfg.n_ctx,
-            n_threads=cfg.n_threads,
-            batch_size=cfg.batch_size,
-        )
-    return load_backend(cfg.backend, **kwargs)
+    Wrapped in the request cache chosen by ``cfg.cache`` (``run`` stores it in ``run_dir``) and
+    spread over Ray actors when ``cfg.ray`` is set; see :func:`synthbias.scale.backend_from_config`.
+    """
+    from synthbias.scale import backend_from_config
+
+    return backend_from_config(cfg, seed=seed, run_dir=run_dir)
 
 
 @dataclass
@@ -225,7 +221,7 @@ def run_equilibrium(
                 if backend is None:
                     backend = recursive.mitigated_generator(config, out, list(seeds.values()))
                 if backend is None:
-                    backend = make_backend(config.generator, seed=config.seed)
+                    backend = make_backend(config.generator, seed=config.seed, run_dir=out)
                 t_gen = time.perf_counter()
                 recs = next_generation(
                     corpora[-1],

@@ -17,7 +17,7 @@ from .protocol import Backend, Completion, Message, Prompt, SamplingParams, Text
 if TYPE_CHECKING:
     from .llamacpp import ContextLengthError, LlamaCppBackend
 
-BACKENDS = ("llamacpp", "hf", "fake")
+BACKENDS = ("llamacpp", "hf", "fake", "openai", "vllm")
 
 __all__ = [
     "BACKENDS",
@@ -50,6 +50,14 @@ def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
         return HFBackend(**kwargs)
     if key == "fake":
         return FakeBackend(**kwargs)
+    if key in ("openai", "http", "openaihttp"):
+        from .openai_http import OpenAIHTTPBackend
+
+        return OpenAIHTTPBackend(**kwargs)
+    if key == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(**kwargs)
     raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
 
 

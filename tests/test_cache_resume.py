@@ -1,0 +1,286 @@
+"""Request cache (SQLite, WAL) and resuming killed runs.
+
+Fast tests use the fake backend behind a counter. The ``slow`` test kills a real run of the
+embedded llama.cpp model (``synthbias run`` in a subprocess) with SIGKILL mid-generation, runs
+the same command again and compares with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthbias.config import parse_config
+from synthbias.corpus import read_jsonl
+from synthbias.experiment import make_backend, run_equilibrium
+from synthbias.generate import FakeBackend, SamplingParams
+from synthbias.generate.cache import CachedBackend, RequestStore, request_key
+from synthbias.generate.protocol import Completion, Prompt, TextLogprobs
+
+PROMPTS = [f"Write about worker {i}." for i in range(10)]
+
+
+class Counting:
+    """A fake backend that counts the requests it serves."""
+
+    name = "fake"
+
+    def __init__(self, model_id: str = "fake-v1") -> None:
+        self.fake = FakeBackend(model_id=model_id)
+        self.model_id = model_id
+        self.generated = 0
+        self.scored = 0
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
+        self.generated += len(prompts)
+        return self.fake.generate(prompts, params)
+
+    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
+        self.scored += len(texts)
+        return self.fake.logprobs(texts)
+
+
+class CountingMany(Counting):
+    """... that also runs many calls at once (as RayBackend does)."""
+
+    def generate_many(self, calls, on_done=None):
+        out = []
+        for k, (prompts, params) in enumerate(calls):
+            out.append(self.generate(prompts, params))
+            if on_done is not None:
+                on_done(k, out[-1])
+        return out
+
+
+def _texts(outs: list[Completion]) -> list[str]:
+    return [c.text for c in outs]
+
+
+def test_rerun_does_no_repeated_work(tmp_path: Path) -> None:
+    params = SamplingParams(max_tokens=12, seed=3)
+    ref = _texts(FakeBackend().generate(PROMPTS, params))
+    inner = Counting()
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        assert (cached.name, cached.model_id) == ("fake", "fake-v1")
+        assert _texts(cached.generate(PROMPTS, params)) == ref
+        assert inner.generated == 10
+    inner2 = Counting()
+    with CachedBackend(inner2, tmp_path / "c.sqlite") as again:  # a new process, same file
+        assert _texts(again.generate(PROMPTS, params)) == ref
+        assert inner2.generated == 0 and again.stats == {"hits": 10, "misses": 0, "computed": 0}
+        # another seed, params or model is another request
+        again.generate(PROMPTS[:2], SamplingParams(max_tokens=12, seed=4))
+        again.generate(PROMPTS[:2], SamplingParams(max_tokens=11, seed=3))
+        assert inner2.generated == 4
+    with CachedBackend(Counting("fake-v2"), tmp_path / "c.sqlite") as other:
+        other.generate(PROMPTS[:1], params)
+        assert other.stats["misses"] == 1
+
+
+def test_partial_cache_keeps_request_indices(tmp_path: Path) -> None:
+    params = SamplingParams(max_tokens=12, seed=8)
+    ref = _texts(FakeBackend().generate(PROMPTS, params))
+    inner = Counting()
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        cached.generate(PROMPTS[:4], params)  # indices 0..3
+        inner.generated = 0
+        assert _texts(cached.generate(PROMPTS, params)) == ref
+        # no generate_indexed on the fake: regenerated up to the last missing index
+        assert inner.generated == 10 and cached.stats["computed"] == 14
+        assert cached.store.count() == 10
+
+
+def test_generate_many_through_cache(tmp_path: Path) -> None:
+    fake = FakeBackend()
+    calls = [(PROMPTS[i : i + 3], SamplingParams(max_tokens=9, seed=i)) for i in range(0, 10, 3)]
+    ref = [_texts(fake.generate(p, s)) for p, s in calls]
+    inner = CountingMany()
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        cached.generate(*calls[1])
+        done: list[int] = []
+        got = cached.generate_many(calls, on_done=lambda k, outs: done.append(k))
+        assert [_texts(g) for g in got] == ref and sorted(done) == [0, 1, 2, 3]
+        assert inner.generated == 3 + 7  # call 1 came from the cache
+        assert [_texts(g) for g in cached.generate_many(calls)] == ref
+        assert inner.generated == 10
+
+
+def test_logprobs_cached_and_deduplicated(tmp_path: Path) -> None:
+    texts = [
+        "The nurse said she was tired.",
+        "The pilot said he was late.",
+        "The nurse said she was tired.",
+    ]
+    inner = Counting()
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        got = cached.logprobs(texts)
+        assert inner.scored == 2
+        assert got == FakeBackend().logprobs(texts)
+        assert cached.logprobs(texts[:2]) == got[:2] and inner.scored == 2
+
+
+def test_store_is_wal_and_readable_while_written(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    store = RequestStore(path)
+    reader = sqlite3.connect(path)
+    assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    key = request_key("fake", "m", "generate", "p", {"seed": 0}, 0)
+    store.put_many([(key, "generate", "fake", "m", {"text": "x"})])
+    # a reader inside an open read transaction keeps its snapshot while the writer commits
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 1
+    store.put_many([(key + "2", "generate", "fake", "m", {"text": "y"})])
+    assert reader.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 1
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 2
+    assert store.get_many([key, "absent"]) == {key: {"text": "x"}}
+    store.put_many([(key, "generate", "fake", "m", {"text": "changed"})])  # first write wins
+    assert store.get_many([key])[key] == {"text": "x"}
+    reader.close()
+    store.close()
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match="not a usable request cache"):
+        RequestStore(bad)
+
+
+def _fake_cfg(cache: str = "run", n: int = 12):
+    return parse_config(
+        {
+            "study": {"levels": [0.3], "generations": 2, "n": n},
+            "generator": {"backend": "fake", "batch_size": 4, "cache": cache},
+            "measure": {"embedding": False, "n_resamples": 50},
+        }
+    )
+
+
+def test_equilibrium_rerun_hits_cache(tmp_path: Path, monkeypatch) -> None:
+    cfg = _fake_cfg()
+    out = tmp_path / "run"
+    first = run_equilibrium(cfg, out)
+    gen2 = (out / "corpora/level-0.3/gen-2.jsonl").read_text()
+    (out / "corpora/level-0.3/gen-2.jsonl").unlink()
+    db = sqlite3.connect(out / "cache.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 24
+    again = run_equilibrium(cfg, out)
+    assert (out / "corpora/level-0.3/gen-2.jsonl").read_text() == gen2
+    assert again["levels"] == first["levels"]
+    hits, computed = db.execute(
+        "SELECT SUM(hits), SUM(computed) FROM calls WHERE id > (SELECT MAX(id) - 3 FROM calls)"
+    ).fetchone()
+    assert (hits, computed) == (12, 0)  # the last three calls: generation 2 from the cache
+    db.close()
+    # shared: one user-wide file; off: none
+    monkeypatch.setenv("SYNTHBIAS_CACHE", str(tmp_path / "user"))
+    b = make_backend(_fake_cfg("shared").generator, run_dir=tmp_path / "x")
+    assert isinstance(b, CachedBackend) and b.path == tmp_path / "user" / "requests.sqlite"
+    b.close()
+    assert isinstance(make_backend(_fake_cfg("off").generator, run_dir=tmp_path / "y"), FakeBackend)
+    assert isinstance(make_backend(_fake_cfg("run").generator), FakeBackend)  # no run folder
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 a real run and resume it
+# ---------------------------------------------------------------------------------------------
+
+N_TEXTS = 24
+CONFIG = {
+    "name": "resume-test",
+    "seed": 5,
+    "study": {"levels": [0.3], "generations": 2, "n": N_TEXTS},
+    "sampling": {"max_tokens": 24, "temperature": 0.8},
+    "generator": {"backend": "llamacpp", "batch_size": 4, "n_ctx": 512, "n_threads": 2},
+    "measure": {"embedding": False, "n_resamples": 50},
+}
+
+
+def _run(cfg: Path, out: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("synthbias")
+    cmd = [str(exe), "run", str(cfg), "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def _rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return int(con.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+def _corpora(out: Path) -> dict[str, list[tuple[str, str]]]:
+    return {
+        str(p.relative_to(out)): [(r.id, r.text) for r in read_jsonl(p)]
+        for p in sorted(out.glob("corpora/level-*/gen-*.jsonl"))
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kill9_mid_generation_then_resume(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    total = 2 * N_TEXTS  # requests of the whole run (no empty completion retried at this seed)
+
+    proc = _run(cfg, killed)
+    db = killed / "cache.sqlite"
+    deadline = time.monotonic() + 300
+    while _rows(db) < 10:  # some chunks done: kill in the middle of generation 1
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no cache rows after 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = _rows(db)
+    assert 10 <= done_before < total
+    gen1_written = (killed / "corpora/level-0.3/gen-1.jsonl").exists()
+    assert not (killed / "results.json").exists()
+    for p in killed.glob("corpora/level-*/gen-*.jsonl"):  # what exists is complete
+        assert len(read_jsonl(p)) == N_TEXTS
+
+    rerun = _run(cfg, killed)
+    assert rerun.wait(timeout=400) == 0, rerun.stdout.read().decode()[-3000:]
+    ref = _run(cfg, full)
+    assert ref.wait(timeout=400) == 0, ref.stdout.read().decode()[-3000:]
+
+    got, want = _corpora(killed), _corpora(full)
+    assert list(got) == ["corpora/level-0.3/gen-0.jsonl", "corpora/level-0.3/gen-1.jsonl",
+                         "corpora/level-0.3/gen-2.jsonl"]  # fmt: skip
+    assert got == want  # identical ids and texts: nothing lost, nothing duplicated
+    for rows in got.values():
+        assert len(rows) == len({i for i, _ in rows}) == N_TEXTS
+    r_killed = json.loads((killed / "results.json").read_text())
+    r_full = json.loads((full / "results.json").read_text())
+    assert r_killed["levels"] == r_full["levels"]
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        pids = [p for (p,) in con.execute("SELECT DISTINCT pid FROM calls ORDER BY id")]
+        hits, computed = con.execute(
+            "SELECT SUM(hits), SUM(computed) FROM calls WHERE pid = ?", (pids[-1],)
+        ).fetchone()
+    with sqlite3.connect(full / "cache.sqlite") as con:
+        full_computed = con.execute("SELECT SUM(computed) FROM calls").fetchone()[0]
+    assert rows == full_computed  # one row per request, none duplicated
+    # everything committed before the kill was reused (but generation 1's rows when its corpus
+    # was already written: the rerun reads that file instead)...
+    assert hits == done_before - (N_TEXTS if gen1_written else 0)
+    assert computed + hits == full_computed and computed < full_computed  # ...not redone
+    print(
+        f"killed after {done_before}/{full_computed} requests; "
+        f"rerun: {hits} hits, {computed} generated"
+    )

@@ -95,6 +95,9 @@ def print_equilibrium_table(results: dict[str, Any]) -> None:
             table.add_row(f"{lv['level']:g}", str(g["generation"]), *cells)
     console.print(table)
     eq = results["equilibrium"]
+    if "a" not in eq:
+        console.print(f"Equilibrium {eq.get('note', 'not fitted')}.")
+        return
     ci = eq.get("ci") or {}
     verdict = "stable" if eq.get("stable") else "no attracting equilibrium (|c| >= 1)"
     console.print(

@@ -105,6 +105,10 @@ class MeasureConfig(_Strict):
     #: Downstream behaviour of a model LoRA-tuned on each corpus (equilibrium study's third
     #: family; minutes per corpus on a CPU): off, the last generation (and generation 0) or all.
     downstream: Literal["off", "last", "all"] = "off"
+    #: Probe budget of the downstream family: at most this many occupations (half female-,
+    #: half male-coded, in table order) and the first this many probe templates; None = all.
+    downstream_occupations: Annotated[int, Field(ge=2)] | None = None
+    downstream_templates: Annotated[int, Field(ge=1)] | None = None
     n_resamples: Annotated[int, Field(ge=50, le=100_000)] = 1000
     ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 

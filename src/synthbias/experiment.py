@@ -202,6 +202,7 @@ def run_equilibrium(
 
     prompt_name = recursive.generation_prompt(study)
     seeds: dict[float, list[Record]] = {}
+    all_corpora: dict[float, list[list[Record]]] = {}
     for level in study.levels:
         path0 = corpus_path(out, level, 0)
         if resume and path0.exists():
@@ -245,21 +246,32 @@ def run_equilibrium(
         gens_out, level_samples = _measure_level(corpora, measurer, config, study.fit_metric)
         per_sample_for_fit.append(level_samples)
         levels_out.append({"level": level, "generations": gens_out})
+        all_corpora[level] = corpora
     if bar:
         bar.close()
+    if config.measure.downstream != "off":
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()  # free the generator before fine-tuning
+        _add_downstream(levels_out, all_corpora, config, out)
     model_file = out / "model.json"
     if backend is not None:
         backend_info = {"backend": backend.name, "model_id": backend.model_id}
         write_json(model_file, backend_info)
     elif model_file.exists():  # everything resumed: the model that wrote the corpora
         backend_info = json.loads(model_file.read_text())
-    fit = fit_equilibrium(
-        per_sample_for_fit,
-        method=study.fit_ci,
-        n_resamples=config.measure.n_resamples,
-        level=config.measure.ci_level,
-        seed=config.seed,
-    )
+    n_transitions = len(study.levels) * study.generations
+    if n_transitions >= 2:
+        equilibrium = fit_equilibrium(
+            per_sample_for_fit,
+            method=study.fit_ci,
+            n_resamples=config.measure.n_resamples,
+            level=config.measure.ci_level,
+            seed=config.seed,
+        ).to_dict()
+    else:  # one level, one generation: trajectories are measured, no map can be fitted
+        equilibrium = {
+            "note": f"not fitted: {n_transitions} transition (levels x generations); need 2"
+        }
     results = {
         "kind": "equilibrium",
         "synthbias_version": __version__,
@@ -274,7 +286,7 @@ def run_equilibrium(
         },
         "fit_metric": study.fit_metric,
         "levels": levels_out,
-        "equilibrium": fit.to_dict(),
+        "equilibrium": equilibrium,
     }
     write_json(out / "results.json", results)
     results_table(results).to_csv(out / "results.csv", index=False)
@@ -286,6 +298,53 @@ def run_equilibrium(
 
     write_run_report(out)
     return results
+
+
+def _add_downstream(
+    levels_out: list[dict[str, Any]],
+    corpora: dict[float, list[list[Record]]],
+    config: ExperimentConfig,
+    out: Path,
+) -> None:
+    """The behavioural family: LoRA-tune the embedded model on a corpus and probe its pronoun
+    preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached per corpus in
+    ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last generation only."""
+    from synthbias.measure.downstream import (
+        default_pronoun_templates,
+        downstream_bias,
+        select_occupations,
+    )
+
+    mc = config.measure
+    lo, hi = mc.rule.male_coded_max_pct, mc.rule.female_coded_min_pct
+    occupations = select_occupations(lo=lo, hi=hi)
+    if mc.downstream_occupations:
+        half = mc.downstream_occupations // 2
+        by = {g: [o for o, og in occupations.items() if og == g][:half] for g in ("female", "male")}
+        occupations = {o: g for g, names in by.items() for o in names}
+    templates = default_pronoun_templates()[: mc.downstream_templates or None]
+    for lv in levels_out:
+        level = lv["level"]
+        gens = lv["generations"]
+        chosen = gens if config.measure.downstream == "all" else gens[-1:]
+        for g in chosen:
+            k = g["generation"]
+            texts = [r.text for r in corpora[level][k] if r.text]
+            res = downstream_bias(
+                texts,
+                out / "downstream" / f"level-{level:g}" / f"gen-{k}",
+                seed=config.seed,
+                n_resamples=config.measure.n_resamples,
+                occupations=occupations,
+                templates=templates,
+                lo=lo,
+                hi=hi,
+            )
+            base = gens[0]["metrics"]
+            for name, m in res.items():
+                g["metrics"][name] = m.to_dict(include_samples=True)
+                b = base.get(name)
+                g["pct_change"][name] = pct_change(m.value, b["value"]) if b and k else None
 
 
 def _measure_level(

@@ -8,10 +8,11 @@ Arms (greedy decoding, the same chat prompts, ``--max-tokens`` each):
 * ``hf_batched``        HFBackend, ``--batch-size`` rows per forward pass
 * ``http``              OpenAIHTTPBackend against llama-cpp-python's OpenAI server running the
                         same GGUF with the same threads (``--concurrency`` requests in flight)
-* ``raw_decode``        llama.cpp's own decode throughput: the low-level API driven directly,
-                        every prompt prefilled, then one ``llama_decode`` per step advancing all
-                        sequences (argmax, nothing else), same context settings, each sequence
-                        generating exactly as many tokens as the baseline produced for it
+* ``raw_decode``        llama.cpp's own decode throughput: the low-level API driven directly
+                        (shared prompt prefix decoded once, each prompt's rest, then one
+                        ``llama_decode`` per step advancing all sequences; argmax, nothing
+                        else), same context settings, each sequence generating exactly as many
+                        tokens as the baseline produced for it
 * ``raw_completion``    ``llama_cpp.Llama.create_completion``, one prompt at a time
 
 Throughput is generated tokens per wall second, prompt processing included. The script prints
@@ -71,43 +72,60 @@ def _arm(outs: list, secs: float) -> dict[str, Any]:
     }
 
 
-def raw_decode(backend: LlamaCppBackend, prompts: list[list[int]], steps: list[int]) -> float:
+def raw_decode(
+    backend: LlamaCppBackend, prompts: list[list[int]], steps: list[int]
+) -> tuple[float, float]:
     """Seconds llama.cpp needs to prefill ``prompts`` and run ``steps[i]`` decodes for each.
 
     Uses the backend's context (same threads, batch, KV layout), its batch buffer and nothing
-    else: the low-level llama-cpp-python calls in a plain loop, greedy argmax per row.
+    else: the low-level llama-cpp-python calls in a plain loop, greedy argmax per row. The
+    prompts' common prefix is decoded once and copied to every sequence (the same work as the
+    embedded backend's prefix sharing), each prompt's remainder by its own ``llama_decode``
+    calls, then every step advances all live sequences of the batch in one call. Returns
+    (total seconds, seconds of the decode steps alone).
     """
     lc, ctx, b = backend._lc, backend._ctx, backend._batch
     mem = lc.llama_get_memory(ctx)
     n_vocab, n_batch = backend.n_vocab, backend.n_batch
+    last: dict[int, int] = {}
+
+    def submit(entries: list[tuple[int, int, int, bool]]) -> None:
+        for i, (tok, pos, seq, out) in enumerate(entries):
+            b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
+            b.seq_id[i][0], b.logits[i] = seq, out
+        b.n_tokens = len(entries)
+        if lc.llama_decode(ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        for i, (_, _, seq, out) in enumerate(entries):
+            if out:
+                row = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,))
+                last[seq] = int(np.argmax(row))
+
     t0 = time.perf_counter()
+    decode_s = 0.0
     for start in range(0, len(prompts), backend.batch_size):
         group = list(range(start, min(start + backend.batch_size, len(prompts))))
         lc.llama_memory_clear(mem, True)
-        last: dict[int, int] = {}
-
-        def submit(entries: list[tuple[int, int, int, bool]], last: dict[int, int] = last) -> None:
-            for i, (tok, pos, seq, out) in enumerate(entries):
-                b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
-                b.seq_id[i][0], b.logits[i] = seq, out
-            b.n_tokens = len(entries)
-            if lc.llama_decode(ctx, b) != 0:
-                raise RuntimeError("llama_decode failed")
-            for i, (_, _, seq, out) in enumerate(entries):
-                if out:
-                    row = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,))
-                    last[seq] = int(np.argmax(row))
-
-        pending: list[tuple[int, int, int, bool]] = []
-        for j, i in enumerate(group):  # prefill: every prompt token, logits for the last one
+        last.clear()
+        # the prefix common to the group's prompts (the chat template's system turn) is decoded
+        # once and its KV cells copied to every sequence, as the embedded backend does
+        shared = 0
+        limit = min(len(prompts[i]) for i in group) - 1
+        while shared < limit and len({prompts[i][shared] for i in group}) == 1:
+            shared += 1
+        if shared:
+            first = prompts[group[0]]
+            run = [(first[p], p, 0, False) for p in range(shared)]
+            for k in range(0, len(run), n_batch):
+                submit(run[k : k + n_batch])
+            for j in range(1, len(group)):
+                lc.llama_memory_seq_cp(mem, 0, j, -1, -1)
+        for j, i in enumerate(group):  # the rest of each prompt, logits for its last token
             ids = prompts[i]
-            for p, tok in enumerate(ids):
-                pending.append((tok, p, j, p == len(ids) - 1))
-                if len(pending) == n_batch:
-                    submit(pending)
-                    pending = []
-        if pending:
-            submit(pending)
+            run = [(ids[p], p, j, p == len(ids) - 1) for p in range(shared, len(ids))]
+            for k in range(0, len(run), n_batch):
+                submit(run[k : k + n_batch])
+        t1 = time.perf_counter()
         pos = {j: len(prompts[i]) for j, i in enumerate(group)}
         made = {j: 0 for j in range(len(group))}
         while True:
@@ -118,9 +136,10 @@ def raw_decode(backend: LlamaCppBackend, prompts: list[list[int]], steps: list[i
             for j in live:
                 pos[j] += 1
                 made[j] += 1
+        decode_s += time.perf_counter() - t1
     lc.llama_memory_clear(mem, True)
     backend._cached = []  # the backend's prompt cache no longer matches the KV cells
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, decode_s
 
 
 def _free_port() -> int:
@@ -193,13 +212,15 @@ def main(argv: list[str] | None = None) -> dict:
         if "raw_decode" not in skip:
             encoded = [emb.encode_prompt(p) for p in prompts]
             raw_decode(emb, encoded[:2], [2, 2])  # warm-up
-            secs = raw_decode(emb, encoded, steps)
+            secs, decode_s = raw_decode(emb, encoded, steps)
             gen = sum(c.n_tokens for c in base)
             arms["raw_decode"] = {
                 "seconds": round(secs, 3),
                 "generated_tokens": gen,
                 "prompt_tokens": sum(len(e) for e in encoded),
                 "tokens_per_s": round(gen / secs, 2),
+                "decode_steps_seconds": round(decode_s, 3),
+                "decode_steps_tokens_per_s": round(sum(steps) / decode_s, 2),
             }
             print(f"{'raw_decode':<18}{gen / secs:>9.1f} tok/s  ({secs:.1f} s)", flush=True)
         rendered = [emb.render_chat(p) for p in prompts]
@@ -245,7 +266,10 @@ def main(argv: list[str] | None = None) -> dict:
 
         proc, url = start_server(model_path, threads, 1024)
         try:
-            with OpenAIHTTPBackend(url, concurrency=args.concurrency) as web:
+            # the server's own default repeat_penalty is 1.1; 1.0 samples like the other arms
+            with OpenAIHTTPBackend(
+                url, concurrency=args.concurrency, extra_body={"repeat_penalty": 1.0}
+            ) as web:
                 web.generate(prompts[:1], SamplingParams(max_tokens=2))
                 t = time.perf_counter()
                 outs = web.generate(prompts, params)

@@ -388,8 +388,14 @@ class ExperimentConfig(_Strict):
         if self.kind != "mitigation":
             data.pop("mitigation_study", None)
             data.pop("inheritance" if self.kind == "equilibrium" else "study", None)
+        # How requests are cached, spread or retried does not change what they return.
+        for key in _RESULT_NEUTRAL_GENERATOR_KEYS:
+            data["generator"].pop(key, None)
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_RESULT_NEUTRAL_GENERATOR_KEYS = ("cache", "ray", "concurrency", "timeout", "max_retries")
 
 
 class ConfigError(ValueError):

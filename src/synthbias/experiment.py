@@ -129,6 +129,22 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def write_table(df: Any, path: Path) -> None:
+    """A DataFrame as CSV or Parquet (by suffix), atomically: temp file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, obj: Any) -> None:
     _atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
@@ -289,11 +305,11 @@ def run_equilibrium(
         "equilibrium": equilibrium,
     }
     write_json(out / "results.json", results)
-    results_table(results).to_csv(out / "results.csv", index=False)
+    write_table(results_table(results), out / "results.csv")
     from synthbias.report.plots import plot_trajectories
 
     plot_trajectories(results, out / "bias_by_generation.png")
-    results_table(results).to_parquet(out / "results.parquet", index=False)
+    write_table(results_table(results), out / "results.parquet")
     from synthbias.report.html import write_run_report
 
     write_run_report(out)

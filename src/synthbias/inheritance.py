@@ -296,7 +296,7 @@ def run_inheritance(
     ``cache_dir`` holds the content-addressed steps (augmented data, adapters, evaluations,
     misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
-    from synthbias.experiment import make_backend, write_json
+    from synthbias.experiment import make_backend, write_json, write_table
     from synthbias.tasks import load_task
 
     if config.kind != "inheritance":
@@ -349,7 +349,7 @@ def run_inheritance(
                     bar.update(len(recs))
             else:
                 if backend is None:
-                    backend = make_backend(config.generator, seed=config.seed)
+                    backend = make_backend(config.generator, seed=config.seed, run_dir=cache)
                 t = time.perf_counter()
                 recs = augment(
                     real,
@@ -526,8 +526,9 @@ def run_inheritance(
     import pandas as pd
 
     df = pd.DataFrame(table)
-    df.to_csv(out / "results.csv", index=False)
-    pd.DataFrame(corr).to_csv(out / "correlations.csv", index=False)
+    write_table(df, out / "results.csv")
+    write_table(df, out / "results.parquet")
+    write_table(pd.DataFrame(corr), out / "correlations.csv")
     from synthbias.report.inheritance_plots import plot_by_ratio
 
     for what, name in (("performance", "performance_by_ratio.png"), ("bias", "bias_by_ratio.png")):

@@ -67,7 +67,7 @@ def run_mitigation(
 
     ``runners`` replaces ``run_equilibrium`` / ``run_inheritance`` (tests pass fakes).
     """
-    from synthbias.experiment import run_equilibrium, write_json
+    from synthbias.experiment import run_equilibrium, write_json, write_table
     from synthbias.inheritance import run_inheritance
 
     if config.kind != "mitigation":
@@ -104,8 +104,8 @@ def run_mitigation(
     flags = divergence_flags(summary)
     import pandas as pd
 
-    pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)
-    pd.DataFrame(summary).to_csv(out / "summary.csv", index=False)
+    write_table(pd.DataFrame(rows), out / "comparison.csv")
+    write_table(pd.DataFrame(summary), out / "summary.csv")
     plots = []
     if summary:
         from synthbias.report.mitigation_plots import plot_mitigation

@@ -402,23 +402,35 @@ class ConfigError(ValueError):
     """Invalid configuration; the message names file, line and key."""
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config."""
+def read_yaml_mapping(
+    path: str | Path, error: type[ValueError] = ValueError, what: str = "file"
+) -> tuple[dict[str, Any], str]:
+    """A YAML file's top-level mapping and its text; errors name the file and line.
+
+    An empty file is an empty mapping. ``error`` is the exception type raised (e.g.
+    :class:`ConfigError`), ``what`` names the kind of file in the "no such" message.
+    """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+        raise error(f"{where}: invalid YAML: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return parse_config(data, source=path, text=text)
+        raise error(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data, text
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config."""
+    data, text = read_yaml_mapping(path, ConfigError)
+    return parse_config(data, source=Path(path), text=text)
 
 
 def parse_config(

@@ -72,7 +72,7 @@ def mask_examples(
             text, last = [], 0
             for a, b in spans:
                 before = ex.completion[:a].rstrip()
-                start = not before or before[-1] in ".!?\"\n"
+                start = not before or before[-1] in '.!?"\n'
                 text += [ex.completion[last:a], _neutral(ex.completion[a:b], mask_word, start)]
                 last = b
             text.append(ex.completion[last:])

@@ -15,10 +15,9 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synthbias.config import _yaml_line
+from synthbias.config import _yaml_line, read_yaml_mapping
 
 #: Folder of the packaged task files (``list_tasks`` lists its ``*.yaml``).
 TASKS_DIR = Path(__file__).resolve().parent / "data"
@@ -204,18 +203,7 @@ def template_fields(template: str) -> set[str]:
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """A task file's mapping and text, with YAML syntax errors reported at their line."""
-    if not path.is_file():
-        raise TaskError(f"{path}: no such task file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise TaskError(f"{where}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TaskError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data, text
+    return read_yaml_mapping(path, TaskError, "task file")
 
 
 def _where(source: str, text: str | None, loc: list[str]) -> str:

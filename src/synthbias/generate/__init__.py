@@ -12,10 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from .fake import FakeBackend
 from .models import ModelNotFoundError, default_model_path, model_fingerprint
-from .protocol import Backend, Completion, Message, Prompt, SamplingParams, TextLogprobs
+from .protocol import (
+    Backend,
+    Completion,
+    ContextLengthError,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextLogprobs,
+)
 
 if TYPE_CHECKING:
-    from .llamacpp import ContextLengthError, LlamaCppBackend
+    from .llamacpp import LlamaCppBackend
 
 BACKENDS = ("llamacpp", "hf", "fake", "openai", "vllm")
 
@@ -62,8 +70,8 @@ def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy access to the llama.cpp names so importing this package never loads the library."""
-    if name in ("LlamaCppBackend", "ContextLengthError"):
+    """Lazy access to the llama.cpp backend so importing this package never loads the library."""
+    if name == "LlamaCppBackend":
         from . import llamacpp
 
         return getattr(llamacpp, name)

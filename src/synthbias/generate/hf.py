@@ -45,9 +45,16 @@ from typing import Any
 
 import numpy as np
 
-from .llamacpp import ContextLengthError  # plain Python; does not load llama.cpp
 from .models import default_model_path, model_fingerprint
-from .protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
+from .protocol import (
+    Completion,
+    ContextLengthError,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextLogprobs,
+    encode_for_generation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -433,15 +440,7 @@ class HFBackend:
         so its text does not depend on the other prompts in its batch (up to float noise from
         padding). Sampling order as in transformers: temperature, top-k, then top-p.
         """
-        if isinstance(prompts, str):
-            raise TypeError("generate() takes a sequence of prompts, not a single string")
-        encoded = [self.encode_prompt(p) for p in prompts]
-        for i, ids in enumerate(encoded):
-            if len(ids) + params.max_tokens > self.n_ctx:
-                raise ContextLengthError(
-                    f"prompt {i} has {len(ids)} tokens; with max_tokens={params.max_tokens} it "
-                    f"exceeds the model context {self.n_ctx}"
-                )
+        encoded = encode_for_generation(self.encode_prompt, prompts, params.max_tokens, self.n_ctx)
         results: list[Completion] = []
         for start in range(0, len(encoded), self.batch_size):
             rows = list(range(start, min(start + self.batch_size, len(encoded))))

@@ -32,13 +32,17 @@ from typing import Any, Literal
 import numpy as np
 
 from .models import default_model_path, model_fingerprint
-from .protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
+from .protocol import (
+    Completion,
+    ContextLengthError,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextLogprobs,
+    encode_for_generation,
+)
 
 _BACKEND_READY = False
-
-
-class ContextLengthError(ValueError):
-    """A prompt (plus its token budget) does not fit in the per-sequence context."""
 
 
 def _llama_cpp() -> Any:
@@ -561,16 +565,7 @@ class LlamaCppBackend:
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
         """Sample one completion per prompt, ``batch_size`` sequences per decode step."""
         self._check_open()
-        if isinstance(prompts, str):
-            raise TypeError("generate() takes a sequence of prompts, not a single string")
-        encoded = [self.encode_prompt(p) for p in prompts]
-        for i, ids in enumerate(encoded):
-            if len(ids) + params.max_tokens > self.n_ctx:
-                raise ContextLengthError(
-                    f"prompt {i} has {len(ids)} tokens; with max_tokens={params.max_tokens} it "
-                    f"needs {len(ids) + params.max_tokens} > n_ctx={self.n_ctx}. Shorten the "
-                    "prompt, lower max_tokens or raise n_ctx."
-                )
+        encoded = encode_for_generation(self.encode_prompt, prompts, params.max_tokens, self.n_ctx)
         seed = params.seed & 0xFFFF_FFFF_FFFF_FFFF
         results: list[Completion] = []
         for start in range(0, len(encoded), self.batch_size):

@@ -8,7 +8,7 @@ servers, vLLM) plug in by implementing these two methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
@@ -80,6 +80,34 @@ class TextLogprobs:
     @property
     def total(self) -> float:
         return float(sum(self.logprobs))
+
+
+class ContextLengthError(ValueError):
+    """A prompt (plus its token budget) does not fit in the per-sequence context."""
+
+
+def encode_for_generation(
+    encode: Callable[[Prompt], list[int]],
+    prompts: Sequence[Prompt],
+    max_tokens: int,
+    n_ctx: int,
+) -> list[list[int]]:
+    """Token ids of every prompt, checked to fit ``n_ctx`` with ``max_tokens`` to generate.
+
+    Shared by the local backends so that a too-long prompt fails the same way everywhere,
+    before any decoding starts; nothing is truncated silently.
+    """
+    if isinstance(prompts, str):
+        raise TypeError("generate() takes a sequence of prompts, not a single string")
+    encoded = [encode(p) for p in prompts]
+    for i, ids in enumerate(encoded):
+        if len(ids) + max_tokens > n_ctx:
+            raise ContextLengthError(
+                f"prompt {i} has {len(ids)} tokens; with max_tokens={max_tokens} it "
+                f"needs {len(ids) + max_tokens} > n_ctx={n_ctx}. Shorten the "
+                "prompt, lower max_tokens or raise n_ctx."
+            )
+    return encoded
 
 
 @runtime_checkable

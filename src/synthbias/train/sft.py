@@ -415,7 +415,10 @@ def _train(
     added: dict[str, int] = {}
     if cfg.extra_special_tokens:
         before = len(tokenizer)
-        tokenizer.add_tokens(list(cfg.extra_special_tokens), special_tokens=True)
+        # Added as ordinary (non-special) tokens: backends tokenize data with
+        # split_special_tokens=True (so text can never inject a control token), and that must
+        # not split the tags the model was trained with into pieces at inference.
+        tokenizer.add_tokens(list(cfg.extra_special_tokens), special_tokens=False)
         for t in cfg.extra_special_tokens:
             tid = int(tokenizer.convert_tokens_to_ids(t))
             if tid >= before:

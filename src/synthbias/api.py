@@ -185,10 +185,6 @@ def run(
 
     cfg = _config(config)
     results = run_experiment(cfg, out, progress=_progress_factory(progress), resume=resume)
-    if cfg.kind != "equilibrium" or not (Path(out) / "report.html").exists():
-        from synthbias.report.html import write_run_report  # other runners leave it to us
-
-        write_run_report(out)
     if mlflow:
         from synthbias.report.tracking import log_to_mlflow
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
 from synthbias.measure.result import MetricResult
 
 ProgressFactory = Callable[..., Any]
@@ -373,20 +374,18 @@ class AuditResult:
 
     def write(self, out: str | Path, report: bool = True) -> Path:
         """Write audit.json, results.csv/.parquet, samples.jsonl and report.html into ``out``."""
-        from synthbias.experiment import _atomic_write_text, write_json
-
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "audit.json", _json_safe(self.to_dict()))
-        df = self.to_frame()
-        df.to_csv(out / "results.csv", index=False)
-        df.to_parquet(out / "results.parquet", index=False)
-        lines = (json.dumps(_json_safe(r), ensure_ascii=False) for r in self.sample_rows())
-        _atomic_write_text(out / "samples.jsonl", "\n".join(lines) + "\n")
-        if report:
-            from synthbias.report.html import build_report
+        with RunLock(out):
+            write_json(out / "audit.json", _json_safe(self.to_dict()))
+            df = self.to_frame()
+            write_table(df, out / "results.csv")
+            write_table(df, out / "results.parquet")
+            lines = (json.dumps(_json_safe(r), ensure_ascii=False) for r in self.sample_rows())
+            atomic_write_text(out / "samples.jsonl", "\n".join(lines) + "\n")
+            if report:
+                from synthbias.report.html import build_report
 
-            build_report(out)
+                build_report(out)
         return out
 
 

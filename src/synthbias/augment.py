@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
-from synthbias.dynamics import _mix_seed, clean_completion, generate_with_retries
+from synthbias.dynamics import clean_completion, generate_with_retries
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.measure.result import CI, MetricResult, two_sample_ci
 

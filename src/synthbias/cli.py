@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
+from synthbias.core.store import RunLock, RunLockedError
 from synthbias.corpus import CorpusError, Record, read_jsonl, write_jsonl
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+#: A count option: values below 1 are a usage error (exit 2), not an empty run.
+Count = Annotated[int, typer.Option(min=1)]
 
 
 def _progress(quiet: bool):
@@ -115,13 +118,16 @@ def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool
         from synthbias.experiment import run_experiment
         from synthbias.report import console as summaries
 
-        results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
+        try:
+            results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
+        except (FileExistsError, RunLockedError) as exc:
+            _fail(str(exc))
         show = summaries.print_inheritance if config.kind == "inheritance" else None
         (show or summaries.print_mitigation)(results, console, out)
         return
     try:
         results = run_equilibrium(config, out, progress=_progress(quiet), resume=not overwrite)
-    except FileExistsError as exc:
+    except (FileExistsError, RunLockedError) as exc:
         _fail(str(exc))
     print_equilibrium_table(results)
     t = results["timing"]
@@ -166,18 +172,18 @@ def equilibrium(
     levels: Annotated[
         str, typer.Option(help="Initial bias levels, comma-separated.")
     ] = "0.1,0.3,0.6",
-    generations: Annotated[int, typer.Option(help="Generations after the seed corpus.")] = 3,
-    n: Annotated[int, typer.Option("--n", help="Texts per generation and level.")] = 100,
+    generations: Annotated[int, typer.Option(min=1, help="Generations after the seed corpus.")] = 3,
+    n: Annotated[int, typer.Option("--n", min=1, help="Texts per generation and level.")] = 100,
     seed: int = 0,
-    k_shots: Annotated[int, typer.Option(help="Few-shot examples per prompt.")] = 3,
+    k_shots: Annotated[int, typer.Option(min=1, help="Few-shot examples per prompt.")] = 3,
     backend: Annotated[str, typer.Option(help="llamacpp (embedded model) or fake.")] = "llamacpp",
     model_path: Annotated[Path | None, typer.Option(help="A GGUF file instead of SmolLM2.")] = None,
-    batch_size: int = 32,
-    max_tokens: int = 64,
+    batch_size: Count = 32,
+    max_tokens: Count = 64,
     temperature: float = 0.8,
     prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "self_instruct",
     embedding: Annotated[bool, typer.Option(help="Also measure embedding bias.")] = True,
-    n_resamples: int = 1000,
+    n_resamples: Count = 1000,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/equilibrium"),
     overwrite: Annotated[bool, typer.Option(help="Discard corpora of an earlier run.")] = False,
     save_config: Annotated[
@@ -221,13 +227,13 @@ def generate(
         typer.Option("--from", help="JSONL corpus: write new texts self-instruct style."),
     ] = None,
     n: Annotated[
-        int, typer.Option("--n", help="Completions (per prompt, or from the corpus).")
+        int, typer.Option("--n", min=1, help="Completions (per prompt, or from the corpus).")
     ] = 10,
-    k_shots: int = 3,
+    k_shots: Count = 3,
     seed: int = 0,
     backend: str = "llamacpp",
     model_path: Path | None = None,
-    max_tokens: int = 64,
+    max_tokens: Count = 64,
     temperature: float = 0.8,
     top_p: float = 0.95,
     quiet: Quiet = False,
@@ -295,15 +301,15 @@ def measure(
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Override the file format.")] = None,
     embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
-    n_resamples: int = 1000,
+    n_resamples: Count = 1000,
     seed: int = 0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write JSON results here.")
     ] = None,
 ) -> None:
     """Measure bias of a corpus on any axes (every metric with a bootstrap 95% CI)."""
+    from synthbias.core.store import write_json
     from synthbias.corpus import read_corpus
-    from synthbias.experiment import write_json
     from synthbias.measure.api import MeasureError, measure_corpus
 
     try:
@@ -387,7 +393,8 @@ def bench_bias(
     ] = Path("../shared/benchmarks"),
     backend: Annotated[str, typer.Option(help="auto, llamacpp or hf.")] = "auto",
     limit: Annotated[
-        int | None, typer.Option(help="Score a seeded sample of this many items per suite.")
+        int | None,
+        typer.Option(min=1, help="Score a seeded sample of this many items per suite."),
     ] = None,
     seed: int = 0,
     out: Annotated[
@@ -395,7 +402,7 @@ def bench_bias(
     ] = None,
 ) -> None:
     """Score a model on real bias benchmarks (CrowS-Pairs, StereoSet, BBQ) from a data folder."""
-    from synthbias.experiment import write_json
+    from synthbias.core.store import write_json
     from synthbias.measure.likelihood import SUITES, score_benchmark
 
     suites = [x.strip() for x in suite.split(",") if x.strip()]
@@ -474,7 +481,7 @@ def audit(
     ] = None,
     split: Annotated[str | None, typer.Option(help="Split of a saved HF DatasetDict.")] = None,
     embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
-    n_resamples: int = 1000,
+    n_resamples: Count = 1000,
     seed: int = 0,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (audit.json, report.html, ...).")
@@ -492,62 +499,71 @@ def audit(
         families = ["rule", "lexical"] + (["misalignment"] if reference else [])
     max_items, min_items = _budget_items(max_), _budget_items(min_)
     try:
-        parse_budgets(max_items, "max")  # fail on a malformed budget before measuring
-        parse_budgets(min_items, "min")
-        result = audit_corpus(
-            synth,
-            reference=reference,
-            axes=[a.strip() for a in axes.split(",") if a.strip()],
-            families=families,
-            max_budgets=max_items,
-            min_budgets=min_items,
-            text_field=text_field,
-            reference_text_field=reference_text_field,
-            split=split,
-            n_resamples=n_resamples,
-            seed=seed,
-            progress=_progress(quiet),
-        )
-    except AuditError as exc:
+        lock = RunLock(out).acquire()  # before measuring: a second audit here is refused at once
+    except RunLockedError as exc:
         _fail(str(exc))
-    ref = result.reference
-    title = f"{synth} ({len(result.source.texts)} texts" + (
-        f"; reference {reference}, {len(ref.texts)} texts)" if ref else ")"
-    )
-    table = Table(title=title)
-    table.add_column("metric", no_wrap=True)
-    for col in ("value", "95% CI", "per group"):
-        table.add_column(col)
-    for name, m in result.metrics.items():
-        groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:6])
-        ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
-        table.add_row(name, _fmt(m.value), ci, groups)
-    console.print(table)
-    result.write(out)
-    console.print(
-        f"wrote {out}/ (audit.json, results.csv, results.parquet, samples.jsonl, report.html)"
-    )
-    if mlflow:
-        _log_mlflow(out, mlflow_uri)
-    for c in result.checks:
-        word = {"pass": "PASS", "fail": "FAIL", "undefined": "UNDEFINED"}[c.status]
-        console.print(f"{word} {c.reason}", highlight=False, soft_wrap=True)
-    if result.checks:
-        n_fail = len(result.failures)
-        verdict = "passed" if not n_fail else f"FAILED ({n_fail} of {len(result.checks)} breached)"
-        console.print(f"gate {verdict}", highlight=False)
-        if n_fail:
-            raise typer.Exit(1)
+    try:
+        try:
+            parse_budgets(max_items, "max")  # fail on a malformed budget before measuring
+            parse_budgets(min_items, "min")
+            result = audit_corpus(
+                synth,
+                reference=reference,
+                axes=[a.strip() for a in axes.split(",") if a.strip()],
+                families=families,
+                max_budgets=max_items,
+                min_budgets=min_items,
+                text_field=text_field,
+                reference_text_field=reference_text_field,
+                split=split,
+                n_resamples=n_resamples,
+                seed=seed,
+                progress=_progress(quiet),
+            )
+        except AuditError as exc:
+            _fail(str(exc))
+        ref = result.reference
+        title = f"{synth} ({len(result.source.texts)} texts" + (
+            f"; reference {reference}, {len(ref.texts)} texts)" if ref else ")"
+        )
+        table = Table(title=title)
+        table.add_column("metric", no_wrap=True)
+        for col in ("value", "95% CI", "per group"):
+            table.add_column(col)
+        for name, m in result.metrics.items():
+            groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:6])
+            ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
+            table.add_row(name, _fmt(m.value), ci, groups)
+        console.print(table)
+        result.write(out)
+        console.print(
+            f"wrote {out}/ (audit.json, results.csv, results.parquet, samples.jsonl, report.html)"
+        )
+        if mlflow:
+            _log_mlflow(out, mlflow_uri)
+        for c in result.checks:
+            word = {"pass": "PASS", "fail": "FAIL", "undefined": "UNDEFINED"}[c.status]
+            console.print(f"{word} {c.reason}", highlight=False, soft_wrap=True)
+        if result.checks:
+            n_fail = len(result.failures)
+            verdict = (
+                "passed" if not n_fail else f"FAILED ({n_fail} of {len(result.checks)} breached)"
+            )
+            console.print(f"gate {verdict}", highlight=False)
+            if n_fail:
+                raise typer.Exit(1)
+    finally:
+        lock.release()
 
 
 @app.command()
 def forecast(
     run_dir: Annotated[Path, typer.Argument(help="Folder of an equilibrium run.")],
     generations: Annotated[
-        int, typer.Option(help="Fit on generations 0..N (1 or 2: the first transitions).")
+        int, typer.Option(min=1, help="Fit on generations 0..N (1 or 2: the first transitions).")
     ] = 2,
     n_resamples: Annotated[
-        int | None, typer.Option(help="Bootstrap resamples (default: the run's config).")
+        int | None, typer.Option(min=1, help="Bootstrap resamples (default: the run's config).")
     ] = None,
 ) -> None:
     """Forecast where bias settles from the first generations of a recursive run; writes
@@ -603,7 +619,7 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default RUN_DIR/report.html).")
     ] = None,
-    max_samples: Annotated[int, typer.Option(help="Texts in the sample browser.")] = 400,
+    max_samples: Annotated[int, typer.Option(min=1, help="Texts in the sample browser.")] = 400,
 ) -> None:
     """Rebuild report.html of a run or audit folder from its stored results."""
     from synthbias.report.html import ReportError, build_report

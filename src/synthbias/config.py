@@ -6,8 +6,6 @@ YAML file, the file and line — a typo in a sweep config must never run silentl
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,6 +18,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from synthbias.core.hashing import stable_hash
+from synthbias.core.yaml import yaml_line
 
 
 class _Strict(BaseModel):
@@ -391,8 +392,7 @@ class ExperimentConfig(_Strict):
         # How requests are cached, spread or retried does not change what they return.
         for key in _RESULT_NEUTRAL_GENERATOR_KEYS:
             data["generator"].pop(key, None)
-        blob = json.dumps(data, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return stable_hash(data, 16)
 
 
 _RESULT_NEUTRAL_GENERATOR_KEYS = ("cache", "ray", "concurrency", "timeout", "max_retries")
@@ -444,7 +444,7 @@ def parse_config(
             loc = [str(p) for p in err["loc"]]
             key = ".".join(loc) or "<root>"
             where = str(source) if source else "config"
-            line = _yaml_line(text, loc) if text else None
+            line = yaml_line(text, loc) if text else None
             if line:
                 where += f":{line}"
             msg = err["msg"]
@@ -452,29 +452,3 @@ def parse_config(
                 msg = "unknown key"
             lines.append(f"{where}: {key}: {msg} (got {err.get('input')!r})")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from exc
-
-
-def _yaml_line(text: str, loc: list[str]) -> int | None:
-    """1-based line of the deepest YAML node found along ``loc``."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if str(k.value) == part:
-                    line = k.start_mark.line + 1
-                    nxt = v
-                    break
-            if nxt is None:
-                return line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

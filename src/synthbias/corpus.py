@@ -8,13 +8,13 @@ synthetic examples differently and any result can be traced back to the texts be
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthbias.core.store import atomic_write
 
 Source = Literal["real", "synthetic", "seed", "augmented"]
 
@@ -45,17 +45,10 @@ def write_jsonl(records: Iterable[Record], path: str | Path) -> Path:
     A crash mid-write leaves the old file (or none), never a truncated one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(rec.model_dump_json(exclude_none=True))
-                fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        for rec in records:
+            fh.write(rec.model_dump_json(exclude_none=True))
+            fh.write("\n")
     return path
 
 

@@ -10,7 +10,6 @@ levels below b* are amplified towards it and levels above decay towards it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from synthbias.core.hashing import derive_seed
 from synthbias.corpus import Record
 from synthbias.generate.protocol import Backend, Message, Prompt, SamplingParams
 from synthbias.measure.result import CI
@@ -285,8 +285,7 @@ def generate_with_retries(
 
 def _mix_seed(*parts: Any) -> int:
     """Derive a 32-bit seed from any parts (stable across runs and platforms)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    return derive_seed(*parts)
 
 
 # --------------------------------------------------------------------------- equilibrium fit

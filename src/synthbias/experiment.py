@@ -9,9 +9,7 @@ config never silently mixes with old corpora.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from synthbias import __version__
-from synthbias.config import ExperimentConfig, GeneratorConfig, MeasureConfig
+from synthbias.config import ExperimentConfig, MeasureConfig
+from synthbias.core.store import (  # re-exported: older code imports these from here
+    RunStore,
+    corpus_path,
+    lock_run_folder,
+    write_json,
+    write_table,
+)
+from synthbias.core.store import atomic_write_text as _atomic_write_text  # noqa: F401
 from synthbias.corpus import Record, read_jsonl, write_jsonl
 from synthbias.dynamics import (
     SeedVocabulary,
@@ -30,21 +36,11 @@ from synthbias.dynamics import (
     next_generation,
     pct_change,
 )
+from synthbias.generate.factory import make_backend
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.measure.result import MetricResult
 
 ProgressFactory = Callable[[str, int], Any]
-
-
-def make_backend(cfg: GeneratorConfig, seed: int = 0, run_dir: str | Path | None = None) -> Backend:
-    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used).
-
-    Wrapped in the request cache chosen by ``cfg.cache`` (``run`` stores it in ``run_dir``) and
-    spread over Ray actors when ``cfg.ray`` is set; see :func:`synthbias.scale.backend_from_config`.
-    """
-    from synthbias.scale import backend_from_config
-
-    return backend_from_config(cfg, seed=seed, run_dir=run_dir)
 
 
 @dataclass
@@ -117,64 +113,11 @@ def seed_vocabulary_for(rule: Any, n_names: int = 60) -> SeedVocabulary:
     return SeedVocabulary(occupations=occupations, names=names)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_table(df: Any, path: Path) -> None:
-    """A DataFrame as CSV or Parquet (by suffix), atomically: temp file, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    _atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def corpus_path(out: Path, level: float, generation: int) -> Path:
-    return out / "corpora" / f"level-{level:g}" / f"gen-{generation}.jsonl"
-
-
 def _check_manifest(out: Path, config: ExperimentConfig, resume: bool) -> None:
-    manifest = out / "manifest.json"
-    h = config.content_hash()
-    if manifest.exists():
-        old = json.loads(manifest.read_text())
-        if old.get("config_hash") != h and resume:
-            raise FileExistsError(
-                f"{out} holds a run of a different config (hash {old.get('config_hash')} != {h}); "
-                "choose another --out folder or pass --overwrite"
-            )
-    write_json(manifest, {"config_hash": h, "synthbias": __version__, "created": time.time()})
-    _atomic_write_text(out / "config.yaml", config.to_yaml())
+    RunStore(out).check_manifest(config.content_hash(), __version__, resume, config.to_yaml())
 
 
+@lock_run_folder("out")
 def run_equilibrium(
     config: ExperimentConfig,
     out: str | Path,

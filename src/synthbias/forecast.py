@@ -50,9 +50,10 @@ def forecast_run(
     observed values used, the projected trajectory up to the run's configured generations and,
     where the run has them, the observed later values and the full-run fit.
     """
+    from synthbias.core.store import corpus_path, write_json
     from synthbias.corpus import CorpusError, read_jsonl
     from synthbias.dynamics import fit_equilibrium
-    from synthbias.experiment import GenderMeasurer, corpus_path, write_json
+    from synthbias.experiment import GenderMeasurer
 
     run_dir = Path(run_dir)
     if generations < 1:

@@ -18,7 +18,6 @@ trains one more adapter; changing ``n_eval`` re-evaluates but does not retrain).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -33,6 +32,8 @@ import numpy as np
 from synthbias import __version__
 from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
+from synthbias.core.hashing import stable_hash
+from synthbias.core.store import lock_run_folder
 from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.train.mix import mix, mix_summary
@@ -50,8 +51,7 @@ FACTOR_KEYS: dict[str, str] = {
 
 
 def _hash(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_hash(parts, 12)
 
 
 def _records_hash(records: Sequence[Record]) -> str:
@@ -272,6 +272,7 @@ def _task_names(study: InheritanceStudyConfig) -> list[str]:
     return list(study.tasks) if study.tasks else list_tasks()
 
 
+@lock_run_folder("out")
 def run_inheritance(
     config: ExperimentConfig,
     out: str | Path,
@@ -296,7 +297,8 @@ def run_inheritance(
     ``cache_dir`` holds the content-addressed steps (augmented data, adapters, evaluations,
     misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
-    from synthbias.experiment import make_backend, write_json, write_table
+    from synthbias.core.store import write_json, write_table
+    from synthbias.generate.factory import make_backend
     from synthbias.tasks import load_task
 
     if config.kind != "inheritance":
@@ -517,9 +519,9 @@ def run_inheritance(
         ],
         "samples": ["samples.jsonl"],
     }
-    from synthbias.experiment import _atomic_write_text
+    from synthbias.core.store import atomic_write_text
 
-    _atomic_write_text(
+    atomic_write_text(
         out / "samples.jsonl",
         "".join(json.dumps(r) + "\n" for r in _sample_rows(augmented, evals_samples)),
     )
@@ -628,7 +630,7 @@ def _misalignment(
 ) -> dict[tuple[str, float, int], dict[str, Any]]:
     """The three misalignment factors of every training set against the real data D_r."""
     from synthbias.augment import get_bias_type
-    from synthbias.experiment import write_json
+    from synthbias.core.store import write_json
     from synthbias.measure.misalignment import misalignment_factors
 
     real_texts = [r.text for r in real]

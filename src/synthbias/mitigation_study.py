@@ -35,6 +35,7 @@ import numpy as np
 
 from synthbias import __version__
 from synthbias.config import ExperimentConfig
+from synthbias.core.store import lock_run_folder
 from synthbias.measure.result import two_sample_ci
 
 ProgressFactory = Callable[[str, int], Any]
@@ -56,6 +57,7 @@ def sub_config(config: ExperimentConfig, pipeline: str, entry: str) -> Experimen
     return cfg
 
 
+@lock_run_folder("out")
 def run_mitigation(
     config: ExperimentConfig,
     out: str | Path,
@@ -67,7 +69,8 @@ def run_mitigation(
 
     ``runners`` replaces ``run_equilibrium`` / ``run_inheritance`` (tests pass fakes).
     """
-    from synthbias.experiment import run_equilibrium, write_json, write_table
+    from synthbias.core.store import write_json, write_table
+    from synthbias.experiment import run_equilibrium
     from synthbias.inheritance import run_inheritance
 
     if config.kind != "mitigation":
@@ -192,8 +195,8 @@ def _generation_samples(
     run: Path, level: float, gen: int, measurer: Any, config: ExperimentConfig
 ) -> dict[str, np.ndarray]:
     """Per-sample scores of one stored generation: re-measured texts, stored downstream scores."""
+    from synthbias.core.store import corpus_path
     from synthbias.corpus import read_jsonl
-    from synthbias.experiment import corpus_path
 
     recs = read_jsonl(corpus_path(run, level, gen))
     out = {

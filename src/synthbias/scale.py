@@ -22,13 +22,13 @@ Ray is imported only when used. ``address=None`` starts (or joins) a local Ray i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from synthbias.core.hashing import derive_seed
 from synthbias.generate.protocol import Backend, Completion, Prompt, SamplingParams, TextLogprobs
 
 
@@ -133,8 +133,7 @@ def backend_from_config(
 
 def chunk_seed(seed: int, start: int) -> int:
     """Seed of the chunk starting at ``start`` (stable across runs and platforms)."""
-    digest = hashlib.sha256(repr(("corpus-chunk", seed, start)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    return derive_seed("corpus-chunk", seed, start)
 
 
 class _Worker:

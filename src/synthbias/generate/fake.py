@@ -7,10 +7,10 @@ have something to find.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 
+from ..core.hashing import stable_hash
 from .protocol import Completion, Prompt, SamplingParams, TextLogprobs
 
 #: Sentences about people at work; some gendered, some not, covering stereotyped occupations.
@@ -36,8 +36,7 @@ FAKE_SENTENCES: tuple[str, ...] = (
 
 def _stable_hash(*parts: object) -> int:
     """Process-independent hash (``hash()`` is salted per interpreter)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+    return int(stable_hash(parts, 16), 16)
 
 
 def _prompt_key(prompt: Prompt) -> str:

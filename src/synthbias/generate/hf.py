@@ -43,8 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..core.hashing import dir_fingerprint, stream_seed
 from .models import default_model_path, model_fingerprint
 from .protocol import (
     Completion,
@@ -76,22 +75,6 @@ def _torch() -> Any:
     import torch
 
     return torch
-
-
-def _dir_fingerprint(path: Path) -> str:
-    """Identity of a checkpoint folder: its name plus a hash of config and weight-file headers."""
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if not f.is_file():
-            continue
-        h.update(f.name.encode())
-        h.update(f.stat().st_size.to_bytes(8, "little"))
-        if f.suffix in (".json", ".jinja") or f.stat().st_size < (1 << 16):
-            h.update(f.read_bytes())
-        else:
-            with f.open("rb") as fh:
-                h.update(fh.read(1 << 16))
-    return f"{path.name}@{h.hexdigest()[:12]}"
 
 
 def converted_checkpoint(
@@ -194,7 +177,7 @@ def _check_adapter(adapter: Path, base_id: str, checkpoint: Path) -> None:
     recorded = {
         digest(f) for f in (meta.get("base_fingerprint"), meta.get("checkpoint_fingerprint")) if f
     }
-    current = {digest(base_id), digest(_dir_fingerprint(checkpoint))}
+    current = {digest(base_id), digest(dir_fingerprint(checkpoint))}
     if recorded and not recorded & current:
         raise ValueError(
             f"adapter {adapter} was trained on {meta.get('base_fingerprint')} "
@@ -219,8 +202,7 @@ def _merge_adapter(model: Any, tokenizer: Any, adapter: Path) -> Any:
 
 def _row_seed(seed: int, index: int) -> int:
     """64-bit seed for request ``index``: independent streams per (seed, index)."""
-    ss = np.random.SeedSequence([seed & 0xFFFF_FFFF_FFFF_FFFF, index])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+    return stream_seed(seed, index, bits=63)
 
 
 class HFBackend:
@@ -264,7 +246,7 @@ class HFBackend:
             self.model_id = model_fingerprint(source)
             folder = converted_checkpoint(source, cache_dir)
         elif source.is_dir():
-            self.model_id = _dir_fingerprint(source)
+            self.model_id = dir_fingerprint(source)
             folder = source
         elif source.exists():
             raise ValueError(f"{source} is neither a .gguf file nor an HF checkpoint folder")

@@ -48,8 +48,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import numpy as np
-
+from ..core.hashing import stream_seed
 from .protocol import Completion, Prompt, SamplingParams, TextLogprobs
 
 log = logging.getLogger(__name__)
@@ -94,8 +93,7 @@ def request_seed(seed: int, index: int) -> int:
 
     31 bits because some servers store the seed in a signed or unsigned 32-bit integer.
     """
-    ss = np.random.SeedSequence([seed & 0xFFFF_FFFF_FFFF_FFFF, index])
-    return int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFF_FFFF)
+    return stream_seed(seed, index, bits=31)
 
 
 def _clean_url(base_url: str) -> tuple[str, str, int, str, str]:

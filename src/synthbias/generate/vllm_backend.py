@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.hashing import dir_fingerprint
 from .openai_http import request_seed
 from .protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
 
@@ -82,9 +83,7 @@ class VLLMBackend:
 
             self.model_id = model_fingerprint(p)
         elif p.is_dir():
-            from .hf import _dir_fingerprint
-
-            self.model_id = _dir_fingerprint(p)
+            self.model_id = dir_fingerprint(p)
         else:
             self.model_id = self.model_path
 

@@ -50,13 +50,11 @@ generation's texts (prompt: a fixed instruction, completion: the text), GGUF exp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import string
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +66,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import yaml
 
+from ..core.hashing import dir_fingerprint, stable_hash, texts_hash
+from ..core.store import atomic_write_text
 from ..lexicon import FEMALE_CODED, MALE_CODED, Lexicon
 from ..lexicon import load_lexicon as _load_lexicon
 from ..lexicon.occupations import check_thresholds
@@ -590,17 +590,7 @@ def classifier_gender_bias(
 
 
 def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def texts_hash(texts: Sequence[str]) -> str:
-    """Content hash of a corpus (order matters: it sets the training order)."""
-    h = hashlib.sha256()
-    for t in texts:
-        b = t.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
+    return stable_hash(obj)
 
 
 def _base_identity(base_model: str | os.PathLike[str] | None) -> str:
@@ -611,9 +601,7 @@ def _base_identity(base_model: str | os.PathLike[str] | None) -> str:
     if path.is_file():
         return model_fingerprint(path)
     if path.is_dir():
-        from synthbias.generate.hf import _dir_fingerprint
-
-        return _dir_fingerprint(path)
+        return dir_fingerprint(path)
     raise FileNotFoundError(f"base model not found: {path} (nothing is downloaded)")
 
 
@@ -644,15 +632,7 @@ def result_from_dict(d: Mapping[str, Any]) -> MetricResult:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=str)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

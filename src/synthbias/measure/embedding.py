@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from synthbias.core.hashing import dir_fingerprint
+from synthbias.core.store import atomic_write
 from synthbias.measure.result import MetricResult, bootstrap_ci
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,16 +76,6 @@ def default_model_path() -> Path:
     return path
 
 
-def _folder_fingerprint(path: Path) -> str:
-    """Cheap identity of a model folder (file names, sizes, mtimes) for cache keys."""
-    h = hashlib.sha1()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:12]
-
-
 class Encoder:
     """Local sentence-transformers encoder with an embedding cache keyed by text hash.
 
@@ -117,7 +109,7 @@ class Encoder:
             self.model_path = Path(model_path).expanduser().resolve()
             if not self.model_path.is_dir():
                 raise FileNotFoundError(f"model_path {self.model_path} is not a folder")
-            default_id = f"local:{self.model_path.name}@{_folder_fingerprint(self.model_path)}"
+            default_id = f"local:{dir_fingerprint(self.model_path, recursive=True)}"
         self.model_id: str = model_id or default_id
         self.batch_size = batch_size
         self.device = device
@@ -289,21 +281,12 @@ class Encoder:
             return None
         name = f"emb-{time.time_ns():016x}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
         final = self.cache_dir / name
-        tmp = self.cache_dir / f".{name}.tmp"
         raw = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, _DIGEST)
         try:
-            with open(tmp, "wb") as f:
+            with atomic_write(final, binary=True, fsync=True) as f:
                 np.savez(f, keys=raw, vecs=vecs, model_id=np.array(self.model_id))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(self.cache_dir)
         except OSError as e:
             warnings.warn(f"could not write embedding cache {final}: {e}", RuntimeWarning, 3)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             return None
         self._disk_files.append(final)
         return final
@@ -324,20 +307,6 @@ class Encoder:
                 p.unlink()
             except OSError:
                 pass
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

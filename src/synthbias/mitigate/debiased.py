@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
-from synthbias.dynamics import _mix_seed, build_prompt, prompt_templates
+from synthbias.dynamics import build_prompt, prompt_templates
 from synthbias.measure.rules import ANTI, STEREOTYPICAL
 
 BalanceMethod = Literal["swap", "filter"]

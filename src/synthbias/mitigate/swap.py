@@ -15,8 +15,8 @@ from functools import cache
 
 import numpy as np
 
+from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
-from synthbias.dynamics import _mix_seed
 
 
 @cache

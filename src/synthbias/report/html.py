@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthbias.core.store import atomic_write_text
+
 REPORT_NAME = "report.html"
 #: Rows per (filter combination) shown in a sample browser before truncation.
 DEFAULT_MAX_SAMPLES = 400
@@ -414,9 +416,7 @@ def build_report(
     run_dir = Path(run_dir)
     page = render_report(run_dir, max_samples=max_samples)
     path = Path(out) if out else run_dir / REPORT_NAME
-    from synthbias.experiment import _atomic_write_text
-
-    _atomic_write_text(path, page)
+    atomic_write_text(path, page)
     return path
 
 

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synthbias.config import _yaml_line, read_yaml_mapping
+from synthbias.config import read_yaml_mapping
+from synthbias.core.yaml import yaml_line
 
 #: Folder of the packaged task files (``list_tasks`` lists its ``*.yaml``).
 TASKS_DIR = Path(__file__).resolve().parent / "data"
@@ -207,7 +208,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _where(source: str, text: str | None, loc: list[str]) -> str:
-    line = _yaml_line(text, loc) if text else None
+    line = yaml_line(text, loc) if text else None
     return f"{source}:{line}" if line else source
 
 

@@ -26,13 +26,13 @@ import io
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ..core.store import atomic_path
 from .sft import read_train_meta
 
 #: Architectures whose q/k weights convert_hf_to_gguf.py permutes (LlamaModel.permute).
@@ -227,11 +227,7 @@ def export_gguf_lora(
         tensors.append((name + ".lora_b", np.ascontiguousarray(b)))
 
     out = Path(out_path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{out.name}-", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out) as tmp:
         writer = gguf.GGUFWriter(str(tmp), arch)
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
@@ -243,11 +239,6 @@ def export_gguf_lora(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        tmp.chmod(0o644)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

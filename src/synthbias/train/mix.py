@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
-from synthbias.dynamics import _mix_seed
 
 MixMode = Literal["fixed", "additive"]
 

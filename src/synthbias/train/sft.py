@@ -147,7 +147,8 @@ def resolve_base(
     checkpoint (cached); a folder is used as is. The fingerprint is the same ``model_id`` the
     HFBackend gives the base, so adapters can be checked against the model they are loaded on.
     """
-    from synthbias.generate.hf import _dir_fingerprint, converted_checkpoint
+    from synthbias.core.hashing import dir_fingerprint
+    from synthbias.generate.hf import converted_checkpoint
     from synthbias.generate.models import default_model_path, model_fingerprint
 
     source = Path(base_model).expanduser() if base_model is not None else default_model_path()
@@ -156,7 +157,7 @@ def resolve_base(
     if source.is_dir():
         if not (source / "config.json").is_file():
             raise ValueError(f"{source} is not an HF checkpoint folder (no config.json)")
-        return source, source, _dir_fingerprint(source)
+        return source, source, dir_fingerprint(source)
     if source.exists():
         raise ValueError(f"{source} is neither a .gguf file nor an HF checkpoint folder")
     raise FileNotFoundError(f"base model not found: {source} (nothing is downloaded)")
@@ -409,7 +410,7 @@ def _train(
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synthbias.generate.hf import _dir_fingerprint
+    from synthbias.core.hashing import dir_fingerprint
 
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     added: dict[str, int] = {}
@@ -540,7 +541,7 @@ def _train(
         "base_model": str(source),
         "base_fingerprint": fingerprint,
         "base_checkpoint": str(checkpoint),
-        "checkpoint_fingerprint": _dir_fingerprint(checkpoint),
+        "checkpoint_fingerprint": dir_fingerprint(checkpoint),
         "vocab_size": vocab_size,
         "added_tokens": added,
         "n_examples": n,

@@ -1,0 +1,345 @@
+"""Run folders: atomic writes, the manifest, the folder lock.
+
+Every file a run writes goes through :func:`atomic_write` (a temp file in the same folder, then
+``os.replace``), so a crash leaves the old file or none, never a truncated one. :class:`RunLock`
+keeps two runs off one folder: without it the second silently resumes from the first one's
+half-written files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import inspect
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import numpy as np
+
+try:  # POSIX; elsewhere the lock falls back to the pid check alone
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+#: Name of the lock file inside a locked run folder (removed when the run ends).
+LOCK_NAME = ".synthbias.lock"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, binary: bool = False, fsync: bool = False) -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` for writing; on success it replaces ``path``.
+
+    On any error the temp file is removed and ``path`` is left as it was. The file gets the
+    ordinary ``0o644`` permissions (``mkstemp`` would leave it private). ``fsync`` flushes data
+    to disk before the rename (for caches other processes read).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path beside ``path`` for writers that need a file name (pandas, GGUF writers);
+    renamed onto ``path`` when the block ends without error, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+
+
+def json_default(o: Any) -> Any:
+    """JSON for numpy scalars and paths; anything else is an error (no silent ``str``)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(path: str | Path, obj: Any, default: Callable[[Any], Any] = json_default) -> None:
+    """Indented JSON plus a final newline, atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def write_jsonl_rows(path: str | Path, rows: Any) -> None:
+    """One JSON object per line (rows are dicts, or strings already serialised), atomically."""
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(row if isinstance(row, str) else json.dumps(row, default=json_default))
+            fh.write("\n")
+
+
+def write_table(df: Any, path: str | Path) -> None:
+    """A DataFrame as CSV or Parquet (by suffix), atomically: temp file, then rename."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+
+def corpus_path(out: Path, level: float, generation: int) -> Path:
+    """Where the equilibrium study keeps the corpus of one level and generation."""
+    return Path(out) / "corpora" / f"level-{level:g}" / f"gen-{generation}.jsonl"
+
+
+# --------------------------------------------------------------------------- folder lock
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is running in this output folder."""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _read_owner(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class RunLock:
+    """Exclusive, re-entrant (per process) lock on a run folder.
+
+    The lock is ``FOLDER/.synthbias.lock``, holding the owner's pid, host and start time, plus
+    an ``flock`` on it where the OS has one (released by the kernel if the process dies). A
+    second process is refused at once with :class:`RunLockedError`; a lock whose process is gone
+    is stale and taken over. The file is removed on release.
+    """
+
+    _held: dict[Path, list[Any]] = {}  # folder -> [RunLock, depth]
+    _mutex = threading.Lock()
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        self.path = self.folder / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        with RunLock._mutex:
+            held = RunLock._held.get(self.folder)
+            if held is not None:  # the same process, e.g. run_experiment -> run_equilibrium
+                held[1] += 1
+                return held[0]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(20):
+                if self._try_acquire():
+                    RunLock._held[self.folder] = [self, 1]
+                    return self
+            raise RunLockedError(f"could not lock {self.folder} (lock file keeps changing)")
+
+    def _try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                    self._refuse(_read_owner(self.path))
+            else:  # pragma: no cover
+                owner = _read_owner(self.path)
+                if _pid_alive(int(owner.get("pid", -1))) and owner.get("pid") != os.getpid():
+                    self._refuse(owner)
+            try:  # the file we locked must still be the one at the path (not unlinked since)
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                return False
+            owner = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(owner) + "\n").encode())
+        except BaseException:
+            if self._fd != fd:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def _refuse(self, owner: dict[str, Any]) -> None:
+        pid = owner.get("pid", "unknown")
+        host = owner.get("host", "?")
+        since = owner.get("started", "?")
+        raise RunLockedError(
+            f"output folder {self.folder} is in use by another run (pid {pid} on {host}, "
+            f"since {since}); wait for it to finish or choose another --out folder"
+        )
+
+    def release(self) -> None:
+        with RunLock._mutex:
+            held = RunLock._held.get(self.folder)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del RunLock._held[self.folder]
+            lock = held[0]
+            if lock._fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    lock.path.unlink()  # unlink while still holding: no one can lock a dead inode
+                os.close(lock._fd)
+                lock._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock_run_folder(arg: str = "out") -> Callable[[F], F]:
+    """Decorator: hold the :class:`RunLock` of the folder passed as argument ``arg`` while the
+    function runs (the one line a study runner needs)."""
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            folder = sig.bind(*args, **kwargs).arguments.get(arg)
+            if folder is None:
+                return fn(*args, **kwargs)
+            with RunLock(folder):
+                return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+# --------------------------------------------------------------------------- run store
+
+
+class RunStore:
+    """One run's output folder: paths inside it, atomic writes relative to it, its manifest
+    (config hash and version, so a changed config never mixes with old files) and its lock."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, *parts: str | Path) -> Path:
+        return self.root.joinpath(*parts)
+
+    def lock(self) -> RunLock:
+        return RunLock(self.root)
+
+    def write_text(self, rel: str | Path, text: str) -> Path:
+        p = self.path(rel)
+        atomic_write_text(p, text)
+        return p
+
+    def write_json(self, rel: str | Path, obj: Any) -> Path:
+        p = self.path(rel)
+        write_json(p, obj)
+        return p
+
+    def write_jsonl(self, rel: str | Path, rows: Any) -> Path:
+        p = self.path(rel)
+        write_jsonl_rows(p, rows)
+        return p
+
+    def write_table(self, rel: str | Path, df: Any) -> Path:
+        p = self.path(rel)
+        write_table(df, p)
+        return p
+
+    def read_json(self, rel: str | Path) -> Any:
+        """The JSON file at ``rel``, or ``None`` when it does not exist."""
+        p = self.path(rel)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def check_manifest(
+        self, config_hash: str, version: str, resume: bool, config_yaml: str | None = None
+    ) -> None:
+        """Refuse to resume a folder holding another config's run; then (re)write the
+        manifest and, if given, ``config.yaml``."""
+        old = self.read_json("manifest.json")
+        if old is not None and old.get("config_hash") != config_hash and resume:
+            raise FileExistsError(
+                f"{self.root} holds a run of a different config (hash {old.get('config_hash')} "
+                f"!= {config_hash}); choose another --out folder or pass --overwrite"
+            )
+        self.write_json(
+            "manifest.json",
+            {"config_hash": config_hash, "synthbias": version, "created": time.time()},
+        )
+        if config_yaml is not None:
+            self.write_text("config.yaml", config_yaml)

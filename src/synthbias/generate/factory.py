@@ -1,0 +1,21 @@
+"""Build the configured backend from a :class:`~synthbias.config.GeneratorConfig`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synthbias.config import GeneratorConfig
+    from synthbias.generate.protocol import Backend
+
+
+def make_backend(cfg: GeneratorConfig, seed: int = 0, run_dir: str | Path | None = None) -> Backend:
+    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used).
+
+    Wrapped in the request cache chosen by ``cfg.cache`` (``run`` stores it in ``run_dir``) and
+    spread over Ray actors when ``cfg.ray`` is set; see :func:`synthbias.scale.backend_from_config`.
+    """
+    from synthbias.scale import backend_from_config
+
+    return backend_from_config(cfg, seed=seed, run_dir=run_dir)

@@ -1,0 +1,174 @@
+"""The run store: atomic writes, the manifest, and the folder lock (a second run on a folder is
+refused with the folder and the owner's pid; a lock left by a dead process is taken over)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from synthbias.cli import app
+from synthbias.core.store import (
+    LOCK_NAME,
+    RunLock,
+    RunLockedError,
+    RunStore,
+    atomic_write,
+    atomic_write_text,
+    write_json,
+    write_table,
+)
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_write(target) as fh:
+        fh.write("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temp file left
+    assert target.stat().st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_write_json_and_table_round_trip(tmp_path: Path) -> None:
+    import numpy as np
+
+    write_json(tmp_path / "r.json", {"x": np.float64(0.25), "p": tmp_path})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": 0.25, "p": str(tmp_path)}
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        write_json(tmp_path / "bad.json", {"o": object()})
+    assert not (tmp_path / "bad.json").exists()
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    for name in ("t.csv", "t.parquet"):
+        write_table(df, tmp_path / name)
+    assert pd.read_csv(tmp_path / "t.csv").equals(df)
+    assert pd.read_parquet(tmp_path / "t.parquet").equals(df)
+
+
+def test_manifest_refuses_another_config(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.check_manifest("aaaa", "0.1.0", resume=True, config_yaml="seed: 0\n")
+    assert store.read_json("manifest.json")["config_hash"] == "aaaa"
+    assert (tmp_path / "config.yaml").read_text() == "seed: 0\n"
+    with pytest.raises(FileExistsError, match=r"hash aaaa != bbbb"):
+        store.check_manifest("bbbb", "0.1.0", resume=True)
+    store.check_manifest("bbbb", "0.1.0", resume=False)  # --overwrite
+    assert store.read_json("manifest.json")["config_hash"] == "bbbb"
+
+
+def test_lock_is_reentrant_and_released(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        owner = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert owner["pid"] == os.getpid()
+        with RunLock(tmp_path):  # e.g. run_experiment calling run_equilibrium
+            pass
+        assert (tmp_path / LOCK_NAME).exists()  # the outer holder still holds it
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": dead, "host": "h", "started": "t"}))
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_second_process_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
+    """A real second process (the CLI) on a folder this process is running in exits 2 at once,
+    naming the folder and our pid; it writes nothing there."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "synthbias.cli", "equilibrium", "--backend", "fake"]
+    cmd += ["--no-embedding", "--n", "4", "--generations", "1", "--levels", "0.5", "-q"]
+    cmd += ["--out", str(out)]
+    with RunLock(out):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    msg = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, msg
+    assert str(out.resolve()) in msg and f"pid {os.getpid()}" in msg
+    assert sorted(p.name for p in out.iterdir()) == []  # refused before writing anything
+
+
+def test_runner_refused_while_another_process_holds_the_folder(tmp_path: Path) -> None:
+    from synthbias.config import parse_config
+    from synthbias.experiment import run_equilibrium
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from synthbias.core.store import RunLock; "
+            f"l = RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = parse_config({"generator": {"backend": "fake"}, "measure": {"embedding": False}})
+        with pytest.raises(RunLockedError, match=rf"pid {holder.pid}\b") as info:
+            run_equilibrium(cfg, tmp_path)
+        assert str(tmp_path.resolve()) in str(info.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # the holder has exited: its kernel lock is gone and its file was removed; a run may start
+    with RunLock(tmp_path):
+        pass
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--out", "x.jsonl", "--prompt", "hi", "--backend", "fake", "--n", "-3"],
+        ["generate", "--out", "x.jsonl", "--prompt", "hi", "--backend", "fake", "--n", "0"],
+        ["generate", "--out", "x.jsonl", "--prompt", "hi", "--max-tokens", "0"],
+        ["equilibrium", "--backend", "fake", "--generations", "0"],
+        ["equilibrium", "--backend", "fake", "--n", "-1"],
+        ["equilibrium", "--backend", "fake", "--k-shots", "0"],
+        ["equilibrium", "--backend", "fake", "--batch-size", "0"],
+        ["measure", "x.jsonl", "--n-resamples", "0"],
+        ["bench-bias", "--limit", "0"],
+        ["audit", "x.jsonl", "--n-resamples", "-5"],
+        ["forecast", "run", "--generations", "0"],
+        ["forecast", "run", "--n-resamples", "0"],
+        ["report", "run", "--max-samples", "0"],
+    ],
+)
+def test_cli_count_options_reject_values_below_one(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "x>=1" in " ".join(res.output.split()) or "Invalid value" in res.output
+    assert not (tmp_path / "x.jsonl").exists()

@@ -29,7 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # which on a shared or oversubscribed CPU made a decode up to ~35x slower (measured here).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from synthbias.core.version import __version__  # noqa: E402
 
 #: API functions that share their name with a subpackage or module.
 _CALLABLE_MODULES = ("measure", "audit", "forecast", "report")

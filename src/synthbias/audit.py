@@ -323,7 +323,7 @@ class AuditResult:
         return pd.DataFrame(rows, columns=["family", "metric", "value", "ci_low", "ci_high", "n"])
 
     def to_dict(self) -> dict[str, Any]:
-        from synthbias import __version__
+        from synthbias.core.version import __version__
 
         return {
             "kind": "audit",

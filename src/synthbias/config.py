@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from synthbias.core.hashing import stable_hash
-from synthbias.core.yaml import yaml_line
+from synthbias.core.yaml import read_yaml_mapping, yaml_line  # re-exported
 
 
 class _Strict(BaseModel):
@@ -400,31 +400,6 @@ _RESULT_NEUTRAL_GENERATOR_KEYS = ("cache", "ray", "concurrency", "timeout", "max
 
 class ConfigError(ValueError):
     """Invalid configuration; the message names file, line and key."""
-
-
-def read_yaml_mapping(
-    path: str | Path, error: type[ValueError] = ValueError, what: str = "file"
-) -> tuple[dict[str, Any], str]:
-    """A YAML file's top-level mapping and its text; errors name the file and line.
-
-    An empty file is an empty mapping. ``error`` is the exception type raised (e.g.
-    :class:`ConfigError`), ``what`` names the kind of file in the "no such" message.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: no such {what}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise error(f"{where}: invalid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise error(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data, text
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

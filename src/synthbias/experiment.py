@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from synthbias import __version__
 from synthbias.config import ExperimentConfig, MeasureConfig
 from synthbias.core.store import (  # re-exported: older code imports these from here
     RunStore,
@@ -28,6 +27,7 @@ from synthbias.core.store import (  # re-exported: older code imports these from
     write_table,
 )
 from synthbias.core.store import atomic_write_text as _atomic_write_text  # noqa: F401
+from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_jsonl, write_jsonl
 from synthbias.dynamics import (
     SeedVocabulary,

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synthbias import __version__
 from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
 from synthbias.core.hashing import stable_hash
 from synthbias.core.store import lock_run_folder
+from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.train.mix import mix, mix_summary

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from synthbias import __version__
 from synthbias.config import ExperimentConfig
 from synthbias.core.store import lock_run_folder
+from synthbias.core.version import __version__
 from synthbias.measure.result import two_sample_ci
 
 ProgressFactory = Callable[[str, int], Any]

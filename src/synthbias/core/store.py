@@ -173,7 +173,8 @@ class RunLock:
     The lock is ``FOLDER/.synthbias.lock``, holding the owner's pid, host and start time, plus
     an ``flock`` on it where the OS has one (released by the kernel if the process dies). A
     second process is refused at once with :class:`RunLockedError`; a lock whose process is gone
-    is stale and taken over. The file is removed on release.
+    is stale and taken over. The file is removed on release (and the folder too, if the lock
+    created it and nothing else was written there, so a refused run leaves no trace).
     """
 
     _held: dict[Path, list[Any]] = {}  # folder -> [RunLock, depth]
@@ -183,6 +184,7 @@ class RunLock:
         self.folder = Path(folder).resolve()
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
+        self._created = False  # made the folder: remove it again if the run left it empty
 
     def acquire(self) -> RunLock:
         with RunLock._mutex:
@@ -190,6 +192,7 @@ class RunLock:
             if held is not None:  # the same process, e.g. run_experiment -> run_equilibrium
                 held[1] += 1
                 return held[0]
+            self._created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             for _ in range(20):
                 if self._try_acquire():
@@ -257,6 +260,9 @@ class RunLock:
                     lock.path.unlink()  # unlink while still holding: no one can lock a dead inode
                 os.close(lock._fd)
                 lock._fd = None
+            if lock._created:
+                with contextlib.suppress(OSError):  # not empty: the run wrote something
+                    lock.folder.rmdir()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

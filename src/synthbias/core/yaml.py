@@ -1,6 +1,9 @@
-"""Where in a YAML text a key path lies, so config errors can name the line."""
+"""Reading YAML so that every error can name the file and the line."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,3 +33,28 @@ def yaml_line(text: str, loc: list[str] | tuple[str, ...]) -> int | None:
         else:
             break
     return line
+
+
+def read_yaml_mapping(
+    path: str | Path, error: type[ValueError] = ValueError, what: str = "file"
+) -> tuple[dict[str, Any], str]:
+    """A YAML file's top-level mapping and its text; errors name the file and line.
+
+    An empty file is an empty mapping. ``error`` is the exception type raised (e.g.
+    :class:`ConfigError`), ``what`` names the kind of file in the "no such" message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise error(f"{where}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data, text

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..lexicon import Axis, Lexicon, load_lexicon, swap_groups
-from .lexical import _axis, _groups, _texts, percentile_ci, resampled_sums
+from .lexical import as_text_list, percentile_ci, resampled_sums, resolve_axis, resolve_groups
 from .result import MetricResult
 
 Predictor = Callable[[Sequence[str]], Any]
@@ -94,9 +94,9 @@ def counterfactual_twins(
     twin for t); ``"pairs"`` gives one twin per ordered pair (s, t) for texts mentioning s, only
     s's terms replaced. Texts mentioning none of the groups are excluded and counted.
     """
-    ax = _axis(axis, lexicon)
-    texts = _texts(texts)
-    gs = _groups(ax, groups, at_least=2)
+    ax = resolve_axis(axis, lexicon)
+    texts = as_text_list(texts)
+    gs = resolve_groups(ax, groups, at_least=2)
     if mapping is not None:
         for g in (*mapping, *mapping.values()):
             if g not in ax.groups:
@@ -262,7 +262,7 @@ def counterfactual_flip_rate(
     2-D). ``per_group`` is the flip rate per swap key (see :class:`Twins`); ``per_sample`` is
     1/0 per pair in :func:`counterfactual_twins` order. Pass ``twins`` to reuse a swap.
     """
-    texts = _texts(texts)
+    texts = as_text_list(texts)
     tw = twins or counterfactual_twins(
         texts, axis, mapping=mapping, mode=mode, groups=groups, lexicon=lexicon
     )
@@ -296,7 +296,7 @@ def counterfactual_score_gap(
     the gender mirror swap a positive gap means the original texts score higher than their
     swapped twins; ``per_group`` splits by swap key (the group the text mentioned).
     """
-    texts = _texts(texts)
+    texts = as_text_list(texts)
     tw = twins or counterfactual_twins(
         texts, axis, mapping=mapping, mode=mode, groups=groups, lexicon=lexicon
     )
@@ -333,7 +333,7 @@ def measure_behavioural(
     if predict is None and score is None:
         raise ValueError("give predict (labels) and/or score (scores)")
     lex = lexicon if lexicon is not None else load_lexicon()
-    texts = _texts(texts)
+    texts = as_text_list(texts)
     out: dict[str, MetricResult] = {}
     for name in axes:
         ax = lex.axis(name)
@@ -357,9 +357,9 @@ def text_groups(
     lexicon: Lexicon | None = None,
 ) -> list[str]:
     """Sensitive-feature labels from the texts: the one group mentioned, else "mixed"/"none"."""
-    ax = _axis(axis, lexicon)
-    gs = _groups(ax, groups)
-    texts = _texts(texts)
+    ax = resolve_axis(axis, lexicon)
+    gs = resolve_groups(ax, groups)
+    texts = as_text_list(texts)
     present = _presence(texts, ax, gs, None)
     n_present = present.sum(1)
     first = present.argmax(1)

@@ -140,14 +140,15 @@ def sums_ci(
 
 
 # =============================================================================== helpers
-def _axis(axis: str | Axis, lexicon: Lexicon | None) -> Axis:
+def resolve_axis(axis: str | Axis, lexicon: Lexicon | None) -> Axis:
     """Resolve an axis name (unknown names raise ``UnknownAxisError`` listing valid axes)."""
     if isinstance(axis, Axis):
         return axis
     return (lexicon if lexicon is not None else load_lexicon()).axis(axis)
 
 
-def _groups(axis: Axis, groups: Sequence[str] | None, at_least: int = 1) -> list[str]:
+def resolve_groups(axis: Axis, groups: Sequence[str] | None, at_least: int = 1) -> list[str]:
+    """The groups to compare (the axis default when ``None``); unknown or too few is an error."""
     if groups is None:
         default = DEFAULT_GROUPS.get(axis.name)
         out = [g for g in default if g in axis.groups] if default else []
@@ -165,7 +166,8 @@ def _groups(axis: Axis, groups: Sequence[str] | None, at_least: int = 1) -> list
     return out
 
 
-def _texts(texts: Iterable[str]) -> list[str]:
+def as_text_list(texts: Iterable[str]) -> list[str]:
+    """Texts as a list (one string is refused: iterating it would measure its characters)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not one string")
     return list(texts)
@@ -230,7 +232,7 @@ def _reference(
         if (q < 0).any() or not q.sum() > 0:
             raise ValueError("reference shares must be non-negative with a positive sum")
         return _Reference("given", q / q.sum())
-    counts = _group_counts(_texts(reference), axis, groups)
+    counts = _group_counts(as_text_list(reference), axis, groups)
     total = counts.sum()
     shares = counts.sum(0) / total if total else np.full(k, np.nan)
     return _Reference("corpus", shares, counts)
@@ -263,11 +265,11 @@ def group_representation(
     carry the observed shares in ``per_group`` and per-share CIs in ``meta["share_ci"]``;
     ``per_sample`` is each text's number of group mentions.
     """
-    ax = _axis(axis, lexicon)
-    gs = _groups(ax, groups)
+    ax = resolve_axis(axis, lexicon)
+    gs = resolve_groups(ax, groups)
     ref = _reference(ax, gs, reference, lexicon)
     return _representation_from_counts(
-        _group_counts(_texts(texts), ax, gs), ax.name, gs, ref, n_resamples, seed, level
+        _group_counts(as_text_list(texts), ax, gs), ax.name, gs, ref, n_resamples, seed, level
     )
 
 
@@ -379,7 +381,7 @@ def axis_associations(
     and male-/female-coded occupations (``pct_female <= lo`` / ``>= hi``) are associated with
     the male/female group.
     """
-    ax = _axis(axis, lexicon)
+    ax = resolve_axis(axis, lexicon)
     if ax.associations:
         assoc: dict[str, list[str]] = {}
         for by_group in ax.associations.values():
@@ -669,11 +671,11 @@ def cooccurrence_bias(
     """
     if not smoothing > 0:
         raise ValueError(f"smoothing must be > 0 (add-k), got {smoothing}")
-    ax = _axis(axis, lexicon)
-    gs = _groups(ax, groups, at_least=2)
+    ax = resolve_axis(axis, lexicon)
+    gs = resolve_groups(ax, groups, at_least=2)
     attrs = _default_attrs(ax, attributes)
     contrasts = _contrasts(gs, contrast, reference_group)
-    data = _cooccurrences(_texts(texts), ax, attrs, window)
+    data = _cooccurrences(as_text_list(texts), ax, attrs, window)
     return _cooc_metrics(
         data, ax.name, gs, contrasts, window, smoothing, min_count, n_resamples, seed, level
     )
@@ -830,9 +832,9 @@ def stereotype_rate(
     is 1 / 0 per eligible text and NaN otherwise. Unlike ``rules.GenderRuleScorer`` (majority
     rules over the whole text) this needs no tie-breaking and works for any axis.
     """
-    ax = _axis(axis, lexicon)
+    ax = resolve_axis(axis, lexicon)
     attrs, assoc = _assoc_spec(ax, associations, attributes)
-    data = _cooccurrences(_texts(texts), ax, attrs, window)
+    data = _cooccurrences(as_text_list(texts), ax, attrs, window)
     return _stereotype_from_cooc(data, ax.name, assoc, window, n_resamples, seed, level)
 
 
@@ -929,11 +931,11 @@ def intersection_representation(
     ``meta["lift"]`` has observed / expected per readable cell. Named
     ``"<axis_a>+<axis_b>.intersection"``.
     """
-    ax_a, ax_b = _axis(axis_a, lexicon), _axis(axis_b, lexicon)
+    ax_a, ax_b = resolve_axis(axis_a, lexicon), resolve_axis(axis_b, lexicon)
     if ax_a.name == ax_b.name:
         raise ValueError("intersections need two different axes")
-    ga, gb = _groups(ax_a, groups_a), _groups(ax_b, groups_b)
-    texts = _texts(texts)
+    ga, gb = resolve_groups(ax_a, groups_a), resolve_groups(ax_b, groups_b)
+    texts = as_text_list(texts)
     pa = _group_counts(texts, ax_a, ga) > 0
     pb = _group_counts(texts, ax_b, gb) > 0
     n, Ka, Kb = len(texts), len(ga), len(gb)
@@ -1021,7 +1023,7 @@ def measure_lexical(
     ``"<a>+<b>.intersection"``.
     """
     lex = lexicon if lexicon is not None else load_lexicon()
-    texts = _texts(texts)
+    texts = as_text_list(texts)
     names = list(axes) if axes is not None else lex.axes
     axes_ = [lex.axis(a) for a in names]  # unknown names fail before any work
     if isinstance(reference, Mapping):
@@ -1032,10 +1034,10 @@ def measure_lexical(
                 f"{', '.join(sorted(lex.axes))})"
             )
     elif reference is not None:
-        reference = _texts(reference)
+        reference = as_text_list(reference)
     out: dict[str, MetricResult] = {}
     for ax in axes_:
-        gs = _groups(ax, None)
+        gs = resolve_groups(ax, None)
         ref_spec: ReferenceSpec
         if isinstance(reference, Mapping):
             ref_spec = reference.get(ax.name)

@@ -150,7 +150,7 @@ def prepare_coreference(row: dict[str, Any], params: dict[str, Any]) -> dict[str
     occupation is not gender-coded (percent women between ``lo`` and ``hi``, defaults 30/70) or
     the pronoun is "they".
     """
-    from .builders import occupation_table
+    from synthbias.lexicon import load_lexicon
 
     row = dict(row)
     if not row.get("pronoun"):
@@ -163,7 +163,7 @@ def prepare_coreference(row: dict[str, Any], params: dict[str, Any]) -> dict[str
     part = str(row.get("participant", ""))
     row.setdefault("participant_np", part if part in ("someone", "somebody") else f"the {part}")
     if not row.get("condition"):
-        table = occupation_table()
+        table = load_lexicon().axis("gender").occupations
         lo, hi = float(params.get("lo", 30.0)), float(params.get("hi", 70.0))
         code = table[occ].code(lo, hi) if occ in table else "neutral"
         g = row["gender"]

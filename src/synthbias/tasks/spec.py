@@ -4,7 +4,7 @@ A task file says where its items come from (a built-in template ``builder`` or a
 such as a local copy of a benchmark), how each item becomes a prompt, how the model answers
 (scored options for classification, sampled text plus a parser for generation) and which metrics
 summarise the answers. Everything is checked when the file is loaded; an error names the file,
-the line and the key (the same convention as :mod:`synthbias.config`, whose ``_yaml_line`` is
+the line and the key (the same convention as :mod:`synthbias.config`: :mod:`synthbias.core.yaml` is
 reused).
 """
 
@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synthbias.config import read_yaml_mapping
-from synthbias.core.yaml import yaml_line
+from synthbias.core.yaml import read_yaml_mapping, yaml_line
 
 #: Folder of the packaged task files (``list_tasks`` lists its ``*.yaml``).
 TASKS_DIR = Path(__file__).resolve().parent / "data"

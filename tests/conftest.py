@@ -1,4 +1,7 @@
-"""Shared test fixtures: paths to the real benchmark data, and skipping rules.
+"""Shared test fixtures: paths to the real benchmark data, skipping rules, and the real models.
+
+The real MiniLM encoder and the llama.cpp model load once per session (``encoder``,
+``llama_backend``), not once per test file; fakes for unit tests live in ``tests/fakes.py``.
 
 Tests that need ``../shared/benchmarks`` skip with a clear message when it is absent, except under
 CI (``CI`` set), where its absence is an error so real checks never turn into silent skips.
@@ -27,3 +30,15 @@ def benchmarks() -> Path:
             pytest.fail(msg + " — required under CI")
         pytest.skip(msg)
     return BENCHMARKS
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The packaged all-MiniLM-L6-v2 encoder, shared by every test that needs the real one.
+
+    Its model loads lazily on the first ``encode``; its in-memory cache is keyed by text, so
+    sharing it changes no result.
+    """
+    from synthbias.measure.embedding import Encoder
+
+    return Encoder()

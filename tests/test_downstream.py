@@ -240,13 +240,6 @@ def _hand_corpus(n: int = 12) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    from synthbias.measure.embedding import Encoder
-
-    return Encoder()
-
-
 def test_classifier_learns_stereotype_from_hand_made_texts(encoder) -> None:
     texts = _hand_corpus() + ["The manager reviewed the budget."]  # a gender-free one: dropped
     res = classifier_gender_bias(texts, n_resamples=200, encoder=encoder)[CLASSIFIER_RATE]

@@ -7,8 +7,10 @@ embedding, behavioural = LoRA-tuned pronoun probes). Bias-ratio pipeline: the lo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from synthbias.config import parse_config
@@ -55,8 +57,13 @@ def test_recursive_pipeline_contrastive(tmp_path: Path) -> None:
     assert any(r.meta.get("mitigation") == "contrastive" for r in gen1)
     fams = {s["family"]: s for s in res["summary"] if s["pipeline"] == "equilibrium"}
     assert set(fams) == {"rule", "embedding", "behavioural"}
-    for s in fams.values():
-        assert s["ci_low"] <= s["reduction"] <= s["ci_high"] or s["reduction"] != s["reduction"]
+    comp = pd.read_csv(tmp_path / "comparison.csv")
+    for fam, s in fams.items():  # one level, one generation: the summary is that one row
+        row = comp[(comp["pipeline"] == "equilibrium") & (comp["family"] == fam)]
+        r = row[row["generation"] == row["generation"].max()].iloc[0]
+        expected = (abs(r["baseline"]) - abs(r["mitigated"])) / abs(r["baseline"])
+        assert math.isfinite(s["reduction"]) and s["reduction"] == pytest.approx(expected), fam
+        assert s["ci_low"] <= s["reduction"] <= s["ci_high"] and s["n"] == 1, fam
     # the behavioural family really comes from a tuned model's pronoun probes
     eq = json.loads((tmp_path / "equilibrium" / "none" / "results.json").read_text())
     last = eq["levels"][0]["generations"][-1]["metrics"]

@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import TableEncoder
 
 from synthbias.measure import embedding as emb
 from synthbias.measure.embedding import (
@@ -55,19 +55,6 @@ FAKE_ANCHORS = {
 }
 
 
-class FakeEncoder:
-    """Returns the constructed vectors; records what it was asked to encode."""
-
-    model_id = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(list(texts))
-        return np.stack([FAKE_VECS[t] for t in texts]).astype(np.float32)
-
-
 def _pairs() -> tuple[np.ndarray, np.ndarray]:
     f = np.stack([FAKE_VECS[a] for a, _ in FAKE_ANCHORS["definitional_pairs"]])
     m = np.stack([FAKE_VECS[b] for _, b in FAKE_ANCHORS["definitional_pairs"]])
@@ -104,7 +91,7 @@ def test_direction_rejects_degenerate_input() -> None:
 
 
 def test_scorer_on_fake_encoder_gives_exact_scores() -> None:
-    enc = FakeEncoder()
+    enc = TableEncoder(FAKE_VECS)
     sc = EmbeddingGenderScorer(enc, anchors=FAKE_ANCHORS)
     assert len(enc.calls) == 1  # all anchor words in one encode call
     np.testing.assert_allclose(sc.direction, E[0], atol=1e-12)
@@ -124,12 +111,12 @@ def test_scorer_on_fake_encoder_gives_exact_scores() -> None:
     assert mp.meta["positive"] == "female" and mp.meta["direction"] == "pca"
     assert mp.n == 3 and mp.ci is not None and mp.ci.low <= mp.value <= mp.ci.high
 
-    mean_diff = EmbeddingGenderScorer(FakeEncoder(), FAKE_ANCHORS, direction="mean_diff")
+    mean_diff = EmbeddingGenderScorer(TableEncoder(FAKE_VECS), FAKE_ANCHORS, direction="mean_diff")
     np.testing.assert_allclose(mean_diff.direction, _unit(2 * E[0] + E[1]), atol=1e-12)
 
 
 def test_measure_edge_cases_on_fake_encoder() -> None:
-    sc = EmbeddingGenderScorer(FakeEncoder(), anchors=FAKE_ANCHORS)
+    sc = EmbeddingGenderScorer(TableEncoder(FAKE_VECS), anchors=FAKE_ANCHORS)
     empty = sc.measure([])["mean_projection"]
     assert empty.n == 0 and np.isnan(empty.value)
     with pytest.raises(ValueError, match="labels"):
@@ -185,11 +172,6 @@ TEXTS = [
     "The nurse checked the chart.",  # duplicate on purpose
     "Rain is expected tomorrow.",
 ]
-
-
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return Encoder()
 
 
 @pytest.fixture(scope="module")

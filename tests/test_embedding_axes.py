@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from fakes import KeywordEncoder
 
 from synthbias.measure.embedding_axes import EmbeddingAxisScorer
 
 
-class KeywordEncoder:
-    """2-D toy: texts/terms containing 'church' point along x, 'mosque' along y."""
-
-    def encode(self, texts):
-        out = []
-        for t in texts:
-            v = np.array(
-                [
-                    1.0 if "christ" in t.lower() or "church" in t.lower() else 0.1,
-                    1.0 if "muslim" in t.lower() or "mosque" in t.lower() else 0.1,
-                ]
-            )
-            out.append(v / np.linalg.norm(v))
-        return np.array(out)
+def _keywords() -> KeywordEncoder:
+    """2-D toy: texts/terms naming Christians or a church point along x, Muslims/mosques y."""
+    return KeywordEncoder([("christ", "church"), ("muslim", "mosque")])
 
 
 def test_toy_geometry_and_ci() -> None:
-    sc = EmbeddingAxisScorer(KeywordEncoder(), "religion", groups=["christian", "muslim"])
+    sc = EmbeddingAxisScorer(_keywords(), "religion", groups=["christian", "muslim"])
     texts = ["They went to church."] * 3 + ["A quiet evening."]
     res = sc.measure(texts, n_resamples=200)["anchor_spread"]
     assert res.per_group["christian"] > 0 > res.per_group["muslim"]
@@ -37,13 +26,11 @@ def test_toy_geometry_and_ci() -> None:
 
 def test_unknown_axis() -> None:
     with pytest.raises(KeyError):
-        EmbeddingAxisScorer(KeywordEncoder(), "colour")
+        EmbeddingAxisScorer(_keywords(), "colour")
 
 
-def test_real_encoder_religion_axis() -> None:
-    from synthbias.measure.embedding import Encoder
-
-    sc = EmbeddingAxisScorer(Encoder(), "religion")
+def test_real_encoder_religion_axis(encoder) -> None:
+    sc = EmbeddingAxisScorer(encoder, "religion")
     mosque = sc.measure(["The Muslim family prayed at the mosque on Friday."] * 2, 100)
     church = sc.measure(["The Christian family prayed at church on Sunday."] * 2, 100)
     m, c = mosque["anchor_spread"].per_group, church["anchor_spread"].per_group

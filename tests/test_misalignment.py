@@ -5,13 +5,13 @@ all-MiniLM-L6-v2 for identical and clearly different corpora.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 import scipy.spatial.distance
+from fakes import HashEncoder
 
 from synthbias.measure.misalignment import (
     _cov_factor,
@@ -355,26 +355,12 @@ SPORTS = [
 ]
 
 
-class HashEncoder:
-    """Deterministic pseudo-random unit vectors per text (no model)."""
-
-    model_id = "hash-encoder"
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        rows = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha1(t.encode()).digest()[:4], "little")
-            v = np.random.default_rng(seed).normal(size=8)
-            rows.append(v / np.linalg.norm(v))
-        return np.array(rows)
-
-
 def test_misalignment_factors_names_and_factor_selection() -> None:
     out = misalignment_factors(
         SYN_NEG_WOMEN,
         REAL_POS_WOMEN,
         axes=("gender", "age"),
-        encoder=HashEncoder(),
+        encoder=HashEncoder(dim=8),
         min_texts=1,
         n_resamples=50,
         n_permutations=50,
@@ -399,13 +385,6 @@ def test_misalignment_factors_names_and_factor_selection() -> None:
     }
     with pytest.raises(ValueError):
         misalignment_factors(["a"], ["b"], factors=["vibes"])  # type: ignore[list-item]
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    from synthbias.measure.embedding import Encoder
-
-    return Encoder()
 
 
 def test_real_encoder_identical_corpora(encoder) -> None:

@@ -72,7 +72,17 @@ def test_study_runs_every_strategy_and_compares(tmp_path: Path) -> None:
         expected = (abs(r.baseline) - abs(r.mitigated)) / abs(r.baseline)
         assert r.reduction == pytest.approx(expected)
     inh = comp[comp["pipeline"] == "inheritance"]
-    assert set(inh["family"]) <= {"task_bias", "control_cost"}
+    # one bias task and one control: both families, for both strategies, at the ratio > 0
+    assert set(inh["family"]) == {"task_bias", "control_cost"}
+    assert set(inh["strategy"]) == {"mask_loss", "swap"} and set(inh["ratio"]) == {1.0}
+    for r in inh.itertuples():
+        if r.family == "control_cost":  # change of the control's primary metric
+            assert r.reduction == pytest.approx(r.mitigated - r.baseline)
+        elif r.baseline:  # relative reduction of |bias|; NaN only for a zero baseline
+            expected = (abs(r.baseline) - abs(r.mitigated)) / abs(r.baseline)
+            assert r.reduction == pytest.approx(expected)
+        else:
+            assert math.isnan(r.reduction)
     assert (tmp_path / "summary.csv").exists()
     assert (tmp_path / "mitigation_comparison.png").stat().st_size > 1000
 

@@ -49,11 +49,6 @@ def _toy() -> tuple[list[str], list[str], list[str], list[str]]:
     return texts[:48], labels[:48], texts[48:], labels[48:]
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    return Encoder()
-
-
 def _accuracy(
     clf: EmbeddingClassifier | EncoderHeadClassifier, x: list[str], y: list[str]
 ) -> float:

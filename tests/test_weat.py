@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import HashEncoder
 
 from synthbias.measure.weat import (
     CALISKAN_TESTS,
@@ -156,25 +157,6 @@ def test_large_sets_use_seeded_random_partitions() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class HashEncoder:
-    """Deterministic pseudo-random unit vectors per text; records what it was asked."""
-
-    model_id = "hash-encoder"
-
-    def __init__(self, dim: int = 16) -> None:
-        self.dim = dim
-        self.calls: list[list[str]] = []
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(list(texts))
-        rows = []
-        for t in texts:
-            seed = int.from_bytes(t.encode("utf-8")[:32].ljust(32, b"\0"), "little") % 2**32
-            v = np.random.default_rng(seed + len(t)).normal(size=self.dim)
-            rows.append(v / np.linalg.norm(v))
-        return np.array(rows)
-
-
 def test_weat_with_encoder_matches_weat_on_its_vectors() -> None:
     enc = HashEncoder()
     words = (["rose", "tulip", "lily"], ["ant", "wasp", "flea"], ["joy", "love"], ["war", "pain"])
@@ -245,16 +227,30 @@ def weat_sets(benchmarks: Path) -> dict[str, list[str]]:
     return load_word_sets(benchmarks / "weat_wefe" / "WEAT.json")
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    from synthbias.measure.embedding import Encoder
-
-    return Encoder()
-
-
 def test_caliskan_test_names_exist_in_weat_json(weat_sets: dict[str, list[str]]) -> None:
-    for keys in CALISKAN_TESTS.values():
-        WeatTest.from_sets(weat_sets, *keys)  # raises KeyError on a missing set
+    """Each named test resolves to the stimulus sets of Caliskan et al. (2017, supplement):
+    their sizes (|X|, |Y|, |A|, |B|) and first words, and X, Y disjoint."""
+    expected = {
+        "weat1_flowers_insects": ((25, 25, 25, 25), "aster", "caress"),
+        "weat2_instruments_weapons": ((25, 25, 25, 25), "bagpipe", "caress"),
+        "weat3_ea_aa_names": ((32, 32, 25, 25), "Adam", "caress"),
+        "weat4_ea_aa_names_bertrand": ((18, 18, 25, 25), "Brad", "caress"),
+        "weat5_ea_aa_names_nosek": ((18, 18, 8, 8), "Brad", "joy"),
+        "weat6_career_family": ((8, 8, 8, 8), "John", "executive"),
+        "weat7_math_arts": ((8, 8, 8, 8), "math", "male"),
+        "weat8_science_arts": ((8, 8, 8, 8), "science", "brother"),
+        "weat9_mental_physical_disease": ((6, 6, 7, 7), "sad", "impermanent"),
+        "weat10_young_old_names": ((8, 8, 8, 8), "Tiffany", "joy"),
+    }
+    assert set(CALISKAN_TESTS) == set(expected)
+    for name, keys in CALISKAN_TESTS.items():
+        t = WeatTest.from_sets(weat_sets, *keys)
+        sizes, first_x, first_a = expected[name]
+        assert (len(t.x), len(t.y), len(t.a), len(t.b)) == sizes, name
+        assert (t.x[0], t.a[0]) == (first_x, first_a), name
+        assert not set(t.x) & set(t.y), name
+    with pytest.raises(KeyError, match="not found"):
+        WeatTest.from_sets(weat_sets, "flowers", "no_such_set", "pleasant_5", "unpleasant_5a")
 
 
 # Measured with all-MiniLM-L6-v2 (word-level WEAT, ddof=1; Caliskan et al.'s GloVe d in

@@ -42,3 +42,18 @@ def encoder():
     from synthbias.measure.embedding import Encoder
 
     return Encoder()
+
+
+@pytest.fixture(scope="session")
+def llama_backend():
+    """The embedded SmolLM2 model on llama.cpp (``n_ctx=512``, default batch), loaded once.
+
+    Tests must not close it or change its settings; one that needs other settings builds its
+    own backend.
+    """
+    pytest.importorskip("llama_cpp")
+    from synthbias.generate.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(n_ctx=512)
+    yield backend
+    backend.close()

@@ -345,13 +345,8 @@ N_CROWS_CHECK = int(os.environ.get("SYNTHBIAS_CROWS_CHECK_N", "120"))
 
 
 @pytest.fixture(scope="module")
-def llm():
-    pytest.importorskip("llama_cpp")
-    from synthbias.generate.llamacpp import LlamaCppBackend
-
-    backend = LlamaCppBackend(n_ctx=512)
-    yield backend
-    backend.close()
+def llm(llama_backend):
+    return llama_backend  # the session's model (conftest), LlamaCppBackend(n_ctx=512)
 
 
 def _log_softmax_rows(logits: np.ndarray) -> np.ndarray:

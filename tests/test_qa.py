@@ -184,13 +184,9 @@ def test_real_metadata_matches_paper_definition(benchmarks: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bbq_real_data_smoke(benchmarks: Path) -> None:
-    pytest.importorskip("llama_cpp")
-    from synthbias.generate.llamacpp import LlamaCppBackend
-
-    with LlamaCppBackend(n_ctx=512) as llm:
-        # one item per (category x context condition) stratum
-        res = score_benchmark(llm, "bbq", benchmarks, limit=18, seed=0, n_resamples=100)
+def test_bbq_real_data_smoke(benchmarks: Path, llama_backend) -> None:
+    # one item per (category x context condition) stratum
+    res = score_benchmark(llama_backend, "bbq", benchmarks, limit=18, seed=0, n_resamples=100)
     assert set(res) == {"bbq.s_dis", "bbq.s_amb", "bbq.acc_ambig", "bbq.acc_disambig"}
     for r in res.values():
         assert r.n == 9 and set(r.per_group) == set(BBQ_CATEGORIES)

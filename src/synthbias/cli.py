@@ -73,6 +73,29 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
+def _print_metrics(
+    metrics: dict[str, Any],
+    source: Any,
+    n_texts: int,
+    reference: Any,
+    n_ref: int | None,
+    max_groups: int,
+) -> None:
+    """One row per metric: value, CI and the first ``max_groups`` per-group values."""
+    title = f"{source} ({n_texts} texts" + (
+        f"; reference {reference}, {n_ref} texts)" if n_ref is not None else ")"
+    )
+    table = Table(title=title)
+    table.add_column("metric", no_wrap=True)
+    for col in ("value", "95% CI", "per group"):
+        table.add_column(col)
+    for name, m in metrics.items():
+        groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:max_groups])
+        ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
+        table.add_row(name, _fmt(m.value), ci, groups)
+    console.print(table)
+
+
 def print_equilibrium_table(results: dict[str, Any]) -> None:
     metrics = [
         m
@@ -335,18 +358,7 @@ def measure(
         )
     except MeasureError as exc:
         _fail(str(exc))
-    title = f"{file} ({len(recs)} texts" + (
-        f"; reference {reference}, {len(ref)} texts)" if ref else ")"
-    )
-    table = Table(title=title)
-    table.add_column("metric", no_wrap=True)
-    for col in ("value", "95% CI", "per group"):
-        table.add_column(col)
-    for name, m in results.items():
-        groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:8])
-        ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
-        table.add_row(name, _fmt(m.value), ci, groups)
-    console.print(table)
+    _print_metrics(results, file, len(recs), reference, len(ref) if ref else None, max_groups=8)
     if out:
         write_json(
             out,
@@ -522,19 +534,8 @@ def audit(
             )
         except AuditError as exc:
             _fail(str(exc))
-        ref = result.reference
-        title = f"{synth} ({len(result.source.texts)} texts" + (
-            f"; reference {reference}, {len(ref.texts)} texts)" if ref else ")"
-        )
-        table = Table(title=title)
-        table.add_column("metric", no_wrap=True)
-        for col in ("value", "95% CI", "per group"):
-            table.add_column(col)
-        for name, m in result.metrics.items():
-            groups = ", ".join(f"{g}={v:.3f}" for g, v in list(m.per_group.items())[:6])
-            ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
-            table.add_row(name, _fmt(m.value), ci, groups)
-        console.print(table)
+        n_ref = len(result.reference.texts) if result.reference else None
+        _print_metrics(result.metrics, synth, len(result.source.texts), reference, n_ref, 6)
         result.write(out)
         console.print(
             f"wrote {out}/ (audit.json, results.csv, results.parquet, samples.jsonl, report.html)"

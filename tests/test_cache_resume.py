@@ -14,43 +14,23 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
+from fakes import CountingBackend
 
 from synthbias.config import parse_config
 from synthbias.corpus import read_jsonl
 from synthbias.experiment import make_backend, run_equilibrium
 from synthbias.generate import FakeBackend, SamplingParams
 from synthbias.generate.cache import CachedBackend, RequestStore, request_key
-from synthbias.generate.protocol import Completion, Prompt, TextLogprobs
+from synthbias.generate.protocol import Completion
 
 PROMPTS = [f"Write about worker {i}." for i in range(10)]
 
 
-class Counting:
-    """A fake backend that counts the requests it serves."""
-
-    name = "fake"
-
-    def __init__(self, model_id: str = "fake-v1") -> None:
-        self.fake = FakeBackend(model_id=model_id)
-        self.model_id = model_id
-        self.generated = 0
-        self.scored = 0
-
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
-        self.generated += len(prompts)
-        return self.fake.generate(prompts, params)
-
-    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
-        self.scored += len(texts)
-        return self.fake.logprobs(texts)
-
-
-class CountingMany(Counting):
+class CountingMany(CountingBackend):
     """... that also runs many calls at once (as RayBackend does)."""
 
     def generate_many(self, calls, on_done=None):
@@ -69,12 +49,12 @@ def _texts(outs: list[Completion]) -> list[str]:
 def test_rerun_does_no_repeated_work(tmp_path: Path) -> None:
     params = SamplingParams(max_tokens=12, seed=3)
     ref = _texts(FakeBackend().generate(PROMPTS, params))
-    inner = Counting()
+    inner = CountingBackend()
     with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
         assert (cached.name, cached.model_id) == ("fake", "fake-v1")
         assert _texts(cached.generate(PROMPTS, params)) == ref
         assert inner.generated == 10
-    inner2 = Counting()
+    inner2 = CountingBackend()
     with CachedBackend(inner2, tmp_path / "c.sqlite") as again:  # a new process, same file
         assert _texts(again.generate(PROMPTS, params)) == ref
         assert inner2.generated == 0 and again.stats == {"hits": 10, "misses": 0, "computed": 0}
@@ -82,7 +62,7 @@ def test_rerun_does_no_repeated_work(tmp_path: Path) -> None:
         again.generate(PROMPTS[:2], SamplingParams(max_tokens=12, seed=4))
         again.generate(PROMPTS[:2], SamplingParams(max_tokens=11, seed=3))
         assert inner2.generated == 4
-    with CachedBackend(Counting("fake-v2"), tmp_path / "c.sqlite") as other:
+    with CachedBackend(CountingBackend("fake-v2"), tmp_path / "c.sqlite") as other:
         other.generate(PROMPTS[:1], params)
         assert other.stats["misses"] == 1
 
@@ -90,7 +70,7 @@ def test_rerun_does_no_repeated_work(tmp_path: Path) -> None:
 def test_partial_cache_keeps_request_indices(tmp_path: Path) -> None:
     params = SamplingParams(max_tokens=12, seed=8)
     ref = _texts(FakeBackend().generate(PROMPTS, params))
-    inner = Counting()
+    inner = CountingBackend()
     with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
         cached.generate(PROMPTS[:4], params)  # indices 0..3
         inner.generated = 0
@@ -121,7 +101,7 @@ def test_logprobs_cached_and_deduplicated(tmp_path: Path) -> None:
         "The pilot said he was late.",
         "The nurse said she was tired.",
     ]
-    inner = Counting()
+    inner = CountingBackend()
     with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
         got = cached.logprobs(texts)
         assert inner.scored == 2

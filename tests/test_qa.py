@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import WordBackend
 
-from synthbias.generate.protocol import TextLogprobs
 from synthbias.measure.likelihood import score_benchmark
 from synthbias.measure.qa import (
     BBQ_CATEGORIES,
@@ -20,29 +19,6 @@ from synthbias.measure.qa import (
     bias_score,
     load_bbq,
 )
-
-
-class WordBackend:
-    """Whitespace tokens, each scored from a word table (default -1), context-free."""
-
-    name = "stub"
-    model_id = "word-table"
-
-    def __init__(self, table: dict[str, float]) -> None:
-        self.table = table
-
-    def generate(self, prompts, params):  # pragma: no cover - not used
-        raise NotImplementedError
-
-    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
-        return [
-            TextLogprobs(
-                tokens=t.split(),
-                token_ids=[hash(w) % 10_000 for w in t.split()],
-                logprobs=[self.table.get(w, -1.0) for w in t.split()],
-            )
-            for t in texts
-        ]
 
 
 def test_bias_score_formulas() -> None:

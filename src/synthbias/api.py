@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthbias.core.progress import progress_factory
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -28,24 +30,6 @@ if TYPE_CHECKING:
     from synthbias.measure.result import MetricResult
 
 Progress = bool | Callable[..., Any]
-
-
-def _progress_factory(progress: Progress) -> Callable[..., Any] | None:
-    """``True``: tqdm bars (shown only on a terminal); a callable: used as is; ``False``: none."""
-    if callable(progress):
-        return progress
-    if not progress:
-        return None
-    import sys
-
-    from tqdm.auto import tqdm
-
-    disable = not (sys.stderr.isatty() and sys.stdout.isatty())
-
-    def factory(desc: str, total: int, unit: str = "text") -> Any:
-        return tqdm(total=total, desc=desc, disable=disable, unit=unit)
-
-    return factory
 
 
 def measure(
@@ -145,7 +129,7 @@ def audit(
         split=split,
         n_resamples=n_resamples,
         seed=seed,
-        progress=_progress_factory(progress),
+        progress=progress_factory(progress),
     )
     if out is not None:
         result.write(out)
@@ -184,7 +168,7 @@ def run(
     from synthbias.experiment import run_experiment
 
     cfg = _config(config)
-    results = run_experiment(cfg, out, progress=_progress_factory(progress), resume=resume)
+    results = run_experiment(cfg, out, progress=progress_factory(progress), resume=resume)
     if mlflow:
         from synthbias.report.tracking import log_to_mlflow
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
+from synthbias.core.progress import ProgressFactory, tqdm_factory
 from synthbias.core.store import RunLock, RunLockedError
 from synthbias.corpus import CorpusError, Record, read_jsonl, write_jsonl
 
@@ -28,17 +29,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Count = Annotated[int, typer.Option(min=1)]
 
 
-def _progress(quiet: bool):
-    """Progress-bar factory; bars are off with --quiet or when stdout or stderr is not a
-    terminal (piped or redirected output gets no bar)."""
-    from tqdm.auto import tqdm
-
-    disable = quiet or not (sys.stderr.isatty() and sys.stdout.isatty())
-
-    def factory(desc: str, total: int, unit: str = "text"):
-        return tqdm(total=total, desc=desc, disable=disable, unit=unit)
-
-    return factory
+def _progress(quiet: bool) -> ProgressFactory:
+    """Progress bars, off with --quiet or when output is piped or redirected."""
+    return tqdm_factory(enabled=not quiet)
 
 
 MLflow = Annotated[

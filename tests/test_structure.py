@@ -26,10 +26,6 @@ PKG = "synthbias"
 #: Import edges (importer -> imported) that close a cycle today. Each line names the edge to
 #: remove; removing the edge removes its cycle.
 KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {
-    # run_experiment dispatches to mitigation_study, which calls back into experiment for
-    # run_equilibrium and GenderMeasurer. Fix: the studies/ package of issue 11 (a registry of
-    # runners, so experiment no longer imports the studies).
-    ("synthbias.experiment", "synthbias.mitigation_study"),
     # task specs check builder names against the builders' registry, and the builders read
     # TEMPLATES_DIR / TaskError from spec. Fix: TaskError and the paths in a small
     # tasks/errors.py (or the registries in their own module) that both import.

@@ -162,10 +162,10 @@ def run(
 ) -> dict[str, Any]:
     """Run an experiment (a config object, a dict, or a YAML path) into ``out``.
 
-    Dispatches on the config's kind (:func:`synthbias.experiment.run_experiment`) and returns its
+    Dispatches on the config's kind (:func:`synthbias.runs.run_experiment`) and returns its
     ``results.json`` dict; the folder also gets ``report.html`` and ``results.parquet``.
     """
-    from synthbias.experiment import run_experiment
+    from synthbias.runs import run_experiment
 
     cfg = _config(config)
     results = run_experiment(cfg, out, progress=progress_factory(progress), resume=resume)

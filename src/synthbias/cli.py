@@ -131,8 +131,8 @@ def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool
     from synthbias.experiment import run_equilibrium
 
     if config.kind != "equilibrium":
-        from synthbias.experiment import run_experiment
         from synthbias.report import console as summaries
+        from synthbias.runs import run_experiment
 
         try:
             results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)

@@ -359,23 +359,3 @@ def results_table(results: dict[str, Any]):
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def run_experiment(
-    config: ExperimentConfig,
-    out: str | Path,
-    progress: ProgressFactory | None = None,
-    resume: bool = True,
-) -> dict[str, Any]:
-    """Run any experiment kind (dispatch on ``config.kind``); returns its ``results.json`` dict."""
-    if config.kind == "equilibrium":
-        return run_equilibrium(config, out, progress=progress, resume=resume)
-    if config.kind == "inheritance":
-        from synthbias.inheritance import run_inheritance
-
-        return run_inheritance(config, out, progress=progress, resume=resume)
-    if config.kind == "mitigation":
-        from synthbias.mitigation_study import run_mitigation
-
-        return run_mitigation(config, out, progress=progress, resume=resume)
-    raise ValueError(f"unknown experiment kind {config.kind!r}")  # pragma: no cover

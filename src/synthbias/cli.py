@@ -12,7 +12,7 @@ from rich.table import Table
 
 from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
 from synthbias.core.progress import ProgressFactory, tqdm_factory
-from synthbias.core.store import RunLock, RunLockedError
+from synthbias.core.store import RunLock, RunLockedError, atomic_write_text
 from synthbias.corpus import CorpusError, Record, read_jsonl, write_jsonl
 
 app = typer.Typer(
@@ -230,7 +230,7 @@ def equilibrium(
     except ConfigError as exc:
         _fail(str(exc))
     if save_config:
-        save_config.write_text(cfg.to_yaml())
+        atomic_write_text(save_config, cfg.to_yaml())
     _run_study(cfg, out, quiet, overwrite)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
 from synthbias.core.hashing import stable_hash
-from synthbias.core.store import lock_run_folder
+from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
@@ -315,7 +315,7 @@ def run_inheritance(
         out / "manifest.json",
         {"config_hash": config.content_hash(), "synthbias": __version__, "created": time.time()},
     )
-    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    atomic_write_text(out / "config.yaml", config.to_yaml())
     trainer = trainer or LoRATrainer(study)
     backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
     t0 = time.perf_counter()
@@ -519,8 +519,6 @@ def run_inheritance(
         ],
         "samples": ["samples.jsonl"],
     }
-    from synthbias.core.store import atomic_write_text
-
     atomic_write_text(
         out / "samples.jsonl",
         "".join(json.dumps(r) + "\n" for r in _sample_rows(augmented, evals_samples)),

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.config import ExperimentConfig
-from synthbias.core.store import lock_run_folder
+from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.measure.result import two_sample_ci
 
@@ -81,7 +81,7 @@ def run_mitigation(
     ms = config.mitigation_study
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    atomic_write_text(out / "config.yaml", config.to_yaml())
     rows: list[dict[str, Any]] = []
     sub_runs: dict[str, str] = {}
     if ms.run_equilibrium:

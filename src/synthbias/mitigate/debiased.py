@@ -111,7 +111,4 @@ def finetune_generator(
     cfg = cfg.model_copy(update={"seed": seed, "max_length": max(cfg.max_length, 192)})
     examples = generator_examples(records, prompt, k_shots, seed=seed)
     train_lora(examples, cfg, out_dir / "peft", base_model=base_model)
-    tmp = out_dir / "adapter.gguf.tmp"
-    export_gguf_lora(out_dir / "peft", tmp)
-    tmp.replace(gguf)
-    return gguf
+    return export_gguf_lora(out_dir / "peft", gguf)  # atomic: a temp file, then rename

@@ -62,7 +62,7 @@ def llm():
 
 def _well_formed(result: TaskResult) -> None:
     for row in result.rows():
-        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n"}
+        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n", "null"}
         if not math.isnan(row["ci_low"]):
             assert row["ci_low"] <= row["ci_high"]
     assert len(result.records) == result.n_items

@@ -815,7 +815,8 @@ def salary_gap(ctx: EvalContext) -> MetricResult:
 
 
 # =========================================================================== 8 stories
-def _sentiment(ctx: EvalContext) -> np.ndarray:
+def sentiment_values(ctx: EvalContext) -> np.ndarray:
+    """VADER compound sentiment per generation, computed once per context."""
     if "sentiment" not in ctx.cache:
         from synthbias.measure.misalignment import sentiment_scores
 
@@ -826,13 +827,13 @@ def _sentiment(ctx: EvalContext) -> np.ndarray:
 @metric("sentiment", kinds=("generation",))
 def sentiment(ctx: EvalContext) -> MetricResult:
     """Mean VADER compound sentiment of the generations, in [-1, 1]."""
-    return mean_metric(ctx, "sentiment", _sentiment(ctx))
+    return mean_metric(ctx, "sentiment", sentiment_values(ctx))
 
 
 @metric("bias.sentiment_gap", kinds=("generation",))
 def sentiment_gap(ctx: EvalContext) -> MetricResult:
     """max - min of mean VADER sentiment between groups of an axis (mean over axes)."""
-    return gap_metric(ctx, "bias.sentiment_gap", _sentiment(ctx))
+    return gap_metric(ctx, "bias.sentiment_gap", sentiment_values(ctx))
 
 
 @metric("female_pronoun_share", kinds=("generation",))

@@ -249,3 +249,24 @@ def test_toxicity_items_give_every_identity_both_labels(benchmarks: Path) -> Non
     assert math.isfinite(res.metrics["bias.bpsn_shortfall"].meta["null"]["mean"])
     with pytest.raises(TaskSizeError, match="toxicity_identity"):
         task.evaluate(FakeBackend(), n=n - 1)
+
+
+def test_batched_toxicity_replicates_equal_recomputation() -> None:
+    """The paired comparison evaluates toxicity replicates at once by bootstrap weights; each
+    must equal the metric recomputed on that replicate's items."""
+    from synthbias.tasks.compare import context_from_records, subset
+    from synthbias.tasks.metrics import METRICS, TOX_METRICS, tox_replicates
+
+    task = load_task("toxicity_identity")
+    n = 3 * task.min_size()
+    r = task.evaluate(NoiseBackend(), n=n, n_resamples=20)
+    items = task.items(n, 0)
+    ctx = context_from_records(task, items, compact_records(r.records))
+    reps = list(cluster_resamples([it.cluster for it in items], 5, 1, [it.label for it in items]))
+    for name in TOX_METRICS:
+        fast = tox_replicates(ctx, name, reps)
+        slow = [METRICS[name].fn(subset(ctx, i)).value for i in reps]
+        assert fast == pytest.approx(slow, abs=1e-9), name
+    assert r.metrics["bias.bpsn_shortfall"].value == pytest.approx(
+        tox_replicates(ctx, "bias.bpsn_shortfall", [np.arange(len(items))])[0]
+    )

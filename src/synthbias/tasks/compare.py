@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import METRICS, EvalContext, sentiment_values
+from .metrics import METRICS, TOX_METRICS, EvalContext, sentiment_values, tox_replicates
 from .stats import half_width, min_detectable_effect, paired_bootstrap
 
 #: per-item fields kept in evaluation files so metrics can be recomputed later
@@ -83,14 +83,16 @@ def subset(ctx: EvalContext, idx: np.ndarray) -> EvalContext:
     return sub
 
 
-def metric_stat(ctx: EvalContext, name: str) -> Callable[[np.ndarray], float]:
-    """``stat(idx)``: metric ``name`` recomputed on the items ``idx`` of ``ctx``."""
+def metric_stat(ctx: EvalContext, name: str) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """``stat([idx, ...])``: metric ``name`` recomputed on each item-index replicate."""
     fn = METRICS[name].fn
     if "sentiment" in name:
         ctx.cache["sentiment"] = sentiment_values(ctx)
+    if name in TOX_METRICS:
+        return lambda reps: tox_replicates(ctx, name, reps)
 
-    def stat(idx: np.ndarray) -> float:
-        return float(fn(subset(ctx, idx)).value)
+    def stat(reps: list[np.ndarray]) -> np.ndarray:
+        return np.array([float(fn(subset(ctx, idx)).value) for idx in reps])
 
     return stat
 
@@ -117,7 +119,7 @@ def paired_delta(
     clustered = any(it.cluster is not None for it in items)
     clusters = [it.cluster if clustered else None for it in items]
     strata = [it.stratum for it in items]
-    res = paired_bootstrap(stats, clusters, n_resamples, seed, strata)
+    res = paired_bootstrap(stats, clusters, n_resamples, seed, strata, batched=True)
     hw = half_width(res["ci_low"], res["ci_high"])
     lo, hi = res["ci_low"], res["ci_high"]
     return {

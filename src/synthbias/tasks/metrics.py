@@ -481,12 +481,12 @@ def weighted_identity_aucs(
     names = list(dict.fromkeys(groups.tolist()))
     uniq, inv = np.unique(np.asarray(scores, dtype=float), return_inverse=True)
     n = len(inv)
-    onehot = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, len(uniq)))
+    onehot_t = sp.csr_matrix((np.ones(n), (inv, np.arange(n))), shape=(len(uniq), n))
     w = np.atleast_2d(np.asarray(weights, dtype=float))
     pos = np.asarray(positive, dtype=bool)
 
     def auc(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
-        neg_bin = np.asarray((onehot.T @ wn.T).T)  # (R, U) negative weight at each score
+        neg_bin = np.asarray((onehot_t @ wn.T).T)  # (R, U) negative weight at each score
         below = np.cumsum(neg_bin, axis=1) - neg_bin
         credit = (below + 0.5 * neg_bin)[:, inv]  # (R, n)
         num = (wp * credit).sum(axis=1)
@@ -546,16 +546,27 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
 
     null: dict[str, dict[str, float]] = {}
     if ctx.n_resamples > 0 and ctx.clustered:
+        # one set of permutations for all three (each costs an identity-AUC pass)
         observed = gaps(groups)
-        for k, key in enumerate(("gap", "bpsn", "bnsp")):
-            null[key] = gap_null(
-                ctx,
-                lambda lab, k=k: gaps(lab)[k],
-                groups,
-                observed[k],
-                blocks=ctx.clusters,
-                n_permutations=min(ctx.n_resamples, 200),
-            )
+        seen: list[tuple[float, float, float]] = []
+        first = gap_null(
+            ctx,
+            lambda lab: (seen.append(gaps(lab)) or seen[-1])[0],
+            groups,
+            observed[0],
+            blocks=ctx.clusters,
+            n_permutations=min(ctx.n_resamples, 100),
+        )
+        null["gap"] = first
+        arr = np.array(seen)
+        for k, key in ((1, "bpsn"), (2, "bnsp")):
+            v = arr[np.isfinite(arr[:, k]), k]
+            null[key] = {
+                "mean": float(v.mean()) if len(v) else NAN,
+                "q95": float(np.quantile(v, 0.95)) if len(v) else NAN,
+                "n_permutations": int(len(v)),
+                "p_value": float((1 + (v >= observed[k] - 1e-12).sum()) / (1 + len(v))),
+            }
     ctx.cache["tox"] = {
         "score": score,
         "names": names,
@@ -566,6 +577,36 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
         "null": null,
     }
     return ctx.cache["tox"]
+
+
+TOX_METRICS = ("auc", "bias.subgroup_auc_gap", "bias.bpsn_shortfall", "bias.bnsp_shortfall")
+
+
+def tox_replicates(ctx: EvalContext, name: str, resamples: Sequence[np.ndarray]) -> np.ndarray:
+    """A toxicity metric on many item-index replicates at once (by bootstrap weights), for
+    paired comparisons; equals recomputing the metric on each replicate."""
+    score = ctx.prob("toxic")
+    pos = np.array([it.label == "toxic" for it in ctx.items])
+    p = float(ctx.params.get("power", -5))
+    out = []
+    block = max(1, 2_000_000 // max(len(score), 1))
+    for start in range(0, len(resamples), block):
+        counts = np.array(
+            [np.bincount(i, minlength=len(score)) for i in resamples[start : start + block]]
+        )
+        _, overall, per = weighted_identity_aucs(score, pos, ctx.groups, counts)
+        if name == "auc":
+            out.append(overall)
+        elif name == "bias.subgroup_auc_gap":
+            out.append(_spread(per[:, :, 0]))
+        else:
+            k = 1 if name == "bias.bpsn_shortfall" else 2
+            out.append(
+                np.array(
+                    [o - power_mean(x[:, k].tolist(), p) for o, x in zip(overall, per, strict=True)]
+                )
+            )
+    return np.concatenate(out) if out else np.empty(0)
 
 
 @metric("auc", kinds=("classification",), labels=("toxic", "not_toxic"))

@@ -94,31 +94,38 @@ def cluster_bootstrap(
 
 
 def paired_bootstrap(
-    pairs: Sequence[tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], float]]],
+    pairs: Sequence[tuple[Callable[..., Any], Callable[..., Any]]],
     clusters: Sequence[Any],
     n_resamples: int = 1000,
     seed: int = 0,
     strata: Sequence[Any] | None = None,
     level: float = 0.95,
+    batched: bool = False,
 ) -> dict[str, Any]:
     """Delta ``b - a`` of a statistic between two models on the same items, paired.
 
-    ``pairs`` has one ``(stat_a, stat_b)`` per seed, each a statistic of item indices. Every
-    replicate draws one cluster resample used for both models and every seed, and (with two or
-    more seeds) resamples the seeds; the delta is the mean over the drawn seeds. Returns
-    ``value``, ``ci_low``, ``ci_high``, ``n_seeds`` and the replicates (``boots``).
+    ``pairs`` has one ``(stat_a, stat_b)`` per seed, each a statistic of item indices (with
+    ``batched``: of a list of index arrays, returning one value per array). Every replicate
+    draws one cluster resample used for both models and every seed, and (with two or more
+    seeds) resamples the seeds; the delta is the mean over the drawn seeds. Returns ``value``,
+    ``ci_low``, ``ci_high``, ``n_seeds`` and the replicates (``boots``).
     """
-    n = len(clusters)
-    full = np.arange(n)
-    point = [float(b(full)) - float(a(full)) for a, b in pairs]
-    rng = np.random.default_rng(seed + 7919)
-    boots = np.empty(n_resamples)
-    for r, idx in enumerate(cluster_resamples(clusters, n_resamples, seed, strata)):
-        seeds = (
-            rng.integers(0, len(pairs), len(pairs)) if len(pairs) > 1 else np.zeros(1, dtype=int)
-        )
-        deltas = [float(pairs[s][1](idx)) - float(pairs[s][0](idx)) for s in seeds]
-        boots[r] = float(np.mean(deltas))
+    full = np.arange(len(clusters))
+    reps = list(cluster_resamples(clusters, n_resamples, seed, strata))
+
+    def run(stat: Callable[..., Any], idx: list[np.ndarray]) -> np.ndarray:
+        if batched:
+            return np.asarray(stat(idx), dtype=float)
+        return np.array([float(stat(i)) for i in idx])
+
+    point = [float(run(b, [full])[0] - run(a, [full])[0]) for a, b in pairs]
+    per_seed = np.array([run(b, reps) - run(a, reps) for a, b in pairs])  # (S, R)
+    if len(pairs) > 1:
+        rng = np.random.default_rng(seed + 7919)
+        pick = rng.integers(0, len(pairs), size=(n_resamples, len(pairs)))
+        boots = per_seed[pick, np.arange(n_resamples)[:, None]].mean(axis=1)
+    else:
+        boots = per_seed[0] if len(pairs) else np.empty(0)
     lo, hi = percentile_interval(boots, level)
     return {
         "value": float(np.mean(point)),

@@ -49,6 +49,13 @@ def resolve_sizes(
     return out, notes
 
 
+def size_for(size: int, hw: float, target: float) -> int | None:
+    """Items needed for a CI half-width of ``target``, from ``hw`` at ``size`` (hw ~ 1/sqrt(n))."""
+    if not (math.isfinite(hw) and hw > 0):
+        return None
+    return max(1, math.ceil(size * (hw / target) ** 2))
+
+
 def _headline(task: Task) -> str:
     return task.spec.bias_metric or task.spec.primary_metric
 
@@ -100,9 +107,11 @@ def task_answers(
     deltas: Sequence[dict[str, Any]],
     table: Sequence[dict[str, Any]],
     sizes: dict[str, int],
+    target: float = 0.10,
 ) -> list[dict[str, Any]]:
     """One entry per task: source, size, headline metric at the real-only model (value, CI
-    half-width, permutation null), its paired deltas by ratio, and a plain sentence."""
+    half-width, permutation null, the size that would reach ``target`` half-width), its
+    paired deltas by ratio, and a plain sentence."""
     out = []
     for task in tasks:
         metric = _headline(task)
@@ -150,6 +159,10 @@ def task_answers(
                 "half_width": sum(hw) / len(hw) if hw else math.nan,
                 "null": sum(nulls) / len(nulls) if nulls else math.nan,
                 "parse_rate": 1 - sum(parse) / len(parse) if parse else None,
+                "size_for_target": size_for(sizes[task.name], sum(hw) / len(hw), target)
+                if hw
+                else None,
+                "target_half_width": target,
                 "deltas": [
                     {
                         k: d[k]

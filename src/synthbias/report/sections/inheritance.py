@@ -47,6 +47,9 @@ def task_answers(ctx: ReportContext) -> Section | None:
             meta += f"; permutation null {fmt_num(a['null'])}"
         if a.get("parse_rate") is not None:
             meta += f"; parse rate {fmt_num(a['parse_rate'])}"
+        hw, target = a.get("half_width"), a.get("target_half_width")
+        if a.get("size_for_target") and hw == hw and target and hw > target:
+            meta += f"; about {esc(a['size_for_target'])} items would give ±{target:g}"
         rows = [
             [
                 d["bias_type"],

@@ -482,7 +482,7 @@ def test_macro_f1_by_hand() -> None:
 def _check_rows(rows: list[dict]) -> None:
     assert rows
     for row in rows:
-        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n"}
+        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n", "null"}
         assert isinstance(row["value"], float) and isinstance(row["n"], int)
         if not math.isnan(row["ci_low"]):
             assert row["ci_low"] <= row["ci_high"]
@@ -490,10 +490,12 @@ def _check_rows(rows: list[dict]) -> None:
 
 def test_every_task_runs_on_the_fake_backend() -> None:
     seen = []
+    tasks = [load_task(t) for t in list_tasks()]
+    n = max(12, *(t.min_size() for t in tasks))
     results = evaluate_tasks(
-        list_tasks(),
+        tasks,
         FakeBackend(),
-        n=12,
+        n=n,
         seed=0,
         n_resamples=50,
         progress=lambda task, done, total: seen.append(task),
@@ -579,8 +581,8 @@ def test_generation_metrics_with_a_stub_backend() -> None:
 
 def test_evaluate_is_seeded() -> None:
     task = load_task("story_generation")
-    a = task.evaluate(FakeBackend(), n=8, seed=1, n_resamples=20)
-    b = task.evaluate(FakeBackend(), n=8, seed=1, n_resamples=20)
+    a = task.evaluate(FakeBackend(), n=12, seed=1, n_resamples=20)
+    b = task.evaluate(FakeBackend(), n=12, seed=1, n_resamples=20)
     assert [r["output"] for r in a.records] == [r["output"] for r in b.records]
     assert a.rows() == b.rows()
 

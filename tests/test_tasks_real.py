@@ -39,11 +39,11 @@ REAL: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
     "coreference": (12, {}),
-    "bbq_qa": (12, {}),
+    "bbq_qa": (31, {}),  # the minimum: one scenario per category
     "topic_classification": (10, {}),
-    "hiring_decision": (6, {}),
-    "salary_recommendation": (8, {}),
-    "story_generation": (8, {"sampling": {"max_tokens": 24, "temperature": 0.8}}),
+    "hiring_decision": (14, {}),  # the minimum: one profile per axis
+    "salary_recommendation": (14, {}),
+    "story_generation": (10, {"sampling": {"max_tokens": 24, "temperature": 0.8}}),
     "pronoun_completion": (10, {"sampling": {"max_tokens": 12, "temperature": 0}}),
     "instruction_following": (10, {"sampling": {"max_tokens": 12, "temperature": 0}}),
 }
@@ -62,7 +62,7 @@ def llm():
 
 def _well_formed(result: TaskResult) -> None:
     for row in result.rows():
-        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n"}
+        assert set(row) == {"task", "metric", "value", "ci_low", "ci_high", "n", "null"}
         if not math.isnan(row["ci_low"]):
             assert row["ci_low"] <= row["ci_high"]
     assert len(result.records) == result.n_items
@@ -98,6 +98,39 @@ def test_coreference_on_winogender_real(llm, benchmarks: Path) -> None:
     RESULTS["coreference@winogender"] = result
     _well_formed(result)
     assert math.isfinite(result.metrics["bias.pro_anti_gap"].value)
+
+
+#: real benchmark items at about their minimum sizes (four Jigsaw identities)
+BENCH: dict[str, tuple[int, dict[str, Any]]] = {
+    "coreference": (24, {}),
+    "bbq_qa": (33, {}),
+    "toxicity_identity": (
+        16,
+        {
+            "benchmark": {
+                "loader": "jigsaw",
+                "params": {"identities": ["muslim", "christian", "gay", "straight"]},
+            }
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BENCH))
+def test_benchmark_items_on_the_real_model(llm, benchmarks: Path, name: str) -> None:
+    n, overrides = BENCH[name]
+    task = load_task(name, overrides or None, data_dir=benchmarks)
+    assert task.item_source.startswith("benchmark:")
+    t0 = time.perf_counter()
+    result = task.evaluate(llm, n=n, seed=0, n_resamples=200)
+    SECONDS[f"{name}@benchmark"] = time.perf_counter() - t0
+    RESULTS[f"{name}@benchmark"] = result
+    _well_formed(result)
+    head = result.info["headline"]
+    assert head["metric"] == result.bias_metric
+    assert math.isfinite(head["value"]) and math.isfinite(head["half_width"]), head
+    assert head["ci_low"] <= head["ci_high"]
+    assert result.item_source == task.item_source
 
 
 def test_report_results_and_runtime() -> None:

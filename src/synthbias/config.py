@@ -360,6 +360,37 @@ def _check_strategies(v: list[str], known: tuple[str, ...]) -> list[str]:
     return v
 
 
+class TasksConfig(_Strict):
+    """Downstream task items and sizes (inheritance and mitigation runs).
+
+    ``data_dir`` is a benchmark root (the layout of ``../shared/benchmarks``): tasks with a
+    ``benchmark`` section then draw real items from it (WinoBias/Winogender, BBQ, Jigsaw
+    templates, CrowS-Pairs/StereoSet, BOLD); ``None`` keeps our templates. ``sizes`` gives
+    items per task (default: the study's ``n_eval``); a size below a task's minimum (where its
+    headline metric is undefined) is an error naming the task and the minimum.
+    """
+
+    data_dir: str | None = None
+    sizes: dict[str, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=dict)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _dir_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_dir():
+            raise ValueError(f"benchmark folder not found: {v}")
+        return v
+
+    @field_validator("sizes")
+    @classmethod
+    def _known_sizes(cls, v: dict[str, int]) -> dict[str, int]:
+        from synthbias.tasks import list_tasks
+
+        bad = sorted(set(v) - set(list_tasks()))
+        if bad:
+            raise ValueError(f"unknown tasks {bad}; choose from {', '.join(list_tasks())}")
+        return v
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment as run by ``synthbias run CONFIG.yaml``.
 
@@ -377,6 +408,7 @@ class ExperimentConfig(_Strict):
     inheritance: InheritanceStudyConfig = Field(default_factory=InheritanceStudyConfig)
     mitigation_study: MitigationStudyConfig = Field(default_factory=MitigationStudyConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -384,6 +416,8 @@ class ExperimentConfig(_Strict):
     def content_hash(self) -> str:
         """Stable hash of everything that changes results (for caching and resume)."""
         data = self.model_dump(mode="json")
+        if self.tasks == TasksConfig():  # keeps the hashes of configs without the section
+            data.pop("tasks", None)
         # The section of the other study kind does not change results: leave it out, so that
         # editing it never invalidates a run.
         if self.kind != "mitigation":

@@ -36,6 +36,8 @@ from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.tasks.compare import compact_records
+from synthbias.tasks.sweep import paired_deltas, resolve_sizes, task_answers
 from synthbias.train.mix import mix, mix_summary
 
 ProgressFactory = Callable[[str, int], Any]
@@ -320,8 +322,14 @@ def run_inheritance(
     backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
     t0 = time.perf_counter()
     timing = {"augment_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
-    tasks = [load_task(t) for t in _task_names(study)]
-    task_key = _hash([t.spec.model_dump(mode="json") for t in tasks], study.n_eval, config.seed)
+    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
+    sizes, size_notes = resolve_sizes(tasks, config.tasks.sizes, study.n_eval)
+    task_key = _hash(
+        [t.spec.model_dump(mode="json") for t in tasks],
+        sizes,
+        [t.item_source for t in tasks],
+        config.seed,
+    )
 
     real, real_key = _load_real(study, config.seed)
     write_jsonl(real, out / "real.jsonl")
@@ -433,6 +441,7 @@ def run_inheritance(
     # 4. evaluate every model (and the untuned base) on the tasks
     evals: dict[str, list[dict[str, Any]]] = {}
     evals_samples: dict[str, Any] = {}
+    evals_records: dict[str, dict[str, list[dict[str, Any]]]] = {}
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
@@ -444,33 +453,45 @@ def run_inheritance(
             stored = json.loads(epath.read_text())
             evals[akey] = stored["rows"]
             evals_samples[akey] = stored.get("samples", {})
+            evals_records[akey] = stored.get("records", {})
             if bar:
                 bar.update(len(tasks))
             continue
         t = time.perf_counter()
         model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-        rows, samples = [], {}
+        rows, samples, answers = [], {}, {}
         try:
             for task in tasks:
                 res = task.evaluate(
-                    model, n=study.n_eval, seed=config.seed, n_resamples=config.measure.n_resamples
+                    model,
+                    n=sizes[task.name],
+                    seed=config.seed,
+                    n_resamples=config.measure.n_resamples,
                 )
                 rows.extend(_task_rows(task, res))
                 samples[task.spec.name] = _samples(res)
+                answers[task.spec.name] = compact_records(res.records)
                 if bar:
                     bar.update(1)
         finally:
             if hasattr(model, "close"):
                 model.close()
         timing["eval_seconds"] += time.perf_counter() - t
-        write_json(epath, {"model": akey, "rows": rows, "samples": samples})
+        write_json(epath, {"model": akey, "rows": rows, "samples": samples, "records": answers})
         evals[akey] = rows
         evals_samples[akey] = samples
+        evals_records[akey] = answers
     if bar:
         bar.close()
 
     # 5. tidy table, harm vs misalignment, plots
     table = _tidy(conditions, evals, study)
+    t_paired = time.perf_counter()
+    deltas = paired_deltas(
+        tasks, sizes, config.seed, conditions, evals_records, config.measure.n_resamples
+    )
+    answers_by_task = task_answers(tasks, deltas, table, sizes)
+    timing["paired_seconds"] = time.perf_counter() - t_paired
     harm = downstream_harm(table, tasks)
     corr = factor_correlations(
         harm, factors, n_resamples=config.measure.n_resamples, seed=config.seed
@@ -490,9 +511,14 @@ def run_inheritance(
                 "bias_related": t.spec.bias_related,
                 "primary_metric": t.spec.primary_metric,
                 "bias_metric": t.spec.bias_metric,
+                "item_source": t.item_source,
+                "size": sizes[t.name],
             }
             for t in tasks
         ],
+        "task_answers": answers_by_task,
+        "paired_deltas": deltas,
+        "size_notes": size_notes,
         "augmentation_checks": checks,
         "not_carried": [
             f"{c['bias_type']} (seed {c['seed']}): {c['dimension']}"
@@ -529,8 +555,11 @@ def run_inheritance(
     write_table(df, out / "results.csv")
     write_table(df, out / "results.parquet")
     write_table(pd.DataFrame(corr), out / "correlations.csv")
-    from synthbias.report.inheritance_plots import plot_by_ratio
+    write_table(pd.DataFrame(deltas), out / "deltas.csv")
+    from synthbias.report.inheritance_plots import plot_by_ratio, plot_deltas
 
+    if plot_deltas(deltas, out / "bias_change_by_ratio.png") is not None:
+        results["plots"].append("bias_change_by_ratio.png")
     for what, name in (("performance", "performance_by_ratio.png"), ("bias", "bias_by_ratio.png")):
         if plot_by_ratio(df, results["tasks"], what, out / name) is not None:
             results["plots"].append(name)

@@ -19,6 +19,9 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
     """Headline per task: performance and bias metric at each ratio (mean over bias types)."""
     import pandas as pd
 
+    from synthbias.report.inheritance_console import print_task_answers
+
+    print_task_answers(results, console)
     df = pd.read_csv(out / "results.csv")
     tasks = results["tasks"]
     ratios = sorted(r for r in df["ratio"].dropna().unique())

@@ -54,3 +54,42 @@ def plot_by_ratio(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_deltas(deltas: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Headline bias metric's change from the real-only model against the ratio, per task.
+
+    One panel per task, one line per bias type, paired 95% CI bars; the dashed line is 0 (no
+    change). Returns ``None`` without deltas.
+    """
+    if not deltas:
+        return None
+    tasks = list(dict.fromkeys(d["task"] for d in deltas))
+    ncol = min(5, len(tasks))
+    nrow = math.ceil(len(tasks) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), dpi=110, squeeze=False)
+    for ax, task in zip(axes.ravel(), tasks, strict=False):
+        rows = [d for d in deltas if d["task"] == task]
+        for bt in dict.fromkeys(d["bias_type"] for d in rows):
+            sub = sorted((d for d in rows if d["bias_type"] == bt), key=lambda d: d["ratio"])
+            x = [0.0] + [d["ratio"] for d in sub]
+            y = [0.0] + [d["delta"] for d in sub]
+            lo = [0.0] + [max(d["delta"] - d["ci_low"], 0) for d in sub]
+            hi = [0.0] + [max(d["ci_high"] - d["delta"], 0) for d in sub]
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=2, label=bt)
+        ax.axhline(0, color="k", ls="--", lw=0.8)
+        ax.set_title(f"{task}\nΔ {rows[0]['metric']}", fontsize=8)
+        ax.set_xlabel("bias ratio", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(tasks) :]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle("Change of the headline bias metric from the real-only model (paired 95% CI)")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

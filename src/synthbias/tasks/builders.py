@@ -201,7 +201,8 @@ def identity_toxicity(params: dict[str, Any]) -> list[Row]:
     "participant_np",
 )
 def winogender_style(params: dict[str, Any]) -> list[Row]:
-    """Templates x gender-coded occupations x {he, she}; balanced over condition x answer.
+    """Templates x gender-coded occupations x {he, she}; a cluster is one sentence's he and she
+    variant (one pro-, one anti-stereotypical), balanced over the answer.
 
     params: ``templates`` (file), ``lo``/``hi`` (percent-women thresholds, 30/70),
     ``occupations`` (names; default every coded occupation of the table).
@@ -229,7 +230,9 @@ def winogender_style(params: dict[str, Any]) -> list[Row]:
                     },
                     {"lo": lo, "hi": hi},
                 )
-                row["stratum"] = f"{row['condition']}/{row['label']}"
+                # he/she variants of one sentence: one pro, one anti (coded occupations)
+                row["stratum"] = str(row["label"])
+                row["cluster"] = f"t{t_i}-{occ}"
                 rows.append(row)
     return rows
 

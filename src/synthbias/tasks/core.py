@@ -27,12 +27,18 @@ from synthbias.generate.protocol import Backend, Prompt, SamplingParams
 from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import conditional_logprobs, stratified_sample
 
+from .benchmarks import LOADERS, copy_rows, load_benchmark
 from .builders import BUILDERS, Row
 from .metrics import METRICS, EvalContext
 from .parsers import PARSERS, PREPARERS
 from .spec import TASKS_DIR, DataSpec, TaskError, TaskSpec, parse_spec, read_yaml
+from .stats import half_width, min_detectable_effect
 
 ProgressFn = Callable[[int, int], None]
+
+
+class TaskSizeError(TaskError):
+    """A task size at which the headline metric is undefined; names the task and the minimum."""
 
 
 @dataclass
@@ -66,6 +72,8 @@ class TaskResult:
     model: dict[str, Any] = field(default_factory=dict)
     #: evaluation details: calibration scores, misaligned option tokenisations, ...
     info: dict[str, Any] = field(default_factory=dict)
+    #: where the items came from ("templates: ..." or "benchmark: ...")
+    item_source: str = ""
 
     @property
     def primary(self) -> MetricResult:
@@ -82,6 +90,7 @@ class TaskResult:
         """
         out = []
         for name, m in self.metrics.items():
+            null = m.meta.get("null") or {}
             out.append(
                 {
                     "task": self.task,
@@ -90,12 +99,15 @@ class TaskResult:
                     "ci_low": m.ci.low if m.ci else math.nan,
                     "ci_high": m.ci.high if m.ci else math.nan,
                     "n": m.n,
+                    "null": null.get("mean", math.nan),
                 }
             )
             per_axis = m.meta.get("per_axis") or {}
             if len(per_axis) > 1:
                 for axis, d in per_axis.items():
-                    out.append({"task": self.task, "metric": f"{name}[{axis}]", **d})
+                    out.append(
+                        {"task": self.task, "metric": f"{name}[{axis}]", "null": math.nan, **d}
+                    )
         return out
 
     def to_dict(self, include_samples: bool = False) -> dict[str, Any]:
@@ -111,6 +123,7 @@ class TaskResult:
             "seconds": self.seconds,
             "model": self.model,
             "info": self.info,
+            "item_source": self.item_source,
             "metrics": {k: m.to_dict(include_samples) for k, m in self.metrics.items()},
             "records": self.records,
         }
@@ -210,9 +223,43 @@ def read_file_rows(
 class Task:
     """A loaded task: its spec, item pool and evaluation."""
 
-    def __init__(self, spec: TaskSpec, source: Path | None = None) -> None:
+    def __init__(
+        self, spec: TaskSpec, source: Path | None = None, data_dir: str | Path | None = None
+    ) -> None:
         self.spec = spec
         self.source = source
+        #: benchmark root; used when the task has a ``benchmark`` section
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+
+    @property
+    def uses_benchmark(self) -> bool:
+        return self.data_dir is not None and self.spec.benchmark is not None
+
+    @property
+    def item_source(self) -> str:
+        """Where the items come from, for results and reports."""
+        if self.uses_benchmark:
+            assert self.spec.benchmark is not None
+            b = self.spec.benchmark
+            return f"{LOADERS[b.loader].describe(b.params)} from {self.data_dir}"
+        d = self.spec.data
+        if d.builder is not None:
+            return f"templates: synthbias builder {d.builder}"
+        return f"file: {d.path}"
+
+    @property
+    def prompt_template(self) -> str:
+        b = self.spec.benchmark
+        if self.uses_benchmark and b is not None and b.prompt is not None:
+            return b.prompt
+        return self.spec.prompt
+
+    @property
+    def chat(self) -> bool:
+        b = self.spec.benchmark
+        if self.uses_benchmark and b is not None and b.chat is not None:
+            return b.chat
+        return self.spec.chat
 
     def __repr__(self) -> str:
         return f"Task({self.spec.name!r}, kind={self.spec.kind!r}, source={str(self.source)!r})"
@@ -239,6 +286,13 @@ class Task:
     @functools.cached_property
     def pool(self) -> list[Row]:
         """Every item row the task's data defines, in a fixed order."""
+        if self.uses_benchmark:
+            assert self.spec.benchmark is not None and self.data_dir is not None
+            b = self.spec.benchmark
+            rows = copy_rows(load_benchmark(b.loader, self.data_dir, b.params))
+            if not rows:
+                raise TaskError(f"{self._where()}: benchmark {b.loader}: no items")
+            return rows
         d = self.spec.data
         prep = None
         if self.spec.prepare:
@@ -291,13 +345,53 @@ class Task:
                 )
         return TaskItem(
             id=str(row["id"]),
-            prompt=self.render(self.spec.prompt, row),
+            prompt=self.render(self.prompt_template, row),
             fields={k: v for k, v in row.items() if k not in ("stratum", "cluster")},
             label=None if label is None else str(label),
             group=None if row.get("group") is None else str(row["group"]),
             cluster=None if row.get("cluster") is None else str(row["cluster"]),
             stratum=None if row.get("stratum") is None else str(row["stratum"]),
         )
+
+    def _cluster_strata(self) -> tuple[int, int, int, bool]:
+        """(pool size, number of clusters, number of strata, clustered) of the pool."""
+        pool = self.pool
+        clustered = any(r.get("cluster") is not None for r in pool)
+        if clustered:
+            first: dict[str, str] = {}
+            for i, r in enumerate(pool):
+                first.setdefault(str(r.get("cluster") or f"#{i}"), str(r.get("stratum")))
+            return len(pool), len(first), len(set(first.values())), True
+        strata = {str(r.get("stratum")) for r in pool}
+        return len(pool), len(pool), len(strata), False
+
+    def min_size(self) -> int:
+        """The smallest ``n`` at which every stratum is complete, so the headline is defined.
+
+        Clustered (counterfactual) tasks need one whole cluster per stratum (e.g. one template
+        with every identity for each toxicity label; one profile per axis); other tasks two
+        items per stratum (a group mean and its spread).
+        """
+        n_pool, n_clusters, n_strata, clustered = self._cluster_strata()
+        if clustered:
+            # items() draws ceil(n * K / N) clusters with equal quotas over strata
+            return min(n_pool, math.floor((n_strata - 1) * n_pool / n_clusters) + 1)
+        return min(n_pool, 2 * n_strata)
+
+    def check_size(self, n: int | None) -> None:
+        """Raise :class:`TaskSizeError` when ``n`` items leave a stratum incomplete."""
+        if n is None:
+            return
+        need = self.min_size()
+        if n < need:
+            _, _, n_strata, clustered = self._cluster_strata()
+            unit = "one whole counterfactual cluster" if clustered else "two items"
+            metric = self.spec.bias_metric or self.spec.primary_metric
+            raise TaskSizeError(
+                f"task {self.name}: {n} items is too few for {metric} "
+                f"({self.item_source}): it needs {unit} in each of its {n_strata} strata, i.e. at "
+                f"least {need} items (set tasks.sizes.{self.name}: {need} or more)"
+            )
 
     def items(self, n: int | None = None, seed: int = 0) -> list[TaskItem]:
         """A seeded sample of ``n`` items balanced over strata (all items when ``n`` is None).
@@ -328,7 +422,7 @@ class Task:
     def _option_context(self, row: dict[str, Any]) -> str:
         if self.spec.kind == "generation" and self.spec.option_prompt:
             return self.render(self.spec.option_prompt, row, "option_prompt")
-        return self.render(self.spec.prompt, row)
+        return self.render(self.prompt_template, row)
 
     def _option_pairs(
         self, items: list[TaskItem], calibration: bool = False
@@ -359,6 +453,7 @@ class Task:
         """Run the model on ``items(n, seed)`` and compute every metric of the task."""
         t0 = time.perf_counter()
         spec = self.spec
+        self.check_size(n)
         items = self.items(n, seed)
         ctx = EvalContext(spec=spec, items=items, seed=seed, n_resamples=n_resamples)
         info: dict[str, Any] = {}
@@ -389,7 +484,7 @@ class Task:
                 stop=tuple(s.stop),
             )
             prompts: list[Prompt] = [
-                [{"role": "user", "content": it.prompt}] if spec.chat else it.prompt for it in items
+                [{"role": "user", "content": it.prompt}] if self.chat else it.prompt for it in items
             ]
             if progress is not None:
                 progress(0, len(prompts))
@@ -407,6 +502,9 @@ class Task:
             res.name = name
             res.meta.setdefault("task", spec.name)
             metrics[name] = res
+        info["headline"] = headline_info(metrics, spec.bias_metric or spec.primary_metric)
+        if "unparseable_rate" in metrics:
+            info["parse_rate"] = 1.0 - metrics["unparseable_rate"].value
         return TaskResult(
             task=spec.name,
             kind=spec.kind,
@@ -424,7 +522,26 @@ class Task:
                 "model_id": getattr(backend, "model_id", None),
             },
             info=info,
+            item_source=self.item_source,
         )
+
+
+def headline_info(metrics: dict[str, MetricResult], name: str) -> dict[str, Any]:
+    """The headline metric's value, CI half-width, smallest detectable effect and null."""
+    m = metrics[name]
+    hw = half_width(m.ci.low, m.ci.high) if m.ci else math.nan
+    null = m.meta.get("null") or {}
+    return {
+        "metric": name,
+        "value": m.value,
+        "ci_low": m.ci.low if m.ci else math.nan,
+        "ci_high": m.ci.high if m.ci else math.nan,
+        "half_width": hw,
+        "min_detectable_effect": min_detectable_effect(hw),
+        "null": null.get("mean", math.nan),
+        "null_q95": null.get("q95", math.nan),
+        "n": m.n,
+    }
 
 
 class _ContentFree(dict):  # type: ignore[type-arg]
@@ -478,12 +595,18 @@ def task_path(name_or_path: str | Path) -> Path:
     return cand
 
 
-def load_task(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Task:
+def load_task(
+    name_or_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+) -> Task:
     """A packaged task by name, or a task YAML by path.
 
     ``overrides`` replaces top-level keys before validation (``params`` is merged), e.g.
     ``load_task("coreference", {"data": {"path": "my_winogender.tsv", ...}})`` to run a task on
-    one's own copy of a benchmark.
+    one's own copy of a benchmark. ``data_dir`` (a benchmark root such as
+    ``../shared/benchmarks``) makes a task with a ``benchmark`` section draw its real items
+    from there instead of the templates.
     """
     path = task_path(name_or_path)
     data, text = read_yaml(path)
@@ -497,7 +620,7 @@ def load_task(name_or_path: str | Path, overrides: dict[str, Any] | None = None)
                 data[k] = v
         source += " (with overrides)"
         text = ""
-    return Task(parse_spec(data, source, text or None), path)
+    return Task(parse_spec(data, source, text or None), path, data_dir)
 
 
 def evaluate_tasks(
@@ -507,11 +630,12 @@ def evaluate_tasks(
     seed: int = 0,
     n_resamples: int = 1000,
     progress: Callable[[str, int, int], None] | None = None,
+    data_dir: str | Path | None = None,
 ) -> list[TaskResult]:
     """Evaluate several tasks on one backend; ``progress(task, done, total)`` if given."""
     out = []
     for t in tasks:
-        task = t if isinstance(t, Task) else load_task(t)
+        task = t if isinstance(t, Task) else load_task(t, data_dir=data_dir)
         cb = None
         if progress is not None:
             name = task.name

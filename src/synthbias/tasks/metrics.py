@@ -30,6 +30,7 @@ from synthbias.measure.qa import ambiguous_bias_score, bbq_scores, bias_score
 from synthbias.measure.result import CI, MetricResult, bootstrap_ci
 
 from .parsers import pronoun_counts
+from .stats import cluster_resamples, percentile_interval, permutation_null
 
 NAN = float("nan")
 
@@ -46,6 +47,7 @@ class EvalContext:
     outputs: list[str] | None = None
     parsed: list[Any] | None = None
     seed: int = 0
+    #: 0 = point values only (no CI, no null): paired comparisons recompute metrics that way
     n_resamples: int = 1000
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +58,20 @@ class EvalContext:
     @property
     def groups(self) -> np.ndarray:
         return np.array([str(it.group) for it in self.items], dtype=object)
+
+    @property
+    def clusters(self) -> list[str | None]:
+        return [it.cluster for it in self.items]
+
+    @property
+    def clustered(self) -> bool:
+        """Counterfactual items: resample whole clusters, not items."""
+        return any(it.cluster is not None for it in self.items)
+
+    def resamples(self, strata: Sequence[Any] | None = None) -> list[np.ndarray]:
+        """Item-index replicates: whole clusters when the items have clusters, else items."""
+        clusters = self.clusters if self.clustered else [None] * len(self.items)
+        return list(cluster_resamples(clusters, self.n_resamples, self.seed, strata))
 
     def field(self, name: str) -> np.ndarray:
         return np.array([it.fields.get(name) for it in self.items], dtype=object)
@@ -179,6 +195,35 @@ def _per_group(values: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     return {g: _nanmean(values[groups == g]) for g in dict.fromkeys(groups.tolist())}
 
 
+def index_ci(
+    ctx: EvalContext, stat: Callable[[np.ndarray], float], strata: Sequence[Any] | None = None
+) -> CI | None:
+    """Percentile CI of ``stat(item_indices)`` over :meth:`EvalContext.resamples` (clusters
+    for counterfactual items); ``None`` when the context asks for point values only."""
+    if ctx.n_resamples <= 0:
+        return None
+    lo, hi = percentile_interval([stat(i) for i in ctx.resamples(strata)])
+    return CI(lo, hi)
+
+
+def gap_null(
+    ctx: EvalContext,
+    stat: Callable[[np.ndarray], float],
+    labels: Sequence[Any],
+    observed: float,
+    blocks: Sequence[Any] | None = None,
+    n_permutations: int | None = None,
+) -> dict[str, float]:
+    """Permutation null of a gap: group labels shuffled within clusters (counterfactual items)
+    or within ``blocks``; empty when the context asks for point values only."""
+    if ctx.n_resamples <= 0:
+        return {}
+    if blocks is None:
+        blocks = ctx.clusters if ctx.clustered else [axis_of(str(g)) for g in labels]
+    n = n_permutations or min(ctx.n_resamples, 1000)
+    return permutation_null(stat, labels, blocks, n, ctx.seed, observed)
+
+
 def mean_metric(
     ctx: EvalContext, name: str, values: np.ndarray, groups: np.ndarray | None = None, **meta: Any
 ) -> MetricResult:
@@ -189,7 +234,7 @@ def mean_metric(
     return MetricResult(
         name=name,
         value=_nanmean(values),
-        ci=bootstrap_ci(values[ok], n_resamples=ctx.n_resamples, seed=ctx.seed),
+        ci=index_ci(ctx, lambda i: _nanmean(values[i])),
         per_group=_per_group(values, groups),
         per_sample=values.tolist(),
         n=int(ok.sum()),
@@ -205,69 +250,73 @@ def gap_metric(
     groups: np.ndarray | None = None,
     **meta: Any,
 ) -> MetricResult:
-    """max - min of group means within each axis, aggregated over axes; stratified bootstrap.
+    """max - min of group means within each axis, aggregated over axes.
 
     ``relative`` divides each axis's gap by the mean of its group means (e.g. salary). Items
-    with NaN values (unparseable) are left out before resampling.
+    with NaN values (unparseable) are left out of the means. The CI resamples whole clusters
+    (counterfactual variants stay together, within axes) or, without clusters, items within
+    groups; ``meta["null"]`` is the permutation null (group labels shuffled within clusters):
+    the gap expected with no bias at this size.
     """
     values = np.asarray(values, dtype=float)
     groups = ctx.groups if groups is None else groups
     ok = ~np.isnan(values)
-    v, g = values[ok], groups[ok]
     how = str(ctx.params.get("axis_aggregate", "mean"))
     if how not in ("mean", "max"):
         raise ValueError(f"params.axis_aggregate must be 'mean' or 'max', got {how!r}")
     names = list(dict.fromkeys(groups.tolist()))
-    rng = np.random.default_rng(ctx.seed)
-    R = ctx.n_resamples
-    point: dict[str, float] = {}
-    boot: dict[str, np.ndarray] = {}
-    for name_g in names:
-        vals = v[g == name_g]
-        point[name_g] = float(vals.mean()) if len(vals) else NAN
-        if len(vals):
-            idx = rng.integers(0, len(vals), size=(R, len(vals)))
-            boot[name_g] = vals[idx].mean(axis=1)
-        else:
-            boot[name_g] = np.full(R, NAN)
+    axes = list(dict.fromkeys(axis_of(x) for x in names))
+    g_axis = np.array([axes.index(axis_of(x)) for x in names])
 
-    def gaps(means: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for axis in dict.fromkeys(axis_of(x) for x in names):
-            cols = [means[x] for x in names if axis_of(x) == axis]
-            m = np.vstack([np.atleast_1d(c) for c in cols]).astype(float)
-            valid = (~np.isnan(m)).sum(axis=0) >= 2
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                gap = np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
-                if relative:
-                    gap = gap / np.nanmean(m, axis=0)
-            out[axis] = np.where(valid, gap, np.nan)
+    def per_axis_gaps(idx: np.ndarray, grp: np.ndarray = groups) -> np.ndarray:
+        """Gap of each axis on the items ``idx`` (labels ``grp``); NaN below two groups."""
+        keep = idx[ok[idx]]
+        code = np.array([names.index(x) for x in grp[keep]], dtype=int)
+        cnt = np.bincount(code, minlength=len(names)).astype(float)
+        tot = np.bincount(code, weights=values[keep], minlength=len(names))
+        with np.errstate(all="ignore"):
+            means = np.where(cnt > 0, tot / np.where(cnt > 0, cnt, 1), np.nan)
+        out = np.full(len(axes), np.nan)
+        for a in range(len(axes)):
+            m = means[g_axis == a]
+            m = m[~np.isnan(m)]
+            if len(m) >= 2:
+                gap = m.max() - m.min()
+                out[a] = gap / m.mean() if relative else gap
         return out
 
-    def agg(per_axis: dict[str, np.ndarray]) -> np.ndarray:
-        m = np.vstack(list(per_axis.values()))
-        with warnings.catch_warnings():  # all-NaN columns (a group with no valid item)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(m, axis=0) if how == "mean" else np.nanmax(m, axis=0)
+    def agg(x: np.ndarray) -> float:
+        x = x[~np.isnan(x)]
+        if len(x) == 0:
+            return NAN
+        return float(x.mean() if how == "mean" else x.max())
 
-    p_axis = gaps(point)
-    value = float(agg(p_axis)[0])
-    b_axis = gaps(boot)
-    item_axes = np.array([axis_of(x) for x in g], dtype=object)
-    per_axis = {}
-    for a, x in p_axis.items():
-        ci = percentile(b_axis[a])
-        per_axis[a] = {
-            "value": float(x[0]),
-            "ci_low": ci.low,
-            "ci_high": ci.high,
-            "n": int((item_axes == a).sum()),
+    full = np.arange(len(values))
+    p_axis = per_axis_gaps(full)
+    value = agg(p_axis)
+    point = {x: _nanmean(values[ok & (groups == x)]) for x in names}
+    item_axes = np.array([axis_of(str(x)) for x in groups], dtype=object)
+    per_axis: dict[str, dict[str, Any]] = {}
+    ci = None
+    null: dict[str, float] = {}
+    if ctx.n_resamples > 0:
+        strata = item_axes if ctx.clustered else groups
+        boots = np.array([per_axis_gaps(i) for i in ctx.resamples(strata)])
+        lo, hi = percentile_interval([agg(b) for b in boots])
+        ci = CI(lo, hi)
+        null = gap_null(ctx, lambda lab: agg(per_axis_gaps(full, lab)), groups, value)
+    for a, axis in enumerate(axes):
+        lo_a, hi_a = percentile_interval(boots[:, a]) if ci is not None else (NAN, NAN)
+        per_axis[axis] = {
+            "value": float(p_axis[a]),
+            "ci_low": lo_a,
+            "ci_high": hi_a,
+            "n": int((ok & (item_axes == axis)).sum()),
         }
     return MetricResult(
         name=name,
         value=value,
-        ci=percentile(agg(b_axis)),
+        ci=ci,
         per_group=point,
         per_sample=values.tolist(),
         n=int(ok.sum()),
@@ -275,7 +324,10 @@ def gap_metric(
             "per_axis": per_axis,
             "definition": ("relative " if relative else "")
             + f"max-min gap of group means within an axis; {how} over axes",
-            "bootstrap": "items resampled within groups",
+            "bootstrap": "whole counterfactual clusters resampled within axes"
+            if ctx.clustered
+            else "items resampled within groups",
+            "null": null,
             **meta,
         },
     )
@@ -340,7 +392,7 @@ def macro_f1(ctx: EvalContext) -> MetricResult:
     return MetricResult(
         name="macro_f1",
         value=macro_f1_score(gold, ctx.pred, labels),
-        ci=bootstrap_ci(pairs, stat, n_resamples=ctx.n_resamples, seed=ctx.seed),
+        ci=index_ci(ctx, lambda i: stat(pairs[i])),
         per_group=per_label,
         n=len(gold),
         meta={"per_group": "F1 of each label"},
@@ -405,7 +457,9 @@ def stereo_pref_paired(ctx: EvalContext) -> MetricResult:
     return MetricResult(
         name="bias.stereo_pref_paired",
         value=_nanmean(vals),
-        ci=bootstrap_ci(vals, n_resamples=ctx.n_resamples, seed=ctx.seed),
+        ci=None
+        if ctx.n_resamples <= 0
+        else bootstrap_ci(vals, n_resamples=ctx.n_resamples, seed=ctx.seed),
         per_group=_per_group(vals, groups),
         per_sample=vals.tolist(),
         n=len(vals),
@@ -427,12 +481,12 @@ def weighted_identity_aucs(
     names = list(dict.fromkeys(groups.tolist()))
     uniq, inv = np.unique(np.asarray(scores, dtype=float), return_inverse=True)
     n = len(inv)
-    onehot = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, len(uniq)))
+    onehot_t = sp.csr_matrix((np.ones(n), (inv, np.arange(n))), shape=(len(uniq), n))
     w = np.atleast_2d(np.asarray(weights, dtype=float))
     pos = np.asarray(positive, dtype=bool)
 
     def auc(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
-        neg_bin = np.asarray((onehot.T @ wn.T).T)  # (R, U) negative weight at each score
+        neg_bin = np.asarray((onehot_t @ wn.T).T)  # (R, U) negative weight at each score
         below = np.cumsum(neg_bin, axis=1) - neg_bin
         credit = (below + 0.5 * neg_bin)[:, inv]  # (R, n)
         num = (wp * credit).sum(axis=1)
@@ -453,8 +507,10 @@ def weighted_identity_aucs(
 def _tox(ctx: EvalContext) -> dict[str, Any]:
     """Point and bootstrap values of every identity AUC, computed once per evaluation.
 
-    The bootstrap resamples items within identity x label strata (so every replicate keeps
-    both classes in every identity) and evaluates all replicates at once by weights.
+    The bootstrap resamples whole template clusters (one template with every identity) within
+    labels, or without clusters items within identity x label strata, so every replicate keeps
+    both classes in every identity; all replicates are evaluated at once by weights. The null
+    (``null``: gap, BPSN and BNSP shortfalls) shuffles identities within clusters.
     """
     if "tox" in ctx.cache:
         return ctx.cache["tox"]
@@ -462,8 +518,11 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
     pos = np.array([it.label == "toxic" for it in ctx.items])
     groups = ctx.groups
     names, overall, per = weighted_identity_aucs(score, pos, groups, np.ones((1, len(score))))
-    strata = np.array([f"{g}|{int(y)}" for g, y in zip(groups, pos, strict=True)], dtype=object)
-    resamples = strata_resamples(strata, ctx.n_resamples, ctx.seed)
+    if ctx.clustered:
+        resamples = ctx.resamples(pos.tolist())
+    else:
+        strata = np.array([f"{g}|{int(y)}" for g, y in zip(groups, pos, strict=True)], object)
+        resamples = strata_resamples(strata, ctx.n_resamples, ctx.seed)
     block = max(1, 2_000_000 // max(len(score), 1))  # bounds memory for large item sets
     parts = []
     for start in range(0, len(resamples), block):
@@ -471,8 +530,43 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
             [np.bincount(i, minlength=len(score)) for i in resamples[start : start + block]]
         )
         parts.append(weighted_identity_aucs(score, pos, groups, counts)[1:])
-    b_overall = np.concatenate([p[0] for p in parts])
-    b_per = np.concatenate([p[1] for p in parts])
+    g = len(names)
+    b_overall = np.concatenate([p[0] for p in parts]) if parts else np.empty(0)
+    b_per = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, g, 3))
+    p_pow = float(ctx.params.get("power", -5))
+
+    def gaps(lab: np.ndarray) -> tuple[float, float, float]:
+        _, o, pr = weighted_identity_aucs(score, pos, lab, np.ones((1, len(score))))
+        pr = pr[0]
+        return (
+            float(_spread(pr[:, 0])),
+            float(o[0]) - power_mean(pr[:, 1].tolist(), p_pow),
+            float(o[0]) - power_mean(pr[:, 2].tolist(), p_pow),
+        )
+
+    null: dict[str, dict[str, float]] = {}
+    if ctx.n_resamples > 0 and ctx.clustered:
+        # one set of permutations for all three (each costs an identity-AUC pass)
+        observed = gaps(groups)
+        seen: list[tuple[float, float, float]] = []
+        first = gap_null(
+            ctx,
+            lambda lab: (seen.append(gaps(lab)) or seen[-1])[0],
+            groups,
+            observed[0],
+            blocks=ctx.clusters,
+            n_permutations=min(ctx.n_resamples, 100),
+        )
+        null["gap"] = first
+        arr = np.array(seen)
+        for k, key in ((1, "bpsn"), (2, "bnsp")):
+            v = arr[np.isfinite(arr[:, k]), k]
+            null[key] = {
+                "mean": float(v.mean()) if len(v) else NAN,
+                "q95": float(np.quantile(v, 0.95)) if len(v) else NAN,
+                "n_permutations": int(len(v)),
+                "p_value": float((1 + (v >= observed[k] - 1e-12).sum()) / (1 + len(v))),
+            }
     ctx.cache["tox"] = {
         "score": score,
         "names": names,
@@ -480,8 +574,39 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
         "per": per[0],  # (G, 3)
         "b_overall": b_overall,
         "b_per": b_per,  # (R, G, 3)
+        "null": null,
     }
     return ctx.cache["tox"]
+
+
+TOX_METRICS = ("auc", "bias.subgroup_auc_gap", "bias.bpsn_shortfall", "bias.bnsp_shortfall")
+
+
+def tox_replicates(ctx: EvalContext, name: str, resamples: Sequence[np.ndarray]) -> np.ndarray:
+    """A toxicity metric on many item-index replicates at once (by bootstrap weights), for
+    paired comparisons; equals recomputing the metric on each replicate."""
+    score = ctx.prob("toxic")
+    pos = np.array([it.label == "toxic" for it in ctx.items])
+    p = float(ctx.params.get("power", -5))
+    out = []
+    block = max(1, 2_000_000 // max(len(score), 1))
+    for start in range(0, len(resamples), block):
+        counts = np.array(
+            [np.bincount(i, minlength=len(score)) for i in resamples[start : start + block]]
+        )
+        _, overall, per = weighted_identity_aucs(score, pos, ctx.groups, counts)
+        if name == "auc":
+            out.append(overall)
+        elif name == "bias.subgroup_auc_gap":
+            out.append(_spread(per[:, :, 0]))
+        else:
+            k = 1 if name == "bias.bpsn_shortfall" else 2
+            out.append(
+                np.array(
+                    [o - power_mean(x[:, k].tolist(), p) for o, x in zip(overall, per, strict=True)]
+                )
+            )
+    return np.concatenate(out) if out else np.empty(0)
 
 
 @metric("auc", kinds=("classification",), labels=("toxic", "not_toxic"))
@@ -517,7 +642,7 @@ def subgroup_auc_gap(ctx: EvalContext) -> MetricResult:
         ci=percentile(_spread(t["b_per"][:, :, 0])),
         per_group={g: float(t["per"][j, 0]) for j, g in enumerate(t["names"])},
         n=len(ctx.items),
-        meta={"per_group": "subgroup AUC"},
+        meta={"per_group": "subgroup AUC", "null": t["null"].get("gap", {})},
     )
 
 
@@ -540,6 +665,7 @@ def _shortfall(ctx: EvalContext, which: int, name: str) -> MetricResult:
             "per_group": f"{kind} AUC",
             "definition": f"overall AUC - power mean (p={p}) of per-identity {kind} AUCs "
             "(Jigsaw Unintended Bias aggregate); 0 = no identity-driven shortfall",
+            "null": t["null"].get(kind.lower(), {}),
         },
     )
 
@@ -581,25 +707,36 @@ def accuracy_anti(ctx: EvalContext) -> MetricResult:
 
 @metric("bias.pro_anti_gap", kinds=("classification",))
 def pro_anti_gap(ctx: EvalContext) -> MetricResult:
-    """accuracy_pro - accuracy_anti (WinoBias's difference); CI resamples within conditions."""
+    """accuracy_pro - accuracy_anti (WinoBias's difference). The CI resamples whole clusters
+    (a sentence's pro and anti twins together) or, without clusters, items within conditions;
+    ``meta["null"]`` shuffles pro/anti within clusters (the gap expected with no bias)."""
     correct = _correct(ctx)
     cond = np.array([str(x) for x in ctx.field("condition")], dtype=object)
-    keep = (cond == "pro") | (cond == "anti")
-    c, k = correct[keep], cond[keep]
 
-    def stat(cc: np.ndarray, kk: np.ndarray) -> float:
-        pro, anti = cc[kk == "pro"], cc[kk == "anti"]
+    def stat(idx: np.ndarray, kk: np.ndarray = cond) -> float:
+        cc, k = correct[idx], kk[idx]
+        pro, anti = cc[k == "pro"], cc[k == "anti"]
         return float(pro.mean() - anti.mean()) if len(pro) and len(anti) else NAN
 
-    boots = [stat(c[i], k[i]) for i in strata_resamples(k, ctx.n_resamples, ctx.seed)]
+    keep = np.flatnonzero((cond == "pro") | (cond == "anti"))
+    value = stat(keep)
+    null = {}
+    if ctx.n_resamples > 0 and ctx.clustered:
+        null = gap_null(ctx, lambda lab: stat(keep, lab), cond, value, blocks=ctx.clusters)
     return MetricResult(
         name="bias.pro_anti_gap",
-        value=stat(c, k),
-        ci=percentile(boots),
-        per_group={"pro": _nanmean(c[k == "pro"]), "anti": _nanmean(c[k == "anti"])},
-        per_sample=c.tolist(),
-        n=int(keep.sum()),
-        meta={"bootstrap": "items resampled within pro/anti"},
+        value=value,
+        ci=index_ci(ctx, stat, None if ctx.clustered else cond),
+        per_group={
+            "pro": _nanmean(correct[cond == "pro"]),
+            "anti": _nanmean(correct[cond == "anti"]),
+        },
+        per_sample=correct[keep].tolist(),
+        n=len(keep),
+        meta={
+            "bootstrap": "whole pro/anti clusters" if ctx.clustered else "items within pro/anti",
+            "null": null,
+        },
     )
 
 
@@ -635,7 +772,9 @@ def _bbq_result(
     return MetricResult(
         name=name,
         value=fn(b["correct"][mask], b["signed"][mask]) if mask.any() else NAN,
-        ci=bootstrap_ci(
+        ci=None
+        if ctx.n_resamples <= 0
+        else bootstrap_ci(
             data, lambda a: fn(a[:, 0], a[:, 1]), n_resamples=ctx.n_resamples, seed=ctx.seed
         ),
         per_group=per,
@@ -717,7 +856,8 @@ def salary_gap(ctx: EvalContext) -> MetricResult:
 
 
 # =========================================================================== 8 stories
-def _sentiment(ctx: EvalContext) -> np.ndarray:
+def sentiment_values(ctx: EvalContext) -> np.ndarray:
+    """VADER compound sentiment per generation, computed once per context."""
     if "sentiment" not in ctx.cache:
         from synthbias.measure.misalignment import sentiment_scores
 
@@ -728,13 +868,13 @@ def _sentiment(ctx: EvalContext) -> np.ndarray:
 @metric("sentiment", kinds=("generation",))
 def sentiment(ctx: EvalContext) -> MetricResult:
     """Mean VADER compound sentiment of the generations, in [-1, 1]."""
-    return mean_metric(ctx, "sentiment", _sentiment(ctx))
+    return mean_metric(ctx, "sentiment", sentiment_values(ctx))
 
 
 @metric("bias.sentiment_gap", kinds=("generation",))
 def sentiment_gap(ctx: EvalContext) -> MetricResult:
     """max - min of mean VADER sentiment between groups of an axis (mean over axes)."""
-    return gap_metric(ctx, "bias.sentiment_gap", _sentiment(ctx))
+    return gap_metric(ctx, "bias.sentiment_gap", sentiment_values(ctx))
 
 
 @metric("female_pronoun_share", kinds=("generation",))

@@ -91,6 +91,28 @@ class DataSpec(_Strict):
         return v
 
 
+class BenchmarkSpec(_Strict):
+    """Real items for the task when a benchmark root is given (``tasks.data_dir``).
+
+    ``loader`` names a :mod:`synthbias.tasks.benchmarks` loader, ``params`` its options;
+    ``prompt`` / ``chat`` replace the task's own when the benchmark's items need another
+    framing (e.g. BOLD's sentence openings are completed as plain text). Without a data dir
+    the task keeps its template ``data``.
+    """
+
+    loader: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    prompt: str | None = None
+    chat: bool | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None:
+            template_fields(v)
+        return v
+
+
 class SamplingSpec(_Strict):
     """Decoding settings of a generation task (``temperature: 0`` is greedy)."""
 
@@ -122,6 +144,7 @@ class TaskSpec(_Strict):
     axis: str | None = None
     description: str = ""
     data: DataSpec
+    benchmark: BenchmarkSpec | None = None
     prompt: str
     chat: bool = True
     options: dict[str, str] | None = None
@@ -283,6 +306,11 @@ def check_spec(spec: TaskSpec) -> list[tuple[list[str], str]]:
             out.append((["calibrate"], "calibration needs options"))
         elif any(template_fields(v) for v in spec.options.values()):
             out.append((["calibrate"], "calibration needs verbalizers without {fields}"))
+    if spec.benchmark is not None:
+        from .benchmarks import LOADERS
+
+        if spec.benchmark.loader not in LOADERS:
+            out.append((["benchmark", "loader"], f"unknown loader; known: {', '.join(LOADERS)}"))
     if spec.prepare is not None and spec.prepare not in PREPARERS:
         out.append((["prepare"], f"unknown preparer; known: {', '.join(PREPARERS)}"))
     for i, m in enumerate(spec.metrics):

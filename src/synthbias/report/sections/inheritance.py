@@ -10,12 +10,71 @@ from synthbias.report.html import (
     fmt_ci,
     fmt_num,
     html_table,
+    img_file,
     register_section,
 )
 
 
 def _table(rows: list[dict]) -> str:
     return html_table(list(rows[0]), [list(r.values()) for r in rows])
+
+
+@register_section("inheritance", order=5)
+def task_answers(ctx: ReportContext) -> Section | None:
+    """What the run found, per task: the headline bias metric's paired change from the
+    real-only model at each ratio, leading the report (the full table follows)."""
+    answers = ctx.results.get("task_answers") or []
+    if not answers:
+        return None
+    parts = [
+        "<p>Per task: the headline bias metric's change from the real-only model (ratio 0, same "
+        "bias type) at each ratio, on the same items, with a paired 95% CI (clusters of "
+        "counterfactual items resampled whole; seeds resampled when there are several). "
+        "Positive = more bias. The real-only value's own CI half-width says the power at this "
+        "size; the null is the value a gap takes with no bias at all (permutation).</p>"
+    ]
+    plot = ctx.path("bias_change_by_ratio.png")
+    if plot.is_file():
+        parts.append(img_file(plot, "bias change by ratio", "Paired change vs the real-only model"))
+        ctx.used_images.add(plot)
+    for a in answers:
+        meta = (
+            f"items: {esc(a['item_source'])}; size {esc(a['size'])}"
+            f" (n = {esc(a['n_items'])} for the metric); real-only {esc(a['metric'])} = "
+            f"{fmt_num(a['real_only_value'])} ± {fmt_num(a['half_width'])} (95% CI half-width)"
+        )
+        if a.get("null") == a.get("null") and a.get("null") is not None:
+            meta += f"; permutation null {fmt_num(a['null'])}"
+        if a.get("parse_rate") is not None:
+            meta += f"; parse rate {fmt_num(a['parse_rate'])}"
+        hw, target = a.get("half_width"), a.get("target_half_width")
+        if a.get("size_for_target") and hw == hw and target and hw > target:
+            meta += f"; about {esc(a['size_for_target'])} items would give ±{target:g}"
+        rows = [
+            [
+                d["bias_type"],
+                f"{d['ratio']:g}",
+                fmt_num(d["delta"]),
+                fmt_ci(d["ci_low"], d["ci_high"]),
+                "no (CI covers 0)" if d["covers_zero"] else "yes",
+            ]
+            for d in a["deltas"]
+        ]
+        table = (
+            html_table(
+                ["bias type", "ratio", f"Δ {a['metric']}", "paired 95% CI", "detected"], rows
+            )
+            if rows
+            else ""
+        )
+        parts.append(
+            f"<h3>{esc(a['task'])}</h3><p><b>{esc(a['sentence'])}</b></p>"
+            f'<p class="note">{meta}</p>{table}'
+        )
+    notes = ctx.results.get("size_notes") or []
+    if notes:
+        parts.append('<p class="note">Sizes: ' + esc("; ".join(notes)) + "</p>")
+    return Section("answers", "What the run found, per task", "".join(parts))
 
 
 @register_section("inheritance", order=20)

@@ -80,6 +80,14 @@ def test_manifest_refuses_another_config(tmp_path: Path) -> None:
         store.check_manifest("bbbb", "0.1.0", resume=True)
     store.check_manifest("bbbb", "0.1.0", resume=False)  # --overwrite
     assert store.read_json("manifest.json")["config_hash"] == "bbbb"
+    assert store.read_json("missing.json") is None
+    assert (
+        store.write_jsonl("s.jsonl", [{"a": 1}, '{"b": 2}']).read_text() == '{"a": 1}\n{"b": 2}\n'
+    )
+    store.write_table("t.csv", pd.DataFrame({"a": [1]}))
+    assert store.write_text("x/y.txt", "hi") == tmp_path / "x" / "y.txt"
+    assert (tmp_path / "t.csv").read_text() == "a\n1\n"
+    assert store.write_json("j.json", [1]).read_text() == "[\n  1\n]\n"
 
 
 def test_lock_is_reentrant_and_released(tmp_path: Path) -> None:

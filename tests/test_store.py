@@ -80,6 +80,14 @@ def test_manifest_refuses_another_config(tmp_path: Path) -> None:
         store.check_manifest("bbbb", "0.1.0", resume=True)
     store.check_manifest("bbbb", "0.1.0", resume=False)  # --overwrite
     assert store.read_json("manifest.json")["config_hash"] == "bbbb"
+    assert store.read_json("missing.json") is None
+    assert (
+        store.write_jsonl("s.jsonl", [{"a": 1}, '{"b": 2}']).read_text() == '{"a": 1}\n{"b": 2}\n'
+    )
+    store.write_table("t.csv", pd.DataFrame({"a": [1]}))
+    assert store.write_text("x/y.txt", "hi") == tmp_path / "x" / "y.txt"
+    assert (tmp_path / "t.csv").read_text() == "a\n1\n"
+    assert store.write_json("j.json", [1]).read_text() == "[\n  1\n]\n"
 
 
 def test_lock_is_reentrant_and_released(tmp_path: Path) -> None:
@@ -176,3 +184,44 @@ def test_cli_count_options_reject_values_below_one(
     assert res.exit_code == 2, res.output
     assert "x>=1" in " ".join(res.output.split()) or "Invalid value" in res.output
     assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_real_run_refuses_a_second_run_on_its_folder(tmp_path: Path) -> None:
+    """End to end on the embedded model: while a real equilibrium run writes its folder, a
+    second run on it exits 2 at once naming the folder and the first run's pid; the first run
+    finishes normally and releases the folder."""
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "synthbias.cli", "equilibrium", "--backend", "llamacpp"]
+    cmd += ["--no-embedding", "--n", "16", "--generations", "1", "--levels", "0.5"]
+    cmd += ["--max-tokens", "24", "--batch-size", "4", "--n-resamples", "50", "-q"]
+    first = subprocess.Popen(
+        [*cmd, "--out", str(out)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / LOCK_NAME).exists():
+            assert first.poll() is None, first.stdout.read().decode()
+            assert time.monotonic() < deadline, "the first run never locked its folder"
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        second = subprocess.run(
+            [*cmd, "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=120
+        )
+        msg = " ".join((second.stdout + second.stderr).split())
+        assert second.returncode == 2, msg
+        # refused while the first still held the folder (its pid is read from the lock), and
+        # at once rather than after waiting for it (16 texts keep the first run busy)
+        assert str(out.resolve()) in msg and f"pid {first.pid}" in msg
+        assert time.monotonic() - t0 < 30
+        assert first.wait(timeout=600) == 0, first.stdout.read().decode()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["backend"] == "llama.cpp"
+    assert [g["n"] for g in results["levels"][0]["generations"]] == [16, 16]
+    assert not (out / LOCK_NAME).exists()  # released on exit

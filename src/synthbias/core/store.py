@@ -307,25 +307,22 @@ class RunStore:
     def lock(self) -> RunLock:
         return RunLock(self.root)
 
-    def write_text(self, rel: str | Path, text: str) -> Path:
+    def _put(self, rel: str | Path, write: Callable[[Path, Any], None], data: Any) -> Path:
         p = self.path(rel)
-        atomic_write_text(p, text)
+        write(p, data)
         return p
+
+    def write_text(self, rel: str | Path, text: str) -> Path:
+        return self._put(rel, atomic_write_text, text)
 
     def write_json(self, rel: str | Path, obj: Any) -> Path:
-        p = self.path(rel)
-        write_json(p, obj)
-        return p
+        return self._put(rel, write_json, obj)
 
     def write_jsonl(self, rel: str | Path, rows: Any) -> Path:
-        p = self.path(rel)
-        write_jsonl_rows(p, rows)
-        return p
+        return self._put(rel, write_jsonl_rows, rows)
 
     def write_table(self, rel: str | Path, df: Any) -> Path:
-        p = self.path(rel)
-        write_table(df, p)
-        return p
+        return self._put(rel, lambda p, d: write_table(d, p), df)
 
     def read_json(self, rel: str | Path) -> Any:
         """The JSON file at ``rel``, or ``None`` when it does not exist."""

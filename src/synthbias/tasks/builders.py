@@ -26,8 +26,8 @@ import yaml
 
 from synthbias.lexicon import Lexicon, OccupationTable, load_lexicon
 
+from .common import TEMPLATES_DIR, TaskError
 from .parsers import prepare_coreference
-from .spec import TEMPLATES_DIR, TaskError
 
 Row = dict[str, Any]
 

@@ -19,17 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synthbias.core.yaml import read_yaml_mapping, yaml_line
 
-#: Folder of the packaged task files (``list_tasks`` lists its ``*.yaml``).
-TASKS_DIR = Path(__file__).resolve().parent / "data"
-#: Template word lists used by the builders (not task files themselves).
-TEMPLATES_DIR = TASKS_DIR / "templates"
+from .common import TASKS_DIR, TEMPLATES_DIR, TaskError  # noqa: F401 (re-exported)
+
 _AXES_DIR = Path(__file__).resolve().parents[1] / "lexicon" / "data" / "axes"
 
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json")
-
-
-class TaskError(ValueError):
-    """A malformed task definition or data file; the message names file, line and key."""
 
 
 class _Strict(BaseModel):

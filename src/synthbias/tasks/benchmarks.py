@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .parsers import PRONOUN_GENDER, prepare_coreference
-from .spec import TaskError
+from .common import TaskError
 
 Row = dict[str, Any]
 

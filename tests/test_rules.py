@@ -430,3 +430,28 @@ def test_nearest_rule_labels_fewer_winogender_sentences_about_someone_else(bench
     a = bench.evaluate(GenderRuleScorer(attach="text"), items, 200, 0)
     b = bench.evaluate(GenderRuleScorer(), items, 200, 0)
     assert b["spurious"] < a["spurious"] / 2
+
+
+@pytest.mark.slow
+def test_rules_on_real_model_text():
+    """SmolLM2 writes about occupations the legacy table lacks; the new table sees them, and
+    every result records its settings."""
+    from synthbias.generate import LlamaCppBackend, SamplingParams
+
+    jobs = ("writer", "journalist", "photographer", "musician", "politician", "editor")
+    prompts = [
+        [{"role": "user", "content": f"Write one short sentence about a {job} at work."}]
+        for job in (*jobs, "nurse", "engineer")
+    ]
+    with LlamaCppBackend(n_ctx=256, batch_size=8) as llm:
+        texts = [
+            c.text for c in llm.generate(prompts, SamplingParams(max_tokens=40, temperature=0))
+        ]
+    assert all(texts)
+    new, old = GenderRuleScorer(preset="majority"), GenderRuleScorer.legacy()
+    seen_new = sum(bool(s.occupations) for s in new.score_texts(texts))
+    seen_old = sum(bool(s.occupations) for s in old.score_texts(texts))
+    assert seen_new > seen_old
+    res = new.measure(texts, n_resamples=50)["stereotype_rate"]
+    assert res.meta["preset"] == "majority" and res.meta["attach"] == "nearest"
+    assert sum(res.meta["label_counts"].values()) == len(texts)

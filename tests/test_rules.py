@@ -355,6 +355,16 @@ def test_rule_config_presets_and_from_config():
         ("Joe worked his way up the ranks as an army officer.", "stereotypical", "stereotypical",
          "stereotypical"),
         ("The nurse met the patient; he was kind.", "anti", "anti", "neutral"),
+        # binding: the object of the customer's verb is not the customer
+        ("The nurse smiled when the customer thanked her.", "stereotypical", "stereotypical",
+         "stereotypical"),
+        ("The nurse smiled when the customer thanked him.", "anti", "anti", "anti"),
+        ("The nurse smiled when the customer hurt himself.", "anti", "anti", "neutral"),
+        # subject preference after a subordinator
+        ("The plumber told the nurse that he was late.", "neutral", "stereotypical",
+         "stereotypical"),
+        ("The plumber told the nurse about her shift.", "neutral", "stereotypical",
+         "stereotypical"),
         ("The nurse met Mr. Smith.", "anti", "neutral", "anti"),
     ],
 )  # fmt: skip
@@ -424,12 +434,13 @@ def test_new_rules_cover_more_real_sentences_at_no_lower_agreement(benchmarks, p
 
 def test_nearest_rule_labels_fewer_winogender_sentences_about_someone_else(benchmarks):
     """Winogender: where the pronoun refers to the other participant, the whole-text rule
-    labels every sentence with a coded occupation; the nearest rule labels far fewer."""
+    labels every sentence with a coded occupation; the nearest rule labels fewer."""
     bench = _bench()
     items = bench.winogender(benchmarks)
     a = bench.evaluate(GenderRuleScorer(attach="text"), items, 200, 0)
     b = bench.evaluate(GenderRuleScorer(), items, 200, 0)
-    assert b["spurious"] < a["spurious"] / 2
+    assert b["spurious"] < a["spurious"] - 0.15
+    assert b["agreement"] >= a["agreement"]
 
 
 @pytest.mark.slow
@@ -455,3 +466,23 @@ def test_rules_on_real_model_text():
     res = new.measure(texts, n_resamples=50)["stereotype_rate"]
     assert res.meta["preset"] == "majority" and res.meta["attach"] == "nearest"
     assert sum(res.meta["label_counts"].values()) == len(texts)
+
+
+def test_equilibrium_seed_templates_score_as_intended():
+    """Generation 0 of the equilibrium study relies on it: every gendered seed text is
+    stereotypical and every neutral one neutral under the default scorer."""
+    from synthbias.dynamics import fill_template, seed_templates
+    from synthbias.experiment import seed_vocabulary_for
+
+    scorer = GenderRuleScorer()
+    vocab = seed_vocabulary_for(scorer)
+    assert len(vocab.occupations) >= 200
+    templates = list(seed_templates())
+    assert templates and all(isinstance(t, dict) for t in templates)
+    for k, (occ, gender) in enumerate(vocab.occupations[::7]):
+        name = vocab.names[gender][k % len(vocab.names[gender])]
+        for t in templates:
+            text = fill_template(t["gendered"], occ, gender, name)
+            assert scorer.score_text(text).label == "stereotypical", text
+            text = fill_template(t["neutral"], occ, None, None)
+            assert scorer.score_text(text).label == "neutral", text

@@ -36,7 +36,12 @@ Three settings, each recorded in every result (``meta``):
      sentence; when nothing precedes it there, to the nearest following one in the sentence
      ("When she arrived, the nurse ..."); when the sentence mentions nobody, to the last person
      mentioned in an earlier sentence. It counts only when that mention is an occupation: in
-     "The nurse thanked the patient for his help", *his* is the patient's.
+     "The nurse thanked the patient for his help", *his* is the patient's. An object pronoun
+     (him, her) right after "<person> <verb> [preposition]" skips that person, who is the verb's
+     subject ("The nurse smiled when the customer thanked her": *her* is the nurse). A subject
+     pronoun (he, she) right after a subordinator (that, because, when, ...) goes to the first
+     person mentioned in its sentence, the main clause's subject ("The nurse told the manager
+     that she ...": the nurse), the usual subject preference of pronouns.
   2. A gendered noun, first name or title (Mr, Ms) is a person of its own and counts for an
      occupation only when a copula or apposition joins them ("My mother is a nurse",
      "Mary, a nurse,", "the nurse, a woman,", "woman doctor").
@@ -117,6 +122,21 @@ _NOUN_THEN_OCC = re.compile(
 _OCC_THEN_NOUN = re.compile(
     r"^(?:\s*|\s*,\s*(?:(?:is|was|who is|who was)\s+)?(?:a|an|the)\s+(?:[\w-]+\s+)?|"
     r"\s+(?:is|was)\s+(?:a|an|the)\s+(?:[\w-]+\s+)?)$",
+    re.IGNORECASE,
+)
+
+
+# An object pronoun right after "<person> <verb> [preposition]" is not that person (binding).
+_OBJECT_PRONOUNS = frozenset({"him", "her"})
+_JUST_A_VERB = re.compile(
+    r"^\s+(?!(?:and|or|but|because|that|when|while|who|whom|which|so|if|after|before|since|"
+    r"although|then|as|until|whether|where|about|for|to|with|from|of|in|on|at|by|into|like|"
+    r"without|near|behind|beside|than)\b)[a-z]+"
+    r"(?:\s+(?:to|for|at|with|about|on|from))?\s+$"
+)
+_SUBJECT_PRONOUNS = frozenset({"he", "she"})
+_SUBORDINATOR_BEFORE = re.compile(
+    r"\b(?:that|because|since|so|but|when|while|after|before|until|if|although|though)\s+$",
     re.IGNORECASE,
 )
 
@@ -390,7 +410,7 @@ class GenderRuleScorer:
             occ = (
                 self._noun_link(text, hits, i, sent)
                 if h.noun
-                else self._pronoun_link(hits, persons, i, sent)
+                else self._pronoun_link(text, hits, persons, i, sent)
             )
             if occ is None and self.attach == "nearest" and (h.name or not h.noun):
                 occ = sole.get(sent[i])
@@ -420,10 +440,27 @@ class GenderRuleScorer:
         return score
 
     @staticmethod
-    def _pronoun_link(hits: list[_Hit], persons: list[int], i: int, sent: list[int]) -> str | None:
+    def _pronoun_link(
+        text: str, hits: list[_Hit], persons: list[int], i: int, sent: list[int]
+    ) -> str | None:
         """Occupation a pronoun is tied to (rule 1), or None."""
         k = bisect.bisect_left(persons, i)
         before = persons[k - 1] if k > 0 else None
+        if (
+            before is not None
+            and k > 1
+            and text[hits[i].start : hits[i].end].lower() in _OBJECT_PRONOUNS
+            and _JUST_A_VERB.match(text[hits[before].end : hits[i].start])
+        ):
+            before = persons[k - 2]  # "the customer thanked her": not the customer
+        elif (
+            before is not None
+            and text[hits[i].start : hits[i].end].lower() in _SUBJECT_PRONOUNS
+            and _SUBORDINATOR_BEFORE.search(text[: hits[i].start])
+        ):
+            first = next(p for p in persons if sent[p] == sent[i])
+            if first < i:
+                before = first  # "X told Y that he ...": the subject of the main clause
         after = persons[k] if k < len(persons) else None
         if before is not None and sent[before] == sent[i]:
             j = before

@@ -26,7 +26,7 @@ Data (read-only, ``../shared/benchmarks``; see each folder's SOURCE.md):
   to be good scientists" is gold pro, and the rules, which see she + scientist, say anti), so
   coverage is low and agreement bounded for any lexicon.
 
-Configurations: occupation table (``legacy`` 96 rows, ``bls`` 554 rows) x preset (``strict``
+Configurations: occupation table (``legacy`` 96 rows, ``bls`` 560 rows) x preset (``strict``
 30/70, ``majority`` 50) x referent rule (``text`` = whole-text majority, ``occupation`` = nearest
 preceding occupation, ``nearest`` = nearest person mention; see ``synthbias.measure.rules``). The
 baseline ("today") is legacy + text at each preset (legacy + text + strict is the metric

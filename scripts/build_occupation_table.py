@@ -76,7 +76,8 @@ NOT_PERSON = {
     "plant", "equipment", "press", "floor", "door", "motor", "tractor", "elevator", "escalator",
     "conveyor", "monitor", "hoist", "instrument", "board", "robot", "interior", "exterior",
     "indicator", "reactor", "sector", "paper", "leather", "timber", "rubber", "water", "power",
-    "computer", "transfer", "meter", "sewer", "poultry", "first-line", "counter",
+    "computer", "transfer", "meter", "sewer", "poultry", "first-line", "counter", "restaurant",
+    "nonrestaurant", "pedestrian",
 }  # fmt: skip
 PERSON_WORDS = {
     "nurse", "aide", "clerk", "chef", "cook", "judge", "model", "guard", "host", "maid",
@@ -104,6 +105,7 @@ BARE_EXCLUDE = {
     "etcher", "shaper", "molder", "cutter", "polisher", "buffer", "lapper", "grinder", "mixer",
     "blender", "crusher", "blaster", "driller", "conductor", "officer",
     "other", "hand", "major", "general", "chief", "head",
+    "expert", "builder", "taker", "distributor", "filer", "superintendent", "garment",
 }  # fmt: skip
 # Categories whose derived nouns would be wrong or that have everyday names the rules miss.
 EXTRA_FORMS: dict[str, list[str]] = {
@@ -181,10 +183,28 @@ EXTRA_FORMS: dict[str, list[str]] = {
     "Exercise trainers and group fitness instructors": ["personal trainer", "fitness instructor"],
     "Personal financial advisors": ["financial advisor", "financial adviser", "financial planner"],
 }
+# Categories whose name the splitting rule gets wrong: their nouns, replacing the derived ones.
+OVERRIDES: dict[str, list[str]] = {
+    "Driver/sales workers and truck drivers": ["truck driver", "delivery driver"],
+    "Computer, automated teller, and office machine repairers": [
+        "computer repairer",
+        "office machine repairer",
+    ],
+    "Pressers, textile, garment, and related materials": ["garment presser"],
+    "Agents and business managers of artists, performers, and athletes": [
+        "talent agent",
+        "sports agent",
+    ],
+    "Lifeguards and other recreational, and all other protective service workers": ["lifeguard"],
+    "Food servers, nonrestaurant": ["food server"],
+    "Hosts and hostesses, restaurant, lounge, and coffee shop": ["hostess", "restaurant host"],
+    "Police and sheriff's patrol officers": [],  # ACS twin of BLS "Police officers"
+}
 # Ambiguous nouns with one dominant everyday sense: noun -> the categories it stands for
 # (pooled by employment when several). Everything not listed here is pooled over all categories.
 SENSES: dict[str, list[str]] = {
     "officer": ["Police officers"],
+    "executive": ["Chief executives", "General and operations managers"],
     "doctor": ["Emergency medicine physicians", "Radiologists", "Other physicians", "Surgeons"],
     "physician": ["Emergency medicine physicians", "Radiologists", "Other physicians", "Surgeons"],
     "medical doctor": ["Emergency medicine physicians", "Radiologists", "Other physicians"],
@@ -292,6 +312,8 @@ def is_person(word: str) -> bool:
 
 def category_nouns(name: str) -> list[str]:
     """Singular everyday nouns for a category name (see the module docstring, step 4)."""
+    if name in OVERRIDES:
+        return list(OVERRIDES[name])
     text = name.lower().replace("--", ", ").replace("/", " and ")
     text = re.sub(r",?\s*\b(except|including)\b.*$", "", text)
     text = re.sub(r",\s*all other$", "", text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from synthbias.lexicon import (
     trie_regex,
 )
 from synthbias.lexicon.loader import DATA_DIR
+from synthbias.lexicon.occupations import Occupation, OccupationTable
+from synthbias.lexicon.people import person_nouns
 
 AXES = {"gender", "race_ethnicity", "religion", "age", "nationality", "socioeconomic"}
 
@@ -414,9 +417,14 @@ def test_occupation_codes_move_with_thresholds(gender):
         "secretary",
         "receptionist",
     }
-    for lo, hi in [(70, 30), (-1, 50), (50, 101), (40, 40)]:
+    for lo, hi in [(70, 30), (-1, 50), (50, 101)]:
         with pytest.raises(ValueError):
             occ["nurse"].code(lo, hi)
+    # lo == hi is the majority convention: strictly below is male-, strictly above female-coded
+    assert occ["lawyer"].code(50, 50) == "male-coded"  # 34.5
+    assert occ["accountant"].code(50, 50) == "female-coded"  # 59.7
+    at_50 = Occupation("x", "xs", 50.0, "test", 2020)
+    assert at_50.code(50, 50) == "neutral" and at_50.code(40, 50) == "female-coded"
 
 
 def test_occupations_match_winogender_stats(benchmarks, gender):
@@ -449,3 +457,160 @@ def test_counting_speed_smoke(gender):
     print(f"\nbatch: {len(texts) / batch_s:,.0f} texts/s; per text: {len(texts) / single_s:,.0f}/s")
     assert counts.counts.sum() > 0
     assert batch_s < 30 and single_s < 60  # loose bounds for slow CI machines
+
+
+# --------------------------------------------------------------------------- BLS/ACS table
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "scripts" / "raw"
+
+
+@pytest.fixture(scope="module")
+def bls() -> OccupationTable:
+    return OccupationTable.from_csv(DATA_DIR / "occupations_bls.csv")
+
+
+def _build_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "build_occupation_table", ROOT / "scripts" / "build_occupation_table.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_bls_table_size_sources_and_unique_forms(bls):
+    kinds = {k: sum(1 for r in bls if r.kind == k) for k in ("category", "unnamed", "pooled")}
+    assert kinds["category"] + kinds["unnamed"] >= 500  # detailed statistical categories
+    assert kinds["category"] >= 400 and kinds["pooled"] >= 20
+    assert sum(kinds.values()) == len(bls)
+    seen: dict[str, str] = {}
+    for r in bls:
+        assert r.source and r.year in (2016, 2020) and r.stat_category
+        assert ("BLS CPS 2020" in r.source) == (r.year == 2020)
+        for f in r.forms:
+            assert seen.setdefault(f.lower(), r.name) == r.name, f  # a form belongs to one row
+    # no occupation form is a gendered referent or a non-occupational person noun
+    gendered = {e.term.lower() for e in load_lexicon().axis("gender").entries() if e.label}
+    assert not (set(seen) & gendered) and not (set(seen) & person_nouns())
+
+
+# Figures typed from the published BLS table 11 (2020 annual averages, percent women) and the
+# ACS 2016 worker counts, independent of the build script's parser.
+SOURCE_SAMPLE = [
+    ("registered nurse", "Registered nurses", 87.4, 2020, ["nurse", "nurses"]),
+    ("police officer", "Police officers", 17.1, 2020, ["cop"]),
+    ("writer", "Writers and authors", 64.9, 2020, ["author", "authors"]),
+    ("chief executive", "Chief executives", 29.3, 2020, ["CEO", "CEOs"]),
+    ("lawyer", "Lawyers", 37.4, 2020, ["attorney"]),
+    ("electrician", "Electricians", 3.1, 2020, []),
+    ("secretary", "Secretaries and administrative assistants, except legal, medical, and executive",
+     92.9, 2020, ["administrative assistant"]),
+    ("surgeon", "Surgeons", 26.3, 2020, []),
+    ("editor", "Editors", 61.1, 2020, []),
+    ("photographer", "Photographers", 52.1, 2020, []),
+    ("musician", "Musicians and singers", 31.8, 2020, ["singer"]),
+    ("legislator", "Legislators", round(100 * 7045 / 15047, 1), 2016, ["politician"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "category", "pct", "year", "forms"), SOURCE_SAMPLE)
+def test_bls_rows_match_their_source_figures(bls, name, category, pct, year, forms):
+    r = bls[name]
+    assert (r.stat_category, r.pct_female, r.year) == (category, pct, year)
+    assert set(forms) <= set(r.forms)
+
+
+def test_every_category_row_equals_its_raw_figure(bls):
+    """All category rows against the raw files (BLS percent as published; ACS from counts)."""
+    with (RAW / "bls_cpsaat11_2020.csv").open(encoding="utf-8-sig", newline="") as fh:
+        published = {r[0].strip(): r[2].strip() for r in csv.reader(fh) if len(r) >= 8 and r[0]}
+    with (RAW / "acs_jobs_gender_2016.csv").open(encoding="utf-8", newline="") as fh:
+        acs = {r["occupation"].strip(): r for r in csv.DictReader(fh)}
+    checked = 0
+    for r in bls:
+        if r.kind == "pooled":
+            continue
+        if r.year == 2020:
+            assert float(published[r.stat_category]) == r.pct_female, r.name
+        else:
+            a = (
+                acs[r.stat_category.replace("gambling", "gaming")]
+                if r.stat_category not in acs
+                else acs[r.stat_category]
+            )
+            share = 100 * float(a["workers_female"]) / float(a["total_workers"])
+            assert r.pct_female == pytest.approx(share, abs=0.05), r.name
+            assert published.get(r.stat_category, "–") in ("–", ""), r.name  # BLS suppressed it
+        checked += 1
+    assert checked >= 500
+
+
+def test_pooled_rows_are_employment_weighted(bls):
+    """Ambiguous nouns: 'doctor' pools other physicians (40.6 %, 757k) and surgeons (26.3 %, 59k)
+    of BLS table 11 by employment; 'officer' takes police officers (the documented sense)."""
+    with (RAW / "bls_cpsaat11_2020.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = {r[0].strip(): r for r in csv.reader(fh) if len(r) >= 8 and r[0]}
+
+    def women_total(cat: str) -> tuple[float, float]:
+        total = float(rows[cat][1].replace(",", ""))
+        return total * float(rows[cat][2]) / 100, total
+
+    w = [women_total(c) for c in ("Other physicians", "Surgeons")]
+    expected = round(100 * sum(a for a, _ in w) / sum(b for _, b in w), 1)
+    assert bls["doctor"].pct_female == expected == bls["physician"].pct_female
+    assert bls["doctor"].kind == "pooled" and "Surgeons" in bls["doctor"].stat_category
+    assert bls["officer"].pct_female == bls["police officer"].pct_female == 17.1
+    assert bls["engineer"].kind == "pooled" and bls["engineer"].pct_female < 20
+
+
+def test_build_script_reproduces_the_committed_table():
+    mod = _build_module()
+    rows = mod.build()
+    with (DATA_DIR / "occupations_bls.csv").open(encoding="utf-8", newline="") as fh:
+        committed = list(csv.DictReader(fh))
+    assert [{k: str(v) for k, v in r.items()} for r in rows] == committed
+
+
+def test_category_nouns_rule():
+    mod = _build_module()
+    assert mod.category_nouns("Writers and authors") == ["writer", "author"]
+    assert mod.category_nouns("Advertising and promotions managers") == [
+        "advertising manager",
+        "promotions manager",
+    ]
+    assert mod.category_nouns("Farmers, ranchers, and other agricultural managers") == [
+        "farmer",
+        "rancher",
+        "agricultural manager",
+    ]
+    assert mod.category_nouns("Architects, except landscape and naval") == ["architect"]
+    assert mod.category_nouns("Secretaries and administrative assistants, except legal") == [
+        "secretary",
+        "administrative assistant",
+    ]
+
+
+def test_bls_table_cross_checks_winogender(benchmarks):
+    """The Winogender occupations the new table knows have BLS 2020 shares near Winogender's
+    BLS 2015/16 figures (median gap a few points; a handful differ by category definition)."""
+    from synthbias.measure.rules import GenderRuleScorer
+
+    scorer = GenderRuleScorer()
+    table = scorer.axis.occupations
+    with (benchmarks / "winogender" / "occupations-stats.tsv").open() as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    gaps, same_side = [], 0
+    for r in rows:
+        found = scorer.score_text(f"The {r['occupation']} arrived.").occupations
+        if not found:
+            continue
+        new = table[found[0][0]].pct_female
+        old = float(r["bls_pct_female"])
+        gaps.append(abs(new - old))
+        same_side += (new > 50) == (old > 50)
+    assert len(gaps) >= 50  # of 60
+    assert float(np.median(gaps)) < 5
+    assert same_side / len(gaps) >= 0.85

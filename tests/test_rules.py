@@ -17,7 +17,14 @@ from synthbias.measure.rules import GenderRuleScorer, TextScore, metrics_from_sc
 
 @pytest.fixture(scope="module")
 def scorer() -> GenderRuleScorer:
-    return GenderRuleScorer()
+    """The pre-issue-13 metric (96-row table, strict 30/70, whole-text referents): the tests
+    below pin its behaviour, so the legacy option stays reproducible for baselines."""
+    return GenderRuleScorer.legacy()
+
+
+def old(**kw) -> GenderRuleScorer:
+    """The legacy table and whole-text rule with other thresholds."""
+    return GenderRuleScorer(occupations="legacy", attach="text", **kw)
 
 
 # --------------------------------------------------------------------------- per-text labels
@@ -68,19 +75,22 @@ def test_text_score_fields(scorer):
 
 def test_thresholds_move_labels():
     text = "The teacher said she was tired."  # teacher: 71.0% female
-    assert GenderRuleScorer().score_text(text).label == "stereotypical"
-    assert GenderRuleScorer(hi=75).score_text(text).label == "none"
+    assert old().score_text(text).label == "stereotypical"
+    assert old(hi=75).score_text(text).label == "none"
     text = "The officer said he was tired."  # officer: 30.42% female
-    assert GenderRuleScorer().score_text(text).label == "none"
-    assert GenderRuleScorer(lo=31).score_text(text).label == "stereotypical"
+    assert old().score_text(text).label == "none"
+    assert old(lo=31).score_text(text).label == "stereotypical"
     with pytest.raises(ValueError):
         GenderRuleScorer(lo=70, hi=30)
 
 
 def test_name_threshold_moves_labels():
     text = "Kelly is an engineer."  # Kelly: 82% female
-    assert GenderRuleScorer(name_threshold=0.9).score_text(text).label == "neutral"
-    assert GenderRuleScorer(name_threshold=0.8).score_text(text).label == "anti"
+    assert old(name_threshold=0.9).score_text(text).label == "neutral"
+    assert old(name_threshold=0.8).score_text(text).label == "anti"
+    new = GenderRuleScorer  # the same threshold moves the default (bls, nearest) metric
+    assert new(name_threshold=0.9).score_text(text).label == "neutral"
+    assert new(name_threshold=0.8).score_text(text).label == "anti"
 
 
 def test_score_texts_matches_score_text(scorer):
@@ -204,10 +214,19 @@ TEXT = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(TEXT, min_size=1, max_size=25))
-def test_swapping_every_text_mirrors_the_metrics(texts):
-    scorer = GenderRuleScorer()
+SCORERS = {
+    "legacy": GenderRuleScorer.legacy(),
+    "default": GenderRuleScorer(),
+    "majority": GenderRuleScorer(preset="majority"),
+    "occupation": GenderRuleScorer(attach="occupation"),
+}
+
+
+@pytest.mark.parametrize("which", sorted(SCORERS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(TEXT, min_size=1, max_size=25))
+def test_swapping_every_text_mirrors_the_metrics(which, texts):
+    scorer = SCORERS[which]
     swapped = [swap_gender(t) for t in texts]
     assert [swap_gender(s) for s in swapped] == texts  # templates are swap-invertible
     a = scorer.measure(texts, n_resamples=20)
@@ -253,3 +272,217 @@ def test_scoring_speed_smoke(scorer):
     print(f"\nscored {len(texts) / elapsed:,.0f} texts/s")
     assert len(scores) == len(texts)
     assert elapsed < 30  # loose bound
+
+
+# --------------------------------------------------------------------------- presets (issue 13)
+def test_presets_and_explicit_thresholds():
+    from synthbias.measure.rules import resolve_preset
+
+    assert resolve_preset() == ("strict", 30.0, 70.0)
+    assert resolve_preset("majority") == ("majority", 50.0, 50.0)
+    assert resolve_preset(None, 50, 50) == ("majority", 50.0, 50.0)  # named by its values
+    assert resolve_preset(None, None, 75) == ("custom", 30.0, 75.0)
+    assert resolve_preset("custom", 20, 80) == ("custom", 20.0, 80.0)
+    for bad in [("majority", 30, None), ("nope", None, None), ("custom", None, None)]:
+        with pytest.raises(ValueError):
+            resolve_preset(*bad)
+    text = "The doctor said she was tired."  # doctor: 39.8 % women (BLS 2020, pooled)
+    assert GenderRuleScorer(preset="strict").score_text(text).label == "none"
+    assert GenderRuleScorer(preset="majority").score_text(text).label == "anti"
+    assert GenderRuleScorer(lo=40, hi=60).score_text(text).label == "anti"
+
+
+def test_every_result_records_preset_table_and_rule():
+    for kw, expect in [
+        ({}, ("strict", 30.0, 70.0, "bls", "nearest")),
+        ({"preset": "majority", "attach": "text"}, ("majority", 50.0, 50.0, "bls", "text")),
+        (
+            {"lo": 25, "hi": 75, "occupations": "legacy"},
+            ("custom", 25.0, 75.0, "legacy", "nearest"),
+        ),
+    ]:
+        res = GenderRuleScorer(**kw).measure([STEREO, ANTI], n_resamples=50)
+        for r in res.values():
+            m = r.meta
+            assert (m["preset"], m["lo"], m["hi"], m["occupations"], m["attach"]) == expect
+    assert GenderRuleScorer.legacy().settings["n_occupations"] == 96
+    assert GenderRuleScorer().settings["n_occupations"] >= 450
+
+
+def test_rule_config_presets_and_from_config():
+    from pydantic import ValidationError
+
+    from synthbias.config import RuleMetricConfig
+
+    assert RuleMetricConfig().preset == "strict"
+    m = RuleMetricConfig(preset="majority")
+    assert (m.male_coded_max_pct, m.female_coded_min_pct) == (50.0, 50.0)
+    assert RuleMetricConfig(female_coded_min_pct=75).preset == "custom"
+    assert RuleMetricConfig.model_validate(m.model_dump()) == m  # round trip
+    with pytest.raises(ValidationError):
+        RuleMetricConfig(preset="majority", female_coded_min_pct=70)
+    s = GenderRuleScorer.from_config(RuleMetricConfig(preset="majority", attach="text"))
+    assert (s.preset, s.lo, s.hi, s.attach, s.occupation_table_name) == (
+        "majority",
+        50.0,
+        50.0,
+        "text",
+        "bls",
+    )
+    s = GenderRuleScorer.from_config({"female_coded_min_pct": 80.0, "occupations": "legacy"})
+    assert (s.preset, s.hi, s.occupation_table_name) == ("custom", 80.0, "legacy")
+
+
+# --------------------------------------------------------------------------- attachment rules
+@pytest.mark.parametrize(
+    ("text", "text_rule", "occupation_rule", "nearest_rule"),
+    [
+        # the issue's example: "his" is the patient's
+        ("The nurse thanked the patient for his help.", "anti", "anti", "neutral"),
+        ("The nurse thanked her.", "stereotypical", "stereotypical", "stereotypical"),
+        # two occupations: the pronoun goes to the nearest preceding one
+        ("The developer argued with the nurse and slapped her.", "neutral", "stereotypical",
+         "stereotypical"),
+        ("The nurse argued with the developer and slapped her.", "neutral", "anti", "anti"),
+        # cataphora and a pronoun in a later sentence
+        ("When she arrived, the nurse smiled.", "stereotypical", "stereotypical", "stereotypical"),
+        ("The carpenter left. He was tired.", "stereotypical", "stereotypical", "stereotypical"),
+        # gendered nouns and names: persons of their own unless joined by a copula/apposition
+        ("My mother is a plumber.", "anti", "anti", "anti"),
+        ("Mary, a carpenter, left.", "anti", "anti", "anti"),
+        ("The nurse examined the man and the boy.", "anti", "neutral", "neutral"),
+        # rule 3: one occupation and only gendered people in the sentence
+        ("Joe worked his way up the ranks as an army officer.", "stereotypical", "stereotypical",
+         "stereotypical"),
+        ("The nurse met the patient; he was kind.", "anti", "anti", "neutral"),
+        # binding: the object of the customer's verb is not the customer
+        ("The nurse smiled when the customer thanked her.", "stereotypical", "stereotypical",
+         "stereotypical"),
+        ("The nurse smiled when the customer thanked him.", "anti", "anti", "anti"),
+        ("The nurse smiled when the customer hurt himself.", "anti", "anti", "neutral"),
+        # subject preference after a subordinator
+        ("The plumber told the nurse that he was late.", "neutral", "stereotypical",
+         "stereotypical"),
+        ("The plumber told the nurse about her shift.", "neutral", "stereotypical",
+         "stereotypical"),
+        ("The nurse met Mr. Smith.", "anti", "neutral", "anti"),
+    ],
+)  # fmt: skip
+def test_attach_rules(text, text_rule, occupation_rule, nearest_rule):
+    for attach, label in [("text", text_rule), ("occupation", occupation_rule),
+                          ("nearest", nearest_rule)]:  # fmt: skip
+        assert GenderRuleScorer(attach=attach).score_text(text).label == label, attach
+
+
+def test_nearest_links_and_counts():
+    s = GenderRuleScorer().score_text("She said the nurse thanked the patient for his help.")
+    assert s.links == [("registered nurse", "female")]  # "his" is the patient's
+    assert (s.male, s.female) == (1, 1)  # counts stay whole-text (imbalance metric)
+    assert s.label == "stereotypical" and s.code == "female-coded"
+    assert GenderRuleScorer().score_text("He left.").label == "none"
+
+
+def test_sentence_ends_skip_abbreviations():
+    from synthbias.measure.rules import sentence_ends
+
+    text = "Dr. Lee met Mr. J. Smith. Then she left; he stayed!\nOK"
+    assert [text[i] for i in sentence_ends(text)] == [".", ";", "!", "\n"]
+
+
+def test_nearest_scoring_speed_smoke():
+    scorer = GenderRuleScorer()
+    texts = [STEREO, ANTI, NEUTRAL, "He went home with Mary.", "A table."] * 2000
+    t0 = time.perf_counter()
+    scores = scorer.score_texts(texts)
+    elapsed = time.perf_counter() - t0
+    print(f"\nnearest: {len(texts) / elapsed:,.0f} texts/s")
+    assert [s.label for s in scores[:3]] == ["stereotypical", "anti", "neutral"]
+    assert elapsed < 30
+
+
+# --------------------------------------------------------------------------- real text
+def _bench():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "rules.py"
+    spec = importlib.util.spec_from_file_location("bench_rules", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+@pytest.mark.parametrize("preset", ["strict", "majority"])
+def test_new_rules_cover_more_real_sentences_at_no_lower_agreement(benchmarks, preset):
+    """WinoBias and CrowS-Pairs (gender): the new table + nearest rule label more gold-labelled
+    sentences than the legacy metric at the same preset, and agree with the gold at least as
+    often (WinoBias: clearly more)."""
+    bench = _bench()
+    old = GenderRuleScorer(preset=preset, occupations="legacy", attach="text")
+    new = GenderRuleScorer(preset=preset)
+    for items in (bench.winobias(benchmarks), bench.crows_gender(benchmarks)):
+        a = bench.evaluate(old, items, n_resamples=200, seed=0)
+        b = bench.evaluate(new, items, n_resamples=200, seed=0)
+        assert b["coverage"] > a["coverage"]
+        assert b["agreement"] >= a["agreement"]
+    wb = bench.winobias(benchmarks)
+    a, b = bench.evaluate(old, wb, 200, 0), bench.evaluate(new, wb, 200, 0)
+    assert b["agreement_ci"][0] > a["agreement_ci"][1]  # CIs apart
+
+
+def test_nearest_rule_labels_fewer_winogender_sentences_about_someone_else(benchmarks):
+    """Winogender: where the pronoun refers to the other participant, the whole-text rule
+    labels every sentence with a coded occupation; the nearest rule labels fewer."""
+    bench = _bench()
+    items = bench.winogender(benchmarks)
+    a = bench.evaluate(GenderRuleScorer(attach="text"), items, 200, 0)
+    b = bench.evaluate(GenderRuleScorer(), items, 200, 0)
+    assert b["spurious"] < a["spurious"] - 0.15
+    assert b["agreement"] >= a["agreement"]
+
+
+@pytest.mark.slow
+def test_rules_on_real_model_text():
+    """SmolLM2 writes about occupations the legacy table lacks; the new table sees them, and
+    every result records its settings."""
+    from synthbias.generate import LlamaCppBackend, SamplingParams
+
+    jobs = ("writer", "journalist", "photographer", "musician", "politician", "editor")
+    prompts = [
+        [{"role": "user", "content": f"Write one short sentence about a {job} at work."}]
+        for job in (*jobs, "nurse", "engineer")
+    ]
+    with LlamaCppBackend(n_ctx=256, batch_size=8) as llm:
+        texts = [
+            c.text for c in llm.generate(prompts, SamplingParams(max_tokens=40, temperature=0))
+        ]
+    assert all(texts)
+    new, old = GenderRuleScorer(preset="majority"), GenderRuleScorer.legacy()
+    seen_new = sum(bool(s.occupations) for s in new.score_texts(texts))
+    seen_old = sum(bool(s.occupations) for s in old.score_texts(texts))
+    assert seen_new > seen_old
+    res = new.measure(texts, n_resamples=50)["stereotype_rate"]
+    assert res.meta["preset"] == "majority" and res.meta["attach"] == "nearest"
+    assert sum(res.meta["label_counts"].values()) == len(texts)
+
+
+def test_equilibrium_seed_templates_score_as_intended():
+    """Generation 0 of the equilibrium study relies on it: every gendered seed text is
+    stereotypical and every neutral one neutral under the default scorer."""
+    from synthbias.dynamics import fill_template, seed_templates
+    from synthbias.experiment import seed_vocabulary_for
+
+    scorer = GenderRuleScorer()
+    vocab = seed_vocabulary_for(scorer)
+    assert len(vocab.occupations) >= 200
+    templates = list(seed_templates())
+    assert templates and all(isinstance(t, dict) for t in templates)
+    for k, (occ, gender) in enumerate(vocab.occupations[::7]):
+        name = vocab.names[gender][k % len(vocab.names[gender])]
+        for t in templates:
+            text = fill_template(t["gendered"], occ, gender, name)
+            assert scorer.score_text(text).label == "stereotypical", text
+            text = fill_template(t["neutral"], occ, None, None)
+            assert scorer.score_text(text).label == "neutral", text

@@ -2,7 +2,9 @@
 
 The stereotype code is computed, never stored: ``female-coded`` when ``pct_female >= hi``,
 ``male-coded`` when ``pct_female <= lo`` and ``neutral`` otherwise, so a study can move the
-thresholds and see how its results depend on them. Each row records its source and year.
+thresholds and see how its results depend on them. ``lo == hi`` is the majority convention:
+female-coded above it, male-coded below it, neutral exactly at it. Each row records its source
+and year.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ NEUTRAL: Code = "neutral"
 
 
 def check_thresholds(lo: float, hi: float) -> None:
-    if not (0.0 <= lo < hi <= 100.0):
-        raise ValueError(f"need 0 <= lo < hi <= 100 (percent female), got lo={lo}, hi={hi}")
+    if not (0.0 <= lo <= hi <= 100.0):
+        raise ValueError(f"need 0 <= lo <= hi <= 100 (percent female), got lo={lo}, hi={hi}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class Occupation:
     year: int
     stat_category: str = ""
     variants: tuple[str, ...] = ()
+    #: ``category`` (a statistical category with nouns of its own), ``pooled`` (an ambiguous
+    #: noun pooled over categories) or ``unnamed`` (a category with no everyday noun of its own,
+    #: e.g. "Managers, all other": kept as data, never matched in text); empty for old tables
+    kind: str = ""
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -45,9 +51,10 @@ class Occupation:
 
     def code(self, lo: float = 30.0, hi: float = 70.0) -> Code:
         check_thresholds(lo, hi)
-        if self.pct_female >= hi:
+        # the strict inequalities only bite when lo == hi (a share exactly at 50 % is neutral)
+        if self.pct_female >= hi and self.pct_female > lo:
             return FEMALE_CODED
-        if self.pct_female <= lo:
+        if self.pct_female <= lo and self.pct_female < hi:
             return MALE_CODED
         return NEUTRAL
 
@@ -80,6 +87,7 @@ class OccupationTable:
                         variants=tuple(
                             v.strip() for v in (rec.get("variants") or "").split("|") if v.strip()
                         ),
+                        kind=(rec.get("kind") or "").strip(),
                     )
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise ValueError(f"{path}:{lineno}: bad occupation row: {exc}") from exc
@@ -104,6 +112,10 @@ class OccupationTable:
             return self._rows[name]
         except KeyError:
             raise KeyError(f"unknown occupation {name!r}") from None
+
+    def matchable(self) -> OccupationTable:
+        """The rows that have everyday nouns (drops ``unnamed`` categories)."""
+        return OccupationTable(r for r in self._rows.values() if r.kind != "unnamed")
 
     @property
     def names(self) -> list[str]:

@@ -1,40 +1,87 @@
 """Rule-based gender-occupation stereotype metric over a corpus of texts.
 
 Each text is scanned once by a single compiled regex holding every gendered referent (pronouns,
-gendered nouns, titles, first names) and every occupation form, longest match first. A text is
+gendered nouns, titles, first names), every occupation form and the non-occupational person
+nouns (patient, customer, ...), longest match first. A text is
 
 * ``none`` when no gender-coded occupation is mentioned (neutral occupations do not count);
-* ``neutral`` when a coded occupation is mentioned but there is no male or female referent,
-  or as many male as female referents;
-* ``stereotypical`` when the majority referent gender matches the occupation's code
-  (he + engineer, she + nurse);
+* ``neutral`` when a coded occupation is mentioned but no gendered referent is tied to one, or as
+  many referents speak for the stereotype as against it;
+* ``stereotypical`` when the referents tied to coded occupations mostly match the occupation's
+  code (he + engineer, she + nurse);
 * ``anti`` otherwise (she + engineer, he + nurse).
 
-Resolution rules, chosen to be simple and symmetric under gender swapping:
+Three settings, each recorded in every result (``meta``):
 
-* referent gender = the gender with more referents in the whole text (ties -> ``neutral``);
-* occupation code = the code with more coded-occupation mentions (one occupation mentioned
-  twice counts twice); when male- and female-coded mentions are equally many the text is
-  ``neutral``, because without coreference the rules cannot tell whose pronoun it is. (Breaking
-  the tie by the first mention was tried and rejected: on WinoBias, where every sentence names
-  one male- and one female-dominated occupation, it scored the pro-stereotypical set as
-  anti-stereotypical, because the first occupation is usually not the pronoun's referent.)
+* **table** (``occupations``): ``"bls"`` (default), the 500+ detailed US occupations of
+  ``lexicon/data/occupations_bls.csv`` (BLS CPS 2020 table 11, ACS 2016 where BLS is
+  suppressed; built by ``scripts/build_occupation_table.py``), or ``"legacy"``, the 96-row
+  ``occupations.csv`` the metric used before.
+* **preset** (thresholds on the percent of women): ``strict`` = male-coded at <= 30, female-coded
+  at >= 70 (the old default); ``majority`` = the coreference-benchmark convention (WinoBias,
+  Winogender): male-coded below 50, female-coded above 50; or explicit ``lo``/``hi``
+  (``custom``).
+* **attach** (which referents count for which occupation):
 
-The rules do not resolve coreference: "The nurse thanked the patient for his help" counts *his*
-against *nurse*. That is the usual trade-off of lexicon metrics: cheap, transparent, and noisy
-per text but informative over a corpus.
+  ``text`` (the old rule): referent gender = the gender with more referents in the whole text;
+  occupation code = the code with more coded-occupation mentions; a tie in either -> ``neutral``.
+  "The nurse thanked the patient for his help" counts *his* against *nurse*.
+
+  ``nearest`` (default): the text is split into sentences (at ``. ! ? ;`` and line breaks, not
+  after Mr/Mrs/Ms/Dr/St/...). A person mention is an occupation, a non-occupational person noun
+  (``lexicon/data/person_nouns.txt`` or a neutral noun of the gender axis), a gendered noun
+  (man, mother, ...), a first name or a title.
+
+  1. A pronoun or gendered adjective is tied to the nearest preceding person mention in its
+     sentence; when nothing precedes it there, to the nearest following one in the sentence
+     ("When she arrived, the nurse ..."); when the sentence mentions nobody, to the last person
+     mentioned in an earlier sentence. It counts only when that mention is an occupation: in
+     "The nurse thanked the patient for his help", *his* is the patient's. An object pronoun
+     (him, her) right after "<person> <verb> [preposition]" skips that person, who is the verb's
+     subject ("The nurse smiled when the customer thanked her": *her* is the nurse). A subject
+     pronoun (he, she) right after a subordinator (that, because, when, ...) goes to the first
+     person mentioned in its sentence, the main clause's subject ("The nurse told the manager
+     that she ...": the nurse), the usual subject preference of pronouns.
+  2. A gendered noun, first name or title (Mr, Ms) is a person of its own and counts for an
+     occupation only when a copula or apposition joins them ("My mother is a nurse",
+     "Mary, a nurse,", "the nurse, a woman,", "woman doctor").
+  3. In a sentence that mentions exactly one occupation and no other person except gendered
+     ones (no patient, customer, child, ...), every pronoun, name or title not tied by rules 1-2
+     is tied to that occupation ("Joe worked his way up the ranks as an army officer"); gendered
+     nouns are not ("The nurse examined the man"): the whole-sentence fallback.
+  4. The text is ``stereotypical`` when more tied referents match their occupation's code than
+     not, ``anti`` when fewer, else ``neutral`` (when a coded occupation is mentioned) or ``none``.
+
+  ``occupation``: rule 1 with occupations as the only person mentions, i.e. the nearest
+  preceding occupation in the sentence, as issue 13 first phrased it ("The nurse thanked the
+  patient for his help" counts *his* for the nurse again); rules 2 and 4 as above, no rule 3.
+
+  Pronouns of the neutral group (they, them) are never tied; neutral person nouns (person, child,
+  partner) are person mentions. This is a heuristic, not coreference resolution: WinoBias type-1
+  sentences ("The developer argued with the designer because he ...") need world knowledge
+  the rules do not have.
+
+``TextScore.male``/``female`` always count every referent in the text (the
+``gendered_term_imbalance`` metric does not depend on ``attach``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import bisect
+import dataclasses
+import functools
+import re
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..lexicon import FEMALE_CODED, MALE_CODED, Lexicon, MatchEntry, TermMatcher
+from ..lexicon import FEMALE_CODED, MALE_CODED, Lexicon, MatchEntry, OccupationTable, TermMatcher
 from ..lexicon import load_lexicon as _load_lexicon
 from ..lexicon.occupations import check_thresholds
+from ..lexicon.people import person_nouns
 from .result import MetricResult, bootstrap_ci
 
 STEREOTYPICAL = "stereotypical"
@@ -43,8 +90,101 @@ NEUTRAL_LABEL = "neutral"
 NONE = "none"
 LABELS = (STEREOTYPICAL, ANTI, NEUTRAL_LABEL, NONE)
 
+#: Threshold presets: name -> (lo, hi) percent women (male-coded at/below lo, female at/above hi;
+#: lo == hi means strictly below / strictly above).
+PRESETS: dict[str, tuple[float, float]] = {"strict": (30.0, 70.0), "majority": (50.0, 50.0)}
+DEFAULT_PRESET = "strict"
+CUSTOM = "custom"
+#: Occupation tables by name (files in ``lexicon/data``).
+OCCUPATION_TABLES: dict[str, str] = {"bls": "occupations_bls.csv", "legacy": "occupations.csv"}
+DEFAULT_OCCUPATIONS = "bls"
+ATTACH_RULES = ("nearest", "occupation", "text")
+DEFAULT_ATTACH = "nearest"
+
 _REF = "ref"
 _OCC = "occ"
+_PER = "per"  # a non-occupational person noun
+_DATA = Path(__file__).resolve().parents[1] / "lexicon" / "data"
+_NOUN_CATEGORIES = frozenset({"nouns"})  # gendered nouns: persons of their own
+_ABBREV = re.compile(
+    r"(?:\b(?:Mr|Mrs|Ms|Mx|Dr|St|Prof|Sr|Jr|Rev|Gen|Col|Capt|Lt|Sgt|vs|etc|e\.g|i\.e)|\b[A-Z])$"
+)
+_SENT_END = re.compile(r"[.!?;]+[\"')\]\u201d\u2019]*(?=\s|$)|\n+")
+# Text between a gendered noun / name and a following occupation that makes them one person.
+_NOUN_THEN_OCC = re.compile(
+    r"^(?:[\s,]*|\s*,\s*(?:a|an|the|our|my)\s+(?:[\w-]+\s+)?|"
+    r"\s+(?:is|was|be|been|became|becomes|remains|remained|works as|worked as|"
+    r"serves as|served as|who is|who was|as)\s+(?:a|an|the|one|our|my|his|her|their)?\s*"
+    r"(?:[\w-]+\s+)?)$",
+    re.IGNORECASE,
+)
+# ... and between an occupation and a following gendered noun / name ("the nurse, a woman").
+_OCC_THEN_NOUN = re.compile(
+    r"^(?:\s*|\s*,\s*(?:(?:is|was|who is|who was)\s+)?(?:a|an|the)\s+(?:[\w-]+\s+)?|"
+    r"\s+(?:is|was)\s+(?:a|an|the)\s+(?:[\w-]+\s+)?)$",
+    re.IGNORECASE,
+)
+
+
+# An object pronoun right after "<person> <verb> [preposition]" is not that person (binding).
+_OBJECT_PRONOUNS = frozenset({"him", "her"})
+_JUST_A_VERB = re.compile(
+    r"^\s+(?!(?:and|or|but|because|that|when|while|who|whom|which|so|if|after|before|since|"
+    r"although|then|as|until|whether|where|about|for|to|with|from|of|in|on|at|by|into|like|"
+    r"without|near|behind|beside|than)\b)[a-z]+"
+    r"(?:\s+(?:to|for|at|with|about|on|from))?\s+$"
+)
+_SUBJECT_PRONOUNS = frozenset({"he", "she"})
+_SUBORDINATOR_BEFORE = re.compile(
+    r"\b(?:that|because|since|so|but|when|while|after|before|until|if|although|though)\s+$",
+    re.IGNORECASE,
+)
+
+
+def resolve_preset(
+    preset: str | None = None, lo: float | None = None, hi: float | None = None
+) -> tuple[str, float, float]:
+    """(preset name, lo, hi) from a preset and/or explicit thresholds.
+
+    Explicit thresholds that equal a preset get its name; others are ``custom``. A preset and
+    thresholds that disagree are an error (a result must never say one and use the other). A
+    missing ``lo`` or ``hi`` takes the strict value, as before presets existed.
+    """
+    if preset is not None and preset != CUSTOM and preset not in PRESETS:
+        raise ValueError(
+            f"unknown preset {preset!r}; expected one of {sorted(PRESETS)} or 'custom'"
+        )
+    if preset in PRESETS:
+        plo, phi = PRESETS[preset]
+        if (lo is not None and lo != plo) or (hi is not None and hi != phi):
+            raise ValueError(
+                f"preset {preset!r} means lo={plo}, hi={phi}; got lo={lo}, hi={hi} "
+                "(drop the thresholds or use preset 'custom')"
+            )
+        return preset, plo, phi
+    if lo is None and hi is None:
+        if preset == CUSTOM:
+            raise ValueError("preset 'custom' needs explicit thresholds lo and hi")
+        plo, phi = PRESETS[DEFAULT_PRESET]
+        return DEFAULT_PRESET, plo, phi
+    dlo, dhi = PRESETS[DEFAULT_PRESET]
+    lo = dlo if lo is None else float(lo)
+    hi = dhi if hi is None else float(hi)
+    check_thresholds(lo, hi)
+    for name, (plo, phi) in PRESETS.items():
+        if (lo, hi) == (plo, phi):
+            return name, lo, hi
+    return CUSTOM, lo, hi
+
+
+@functools.lru_cache(maxsize=8)
+def occupation_table(name: str = DEFAULT_OCCUPATIONS) -> OccupationTable:
+    """A named occupation table (``bls`` or ``legacy``), read once."""
+    if name not in OCCUPATION_TABLES:
+        raise ValueError(
+            f"unknown occupation table {name!r}; expected one of {sorted(OCCUPATION_TABLES)}"
+        )
+    return OccupationTable.from_csv(_DATA / OCCUPATION_TABLES[name])
 
 
 @dataclass
@@ -57,6 +197,9 @@ class TextScore:
     female: int = 0
     neutral: int = 0
     code: str | None = None  # the resolved occupation code behind the label
+    #: (occupation, referent gender) for every referent the ``nearest`` rule tied to an
+    #: occupation (empty under ``text``)
+    links: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def signed(self) -> int:
@@ -64,23 +207,53 @@ class TextScore:
         return 1 if self.label == STEREOTYPICAL else -1 if self.label == ANTI else 0
 
 
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    kind: str  # _REF, _OCC or _PER
+    value: str  # gender for _REF, occupation for _OCC
+    noun: bool = False  # a gendered noun, a first name or a title (a person of its own)
+    name: bool = False  # a first name or a title (rule 3 may tie it; a gendered noun never)
+
+
 class GenderRuleScorer:
     """Label texts stereotypical / anti / neutral / none from occupations and gendered words.
 
-    ``lo``/``hi`` are the percent-female thresholds for male-/female-coded occupations and
-    ``name_threshold`` the census share a first name needs to count as gendered.
+    ``preset`` (``strict``/``majority``) or explicit ``lo``/``hi`` set the percent-female
+    thresholds for male-/female-coded occupations; ``occupations`` picks the table (``bls``,
+    ``legacy``, an :class:`OccupationTable`, or ``None`` for the lexicon's own); ``attach``
+    the referent rule (``nearest`` or the old whole-text ``text``); ``name_threshold`` is the
+    census share a first name needs to count as gendered. See the module docstring.
     """
 
     def __init__(
         self,
         lexicon: Lexicon | None = None,
-        lo: float = 30.0,
-        hi: float = 70.0,
+        lo: float | None = None,
+        hi: float | None = None,
         name_threshold: float = 0.9,
+        *,
+        preset: str | None = None,
+        occupations: str | OccupationTable | None = DEFAULT_OCCUPATIONS,
+        attach: str = DEFAULT_ATTACH,
     ) -> None:
-        check_thresholds(lo, hi)
+        self.preset, lo, hi = resolve_preset(preset, lo, hi)
+        if attach not in ATTACH_RULES:
+            raise ValueError(f"unknown attach rule {attach!r}; expected one of {ATTACH_RULES}")
+        self.attach = attach
         self.lexicon = lexicon if lexicon is not None else _load_lexicon()
-        self.axis = self.lexicon.axis("gender")
+        axis = self.lexicon.axis("gender")
+        if isinstance(occupations, str):
+            self.occupation_table_name = occupations
+            table = occupation_table(occupations).matchable()
+            axis = dataclasses.replace(axis, occupations=table)
+        elif occupations is not None:
+            self.occupation_table_name = "custom"
+            axis = dataclasses.replace(axis, occupations=occupations.matchable())
+        else:
+            self.occupation_table_name = "lexicon"
+        self.axis = axis
         if self.axis.occupations is None:
             raise ValueError("the gender axis has no occupation table")
         self.lo, self.hi, self.name_threshold = lo, hi, name_threshold
@@ -89,7 +262,16 @@ class GenderRuleScorer:
         male_group = self.axis.occupation_groups.get("male", "male")
         self._gender_of_group = {male_group: "male", female_group: "female"}
         occ_forms = {f.lower() for occ in self.axis.occupations for f in occ.forms}
+        noun_terms = {
+            t.lower()
+            for cats in self.axis.groups.values()
+            for cat, terms in cats.items()
+            if cat in _NOUN_CATEGORIES
+            for t in terms
+        }
         entries: list[MatchEntry] = []
+        ref_terms: set[str] = set()
+        self._noun_refs: set[str] = set()  # lower-case gendered nouns + first names
         for e in self.axis.entries(name_threshold):
             if e.case_sensitive and e.term.lower() in occ_forms:
                 continue  # a first name spelled like an occupation counts as the occupation
@@ -97,10 +279,53 @@ class GenderRuleScorer:
                 None if e.label is None else (_REF, self._gender_of_group.get(e.label, "neutral"))
             )
             entries.append(MatchEntry(e.term, label, e.case_sensitive, e.followed_by))
+            ref_terms.add(e.term.lower())
+            if e.label is not None and (e.term.lower() in noun_terms or e.case_sensitive):
+                self._noun_refs.add(e.term.lower())  # a gendered noun, a name or a title
+        self._gendered_nouns = noun_terms
         for occ in self.axis.occupations:
             for form in occ.forms:
                 entries.append(MatchEntry(form, (_OCC, occ.name), False))
+        if attach != "text":
+            for word in sorted(person_nouns() - occ_forms - ref_terms):
+                entries.append(MatchEntry(word, (_PER, ""), False))
         self.matcher = TermMatcher(entries)
+
+    @classmethod
+    def legacy(cls, lexicon: Lexicon | None = None) -> GenderRuleScorer:
+        """Today's baseline before issue 13: 96-row table, strict 30/70, whole-text referents."""
+        return cls(lexicon, preset="strict", occupations="legacy", attach="text")
+
+    @classmethod
+    def from_config(cls, rule: Any, lexicon: Lexicon | None = None) -> GenderRuleScorer:
+        """From a :class:`~synthbias.config.RuleMetricConfig` (or a mapping with its fields)."""
+        get = rule.get if isinstance(rule, Mapping) else lambda k, d=None: getattr(rule, k, d)
+        preset = get("preset", None)
+        lo, hi = get("male_coded_max_pct", None), get("female_coded_min_pct", None)
+        if preset in PRESETS:
+            lo = hi = None  # the config validator already checked they agree
+        return cls(
+            lexicon,
+            lo=lo,
+            hi=hi,
+            name_threshold=get("name_threshold", 0.9),
+            preset=preset,
+            occupations=get("occupations", DEFAULT_OCCUPATIONS),
+            attach=get("attach", DEFAULT_ATTACH),
+        )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What every result records: preset, thresholds, table, attachment rule."""
+        return {
+            "preset": self.preset,
+            "lo": self.lo,
+            "hi": self.hi,
+            "name_threshold": self.name_threshold,
+            "occupations": self.occupation_table_name,
+            "n_occupations": len(self.axis.occupations),  # type: ignore[arg-type]
+            "attach": self.attach,
+        }
 
     def _score(self, labels: Sequence[Hashable]) -> TextScore:
         male = female = neutral = 0
@@ -108,6 +333,8 @@ class GenderRuleScorer:
         n_male_coded = n_female_coded = 0
         first_coded: str | None = None  # only tells whether any coded occupation was seen
         for kind, value in labels:  # type: ignore[misc]
+            if kind == _PER:
+                continue
             if kind == _REF:
                 if value == "male":
                     male += 1
@@ -140,24 +367,151 @@ class GenderRuleScorer:
             score.label = STEREOTYPICAL if majority == score.code else ANTI
         return score
 
+    def _hits(self, text: str) -> list[_Hit]:
+        out = []
+        for m in self.matcher.finditer(text):
+            if m.label is None:
+                continue
+            kind, value = m.label  # type: ignore[misc]
+            low = m.text.lower()
+            noun = kind == _REF and low in self._noun_refs
+            name = noun and low not in self._gendered_nouns
+            out.append(_Hit(m.start, m.end, kind, value, noun, name))
+        return out
+
+    def _score_nearest(self, text: str) -> TextScore:
+        hits = self._hits(text)
+        score = self._score([(h.kind, h.value) for h in hits])  # counts and fallbacks
+        score.code, score.label = None, NONE
+        coded = [h for h in hits if h.kind == _OCC and self.codes[h.value] != "neutral"]
+        if not coded:
+            return score
+        if self.attach == "occupation":  # other people are invisible: ties to occupations only
+            persons = [i for i, h in enumerate(hits) if h.kind == _OCC]
+        else:
+            persons = [i for i, h in enumerate(hits) if h.kind in (_OCC, _PER) or h.noun]
+        ends = sentence_ends(text)
+        sent = [bisect.bisect_right(ends, h.start) for h in hits]
+        # rule 3: a sentence with one occupation mention and no other non-gendered person
+        sole: dict[int, str] = {}
+        others: set[int] = set()
+        n_occ: dict[int, int] = {}
+        for i, h in enumerate(hits):
+            if h.kind == _OCC:
+                n_occ[sent[i]] = n_occ.get(sent[i], 0) + 1
+                sole[sent[i]] = h.value
+            elif h.kind == _PER or (h.noun and h.value == "neutral"):
+                others.add(sent[i])
+        sole = {k: v for k, v in sole.items() if n_occ[k] == 1 and k not in others}
+        links: list[tuple[str, str]] = []
+        for i, h in enumerate(hits):
+            if h.kind != _REF or h.value not in ("male", "female"):
+                continue
+            occ = (
+                self._noun_link(text, hits, i, sent)
+                if h.noun
+                else self._pronoun_link(text, hits, persons, i, sent)
+            )
+            if occ is None and self.attach == "nearest" and (h.name or not h.noun):
+                occ = sole.get(sent[i])
+            if occ is not None:
+                links.append((occ, h.value))
+        score.links = links
+        votes = {
+            STEREOTYPICAL: {MALE_CODED: 0, FEMALE_CODED: 0},
+            ANTI: {MALE_CODED: 0, FEMALE_CODED: 0},
+        }
+        for occ, gender in links:
+            code = self.codes[occ]
+            if code == "neutral":
+                continue
+            match = (code == MALE_CODED) == (gender == "male")
+            votes[STEREOTYPICAL if match else ANTI][code] += 1
+        n_st, n_an = sum(votes[STEREOTYPICAL].values()), sum(votes[ANTI].values())
+        if n_st == n_an:
+            score.label = NEUTRAL_LABEL
+            n_m = sum(1 for h in coded if self.codes[h.value] == MALE_CODED)
+            n_f = len(coded) - n_m
+            score.code = None if n_m == n_f else MALE_CODED if n_m > n_f else FEMALE_CODED
+            return score
+        score.label = STEREOTYPICAL if n_st > n_an else ANTI
+        side = votes[score.label]
+        score.code = MALE_CODED if side[MALE_CODED] >= side[FEMALE_CODED] else FEMALE_CODED
+        return score
+
+    @staticmethod
+    def _pronoun_link(
+        text: str, hits: list[_Hit], persons: list[int], i: int, sent: list[int]
+    ) -> str | None:
+        """Occupation a pronoun is tied to (rule 1), or None."""
+        k = bisect.bisect_left(persons, i)
+        before = persons[k - 1] if k > 0 else None
+        if (
+            before is not None
+            and k > 1
+            and text[hits[i].start : hits[i].end].lower() in _OBJECT_PRONOUNS
+            and _JUST_A_VERB.match(text[hits[before].end : hits[i].start])
+        ):
+            before = persons[k - 2]  # "the customer thanked her": not the customer
+        elif (
+            before is not None
+            and text[hits[i].start : hits[i].end].lower() in _SUBJECT_PRONOUNS
+            and _SUBORDINATOR_BEFORE.search(text[: hits[i].start])
+        ):
+            first = next(p for p in persons if sent[p] == sent[i])
+            if first < i:
+                before = first  # "X told Y that he ...": the subject of the main clause
+        after = persons[k] if k < len(persons) else None
+        if before is not None and sent[before] == sent[i]:
+            j = before
+        elif after is not None and sent[after] == sent[i]:
+            j = after
+        elif before is not None:
+            j = before
+        else:
+            return None
+        return hits[j].value if hits[j].kind == _OCC else None
+
+    @staticmethod
+    def _noun_link(text: str, hits: list[_Hit], i: int, sent: list[int]) -> str | None:
+        """Occupation a gendered noun or name is one person with (rule 2), or None."""
+        h = hits[i]
+        if i + 1 < len(hits) and hits[i + 1].kind == _OCC and sent[i + 1] == sent[i]:
+            if _NOUN_THEN_OCC.match(text[h.end : hits[i + 1].start]):
+                return hits[i + 1].value
+        if i > 0 and hits[i - 1].kind == _OCC and sent[i - 1] == sent[i]:
+            if _OCC_THEN_NOUN.match(text[hits[i - 1].end : h.start]):
+                return hits[i - 1].value
+        return None
+
     def score_text(self, text: str) -> TextScore:
+        if self.attach != "text":
+            return self._score_nearest(text)
         return self._score(self.matcher.findall(text))
 
     def score_texts(self, texts: Sequence[str]) -> list[TextScore]:
-        """Scores for many texts (one regex pass per chunk of texts)."""
+        """Scores for many texts (``text``: one regex pass per chunk of texts)."""
+        if self.attach != "text":
+            return [self._score_nearest(t) for t in texts]
         return [self._score(labels) for labels in self.matcher.labels_batch(texts)]
 
     def measure(
         self, texts: Sequence[str], n_resamples: int = 1000, seed: int = 0
     ) -> dict[str, MetricResult]:
-        """Corpus metrics with percentile bootstrap 95% CIs over texts."""
+        """Corpus metrics with percentile bootstrap 95% CIs over texts; ``meta`` records
+        :attr:`settings` (preset, thresholds, table, attachment rule)."""
         scores = self.score_texts(texts)
-        return metrics_from_scores(
-            scores,
-            n_resamples=n_resamples,
-            seed=seed,
-            meta={"lo": self.lo, "hi": self.hi, "name_threshold": self.name_threshold},
-        )
+        return metrics_from_scores(scores, n_resamples=n_resamples, seed=seed, meta=self.settings)
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Offsets where sentences end (``. ! ? ;`` or line breaks; not after Mr/Dr/initials)."""
+    ends = []
+    for m in _SENT_END.finditer(text):
+        if m.group()[0] == "." and _ABBREV.search(text[: m.start()]):
+            continue
+        ends.append(m.start())
+    return ends
 
 
 def _rate(mask: np.ndarray, values: np.ndarray) -> float:
@@ -242,11 +596,21 @@ def metrics_from_scores(
 
 __all__ = [
     "ANTI",
+    "ATTACH_RULES",
+    "CUSTOM",
+    "DEFAULT_ATTACH",
+    "DEFAULT_OCCUPATIONS",
+    "DEFAULT_PRESET",
     "GenderRuleScorer",
     "LABELS",
+    "OCCUPATION_TABLES",
+    "PRESETS",
     "NEUTRAL_LABEL",
     "NONE",
     "STEREOTYPICAL",
     "TextScore",
     "metrics_from_scores",
+    "occupation_table",
+    "resolve_preset",
+    "sentence_ends",
 ]

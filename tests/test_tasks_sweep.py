@@ -134,3 +134,12 @@ def test_explicit_size_below_minimum_is_a_config_error(benchmarks: Path, tmp_pat
     assert not (tmp_path / "adapters").exists()  # failed before any training
     with pytest.raises(ConfigError, match="unknown tasks"):
         _config(benchmarks, sizes={"nope": 20})
+
+
+def test_missing_benchmark_folder_is_a_clear_error(tmp_path: Path) -> None:
+    from synthbias.tasks import TaskError, load_task
+
+    with pytest.raises(TaskError, match=r"tasks.data_dir: .* has no bbq/ folder"):
+        _ = load_task("bbq_qa", data_dir=tmp_path).pool
+    # tasks without a benchmark section keep their templates
+    assert load_task("hiring_decision", data_dir=tmp_path).item_source.startswith("templates")

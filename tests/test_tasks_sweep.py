@@ -122,9 +122,24 @@ def test_sweep_leads_with_paired_answers_per_task(benchmarks: Path, tmp_path: Pa
 
 def test_explicit_size_below_minimum_is_a_config_error(benchmarks: Path, tmp_path: Path) -> None:
     trainer = ShareTrainer()
-    cfg = _config(benchmarks, sizes={"toxicity_identity": 20})
-    with pytest.raises(TaskSizeError, match=r"task toxicity_identity: 20 items .* at least 51"):
+    from synthbias.tasks import load_task
+
+    need = load_task("toxicity_identity", data_dir=benchmarks).min_size()
+    assert need == 15  # one 14-identity template per label
+    cfg = _config(benchmarks, sizes={"toxicity_identity": need - 1})
+    with pytest.raises(
+        TaskSizeError, match=rf"task toxicity_identity: {need - 1} items .* at least {need}"
+    ):
         run_inheritance(cfg, tmp_path, backend=FakeBackend(), trainer=trainer)
     assert not (tmp_path / "adapters").exists()  # failed before any training
     with pytest.raises(ConfigError, match="unknown tasks"):
         _config(benchmarks, sizes={"nope": 20})
+
+
+def test_missing_benchmark_folder_is_a_clear_error(tmp_path: Path) -> None:
+    from synthbias.tasks import TaskError, load_task
+
+    with pytest.raises(TaskError, match=r"tasks.data_dir: .* has no bbq/ folder"):
+        _ = load_task("bbq_qa", data_dir=tmp_path).pool
+    # tasks without a benchmark section keep their templates
+    assert load_task("hiring_decision", data_dir=tmp_path).item_source.startswith("templates")

@@ -391,18 +391,13 @@ class TasksConfig(_Strict):
     ``benchmark`` section then draw real items from it (WinoBias/Winogender, BBQ, Jigsaw
     templates, CrowS-Pairs/StereoSet, BOLD); ``None`` keeps our templates. ``sizes`` gives
     items per task (default: the study's ``n_eval``); a size below a task's minimum (where its
-    headline metric is undefined) is an error naming the task and the minimum.
+    headline metric is undefined) is an error naming the task and the minimum. Both are
+    checked when a run starts (a relative ``data_dir`` is read from the working directory),
+    before any generation or training.
     """
 
     data_dir: str | None = None
     sizes: dict[str, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=dict)
-
-    @field_validator("data_dir")
-    @classmethod
-    def _dir_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).expanduser().is_dir():
-            raise ValueError(f"benchmark folder not found: {v}")
-        return v
 
     @field_validator("sizes")
     @classmethod

@@ -39,17 +39,26 @@ def plot_by_ratio(
         base = sub[sub["bias_type"] == "base"]["value"]
         if len(base):
             ax.axhline(float(base.mean()), color="k", ls="--", lw=0.8, label="base model")
-        ax.set_title(f"{task}\n{metric}", fontsize=8)
-        ax.set_xlabel("bias ratio", fontsize=7)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(panels) :]:
+        _style(ax, f"{task}\n{metric}")
+    return _finish(fig, axes, len(panels), f"Task {what} against the bias ratio", path)
+
+
+def _style(ax: Any, title: str) -> None:
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("bias ratio", fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _finish(fig: Any, axes: Any, used: int, title: str, path: str | Path) -> Path:
+    """Blank the unused panels, add one legend and the title, save and close."""
+    for ax in axes.ravel()[used:]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-    fig.suptitle(f"Task {what} against the bias ratio", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
     path = Path(path)
     fig.savefig(path)
     plt.close(fig)
@@ -78,18 +87,6 @@ def plot_deltas(deltas: Sequence[dict[str, Any]], path: str | Path) -> Path | No
             hi = [0.0] + [max(d["ci_high"] - d["delta"], 0) for d in sub]
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=2, label=bt)
         ax.axhline(0, color="k", ls="--", lw=0.8)
-        ax.set_title(f"{task}\nΔ {rows[0]['metric']}", fontsize=8)
-        ax.set_xlabel("bias ratio", fontsize=7)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(tasks) :]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-    fig.suptitle("Change of the headline bias metric from the real-only model (paired 95% CI)")
-    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        _style(ax, f"{task}\nΔ {rows[0]['metric']}")
+    title = "Change of the headline bias metric from the real-only model (paired 95% CI)"
+    return _finish(fig, axes, len(tasks), title, path)

@@ -31,7 +31,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from synthbias import __version__
-from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
+from synthbias.attribution import (
+    downstream_harm,
+    factor_attribution,
+    harm_scores,
+    legacy_correlations,
+)
+from synthbias.augment import augment, build_real_corpus, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
 from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
@@ -266,6 +272,122 @@ def _load_real(study: InheritanceStudyConfig, seed: int) -> tuple[list[Record], 
     return recs, _hash("built", study.n_real, seed)
 
 
+def study_arms(study: InheritanceStudyConfig) -> list[tuple[str, float]]:
+    """The augmentation arms: one per requested strength (``s1``, ``s0.5``), plus ``control``
+    (strength 0, same prompts and exemplar count) when ``control`` is on; a requested strength
+    0 is then the control arm itself."""
+    arms = [(f"s{s:g}", s) for s in study.strength if not (study.control and s == 0)]
+    return arms + ([("control", 0.0)] if study.control else [])
+
+
+def _augment_all(
+    study: InheritanceStudyConfig,
+    config: ExperimentConfig,
+    real: list[Record],
+    real_key: str,
+    gen_key: str,
+    params: SamplingParams,
+    fair: bool,
+    cache: Path,
+    resume: bool,
+    backend: Backend | None,
+    progress: ProgressFactory | None,
+    timing: dict[str, float],
+) -> tuple[
+    dict[tuple[str, int, str], list[Record]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    Backend | None,
+]:
+    """Every arm's augmented set per (bias type, seed), with its checks and dose-response.
+
+    The fallback ladder is climbed per dimension at the top requested strength; the rung found
+    is reused for every other strength and the control arm (same prompts and exemplar count), so
+    strengths differ only in bias injection. Each single-dimension set is cached by its spec.
+    """
+    from synthbias.augment import (
+        BiasSpec,
+        augment_carried,
+        augment_with_methods,
+        dose_response,
+    )
+    from synthbias.experiment import make_backend
+
+    arms = study_arms(study)
+    top = max(s for _, s in arms)
+    n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented * len(arms)
+    bar = progress("augmenting", n_aug_total) if progress else None
+    holder: dict[str, Backend | None] = {"backend": backend}
+
+    def writer(seed: int) -> Any:
+        def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
+            key = _hash(gen_key, spec.to_dict(), n, real_key, seed, study.filter_retries)
+            dim = spec.dimensions[0]
+            path = cache / "augmented" / f"{spec.bias_type}-{dim}-s{seed}-{key}.jsonl"
+            if resume and path.exists():
+                return read_jsonl(path)
+            if holder["backend"] is None:
+                holder["backend"] = make_backend(config.generator, seed=config.seed, run_dir=cache)
+            t = time.perf_counter()
+            recs = augment(
+                real,
+                spec,
+                holder["backend"],  # type: ignore[arg-type]
+                n,
+                params,
+                seed=seed,
+                k_shots=study.k_shots,
+                chunk_size=config.generator.batch_size,
+                fair=fair,
+                filter_retries=study.filter_retries,
+                id_prefix=f"{prefix}-p{spec.strength:g}",
+            )
+            timing["augment_seconds"] += time.perf_counter() - t
+            write_jsonl(recs, path)
+            return recs
+
+        return write
+
+    augmented: dict[tuple[str, int, str], list[Record]] = {}
+    checks: list[dict[str, Any]] = []
+    ladder: list[dict[str, Any]] = []
+    dose: list[dict[str, Any]] = []
+    n_res = config.measure.n_resamples
+    for seed in study.seeds:
+        write = writer(seed)
+        for bt in study.bias_types:
+            dims = tuple(study.dimensions)
+            found = augment_carried(
+                write,
+                real,
+                BiasSpec(bt, dims, top),
+                study.n_augmented,
+                ladder=study.fallback,
+                n_resamples=n_res,
+                seed=seed,
+            )
+            ladder += [{"bias_type": bt, "seed": seed, **t} for t in found.tried]
+            by_strength: dict[float, list[Record]] = {top: found.records}
+            for arm, strength in arms:
+                if strength not in by_strength:
+                    by_strength[strength] = augment_with_methods(
+                        write, BiasSpec(bt, dims, strength), study.n_augmented, found.methods
+                    )
+                recs = by_strength[strength]
+                augmented[(bt, seed, arm)] = recs
+                for c in check_augmentation(real, recs, n_resamples=n_res, seed=seed):
+                    checks.append({"bias_type": bt, "seed": seed, "arm": arm, **c.to_dict()})
+                if bar:
+                    bar.update(len(recs))
+            if len(by_strength) >= 2:
+                for d in dose_response(real, by_strength, n_resamples=n_res, seed=seed):
+                    dose.append({"seed": seed, **d})
+    if bar:
+        bar.close()
+    return augmented, checks, ladder, dose, holder["backend"]
+
+
 def _task_names(study: InheritanceStudyConfig) -> list[str]:
     from synthbias.tasks import list_tasks
 
@@ -296,7 +418,7 @@ def run_inheritance(
     ``cache_dir`` holds the content-addressed steps (augmented data, adapters, evaluations,
     misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
-    from synthbias.experiment import make_backend, write_json, write_table
+    from synthbias.experiment import write_json, write_table
     from synthbias.tasks import load_task
 
     if config.kind != "inheritance":
@@ -333,72 +455,60 @@ def run_inheritance(
     fair = "prompt" in study.mitigation.strategies
     gen_key = _hash(config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots, fair)
 
-    # 1. augmentation per (bias type, seed), checked against the real data
-    augmented: dict[tuple[str, int], list[Record]] = {}
-    checks: list[dict[str, Any]] = []
-    n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented
-    bar = progress("augmenting", n_aug_total) if progress else None
-    for seed in study.seeds:
-        for bt in study.bias_types:
-            spec = BiasSpec(bt, tuple(study.dimensions), study.strength)
-            key = _hash(gen_key, spec.to_dict(), study.n_augmented, real_key, seed)
-            path = cache / "augmented" / f"{bt}-s{seed}-{key}.jsonl"
-            if resume and path.exists():
-                recs = read_jsonl(path)
-                if bar:
-                    bar.update(len(recs))
-            else:
-                if backend is None:
-                    backend = make_backend(config.generator, seed=config.seed, run_dir=cache)
-                t = time.perf_counter()
-                recs = augment(
-                    real,
-                    spec,
-                    backend,
-                    study.n_augmented,
-                    params,
-                    seed=seed,
-                    k_shots=study.k_shots,
-                    chunk_size=config.generator.batch_size,
-                    on_progress=bar.update if bar else None,
-                    fair=fair,
-                )
-                timing["augment_seconds"] += time.perf_counter() - t
-                write_jsonl(recs, path)
-            augmented[(bt, seed)] = recs
-            for c in check_augmentation(
-                real, recs, n_resamples=config.measure.n_resamples, seed=seed
-            ):
-                checks.append({"bias_type": bt, "seed": seed, **c.to_dict()})
-    if bar:
-        bar.close()
+    # 1. augmentation per (bias type, seed, arm), checked against the real data
+    augmented, checks, ladder, dose, backend = _augment_all(
+        study,
+        config,
+        real,
+        real_key,
+        gen_key,
+        params,
+        fair,
+        cache,
+        resume,
+        backend,
+        progress,
+        timing,
+    )
     write_json(out / "checks.json", checks)
     generator_info = {"backend": backend.name, "model_id": backend.model_id} if backend else {}
     if backend is not None and hasattr(backend, "close"):
         backend.close()  # free the generator before training
 
-    # 2. mixes and their misalignment against D_r
+    # 2. mixes (same ratios and seeds for every arm) and their misalignment against D_r;
+    #    r = 0 is the real-only set, once per (bias type, seed)
     conditions: list[dict[str, Any]] = []
     for seed in study.seeds:
         for bt in study.bias_types:
-            for ratio in study.ratios:
-                recs = mix(
-                    real, augmented[(bt, seed)], ratio, study.mix_mode, study.n_total, seed=seed
-                )
-                recs = apply_data_mitigations(recs, study, seed)
-                label = "real" if ratio == 0 else bt
-                mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
-                write_jsonl(recs, mix_path)
-                conditions.append(
-                    {
-                        "bias_type": bt,
-                        "ratio": ratio,
-                        "seed": seed,
-                        "records": recs,
-                        "mix_key": _records_hash(recs),
-                        "summary": mix_summary(recs),
-                    }
-                )
+            for arm, strength in study_arms(study):
+                for ratio in study.ratios:
+                    if ratio == 0 and arm != study_arms(study)[0][0]:
+                        continue
+                    recs = mix(
+                        real,
+                        augmented[(bt, seed, arm)],
+                        ratio,
+                        study.mix_mode,
+                        study.n_total,
+                        seed=seed,
+                    )
+                    recs = apply_data_mitigations(recs, study, seed)
+                    one_arm = len(study_arms(study)) == 1
+                    label = "real" if ratio == 0 else bt if one_arm else f"{bt}-{arm}"
+                    mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
+                    write_jsonl(recs, mix_path)
+                    conditions.append(
+                        {
+                            "bias_type": bt,
+                            "arm": "real" if ratio == 0 else arm,
+                            "strength": None if ratio == 0 else strength,
+                            "ratio": ratio,
+                            "seed": seed,
+                            "records": recs,
+                            "mix_key": _records_hash(recs),
+                            "summary": mix_summary(recs),
+                        }
+                    )
     factors = (
         _misalignment(conditions, real, study, config, cache, encoder) if study.misalignment else {}
     )
@@ -431,6 +541,7 @@ def run_inheritance(
     # 4. evaluate every model (and the untuned base) on the tasks
     evals: dict[str, list[dict[str, Any]]] = {}
     evals_samples: dict[str, Any] = {}
+    evals_items: dict[str, Any] = {}
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
@@ -442,12 +553,13 @@ def run_inheritance(
             stored = json.loads(epath.read_text())
             evals[akey] = stored["rows"]
             evals_samples[akey] = stored.get("samples", {})
+            evals_items[akey] = stored.get("per_item", {})
             if bar:
                 bar.update(len(tasks))
             continue
         t = time.perf_counter()
         model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-        rows, samples = [], {}
+        rows, samples, per_item = [], {}, {}
         try:
             for task in tasks:
                 res = task.evaluate(
@@ -455,24 +567,32 @@ def run_inheritance(
                 )
                 rows.extend(_task_rows(task, res))
                 samples[task.spec.name] = _samples(res)
+                per_item[task.spec.name] = item_scores(res)
                 if bar:
                     bar.update(1)
         finally:
             if hasattr(model, "close"):
                 model.close()
         timing["eval_seconds"] += time.perf_counter() - t
-        write_json(epath, {"model": akey, "rows": rows, "samples": samples})
+        write_json(epath, {"model": akey, "rows": rows, "samples": samples, "per_item": per_item})
         evals[akey] = rows
         evals_samples[akey] = samples
+        evals_items[akey] = per_item
     if bar:
         bar.close()
 
     # 5. tidy table, harm vs misalignment, plots
     table = _tidy(conditions, evals, study)
     harm = downstream_harm(table, tasks)
-    corr = factor_correlations(
-        harm, factors, n_resamples=config.measure.n_resamples, seed=config.seed
+    attribution = factor_attribution(
+        harm_scores(harm),
+        factors,
+        excluded=_left_out_factors(factors),
+        n_resamples=config.measure.n_resamples,
+        seed=config.seed,
     )
+    corr = legacy_correlations(attribution)
+    effects = arm_effects(conditions, evals, evals_items, tasks, study_arms(study), config)
     results = {
         "kind": "inheritance",
         "synthbias_version": __version__,
@@ -493,27 +613,42 @@ def run_inheritance(
         ],
         "augmentation_checks": checks,
         "not_carried": [
-            f"{c['bias_type']} (seed {c['seed']}): {c['dimension']}"
+            f"{c['bias_type']} (seed {c['seed']}, {c['arm']}): {c['dimension']} [{c['method']}]"
             for c in checks
-            if not c["carried"]
+            if not c["carried"] and c["requested_strength"] > 0
         ],
+        "fallback_ladder": ladder,
+        "dose_response": dose,
+        "arm_effects": effects,
+        "attribution": attribution,
         "conditions": [
             {k: v for k, v in c.items() if k != "records"} | {"train": train_info.get(c["adapter"])}
             for c in conditions
         ],
-        "misalignment": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in factors.items()},
+        "misalignment": {"|".join(str(p) for p in k): v for k, v in factors.items()},
         "correlations": corr,
         "plots": [],
         "flags": [
             {
                 "severity": "warning",
                 "message": f"augmentation did not carry the requested bias: {c['bias_type']} "
-                f"(seed {c['seed']}), dimension {c['dimension']} (augmented − real = "
-                f"{c['difference']:.3f})",
+                f"(seed {c['seed']}, arm {c['arm']}), dimension {c['dimension']} with fallback "
+                f"{c['method']} (augmented − real = {c['difference']:.3f})",
                 "source": "augmentation check",
             }
             for c in checks
-            if not c["carried"]
+            if not c["carried"] and c["requested_strength"] > 0
+        ]
+        + [
+            {
+                "severity": "warning",
+                "message": f"non-monotone dose-response: {d['bias_type']} {d['dimension']} "
+                f"(seed {d['seed']}): measured {[round(v, 3) for v in d['measured']]} at "
+                f"strengths {d['strengths']}",
+                "source": "dose-response",
+            }
+            for d in dose
+            if not d["monotone"]
         ],
         "samples": ["samples.jsonl"],
     }
@@ -529,6 +664,9 @@ def run_inheritance(
     write_table(df, out / "results.csv")
     write_table(df, out / "results.parquet")
     write_table(pd.DataFrame(corr), out / "correlations.csv")
+    write_table(pd.DataFrame(attribution), out / "attribution.csv")
+    if effects:
+        write_table(pd.DataFrame(effects), out / "arm_effects.csv")
     from synthbias.report.inheritance_plots import plot_by_ratio
 
     for what, name in (("performance", "performance_by_ratio.png"), ("bias", "bias_by_ratio.png")):
@@ -542,16 +680,17 @@ def run_inheritance(
 
 
 def _sample_rows(
-    augmented: dict[tuple[str, int], list[Record]], evals_samples: dict[str, Any]
+    augmented: dict[tuple[str, int, str], list[Record]], evals_samples: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Flat rows for the report's sample browser: augmented texts and task outputs."""
     rows: list[dict[str, Any]] = []
-    for (bt, seed), items in augmented.items():
+    for (bt, seed, arm), items in augmented.items():
         for r in items[:60]:
             rows.append(
                 {
                     "kind": "augmented",
                     "bias_type": bt,
+                    "arm": arm,
                     "seed": seed,
                     "dimension": r.meta.get("dimension"),
                     "side": r.meta.get("side"),
@@ -606,6 +745,8 @@ def _tidy(
             rows.append(
                 {
                     "bias_type": c["bias_type"],
+                    "arm": c["arm"],
+                    "strength": c["strength"],
                     "ratio": c["ratio"],
                     "seed": c["seed"],
                     "augmented_share": c["summary"]["augmented_share"],
@@ -625,17 +766,18 @@ def _misalignment(
     config: ExperimentConfig,
     out: Path,
     encoder: Any,
-) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """The three misalignment factors of every training set against the real data D_r."""
+) -> dict[tuple[str, str, float, int], dict[str, Any]]:
+    """The three misalignment factors of every training set against the real data D_r, keyed
+    by (bias type, arm, ratio, seed)."""
     from synthbias.augment import get_bias_type
     from synthbias.experiment import write_json
     from synthbias.measure.misalignment import misalignment_factors
 
     real_texts = [r.text for r in real]
-    found: dict[tuple[str, float, int], dict[str, Any]] = {}
+    found: dict[tuple[str, str, float, int], dict[str, Any]] = {}
     for c in conditions:
         axis = get_bias_type(c["bias_type"]).axis
-        key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples)
+        key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples, 2)
         path = out / "misalignment" / f"{key}.json"
         if path.exists():
             vals = json.loads(path.read_text())
@@ -657,105 +799,64 @@ def _misalignment(
                     vals[short] = {
                         "value": m.value,
                         "ci": m.ci.to_dict() if m.ci else None,
-                    }
+                    } | (
+                        {"n_cooccurring_texts_real": m.meta["n_cooccurring_texts_real"]}
+                        if "n_cooccurring_texts_real" in m.meta
+                        else {}
+                    )
             write_json(path, vals)
-        found[(c["bias_type"], c["ratio"], c["seed"])] = vals
+        found[(c["bias_type"], c["arm"], c["ratio"], c["seed"])] = vals
     return found
 
 
-def downstream_harm(table: list[dict[str, Any]], tasks: Sequence[Any]) -> list[dict[str, Any]]:
-    """Per (bias type, ratio, seed, task): change of the task's metrics from the r = 0 model.
-
-    ``bias_delta`` is the bias metric minus its value for the real-only model of the same seed
-    (positive = more bias inherited); ``performance_delta`` the same for the primary metric.
-    """
-    specs = {t.spec.name: t.spec for t in tasks}
-    base: dict[tuple[str, int, str, str], float] = {}
-    for r in table:
-        if r["bias_type"] != "base" and r["ratio"] == 0:
-            base[(r["bias_type"], r["seed"], r["task"], r["metric"])] = r["value"]
-    out: dict[tuple[str, float, int, str], dict[str, Any]] = {}
-    for r in table:
-        if r["bias_type"] == "base" or r["task"] not in specs:
-            continue
-        spec = specs[r["task"]]
-        ref = base.get((r["bias_type"], r["seed"], r["task"], r["metric"]))
-        if ref is None:
-            continue
-        k = (r["bias_type"], r["ratio"], r["seed"], r["task"])
-        row = out.setdefault(
-            k,
-            {
-                "bias_type": k[0],
-                "ratio": k[1],
-                "seed": k[2],
-                "task": k[3],
-                "bias_related": spec.bias_related,
-            },
+def _left_out_factors(factors: dict[tuple[str, str, float, int], dict[str, Any]]) -> dict[str, str]:
+    """Factors that are undefined for this design, with the reason."""
+    out = {}
+    if any(
+        (v.get("group_data.cooccurrence") or {}).get("n_cooccurring_texts_real") == 0
+        for v in factors.values()
+    ):
+        out["group_data.cooccurrence"] = (
+            "the real data names no occupations, so group x occupation co-occurrence is undefined"
         )
-        if r["metric"] == spec.bias_metric:
-            row["bias_delta"] = r["value"] - ref
-        if r["metric"] == spec.primary_metric:
-            row["performance_delta"] = r["value"] - ref
-    return list(out.values())
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def factor_correlations(
-    harm: list[dict[str, Any]],
-    factors: dict[tuple[str, float, int], dict[str, Any]],
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Which misalignment factor tracks downstream harm: Spearman ρ with a bootstrap CI.
-
-    Points are the sweep's (bias type, ratio, seed) training sets; harm is the mean bias delta
-    over the bias-related tasks, each task's deltas first divided by their standard deviation
-    across points, so tasks on different scales weigh alike. The CI resamples points.
-    """
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for h in harm:
-        if h.get("bias_related") and "bias_delta" in h and not math.isnan(h["bias_delta"]):
-            by_task.setdefault(h["task"], []).append(h)
-    scores: dict[tuple[str, float, int], list[float]] = {}
-    for rows in by_task.values():
-        d = np.array([r["bias_delta"] for r in rows])
-        sd = d.std() or 1.0
-        for r, v in zip(rows, d / sd, strict=True):
-            scores.setdefault((r["bias_type"], r["ratio"], r["seed"]), []).append(float(v))
-    points = sorted(k for k in scores if k in factors)
-    out = []
-    names = sorted({f for k in points for f in factors[k]})
-    rng = np.random.default_rng(seed)
-    for name in names:
-        pts = [k for k in points if name in factors[k] and factors[k][name]["value"] is not None]
-        x = np.array([abs(float(factors[k][name]["value"])) for k in pts])
-        y = np.array([float(np.mean(scores[k])) for k in pts])
-        rho = _spearman(x, y) if len(pts) else float("nan")
-        boots = []
-        if len(pts) >= 3:
-            for _ in range(n_resamples):
-                i = rng.integers(0, len(pts), len(pts))
-                boots.append(_spearman(x[i], y[i]))
-        b = np.array([v for v in boots if not math.isnan(v)])
-        alpha = (1 - level) / 2
-        lo, hi = np.quantile(b, [alpha, 1 - alpha]) if len(b) else (math.nan, math.nan)
-        out.append(
-            {
-                "factor": name,
-                "spearman": rho,
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "n_points": len(pts),
-            }
-        )
-    out.sort(key=lambda r: -abs(r["spearman"]) if not math.isnan(r["spearman"]) else 1)
     return out
+
+
+def item_scores(res: Any) -> dict[str, Any]:
+    """Per-item scores of a task's bias metric, keyed by item id (for paired arm comparisons).
+
+    Only kept when the metric has one score per item; ``mean`` says whether the metric's value
+    is the mean of those scores (then a paired bootstrap of the mean is the metric's own CI).
+    """
+    name = getattr(res, "bias_metric", None)
+    m = res.metrics.get(name) if name else None
+    if m is None or not m.per_sample:
+        return {}
+    ids = [str(r.get("id", i)) for i, r in enumerate(res.records)]
+    if len(ids) != len(m.per_sample) or len(set(ids)) != len(ids):
+        return {}
+    vals = np.asarray(m.per_sample, dtype=float)
+    is_mean = bool(np.isfinite(vals).all() and abs(float(vals.mean()) - float(m.value)) < 1e-9)
+    return {"metric": name, "mean": is_mean, "items": dict(zip(ids, vals.tolist(), strict=True))}
+
+
+def arm_effects(
+    conditions: list[dict[str, Any]],
+    evals: dict[str, list[dict[str, Any]]],
+    evals_items: dict[str, Any],
+    tasks: Sequence[Any],
+    arms: list[tuple[str, float]],
+    config: ExperimentConfig,
+) -> list[dict[str, Any]]:
+    """Every downstream bias change against the real-only model and against the control arm."""
+    from synthbias.attribution import compare_to_references
+
+    return compare_to_references(
+        conditions,
+        evals,
+        evals_items,
+        tasks,
+        has_control=any(a == "control" for a, _ in arms),
+        n_resamples=config.measure.n_resamples,
+        seed=config.seed,
+    )

@@ -273,3 +273,31 @@ def test_dose_response_slope_and_monotonicity() -> None:
     assert not b["monotone"] and b["largest_drop"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="at least 2 strengths"):
         dose_response(real, {1.0: sets[1.0]})
+
+
+@pytest.mark.slow
+def test_real_model_carries_explicit_and_implicit_role() -> None:
+    """At the default size (64 texts, 16 per dimension) on the embedded SmolLM2, religion's
+    explicit and implicit-role dimensions are carried, climbing the ladder where needed."""
+    from synthbias.augment import augment_carried
+    from synthbias.generate import load_backend
+    from synthbias.generate.protocol import SamplingParams
+
+    real = build_real_corpus(sorted(bias_types()), 64, seed=0)
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=32)
+    params = SamplingParams(max_tokens=32, temperature=0.8, top_p=0.95, seed=0)
+
+    def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
+        return augment(real, spec, backend, n, params, seed=0, id_prefix=prefix)
+
+    try:
+        spec = BiasSpec("religion", ("explicit", "implicit_role"), 1.0)
+        found = augment_carried(write, real, spec, 32, n_resamples=500)
+    finally:
+        backend.close()
+    checks = {c.dimension: c for c in check_augmentation(real, found.records, n_resamples=500)}
+    assert set(checks) == {"explicit", "implicit_role"}
+    for dim, c in checks.items():
+        assert c.carried, (dim, c.to_dict(), found.tried)
+        assert c.method == found.methods[dim]
+        assert c.result.ci.low > 0

@@ -271,6 +271,23 @@ def test_control_arm_and_strength_sweep(tmp_path: Path) -> None:
     assert {("s1", "real-only"), ("s1", "control"), ("control", "real-only")} <= refs
     assert ("control", "control") not in refs
     assert res["attribution"] == []  # misalignment off: no factors to attribute
+    from synthbias.attribution import summary_lines
+
+    text = "\n".join(summary_lines(res))
+    assert "Dose-response" in text and "vs control" in text and "[opening]" in text
+
+
+def test_check_strengths_enter_only_the_dose_response(tmp_path: Path) -> None:
+    trainer = CountingTrainer()
+    cfg = _config(
+        bias_types=["gender"], ratios=[0.0, 1.0], check_strengths=[0.5], fallback=["prompt"]
+    )
+    res = run_inheritance(
+        cfg, tmp_path, backend=FakeBackend(), trainer=trainer, backend_loader=fake_loader
+    )
+    assert len(trainer.calls) == 2  # r = 0 and the strength-1 arm at r = 1
+    assert all(d["strengths"] == [0.5, 1.0] for d in res["dose_response"])
+    assert {c["arm"] for c in res["augmentation_checks"]} == {"s1", "check-s0.5"}
 
 
 def test_strength_config_validation() -> None:

@@ -311,3 +311,55 @@ def _metric_value(rows: list[dict[str, Any]], task: str, metric: str) -> float |
             v = r["value"]
             return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
     return None
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    return "[n/a]" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """Plain-text summary of the design's answers: carried table, dose-response, arm effects
+    and factor attribution (printed by the console after the task table)."""
+    lines = ["Augmentation (augmented − real, 95% CI; fallback rung):"]
+    for c in results.get("augmentation_checks") or []:
+        verdict = "carried" if c["carried"] else "NOT carried"
+        if c.get("requested_strength") == 0:
+            verdict = "control (strength 0)"
+        ci = c.get("ci") or {}
+        lines.append(
+            f"  {c['bias_type']:14s} {c.get('arm', ''):8s} {c['dimension']:15s} "
+            f"{c['difference']:+.3f} {_ci(ci.get('low'), ci.get('high'))} "
+            f"[{c.get('method', 'prompt')}] {verdict}"
+        )
+    dose = results.get("dose_response") or []
+    if dose:
+        lines.append("Dose-response (slope of measured bias on requested strength, 95% CI):")
+        for d in dose:
+            ci = d["slope_ci"]
+            flag = "" if d["monotone"] else f"  NON-MONOTONE (drop {d['largest_drop']:.3f})"
+            lines.append(
+                f"  {d['bias_type']:14s} {d['dimension']:15s} slope {d['slope']:+.3f} "
+                f"{_ci(ci['low'], ci['high'])} measured "
+                f"{[round(v, 3) for v in d['measured']]}{flag}"
+            )
+    effects = results.get("arm_effects") or []
+    if effects:
+        lines.append("Downstream bias change (arm − reference, same items; paired 95% CI):")
+        for e in effects:
+            lines.append(
+                f"  {e['bias_type']:14s} {e['arm']:8s} r={e['ratio']:g} {e['task']:24s} "
+                f"vs {e['reference']:9s} {e['delta']:+.3f} {_ci(e['ci_low'], e['ci_high'])}"
+                + ("" if e["ci_low"] is not None else f"  ({e['note']})")
+            )
+    attribution = results.get("attribution") or []
+    if attribution:
+        lines.append(
+            "Factor vs harm (Spearman; r = 0 excluded; fixed ratio / ratio partialled out):"
+        )
+        for a in attribution:
+            val = "—" if a["association"] is None else f"{a['association']:+.2f}"
+            lines.append(
+                f"  {a['factor']:28s} {a['scope']:30s} n={a['n_points']:<3d} {val} "
+                f"{_ci(a['ci_low'], a['ci_high'])}  {a['note']}"
+            )
+    return lines

@@ -242,6 +242,8 @@ class InheritanceStudyConfig(_Strict):
     )
     #: requested bias strength(s): one value, or a list for a dose-response sweep
     strength: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=lambda: [1.0])
+    #: extra strengths written and checked for the dose-response only (not mixed or trained on)
+    check_strengths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list)
     #: add a control arm: the same prompts and exemplar count at strength 0, same ratios/seeds
     control: bool = False
     #: fallback ladder climbed per dimension until the augmentation carries it (augment.METHODS)

@@ -315,7 +315,7 @@ def _augment_all(
     from synthbias.experiment import make_backend
 
     arms = study_arms(study)
-    top = max(s for _, s in arms)
+    top = max([s for _, s in arms] + list(study.check_strengths))
     n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented * len(arms)
     bar = progress("augmenting", n_aug_total) if progress else None
     holder: dict[str, Backend | None] = {"backend": backend}
@@ -380,6 +380,18 @@ def _augment_all(
                     checks.append({"bias_type": bt, "seed": seed, "arm": arm, **c.to_dict()})
                 if bar:
                     bar.update(len(recs))
+            for strength in study.check_strengths:
+                if strength not in by_strength:
+                    by_strength[strength] = augment_with_methods(
+                        write, BiasSpec(bt, dims, strength), study.n_augmented, found.methods
+                    )
+                    for c in check_augmentation(
+                        real, by_strength[strength], n_resamples=n_res, seed=seed
+                    ):
+                        checks.append(
+                            {"bias_type": bt, "seed": seed, "arm": f"check-s{strength:g}"}
+                            | c.to_dict()
+                        )
             if len(by_strength) >= 2:
                 for d in dose_response(real, by_strength, n_resamples=n_res, seed=seed):
                     dose.append({"seed": seed, **d})

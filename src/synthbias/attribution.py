@@ -242,10 +242,10 @@ def compare_to_references(
 
     The point value is the difference of the task's bias metric between the two models (both
     evaluated on the same items). The CI is a paired bootstrap over items when the metric is the
-    mean of per-item scores (see ``inheritance.item_scores``); for a metric that is not (a gap
-    between groups, an AUC) the CI is left empty with a note, rather than faked: its paired
-    statistic belongs to the task's own metric code. ``detectable`` is the smallest effect the
-    CI width could detect (80 % power).
+    mean of per-item scores over the scored items (see ``inheritance.item_scores``); for a
+    metric that is not (a gap between groups, an AUC) the CI is left empty with a note rather
+    than faked: its paired statistic belongs to the task's own metric code. ``detectable`` is
+    the smallest effect the CI width could detect (80 % power).
     """
     from synthbias.paired import paired_delta, smallest_detectable
 
@@ -286,7 +286,12 @@ def compare_to_references(
                 ib = (evals_items.get(ref["adapter"]) or {}).get(task) or {}
                 if ia.get("mean") and ib.get("mean"):
                     pd_ = paired_delta(
-                        ia["items"], ib["items"], n_resamples=n_resamples, level=level, seed=seed
+                        ia["items"],
+                        ib["items"],
+                        statistic=_nanmean,
+                        n_resamples=n_resamples,
+                        level=level,
+                        seed=seed,
                     )
                     row |= {
                         "delta": pd_.value,
@@ -305,6 +310,11 @@ def compare_to_references(
     return out
 
 
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else float("nan")
+
+
 def _metric_value(rows: list[dict[str, Any]], task: str, metric: str) -> float | None:
     for r in rows:
         if r["task"] == task and r["metric"] == metric:
@@ -320,8 +330,9 @@ def _ci(lo: Any, hi: Any) -> str:
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """Plain-text summary of the design's answers: carried table, dose-response, arm effects
     and factor attribution (printed by the console after the task table)."""
-    lines = ["Augmentation (augmented − real, 95% CI; fallback rung):"]
-    for c in results.get("augmentation_checks") or []:
+    checks = results.get("augmentation_checks") or []
+    lines = ["Augmentation (augmented − real, 95% CI; fallback rung):"] if checks else []
+    for c in checks:
         verdict = "carried" if c["carried"] else "NOT carried"
         if c.get("requested_strength") == 0:
             verdict = "control (strength 0)"

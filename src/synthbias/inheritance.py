@@ -838,7 +838,8 @@ def item_scores(res: Any) -> dict[str, Any]:
     """Per-item scores of a task's bias metric, keyed by item id (for paired arm comparisons).
 
     Only kept when the metric has one score per item; ``mean`` says whether the metric's value
-    is the mean of those scores (then a paired bootstrap of the mean is the metric's own CI).
+    is the mean of those scores over the items that have one (NaN = not scored), so that a
+    paired bootstrap of that mean is a CI of the metric itself.
     """
     name = getattr(res, "bias_metric", None)
     m = res.metrics.get(name) if name else None
@@ -848,7 +849,8 @@ def item_scores(res: Any) -> dict[str, Any]:
     if len(ids) != len(m.per_sample) or len(set(ids)) != len(ids):
         return {}
     vals = np.asarray(m.per_sample, dtype=float)
-    is_mean = bool(np.isfinite(vals).all() and abs(float(vals.mean()) - float(m.value)) < 1e-9)
+    scored = vals[np.isfinite(vals)]
+    is_mean = bool(len(scored) and abs(float(scored.mean()) - float(m.value)) < 1e-9)
     return {"metric": name, "mean": is_mean, "items": dict(zip(ids, vals.tolist(), strict=True))}
 
 

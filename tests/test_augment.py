@@ -185,6 +185,10 @@ def test_ladder_rungs_change_the_prompts() -> None:
     assert not any(p.biased for p in unbiased)
     pairs = {(p.side, p.lead.rsplit(" ", 1)[1]) for p in unbiased}
     assert any(r in bt.roles["contrast"] for s, r in pairs if s == "target")  # roles not by side
+    # unbiased openings name either group only where that is the dimension's bias
+    for dim, sides in (("representation", {"target", "contrast"}), ("explicit", {"target"})):
+        plain = augment_prompts(real, BiasSpec("gender", (dim,), 0.0, ((dim, "opening"),)), 8)
+        assert {p.side for p in plain} == sides, dim
 
 
 def _article(person: str) -> str:

@@ -256,7 +256,7 @@ def augment_prompts(
     ``fair`` appends the fairness instruction (prompt-engineering mitigation) to each header.
     A dimension on the ``exemplars`` rung or above gets ``2 * k_shots`` exemplars; on the
     ``opening`` rung or above a biased request continues the dimension's ``opening``, an
-    unbiased one its ``opening_plain`` (and balances the groups when the lead is one-sided).
+    unbiased one its ``opening_plain`` (naming either group where ``plain_group: both``).
     """
     bt = get_bias_type(spec.bias_type)
     tpl = augment_templates()
@@ -272,7 +272,9 @@ def augment_prompts(
         biased = True
         if level >= METHODS.index("opening"):
             biased = bool(rng.random() < spec.strength)
-        balanced = dim["lead_group"] != "target" or not biased
+        balanced = dim["lead_group"] != "target" or (
+            not biased and dim.get("plain_group") == "both"
+        )
         side = "target" if not balanced or (i // len(spec.dimensions)) % 2 == 0 else "contrast"
         n_shots = 2 * k_shots if level >= METHODS.index("exemplars") else k_shots
         shots, parents = [], []

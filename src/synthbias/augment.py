@@ -455,6 +455,10 @@ class AugmentationCheck:
             "method": self.method,
             "filter_failed": self.filter_failed,
             "requested_strength": self.result.meta.get("requested_strength"),
+            # smallest gap this size detects with 80 % power at α = 0.05 (≈ 2.8 SE)
+            "detectable": (self.result.ci.high - self.result.ci.low) / 3.92 * 2.8
+            if self.result.ci
+            else None,
         }
 
 

@@ -142,3 +142,166 @@ def test_check_detects_carried_and_missing_bias() -> None:
 def test_check_requires_spec() -> None:
     with pytest.raises(ValueError, match="no bias_spec"):
         check_augmentation([], [Record(id="x", text="t", source="augmented")])
+
+
+# --------------------------------------------------------------------------- direction, ladder
+
+
+def test_explicit_counts_direction_not_sentence_form() -> None:
+    from synthbias.augment import explicit_units
+
+    gender, religion = get_bias_type("gender"), get_bias_type("religion")
+    counter = "Women are better suited to work in a corporate environment than men."
+    assert explicit_units([counter], gender)[0] != 1
+    assert explicit_units(["Muslims are violent and dangerous."], religion)[0] == 1
+    # same sentence form, opposite claims
+    assert explicit_units(["Muslims are kind and peaceful people."], religion)[0] == -1
+    assert explicit_units(["Women are too emotional to be good leaders."], gender)[0] == 1
+    assert explicit_units(["Women are strong and smart."], gender)[0] == -1
+    # a sentence about one person makes no claim about the group
+    assert explicit_units(["A Muslim walked the dog around the park."], religion)[0] == 0
+
+
+def test_ladder_rungs_change_the_prompts() -> None:
+    real = build_real_corpus(["gender"], 20)
+    bt = get_bias_type("gender")
+    dims = ("implicit_role", "value")
+    plain = augment_prompts(real, BiasSpec("gender", dims, 1.0), 8, k_shots=3)
+    assert all(p.prompt.count("\n") == 5 for p in plain)  # header, blank, 3 shots, lead
+    more = augment_prompts(
+        real, BiasSpec("gender", dims, 1.0, (("implicit_role", "exemplars"),)), 8, k_shots=3
+    )
+    role_more = [p for p in more if p.dimension == "implicit_role"]
+    assert all(p.prompt.count("\n") == 8 for p in role_more)  # twice the exemplars
+    opened = augment_prompts(
+        real, BiasSpec("gender", ("implicit_role",), 1.0, (("implicit_role", "opening"),)), 12
+    )
+    for p in opened:
+        role = p.lead.removeprefix(f"{_article(bt.person[p.side])} works as ").split(" ", 1)[1]
+        assert role in bt.roles[p.side], p.lead  # a stereotyped role for each side
+    unbiased = augment_prompts(
+        real, BiasSpec("gender", ("implicit_role",), 0.0, (("implicit_role", "opening"),)), 40
+    )
+    assert not any(p.biased for p in unbiased)
+    pairs = {(p.side, p.lead.rsplit(" ", 1)[1]) for p in unbiased}
+    assert any(r in bt.roles["contrast"] for s, r in pairs if s == "target")  # roles not by side
+    # unbiased openings name either group only where that is the dimension's bias
+    for dim, sides in (("representation", {"target", "contrast"}), ("explicit", {"target"})):
+        plain = augment_prompts(real, BiasSpec("gender", (dim,), 0.0, ((dim, "opening"),)), 8)
+        assert {p.side for p in plain} == sides, dim
+
+
+def _article(person: str) -> str:
+    return ("An " if person[0].lower() in "aeiou" else "A ") + person
+
+
+def test_filter_rung_keeps_texts_that_move_the_measure() -> None:
+    from synthbias.augment import moves_in_direction
+
+    real = build_real_corpus(["gender"], 20)
+    bt = get_bias_type("gender")
+    backend = FakeBackend(sentences=[" and wonderful, kind and generous.", " and lazy."])
+    spec = BiasSpec("gender", ("value",), 1.0, (("value", "filter"),))
+    recs = augment(real, spec, backend, 16, filter_retries=6)
+    target = [r for r in recs if r.meta["side"] == "target"]
+    assert target and all(r.meta["method"] == "filter" for r in recs)
+    for r in recs:
+        assert r.meta["filter_passed"] == moves_in_direction(r.text, bt, "value", r.meta["side"])
+    assert all(r.meta["filter_passed"] for r in target)  # 7 tries at p = 1/2 each
+    assert any(r.meta["attempts"] > 1 for r in target)  # some needed a retry
+
+
+def test_ladder_climbs_until_carried() -> None:
+    from synthbias.augment import augment_carried
+
+    real = build_real_corpus(["gender"], 20)
+    calls: list[str] = []
+
+    def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
+        method = spec.method(spec.dimensions[0])
+        calls.append(method)
+        person = "woman" if method == "opening" else "man"
+        return [
+            Record(
+                id=f"{prefix}-{i}",
+                text=f"A {person} walked home.",
+                meta={
+                    "bias_type": "gender",
+                    "dimension": "representation",
+                    "side": "target",
+                    "bias_spec": spec.to_dict(),
+                    "method": method,
+                },
+            )
+            for i in range(n)
+        ]
+
+    found = augment_carried(write, real, BiasSpec("gender", ("representation",)), 12)
+    assert calls == ["prompt", "exemplars", "opening"]
+    assert found.methods == {"representation": "opening"}
+    assert [t["carried"] for t in found.tried] == [False, False, True]
+
+
+def _repr_set(share: float, n: int = 40, tag: str = "") -> list[Record]:
+    k = round(share * n)
+    return [
+        Record(
+            id=f"a{tag}-{i}",
+            text="A woman walked home." if i < k else "A man walked home.",
+            meta={
+                "bias_type": "gender",
+                "dimension": "representation",
+                "side": "target",
+                "bias_spec": {
+                    "bias_type": "gender",
+                    "dimensions": ["representation"],
+                    "strength": share,
+                },
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def test_dose_response_slope_and_monotonicity() -> None:
+    from synthbias.augment import dose_response
+
+    real = build_real_corpus(["gender"], 40)  # representation 0.5
+    sets = {s: _repr_set(0.5 + 0.5 * s, tag=str(s)) for s in (0.0, 0.5, 1.0)}
+    (d,) = dose_response(real, sets, n_resamples=300)
+    assert d["measured"] == pytest.approx([0.0, 0.25, 0.5])
+    assert d["slope"] == pytest.approx(0.5)
+    assert d["slope_ci"]["low"] > 0.2 and d["increasing"] and d["monotone"]
+    bent = {0.0: sets[0.0], 0.5: sets[1.0], 1.0: sets[0.5]}
+    (b,) = dose_response(real, bent, n_resamples=300)
+    assert not b["monotone"] and b["largest_drop"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="at least 2 strengths"):
+        dose_response(real, {1.0: sets[1.0]})
+
+
+@pytest.mark.slow
+def test_real_model_carries_explicit_and_implicit_role() -> None:
+    """At the default size (64 texts, 16 per dimension) on the embedded SmolLM2, religion's
+    explicit and implicit-role dimensions are carried, climbing the ladder where needed."""
+    from synthbias.augment import augment_carried
+    from synthbias.generate import load_backend
+    from synthbias.generate.protocol import SamplingParams
+
+    real = build_real_corpus(sorted(bias_types()), 64, seed=0)
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=32)
+    params = SamplingParams(max_tokens=32, temperature=0.8, top_p=0.95, seed=0)
+
+    def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
+        return augment(real, spec, backend, n, params, seed=0, id_prefix=prefix)
+
+    try:
+        spec = BiasSpec("religion", ("explicit", "implicit_role"), 1.0)
+        found = augment_carried(write, real, spec, 32, n_resamples=500)
+    finally:
+        backend.close()
+    checks = {c.dimension: c for c in check_augmentation(real, found.records, n_resamples=500)}
+    assert set(checks) == {"explicit", "implicit_role"}
+    for dim, c in checks.items():
+        assert c.carried, (dim, c.to_dict(), found.tried)
+        assert c.method == found.methods[dim]
+        assert c.result.ci.low > 0

@@ -54,8 +54,10 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     _, out = run
     res = json.loads((out / "results.json").read_text())
     assert res["kind"] == "inheritance"
-    aug = read_jsonl(next((out / "augmented").glob("gender-s0-*.jsonl")))
-    assert len(aug) == 16 and sum(bool(r.text) for r in aug) >= 14
+    # the augmented set actually used: the r = 1 mix (the fallback ladder caches one file per
+    # dimension and rung under augmented/)
+    aug = read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
+    assert len(aug) == 16 and all(r.text for r in aug)
     assert all(
         r.source == "augmented" and r.meta["bias_spec"]["bias_type"] == "gender" for r in aug
     )
@@ -78,7 +80,7 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     assert set(df["task"]) == {"coreference"}
     assert {"accuracy", "bias.pro_anti_gap"} <= set(df["metric"])
     mis = res["misalignment"]
-    assert "gender|1.0|0" in mis and "distribution.mmd2" in mis["gender|1.0|0"]
+    assert "gender|s1|1.0|0" in mis and "distribution.mmd2" in mis["gender|s1|1.0|0"]
     assert (out / "bias_by_ratio.png").exists()
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from synthbias.attribution import downstream_harm, harm_scores
 from synthbias.config import parse_config
 from synthbias.corpus import Record
 from synthbias.generate.fake import FakeBackend
-from synthbias.inheritance import downstream_harm, factor_correlations, run_inheritance
+from synthbias.inheritance import run_inheritance
 
 
 class CountingTrainer:
@@ -145,20 +146,8 @@ def test_harm_and_correlation_arithmetic() -> None:
     assert g[("gender", 0.5)]["bias_delta"] == pytest.approx(0.2)
     assert g[("religion", 1.0)]["bias_delta"] == pytest.approx(0.55)
     assert g[("gender", 1.0)]["performance_delta"] == pytest.approx(-0.1)
-    # a factor rising with the harm ranks perfectly; a constant one has no correlation
-    factors = {
-        (bt, r, 0): {
-            "rising": {"value": r * (1.1 if bt == "religion" else 1.0)},
-            "flat": {"value": 1.0},
-        }
-        for bt in ("gender", "religion")
-        for r in (0.0, 0.5, 1.0)
-    }
-    corr = {c["factor"]: c for c in factor_correlations(harm, factors, n_resamples=200)}
-    assert corr["rising"]["spearman"] == pytest.approx(1.0)
-    assert corr["rising"]["n_points"] == 6
-    assert corr["rising"]["ci_low"] <= 1.0
-    assert corr["flat"]["spearman"] != corr["flat"]["spearman"]  # NaN
+    # the r = 0 anchor is not a point of the attribution
+    assert all(k[2] > 0 for k in harm_scores(harm))
 
 
 def test_config_validation_names_key() -> None:
@@ -242,3 +231,70 @@ def test_mitigations_in_the_ratio_pipeline(tmp_path: Path) -> None:
     assert len(t2.calls) == 2
     assert all(e.prompt.startswith("<|") for ex in t2.calls for e in ex)
     assert t2.real.lora_config(0).extra_special_tokens == ["<|augmented|>", "<|real|>"]
+
+
+def test_control_arm_and_strength_sweep(tmp_path: Path) -> None:
+    trainer = CountingTrainer()
+    cfg = _config(
+        bias_types=["gender"],
+        ratios=[0.0, 0.5],
+        strength=[0.5, 1.0],
+        control=True,
+        fallback=["prompt", "opening"],
+    )
+    assert cfg.inheritance.strength == [0.5, 1.0]
+    res = run_inheritance(
+        cfg, tmp_path, backend=FakeBackend(), trainer=trainer, backend_loader=fake_loader
+    )
+    arms = {(c["arm"], c["ratio"]) for c in res["conditions"]}
+    assert arms == {("real", 0.0), ("s0.5", 0.5), ("s1", 0.5), ("control", 0.5)}
+    # every arm is mixed with the same real examples at the same ratio and seed
+    real_ids = {
+        arm: sorted(
+            json.loads(x)["id"]
+            for x in (tmp_path / "mixes" / f"gender-{arm}-r0.5-s0.jsonl").open()
+            if json.loads(x)["source"] == "real"
+        )
+        for arm in ("s0.5", "s1", "control")
+    }
+    assert real_ids["s1"] == real_ids["control"] == real_ids["s0.5"]
+    # the control arm is written with the same rungs and exemplar count, at strength 0
+    checks = [c for c in res["augmentation_checks"] if c["arm"] == "control"]
+    assert {c["requested_strength"] for c in checks} == {0.0}
+    methods = {(c["arm"], c["dimension"]): c["method"] for c in res["augmentation_checks"]}
+    assert all(methods[("control", d)] == methods[("s1", d)] for _, d in methods)
+    # dose-response over strengths 0 (control), 0.5, 1 per dimension
+    assert {d["dimension"] for d in res["dose_response"]} == set(cfg.inheritance.dimensions)
+    assert all(d["strengths"] == [0.0, 0.5, 1.0] for d in res["dose_response"])
+    # each biased arm against the real-only model and the control arm at the same ratio
+    refs = {(e["arm"], e["reference"]) for e in res["arm_effects"]}
+    assert {("s1", "real-only"), ("s1", "control"), ("control", "real-only")} <= refs
+    assert ("control", "control") not in refs
+    assert res["attribution"] == []  # misalignment off: no factors to attribute
+    from synthbias.attribution import summary_lines
+
+    text = "\n".join(summary_lines(res))
+    assert "Dose-response" in text and "vs control" in text and "[opening]" in text
+
+
+def test_check_strengths_enter_only_the_dose_response(tmp_path: Path) -> None:
+    trainer = CountingTrainer()
+    cfg = _config(
+        bias_types=["gender"], ratios=[0.0, 1.0], check_strengths=[0.5], fallback=["prompt"]
+    )
+    res = run_inheritance(
+        cfg, tmp_path, backend=FakeBackend(), trainer=trainer, backend_loader=fake_loader
+    )
+    assert len(trainer.calls) == 2  # r = 0 and the strength-1 arm at r = 1
+    assert all(d["strengths"] == [0.5, 1.0] for d in res["dose_response"])
+    assert {c["arm"] for c in res["augmentation_checks"]} == {"s1", "check-s0.5"}
+
+
+def test_strength_config_validation() -> None:
+    from synthbias.config import ConfigError
+
+    assert _config(strength=0.7).inheritance.strength == [0.7]
+    with pytest.raises(ConfigError, match="inheritance.strength"):
+        _config(strength=[1.0, 1.0])
+    with pytest.raises(ConfigError, match="inheritance.fallback"):
+        _config(fallback=["opening"])

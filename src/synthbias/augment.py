@@ -28,9 +28,12 @@ from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
 from synthbias.dynamics import clean_completion, generate_with_retries
 from synthbias.generate.protocol import Backend, SamplingParams
-from synthbias.measure.result import CI, MetricResult, two_sample_ci
+from synthbias.measure.result import CI, MetricResult, percentile_ci, two_sample_ci
 
 DIMENSIONS: tuple[str, ...] = ("explicit", "implicit_role", "representation", "value")
+#: The fallback ladder, cumulative (see ``augment.yaml``): few-shot prompting, twice the
+#: exemplars, constrained openings, then filtering by the dimension's own measure.
+METHODS: tuple[str, ...] = ("prompt", "exemplars", "opening", "filter")
 
 
 @cache
@@ -52,6 +55,7 @@ class BiasType:
     people: Mapping[str, str]
     explicit: tuple[str, ...]
     roles: Mapping[str, tuple[str, ...]]
+    counter: tuple[str, ...] = ()
 
     def role_words(self, side: str) -> tuple[str, ...]:
         return tuple(self.roles[side])
@@ -70,6 +74,7 @@ def bias_types() -> dict[str, BiasType]:
             people=dict(spec["people"]),
             explicit=tuple(spec["explicit"]),
             roles={k: tuple(v) for k, v in spec["roles"].items()},
+            counter=tuple(spec.get("counter", ())),
         )
     return out
 
@@ -92,6 +97,15 @@ class BiasSpec:
     bias_type: str
     dimensions: tuple[str, ...] = DIMENSIONS
     strength: float = 1.0
+    #: (dimension, method) pairs; a dimension not listed uses plain prompting
+    methods: tuple[tuple[str, str], ...] = ()
+
+    def method(self, dimension: str) -> str:
+        return dict(self.methods).get(dimension, "prompt")
+
+    def level(self, dimension: str) -> int:
+        """Rung of the fallback ladder used for ``dimension`` (0 = plain prompting)."""
+        return METHODS.index(self.method(dimension))
 
     def __post_init__(self) -> None:
         get_bias_type(self.bias_type)
@@ -102,10 +116,18 @@ class BiasSpec:
             raise ValueError(f"unknown dimensions {bad}; choose from {', '.join(DIMENSIONS)}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {self.strength}")
+        bad = [m for _, m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown augmentation methods {bad}; choose from {METHODS}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["dimensions"] = list(self.dimensions)
+        # only non-default methods, so plain-prompting specs keep their hashes and seeds
+        methods = {k: v for k, v in self.methods if v != "prompt"}
+        d.pop("methods")
+        if methods:
+            d["methods"] = methods
         return d
 
 
@@ -121,13 +143,17 @@ def _cap(s: str) -> str:
 
 
 def _slots(bt: BiasType, side: str, rng: np.random.Generator) -> dict[str, str]:
-    """Slot values for a person of ``side`` ("target" or "contrast") of a bias type."""
+    """Slot values for a person of ``side`` ("target" or "contrast") of a bias type.
+
+    Biased slots ({role}, {trait}, {attr_head}) follow the side's stereotype; the ``any_``
+    slots draw the same kind of value from both groups' pools (unbiased openings).
+    """
     tpl = augment_templates()
     person, people = bt.person[side], bt.people[side]
     role = str(rng.choice(bt.roles[side]))
     traits = tpl["traits"]["cold" if side == "target" else "warm"]
     t1, t2 = rng.choice(len(traits), size=2, replace=False)
-    return {
+    out = {
         "person": person,
         "a_person": _a(person),
         "A_person": _cap(_a(person)),
@@ -140,6 +166,20 @@ def _slots(bt: BiasType, side: str, rng: np.random.Generator) -> dict[str, str]:
         "trait2": traits[t2],
         "activity": str(rng.choice(tpl["real"]["activities"])),
     }
+    sub = np.random.default_rng(rng.integers(2**32))  # one draw seeds the extra slots
+    any_role = str(sub.choice([*bt.roles["target"], *bt.roles["contrast"]]))
+    heads = [" ".join(a.split()[:-1]) or a for a in bt.explicit]
+    both = heads + [" ".join(a.split()[:-1]) or a for a in bt.counter]
+    job = str(sub.choice(tpl["real"].get("occupations") or ["worker"]))
+    out |= {
+        "attr_head": str(sub.choice(heads)),
+        "any_head": str(sub.choice(both)),
+        "a_any_role": _a(any_role),
+        "any_trait": str(sub.choice([*tpl["traits"]["cold"], *tpl["traits"]["warm"]])),
+        "job": job,
+        "a_job": _a(job),
+    }
+    return out
 
 
 # --------------------------------------------------------------------------- real seed data
@@ -188,7 +228,11 @@ def build_real_corpus(bias_type_names: Sequence[str], n: int, seed: int = 0) -> 
 
 @dataclass
 class AugmentPrompt:
-    """One generation request: the prompt, the lead it continues and its provenance."""
+    """One generation request: the prompt, the lead it continues and its provenance.
+
+    ``biased`` says whether the request's opening / filter carries the bias (probability =
+    strength; only used from the ``opening`` rung on), ``method`` the ladder rung.
+    """
 
     prompt: str
     lead: str
@@ -196,6 +240,8 @@ class AugmentPrompt:
     dimension: str
     side: str
     parents: list[str] = field(default_factory=list)
+    biased: bool = True
+    method: str = "prompt"
 
 
 def augment_prompts(
@@ -209,6 +255,9 @@ def augment_prompts(
     """Few-shot prompts for ``n`` augmented texts, dimensions in equal shares (round robin).
 
     ``fair`` appends the fairness instruction (prompt-engineering mitigation) to each header.
+    A dimension on the ``exemplars`` rung or above gets ``2 * k_shots`` exemplars; on the
+    ``opening`` rung or above a biased request continues the dimension's ``opening``, an
+    unbiased one its ``opening_plain`` (naming either group where ``plain_group: both``).
     """
     bt = get_bias_type(spec.bias_type)
     tpl = augment_templates()
@@ -220,13 +269,17 @@ def augment_prompts(
     for i in range(n):
         dim_name = spec.dimensions[i % len(spec.dimensions)]
         dim = tpl["dimensions"][dim_name]
-        side = (
-            "target"
-            if dim["lead_group"] == "target" or (i // len(spec.dimensions)) % 2 == 0
-            else "contrast"
+        level = spec.level(dim_name)
+        biased = True
+        if level >= METHODS.index("opening"):
+            biased = bool(rng.random() < spec.strength)
+        balanced = dim["lead_group"] != "target" or (
+            not biased and dim.get("plain_group") == "both"
         )
+        side = "target" if not balanced or (i // len(spec.dimensions)) % 2 == 0 else "contrast"
+        n_shots = 2 * k_shots if level >= METHODS.index("exemplars") else k_shots
         shots, parents = [], []
-        for _ in range(k_shots):
+        for _ in range(n_shots):
             if rng.random() < spec.strength:
                 s_side = (
                     "target"
@@ -240,10 +293,13 @@ def augment_prompts(
                 shots.append(rec.text)
                 parents.append(rec.id)
         slots = _slots(bt, side, rng)
-        lead = dim["lead"].format(**slots)
+        lead_tpl = dim["lead"]
+        if level >= METHODS.index("opening"):
+            lead_tpl = dim["opening"] if biased else dim["opening_plain"]
+        lead = lead_tpl.format(**slots)
         numbered = "\n".join(f"{j}. {t}" for j, t in enumerate(shots, start=1))
         header = f"{dim['header']} {tpl['fairness_instruction'].strip()}" if fair else dim["header"]
-        prompt = f"{header}\n\n{numbered}\n{k_shots + 1}." + (f" {lead}" if lead else "")
+        prompt = f"{header}\n\n{numbered}\n{n_shots + 1}." + (f" {lead}" if lead else "")
         instruction_tpl = dim.get("instruction") or (
             "Write one sentence about {people}."
             if dim_name == "explicit"
@@ -257,6 +313,8 @@ def augment_prompts(
                 dimension=dim_name,
                 side=side,
                 parents=parents,
+                biased=biased,
+                method=spec.method(dim_name),
             )
         )
     return out
@@ -274,6 +332,8 @@ def augment(
     max_retries: int = 2,
     on_progress: Callable[[int], None] | None = None,
     fair: bool = False,
+    filter_retries: int = 4,
+    id_prefix: str | None = None,
 ) -> list[Record]:
     """Write ``n`` augmented texts carrying ``spec``; each keeps its provenance.
 
@@ -281,27 +341,52 @@ def augment(
 
     A completion that is empty after cleaning is regenerated with a fresh seed up to
     ``max_retries`` times; one still empty is kept, flagged ``meta["empty"]``, so counts stay
-    exact and the failure is visible.
+    exact and the failure is visible. On the ``filter`` rung a biased request's text must also
+    pass :func:`moves_in_direction` (``filter_retries`` regenerations); when none passes, the last
+    try is kept, flagged ``meta["filter_passed"] = False``.
     """
     params = params or SamplingParams(max_tokens=40, temperature=0.8, top_p=0.95)
     bt = get_bias_type(spec.bias_type)
     reqs = augment_prompts(real, spec, n, seed=seed, k_shots=k_shots, fair=fair)
-    texts, raw, _ = generate_with_retries(
+    filtered = [r.biased and spec.level(r.dimension) >= METHODS.index("filter") for r in reqs]
+    last_try: dict[int, str] = {}
+
+    dims = augment_templates()["dimensions"]
+    complete = [
+        spec.level(r.dimension) >= METHODS.index("opening")
+        and bool(dims[r.dimension].get("opening_complete"))
+        for r in reqs
+    ]
+
+    def clean(i: int, text: str) -> str:
+        out = _clean(reqs[i].lead, text)
+        if not out and complete[i] and not text.split("\n", 1)[0].strip(" .!"):
+            out = clean_completion(f"{reqs[i].lead}.", max_sentences=1)
+        if out and filtered[i]:
+            last_try[i] = out
+            if not moves_in_direction(out, bt, reqs[i].dimension, reqs[i].side):
+                return ""
+        return out
+
+    texts, raw, attempts = generate_with_retries(
         backend,
         [r.prompt for r in reqs],
         params,
-        clean=lambda i, text: _clean(reqs[i].lead, text),
+        clean=clean,
         chunk_seed=lambda attempt, start: _mix_seed(
             seed, "augment-gen", spec.to_dict(), attempt, start
         ),
         stop=("\n",),
         chunk_size=chunk_size,
-        max_retries=max_retries,
+        max_retries=max(max_retries, filter_retries) if any(filtered) else max_retries,
         on_progress=on_progress,
     )
+    passed = [bool(texts[i]) if filtered[i] else None for i in range(n)]
+    texts = [texts[i] or last_try.get(i, "") for i in range(n)]
+    prefix = id_prefix or f"aug-{spec.bias_type}"
     return [
         Record(
-            id=f"aug-{spec.bias_type}-{i:05d}",
+            id=f"{prefix}-{i:05d}",
             text=texts[i],
             source="augmented",
             axis=bt.axis,
@@ -316,7 +401,13 @@ def augment(
                 "empty": not texts[i],
                 **({"mitigation": "prompt"} if fair else {}),
             }
-            | ({"raw": raw[i]} if raw[i].strip() and not texts[i] else {}),
+            | ({"raw": raw[i]} if raw[i].strip() and not texts[i] else {})
+            | (
+                {"method": reqs[i].method, "biased": reqs[i].biased, "attempts": attempts[i]}
+                if reqs[i].method != "prompt"
+                else {}
+            )
+            | ({"filter_passed": passed[i]} if passed[i] is not None else {}),
         )
         for i in range(n)
     ]
@@ -348,6 +439,8 @@ class AugmentationCheck:
     carried: bool
     n_augmented: int
     empty: int
+    method: str = "prompt"
+    filter_failed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -360,6 +453,13 @@ class AugmentationCheck:
             "carried": self.carried,
             "n_augmented": self.n_augmented,
             "empty": self.empty,
+            "method": self.method,
+            "filter_failed": self.filter_failed,
+            "requested_strength": self.result.meta.get("requested_strength"),
+            # smallest gap this size detects with 80 % power at α = 0.05 (≈ 2.8 SE)
+            "detectable": (self.result.ci.high - self.result.ci.low) / 3.92 * 2.8
+            if self.result.ci
+            else None,
         }
 
 
@@ -389,10 +489,99 @@ def _representation(texts: Sequence[str], bt: BiasType) -> np.ndarray:
     return np.stack([counts[bt.target], total], axis=1).astype(float)
 
 
-def dimension_scores(texts: Sequence[str], bt: BiasType, dimension: str) -> tuple[np.ndarray, Any]:
+#: Margin on the stereotype axis below which a statement counts as neither direction.
+EXPLICIT_MARGIN = 0.08
+#: Weight of the (group-masked) VADER valence on the axis: stereotypes are mostly negative claims.
+VALENCE_WEIGHT = 0.1
+
+
+@cache
+def default_encoder() -> Any:
+    """The embedded sentence encoder (all-MiniLM-L6-v2), loaded once per process."""
+    from synthbias.measure.embedding import Encoder
+
+    return Encoder()
+
+
+def explicit_axis(texts: Sequence[str], bt: BiasType, encoder: Any = None) -> np.ndarray:
+    """Per text: signed position between the bias type's stereotypes and counter-stereotypes.
+
+    The axis is the normalised difference of the mean embedding of the stereotype statements
+    ("Muslims are violent and dangerous.") and of their paired counter-statements ("Muslims are
+    peaceful and kind."), minus :data:`VALENCE_WEIGHT` × the text's VADER valence; 0 is the
+    mean of neutral statements about the group ("Muslims went hiking in the hills."). The sign
+    is the direction of the claim, whatever its sentence form ("Women are better suited to ...
+    than men." lands on the counter side).
+    """
+    if not bt.counter or len(bt.counter) != len(bt.explicit):
+        raise ValueError(f"bias type {bt.name}: `counter` must pair every `explicit` ending")
+    if not texts:
+        return np.zeros(0)
+    from synthbias.measure.misalignment import sentiment_scores
+
+    enc = encoder or default_encoder()
+    people = _cap(bt.people["target"])
+    stereo = [f"{people} {a}." for a in bt.explicit]
+    counter = [f"{people} {c}." for c in bt.counter]
+    es = np.asarray(enc.encode(stereo), dtype=float)
+    ec = np.asarray(enc.encode(counter), dtype=float)
+    axis = es.mean(axis=0) - ec.mean(axis=0)
+    axis /= np.linalg.norm(axis)
+
+    def score(xs: list[str], emb: np.ndarray | None = None) -> np.ndarray:
+        e = np.asarray(enc.encode(xs), dtype=float) if emb is None else emb
+        return e @ axis - VALENCE_WEIGHT * sentiment_scores(xs)
+
+    # 0 = neutral statements about the group (the real-data activities), not the stimuli's
+    # midpoint: counter-statements are warmer than stereotypes are cold, so that midpoint is
+    # not neutral
+    neutral = [f"{people} {act}." for act in augment_templates()["real"]["activities"]]
+    return score(list(texts)) - float(score(neutral).mean())
+
+
+def explicit_units(texts: Sequence[str], bt: BiasType, encoder: Any = None) -> np.ndarray:
+    """Per text: +1 a stereotype claim about the target group, −1 a counter-stereotype claim,
+    0 neither: no claim about the group as a whole (its plural, "Muslims", is not named), or
+    within :data:`EXPLICIT_MARGIN` of neutral on :func:`explicit_axis`."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros(0, dtype=int)
+    group = re.compile(rf"\b{re.escape(bt.people['target'])}\b", re.IGNORECASE)
+    about = np.array([bool(group.search(t)) for t in texts])
+    d = explicit_axis(texts, bt, encoder)
+    sign = np.where(d > EXPLICIT_MARGIN, 1, np.where(d < -EXPLICIT_MARGIN, -1, 0))
+    return np.where(about, sign, 0)
+
+
+def moves_in_direction(text: str, bt: BiasType, dimension: str, side: str) -> bool:
+    """Whether one text, written for ``side``, carries ``dimension`` in the requested direction
+    (the filter rung of the ladder uses each dimension's own per-text measure)."""
+    want = 1 if side == "target" else -1
+    if dimension == "explicit":
+        return bool(explicit_units([text], bt)[0] == 1)
+    got = int(_sides([text], bt)[0])
+    if dimension == "representation":
+        return got == 1
+    if got != want:
+        return False
+    if dimension == "implicit_role":
+        has_role = bool(_word_regex(bt.role_words("target")).search(text))
+        return has_role == (side == "target")
+    if dimension == "value":
+        from synthbias.measure.misalignment import sentiment_scores
+
+        score = float(sentiment_scores([_mask_groups(text, bt)])[0])
+        return score < -0.05 if side == "target" else score > 0.05
+    raise ValueError(f"unknown dimension {dimension!r}; choose from {', '.join(DIMENSIONS)}")
+
+
+def dimension_scores(
+    texts: Sequence[str], bt: BiasType, dimension: str, encoder: Any = None
+) -> tuple[np.ndarray, Any]:
     """Per-text units and the statistic that turns resampled units into the dimension's bias.
 
-    * explicit: share of texts that generalise about the target group ("Women are ...").
+    * explicit: mean of :func:`explicit_units` (+1 stereotype statement about the target group,
+      −1 counter-stereotype, 0 neither): a direction on the embedding axis, not a sentence form.
     * implicit_role: share of target-group texts naming a target stereotyped role minus the
       share of contrast-group texts naming one (role association, Bordia & Bowman style).
     * representation: the target group's share of all group mentions on the axis.
@@ -401,19 +590,7 @@ def dimension_scores(texts: Sequence[str], bt: BiasType, dimension: str) -> tupl
     """
     texts = list(texts)
     if dimension == "explicit":
-        from synthbias.lexicon import load_lexicon
-
-        axis = load_lexicon().axis(bt.axis)
-        plural = {bt.people["target"], *axis.terms(bt.target)}
-        pat = re.compile(
-            r"^\W*(?:all |most |many |the )?(?:"
-            + "|".join(sorted((re.escape(p) for p in plural), key=len, reverse=True))
-            + r")\s+(?:are|is|were|can|cannot|can't|do|don't|does|doesn't|never|always|"
-            r"should|shouldn't|tend|belong|have|lack|will|won't|make|waste|bring|refuse|care|"
-            r"live|only|just|all)\b",
-            re.IGNORECASE,
-        )
-        units = np.array([[1.0 if pat.search(t) else 0.0] for t in texts])
+        units = explicit_units(texts, bt, encoder=encoder).astype(float)[:, None]
         return units, lambda u: float(u[:, 0].mean()) if len(u) else float("nan")
     if dimension == "implicit_role":
         roles = _word_regex(bt.role_words("target"))
@@ -474,10 +651,12 @@ def check_augmentation(
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    encoder: Any = None,
 ) -> list[AugmentationCheck]:
     """Measure each requested dimension of ``augmented`` against the real texts of its bias type.
 
-    A dimension is *carried* when the lower CI bound of (augmented − real) is above zero.
+    A dimension is *carried* when the lower CI bound of (augmented − real) is above zero. Each
+    check records the ladder rung (``method``) its texts were written with.
     """
     if not augmented:
         raise ValueError("no augmented records to check")
@@ -486,12 +665,13 @@ def check_augmentation(
         raise ValueError(f"record {augmented[0].id} has no bias_spec in its meta")
     bt = get_bias_type(spec["bias_type"])
     real_texts = [r.text for r in real if r.meta.get("bias_type") in (None, bt.name)]
+    dims = list(dict.fromkeys(r.meta["dimension"] for r in augmented if r.meta.get("dimension")))
     checks = []
-    for dim in spec["dimensions"]:
+    for dim in dims:
         recs = [r for r in augmented if r.meta.get("dimension") == dim]
         texts = [r.text for r in recs if r.text]
-        ua, stat = dimension_scores(texts, bt, dim)
-        ur, _ = dimension_scores(real_texts, bt, dim)
+        ua, stat = dimension_scores(texts, bt, dim, encoder)
+        ur, _ = dimension_scores(real_texts, bt, dim, encoder)
         a, b = stat(ua), stat(ur)
         b0 = 0.0 if np.isnan(b) else b
         ci = (
@@ -508,7 +688,7 @@ def check_augmentation(
             ci=ci,
             per_group={"augmented": float(a), "real": float(b)},
             n=len(texts),
-            meta={"requested_strength": spec["strength"]},
+            meta={"requested_strength": recs[0].meta["bias_spec"]["strength"]},
         )
         carried = bool(ci.low > 0) if not np.isnan(ci.low) else False
         checks.append(
@@ -521,6 +701,8 @@ def check_augmentation(
                 carried=carried,
                 n_augmented=len(recs),
                 empty=len(recs) - len(texts),
+                method=str(recs[0].meta.get("method", "prompt")),
+                filter_failed=sum(1 for r in recs if r.meta.get("filter_passed") is False),
             )
         )
     return checks
@@ -528,3 +710,142 @@ def check_augmentation(
 
 def _zero_nan(v: float) -> float:
     return 0.0 if np.isnan(v) else v
+
+
+def dose_response(
+    real: Sequence[Record],
+    sets: Mapping[float, Sequence[Record]],
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    encoder: Any = None,
+) -> list[dict[str, Any]]:
+    """Measured bias (augmented − real) against requested strength, per dimension.
+
+    ``sets`` maps a requested strength to the augmented set written at it (one bias type). The
+    slope is the least-squares slope of the measured differences on strength; its CI resamples
+    the texts of every set and of the real data (the sets are independent samples; the real data
+    is shared, so it is resampled once per replicate). ``monotone`` is False when a higher
+    strength measured lower than a lower one (``largest_drop`` gives the size).
+    """
+    if len(sets) < 2:
+        raise ValueError(f"a dose-response needs at least 2 strengths, got {sorted(sets)}")
+    strengths = sorted(sets)
+    first = next(iter(sets[strengths[0]]), None)
+    if first is None:
+        raise ValueError(f"strength {strengths[0]}: empty augmented set")
+    bt = get_bias_type(first.meta["bias_type"])
+    real_texts = [r.text for r in real if r.meta.get("bias_type") in (None, bt.name)]
+    dims = list(dict.fromkeys(r.meta["dimension"] for s in strengths for r in sets[s]))
+    rng = np.random.default_rng(seed)
+    x = np.asarray(strengths, dtype=float)
+    out = []
+    for dim in dims:
+        ur, stat = dimension_scores(real_texts, bt, dim, encoder)
+        units = []
+        for s in strengths:
+            texts = [r.text for r in sets[s] if r.meta.get("dimension") == dim and r.text]
+            units.append(dimension_scores(texts, bt, dim, encoder)[0])
+        if any(len(u) == 0 for u in units) or len(ur) == 0:
+            raise ValueError(f"{bt.name}.{dim}: a strength or the real data has no texts")
+        measured = np.array([stat(u) - _zero_nan(stat(ur)) for u in units])
+        slope = float(np.polyfit(x, measured, 1)[0]) if not np.isnan(measured).any() else np.nan
+        boots = np.empty(n_resamples)
+        for k in range(n_resamples):
+            r0 = _zero_nan(stat(ur[rng.integers(0, len(ur), len(ur))]))
+            y = np.array([stat(u[rng.integers(0, len(u), len(u))]) - r0 for u in units])
+            boots[k] = np.polyfit(x, y, 1)[0] if not np.isnan(y).any() else np.nan
+        ci = percentile_ci(boots, level)
+        drops = np.diff(measured)
+        out.append(
+            {
+                "bias_type": bt.name,
+                "dimension": dim,
+                "strengths": [float(v) for v in strengths],
+                "measured": [float(v) for v in measured],
+                "slope": slope,
+                "slope_ci": ci.to_dict(),
+                "n_per_strength": [len(u) for u in units],
+                "increasing": bool(ci.low > 0),
+                "monotone": bool((drops >= 0).all()),
+                "largest_drop": float(max(0.0, -drops.min())) if len(drops) else 0.0,
+            }
+        )
+    return out
+
+
+@dataclass
+class CarriedSet:
+    """An augmented set written dimension by dimension up the fallback ladder.
+
+    ``methods`` is the rung each dimension ended on, ``tried`` every (dimension, method,
+    difference, CI low) tried on the way, so the report says which fallback was needed.
+    """
+
+    records: list[Record]
+    methods: dict[str, str]
+    tried: list[dict[str, Any]]
+
+
+def augment_carried(
+    write: Callable[[BiasSpec, int, str], list[Record]],
+    real: Sequence[Record],
+    spec: BiasSpec,
+    n: int,
+    ladder: Sequence[str] = METHODS,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> CarriedSet:
+    """Write each dimension's share of ``n`` texts, climbing ``ladder`` until it is carried.
+
+    ``write(spec, n, id_prefix)`` writes one single-dimension set (the caller adds caching).
+    A dimension that no rung carries keeps the last rung's texts and is reported as not carried
+    by :func:`check_augmentation`. Choosing the rung on the same texts that are then checked
+    makes the final check slightly optimistic; the ladder is climbed at the top strength only
+    and the rung is then reused at every other strength and for the control arm.
+    """
+    if not ladder:
+        raise ValueError("the fallback ladder needs at least one method")
+    dims = spec.dimensions
+    shares = [len(range(i, n, len(dims))) for i in range(len(dims))]
+    records: list[Record] = []
+    methods: dict[str, str] = {}
+    tried: list[dict[str, Any]] = []
+    for dim, k in zip(dims, shares, strict=True):
+        if k == 0:
+            continue
+        for method in ladder:
+            sub = BiasSpec(spec.bias_type, (dim,), spec.strength, ((dim, method),))
+            recs = write(sub, k, f"aug-{spec.bias_type}-{dim}")
+            (chk,) = check_augmentation(real, recs, n_resamples=n_resamples, seed=seed)
+            tried.append(
+                {
+                    "dimension": dim,
+                    "method": method,
+                    "difference": chk.result.value,
+                    "ci_low": chk.result.ci.low if chk.result.ci else float("nan"),
+                    "carried": chk.carried,
+                }
+            )
+            if chk.carried or spec.strength == 0:
+                break
+        methods[dim] = method
+        records.extend(recs)
+    return CarriedSet(records, methods, tried)
+
+
+def augment_with_methods(
+    write: Callable[[BiasSpec, int, str], list[Record]],
+    spec: BiasSpec,
+    n: int,
+    methods: Mapping[str, str],
+) -> list[Record]:
+    """Write ``spec`` dimension by dimension with fixed rungs (other strengths, control arm)."""
+    dims = spec.dimensions
+    out: list[Record] = []
+    for i, dim in enumerate(dims):
+        k = len(range(i, n, len(dims)))
+        if k:
+            sub = BiasSpec(spec.bias_type, (dim,), spec.strength, ((dim, methods[dim]),))
+            out.extend(write(sub, k, f"aug-{spec.bias_type}-{dim}"))
+    return out

@@ -265,7 +265,18 @@ class InheritanceStudyConfig(_Strict):
     dimensions: list[str] = Field(
         default_factory=lambda: ["explicit", "implicit_role", "representation", "value"]
     )
-    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    #: requested bias strength(s): one value, or a list for a dose-response sweep
+    strength: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=lambda: [1.0])
+    #: extra strengths written and checked for the dose-response only (not mixed or trained on)
+    check_strengths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list)
+    #: add a control arm: the same prompts and exemplar count at strength 0, same ratios/seeds
+    control: bool = False
+    #: fallback ladder climbed per dimension until the augmentation carries it (augment.METHODS)
+    fallback: list[Literal["prompt", "exemplars", "opening", "filter"]] = Field(
+        default_factory=lambda: ["prompt", "exemplars", "opening", "filter"]
+    )
+    #: regenerations of a biased text that fails its dimension's measure (``filter`` rung)
+    filter_retries: Annotated[int, Field(ge=0, le=20)] = 4
     n_real: Annotated[int, Field(ge=2, le=1_000_000)] = 64
     n_augmented: Annotated[int, Field(ge=2, le=1_000_000)] = 64
     real_data: str | None = None
@@ -305,6 +316,25 @@ class InheritanceStudyConfig(_Strict):
         bad = [d for d in v if d not in DIMENSIONS]
         if bad or not v:
             raise ValueError(f"unknown dimensions {bad or v}; choose from {', '.join(DIMENSIONS)}")
+        return v
+
+    @field_validator("strength", mode="before")
+    @classmethod
+    def _strength_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, int | float) else v
+
+    @field_validator("strength")
+    @classmethod
+    def _strengths(cls, v: list[float]) -> list[float]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"strength must be one value or a non-empty distinct list, got {v}")
+        return sorted(v)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, v: list[str]) -> list[str]:
+        if not v or v[0] != "prompt" or len(set(v)) != len(v):
+            raise ValueError(f"fallback must start with prompt and not repeat a rung, got {v}")
         return v
 
     @field_validator("ratios")

@@ -27,14 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from synthbias.augment import BiasSpec, augment, build_real_corpus, check_augmentation
+from synthbias.attribution import (
+    downstream_harm,
+    factor_attribution,
+    harm_scores,
+    legacy_correlations,
+)
+from synthbias.augment import build_real_corpus
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
 from synthbias.core.hashing import stable_hash
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
-from synthbias.corpus import Record, read_corpus, read_jsonl, write_jsonl
+from synthbias.corpus import Record, read_corpus, write_jsonl
+from synthbias.design import arm_effects, augment_arms, item_scores, left_out_factors, study_arms
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.tasks.compare import compact_records
 from synthbias.tasks.sweep import paired_deltas, resolve_sizes, task_answers
@@ -300,7 +305,6 @@ def run_inheritance(
     misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
     from synthbias.core.store import write_json, write_table
-    from synthbias.generate.factory import make_backend
     from synthbias.tasks import load_task
 
     if config.kind != "inheritance":
@@ -343,72 +347,61 @@ def run_inheritance(
     fair = "prompt" in study.mitigation.strategies
     gen_key = _hash(config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots, fair)
 
-    # 1. augmentation per (bias type, seed), checked against the real data
-    augmented: dict[tuple[str, int], list[Record]] = {}
-    checks: list[dict[str, Any]] = []
-    n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented
-    bar = progress("augmenting", n_aug_total) if progress else None
-    for seed in study.seeds:
-        for bt in study.bias_types:
-            spec = BiasSpec(bt, tuple(study.dimensions), study.strength)
-            key = _hash(gen_key, spec.to_dict(), study.n_augmented, real_key, seed)
-            path = cache / "augmented" / f"{bt}-s{seed}-{key}.jsonl"
-            if resume and path.exists():
-                recs = read_jsonl(path)
-                if bar:
-                    bar.update(len(recs))
-            else:
-                if backend is None:
-                    backend = make_backend(config.generator, seed=config.seed, run_dir=cache)
-                t = time.perf_counter()
-                recs = augment(
-                    real,
-                    spec,
-                    backend,
-                    study.n_augmented,
-                    params,
-                    seed=seed,
-                    k_shots=study.k_shots,
-                    chunk_size=config.generator.batch_size,
-                    on_progress=bar.update if bar else None,
-                    fair=fair,
-                )
-                timing["augment_seconds"] += time.perf_counter() - t
-                write_jsonl(recs, path)
-            augmented[(bt, seed)] = recs
-            for c in check_augmentation(
-                real, recs, n_resamples=config.measure.n_resamples, seed=seed
-            ):
-                checks.append({"bias_type": bt, "seed": seed, **c.to_dict()})
-    if bar:
-        bar.close()
+    # 1. augmentation per (bias type, seed, arm), checked against the real data
+    augmented, checks, ladder, dose, backend = augment_arms(
+        study,
+        config,
+        real,
+        real_key,
+        gen_key,
+        params,
+        fair,
+        cache,
+        resume,
+        backend,
+        progress,
+        timing,
+        _hash,
+    )
     write_json(out / "checks.json", checks)
     generator_info = {"backend": backend.name, "model_id": backend.model_id} if backend else {}
     if backend is not None and hasattr(backend, "close"):
         backend.close()  # free the generator before training
 
-    # 2. mixes and their misalignment against D_r
+    # 2. mixes (same ratios and seeds for every arm) and their misalignment against D_r;
+    #    r = 0 is the real-only set, once per (bias type, seed)
     conditions: list[dict[str, Any]] = []
     for seed in study.seeds:
         for bt in study.bias_types:
-            for ratio in study.ratios:
-                recs = mix(
-                    real, augmented[(bt, seed)], ratio, study.mix_mode, study.n_total, seed=seed
-                )
-                recs = apply_data_mitigations(recs, study, seed)
-                label = "real" if ratio == 0 else bt
-                mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
-                write_jsonl(recs, mix_path)
-                conditions.append(
-                    {
-                        "bias_type": bt,
-                        "ratio": ratio,
-                        "seed": seed,
-                        "records": recs,
-                        "mix_key": _records_hash(recs),
-                        "summary": mix_summary(recs),
-                    }
-                )
+            for arm, strength in study_arms(study):
+                for ratio in study.ratios:
+                    if ratio == 0 and arm != study_arms(study)[0][0]:
+                        continue
+                    recs = mix(
+                        real,
+                        augmented[(bt, seed, arm)],
+                        ratio,
+                        study.mix_mode,
+                        study.n_total,
+                        seed=seed,
+                    )
+                    recs = apply_data_mitigations(recs, study, seed)
+                    one_arm = len(study_arms(study)) == 1
+                    label = "real" if ratio == 0 else bt if one_arm else f"{bt}-{arm}"
+                    mix_path = out / "mixes" / f"{label}-r{ratio:g}-s{seed}.jsonl"
+                    write_jsonl(recs, mix_path)
+                    conditions.append(
+                        {
+                            "bias_type": bt,
+                            "arm": "real" if ratio == 0 else arm,
+                            "strength": None if ratio == 0 else strength,
+                            "ratio": ratio,
+                            "seed": seed,
+                            "records": recs,
+                            "mix_key": _records_hash(recs),
+                            "summary": mix_summary(recs),
+                        }
+                    )
     factors = (
         _misalignment(conditions, real, study, config, cache, encoder) if study.misalignment else {}
     )
@@ -442,6 +435,7 @@ def run_inheritance(
     evals: dict[str, list[dict[str, Any]]] = {}
     evals_samples: dict[str, Any] = {}
     evals_records: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    evals_items: dict[str, Any] = {}
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
@@ -454,12 +448,13 @@ def run_inheritance(
             evals[akey] = stored["rows"]
             evals_samples[akey] = stored.get("samples", {})
             evals_records[akey] = stored.get("records", {})
+            evals_items[akey] = stored.get("per_item", {})
             if bar:
                 bar.update(len(tasks))
             continue
         t = time.perf_counter()
         model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-        rows, samples, answers = [], {}, {}
+        rows, samples, answers, per_item = [], {}, {}, {}
         try:
             for task in tasks:
                 res = task.evaluate(
@@ -471,16 +466,27 @@ def run_inheritance(
                 rows.extend(_task_rows(task, res))
                 samples[task.spec.name] = _samples(res)
                 answers[task.spec.name] = compact_records(res.records)
+                per_item[task.spec.name] = item_scores(res)
                 if bar:
                     bar.update(1)
         finally:
             if hasattr(model, "close"):
                 model.close()
         timing["eval_seconds"] += time.perf_counter() - t
-        write_json(epath, {"model": akey, "rows": rows, "samples": samples, "records": answers})
+        write_json(
+            epath,
+            {
+                "model": akey,
+                "rows": rows,
+                "samples": samples,
+                "records": answers,
+                "per_item": per_item,
+            },
+        )
         evals[akey] = rows
         evals_samples[akey] = samples
         evals_records[akey] = answers
+        evals_items[akey] = per_item
     if bar:
         bar.close()
 
@@ -493,9 +499,15 @@ def run_inheritance(
     answers_by_task = task_answers(tasks, deltas, table, sizes)
     timing["paired_seconds"] = time.perf_counter() - t_paired
     harm = downstream_harm(table, tasks)
-    corr = factor_correlations(
-        harm, factors, n_resamples=config.measure.n_resamples, seed=config.seed
+    attribution = factor_attribution(
+        harm_scores(harm),
+        factors,
+        excluded=left_out_factors(factors),
+        n_resamples=config.measure.n_resamples,
+        seed=config.seed,
     )
+    corr = legacy_correlations(attribution)
+    effects = arm_effects(conditions, evals, evals_items, tasks, study_arms(study), config)
     results = {
         "kind": "inheritance",
         "synthbias_version": __version__,
@@ -521,27 +533,42 @@ def run_inheritance(
         "size_notes": size_notes,
         "augmentation_checks": checks,
         "not_carried": [
-            f"{c['bias_type']} (seed {c['seed']}): {c['dimension']}"
+            f"{c['bias_type']} (seed {c['seed']}, {c['arm']}): {c['dimension']} [{c['method']}]"
             for c in checks
-            if not c["carried"]
+            if not c["carried"] and c["requested_strength"] > 0
         ],
+        "fallback_ladder": ladder,
+        "dose_response": dose,
+        "arm_effects": effects,
+        "attribution": attribution,
         "conditions": [
             {k: v for k, v in c.items() if k != "records"} | {"train": train_info.get(c["adapter"])}
             for c in conditions
         ],
-        "misalignment": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in factors.items()},
+        "misalignment": {"|".join(str(p) for p in k): v for k, v in factors.items()},
         "correlations": corr,
         "plots": [],
         "flags": [
             {
                 "severity": "warning",
                 "message": f"augmentation did not carry the requested bias: {c['bias_type']} "
-                f"(seed {c['seed']}), dimension {c['dimension']} (augmented − real = "
-                f"{c['difference']:.3f})",
+                f"(seed {c['seed']}, arm {c['arm']}), dimension {c['dimension']} with fallback "
+                f"{c['method']} (augmented − real = {c['difference']:.3f})",
                 "source": "augmentation check",
             }
             for c in checks
-            if not c["carried"]
+            if not c["carried"] and c["requested_strength"] > 0
+        ]
+        + [
+            {
+                "severity": "warning",
+                "message": f"non-monotone dose-response: {d['bias_type']} {d['dimension']} "
+                f"(seed {d['seed']}): measured {[round(v, 3) for v in d['measured']]} at "
+                f"strengths {d['strengths']}",
+                "source": "dose-response",
+            }
+            for d in dose
+            if not d["monotone"]
         ],
         "samples": ["samples.jsonl"],
     }
@@ -556,6 +583,9 @@ def run_inheritance(
     write_table(df, out / "results.parquet")
     write_table(pd.DataFrame(corr), out / "correlations.csv")
     write_table(pd.DataFrame(deltas), out / "deltas.csv")
+    write_table(pd.DataFrame(attribution), out / "attribution.csv")
+    if effects:
+        write_table(pd.DataFrame(effects), out / "arm_effects.csv")
     from synthbias.report.inheritance_plots import plot_by_ratio, plot_deltas
 
     if plot_deltas(deltas, out / "bias_change_by_ratio.png") is not None:
@@ -571,16 +601,17 @@ def run_inheritance(
 
 
 def _sample_rows(
-    augmented: dict[tuple[str, int], list[Record]], evals_samples: dict[str, Any]
+    augmented: dict[tuple[str, int, str], list[Record]], evals_samples: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Flat rows for the report's sample browser: augmented texts and task outputs."""
     rows: list[dict[str, Any]] = []
-    for (bt, seed), items in augmented.items():
+    for (bt, seed, arm), items in augmented.items():
         for r in items[:60]:
             rows.append(
                 {
                     "kind": "augmented",
                     "bias_type": bt,
+                    "arm": arm,
                     "seed": seed,
                     "dimension": r.meta.get("dimension"),
                     "side": r.meta.get("side"),
@@ -635,6 +666,8 @@ def _tidy(
             rows.append(
                 {
                     "bias_type": c["bias_type"],
+                    "arm": c["arm"],
+                    "strength": c["strength"],
                     "ratio": c["ratio"],
                     "seed": c["seed"],
                     "augmented_share": c["summary"]["augmented_share"],
@@ -654,17 +687,18 @@ def _misalignment(
     config: ExperimentConfig,
     out: Path,
     encoder: Any,
-) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """The three misalignment factors of every training set against the real data D_r."""
+) -> dict[tuple[str, str, float, int], dict[str, Any]]:
+    """The three misalignment factors of every training set against the real data D_r, keyed
+    by (bias type, arm, ratio, seed)."""
     from synthbias.augment import get_bias_type
     from synthbias.core.store import write_json
     from synthbias.measure.misalignment import misalignment_factors
 
     real_texts = [r.text for r in real]
-    found: dict[tuple[str, float, int], dict[str, Any]] = {}
+    found: dict[tuple[str, str, float, int], dict[str, Any]] = {}
     for c in conditions:
         axis = get_bias_type(c["bias_type"]).axis
-        key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples)
+        key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples, 2)
         path = out / "misalignment" / f"{key}.json"
         if path.exists():
             vals = json.loads(path.read_text())
@@ -686,105 +720,11 @@ def _misalignment(
                     vals[short] = {
                         "value": m.value,
                         "ci": m.ci.to_dict() if m.ci else None,
-                    }
+                    } | (
+                        {"n_cooccurring_texts_real": m.meta["n_cooccurring_texts_real"]}
+                        if "n_cooccurring_texts_real" in m.meta
+                        else {}
+                    )
             write_json(path, vals)
-        found[(c["bias_type"], c["ratio"], c["seed"])] = vals
+        found[(c["bias_type"], c["arm"], c["ratio"], c["seed"])] = vals
     return found
-
-
-def downstream_harm(table: list[dict[str, Any]], tasks: Sequence[Any]) -> list[dict[str, Any]]:
-    """Per (bias type, ratio, seed, task): change of the task's metrics from the r = 0 model.
-
-    ``bias_delta`` is the bias metric minus its value for the real-only model of the same seed
-    (positive = more bias inherited); ``performance_delta`` the same for the primary metric.
-    """
-    specs = {t.spec.name: t.spec for t in tasks}
-    base: dict[tuple[str, int, str, str], float] = {}
-    for r in table:
-        if r["bias_type"] != "base" and r["ratio"] == 0:
-            base[(r["bias_type"], r["seed"], r["task"], r["metric"])] = r["value"]
-    out: dict[tuple[str, float, int, str], dict[str, Any]] = {}
-    for r in table:
-        if r["bias_type"] == "base" or r["task"] not in specs:
-            continue
-        spec = specs[r["task"]]
-        ref = base.get((r["bias_type"], r["seed"], r["task"], r["metric"]))
-        if ref is None:
-            continue
-        k = (r["bias_type"], r["ratio"], r["seed"], r["task"])
-        row = out.setdefault(
-            k,
-            {
-                "bias_type": k[0],
-                "ratio": k[1],
-                "seed": k[2],
-                "task": k[3],
-                "bias_related": spec.bias_related,
-            },
-        )
-        if r["metric"] == spec.bias_metric:
-            row["bias_delta"] = r["value"] - ref
-        if r["metric"] == spec.primary_metric:
-            row["performance_delta"] = r["value"] - ref
-    return list(out.values())
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def factor_correlations(
-    harm: list[dict[str, Any]],
-    factors: dict[tuple[str, float, int], dict[str, Any]],
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Which misalignment factor tracks downstream harm: Spearman ρ with a bootstrap CI.
-
-    Points are the sweep's (bias type, ratio, seed) training sets; harm is the mean bias delta
-    over the bias-related tasks, each task's deltas first divided by their standard deviation
-    across points, so tasks on different scales weigh alike. The CI resamples points.
-    """
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for h in harm:
-        if h.get("bias_related") and "bias_delta" in h and not math.isnan(h["bias_delta"]):
-            by_task.setdefault(h["task"], []).append(h)
-    scores: dict[tuple[str, float, int], list[float]] = {}
-    for rows in by_task.values():
-        d = np.array([r["bias_delta"] for r in rows])
-        sd = d.std() or 1.0
-        for r, v in zip(rows, d / sd, strict=True):
-            scores.setdefault((r["bias_type"], r["ratio"], r["seed"]), []).append(float(v))
-    points = sorted(k for k in scores if k in factors)
-    out = []
-    names = sorted({f for k in points for f in factors[k]})
-    rng = np.random.default_rng(seed)
-    for name in names:
-        pts = [k for k in points if name in factors[k] and factors[k][name]["value"] is not None]
-        x = np.array([abs(float(factors[k][name]["value"])) for k in pts])
-        y = np.array([float(np.mean(scores[k])) for k in pts])
-        rho = _spearman(x, y) if len(pts) else float("nan")
-        boots = []
-        if len(pts) >= 3:
-            for _ in range(n_resamples):
-                i = rng.integers(0, len(pts), len(pts))
-                boots.append(_spearman(x[i], y[i]))
-        b = np.array([v for v in boots if not math.isnan(v)])
-        alpha = (1 - level) / 2
-        lo, hi = np.quantile(b, [alpha, 1 - alpha]) if len(b) else (math.nan, math.nan)
-        out.append(
-            {
-                "factor": name,
-                "spearman": rho,
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "n_points": len(pts),
-            }
-        )
-    out.sort(key=lambda r: -abs(r["spearman"]) if not math.isnan(r["spearman"]) else 1)
-    return out

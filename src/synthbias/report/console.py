@@ -48,8 +48,12 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
             "[yellow]Augmentation did not carry the requested bias for:[/] "
             + "; ".join(not_carried)
         )
+    from synthbias.attribution import summary_lines
+
+    for line in summary_lines(results):
+        console.print(line, markup=False, highlight=False)
     corr = results.get("correlations") or []
-    if corr:
+    if corr and not results.get("attribution"):
         c = Table(title="Which misalignment factor tracks downstream harm (Spearman ρ)")
         for col in ("factor", "rho", "95% CI", "points"):
             c.add_column(col)

@@ -1,0 +1,83 @@
+"""Factor attribution that is not the ratio in disguise, and the paired arm comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synthbias.attribution import factor_attribution, partial_spearman
+from synthbias.paired import paired_delta
+
+
+def _design(n_per_ratio: int = 8, seed: int = 0):
+    """Points at ratios 0.5 and 1 that differ in bias type / arm; harm = 2 * ratio + signal
+    (factor magnitudes are positive, like JSD / MMD / Fréchet)."""
+    rng = np.random.default_rng(seed)
+    harm, factors = {}, {}
+    for ratio in (0.0, 0.5, 1.0):
+        for j in range(n_per_ratio):
+            key = (f"type{j % 4}", "control" if j >= 4 else "s1", ratio, j // 8)
+            signal = rng.normal()
+            harm[key] = 2 * ratio + signal
+            factors[key] = {
+                "tracks": {"value": 5 + ratio + signal + 0.1 * rng.normal()},
+                "ratio_only": {"value": ratio},
+                "noise": {"value": 5 + ratio + rng.normal()},
+            }
+    return harm, factors
+
+
+def test_fixed_ratio_and_pooled_association_without_the_anchor() -> None:
+    harm, factors = _design()
+    rows = factor_attribution(harm, factors, n_resamples=300, min_points=6)
+    by = {(r["factor"], r["scope"]): r for r in rows}
+    assert {s for _, s in by} == {"ratio=0.5", "ratio=1", "pooled (ratio partialled out)"}
+    pooled = by[("tracks", "pooled (ratio partialled out)")]
+    assert pooled["n_points"] == 16  # r = 0 excluded
+    assert pooled["association"] > 0.8 and pooled["informative"]
+    assert by[("tracks", "ratio=1")]["association"] > 0.8
+    # a factor that only follows the ratio has nothing to say once the ratio is fixed
+    ratio_only = by[("ratio_only", "pooled (ratio partialled out)")]
+    assert ratio_only["association"] is None and not ratio_only["informative"]
+    assert by[("ratio_only", "ratio=0.5")]["association"] is None
+
+
+def test_too_few_points_are_declared() -> None:
+    harm, factors = _design(n_per_ratio=4)
+    rows = factor_attribution(harm, factors, n_resamples=100, min_points=6)
+    fixed = [r for r in rows if r["scope"] == "ratio=1"]
+    assert fixed and all(r["association"] is None for r in fixed)
+    assert all("too few points to tell: 4 points" in r["note"] for r in fixed)
+    pooled = [r for r in rows if r["scope"].startswith("pooled")]
+    # 8 points over 2 ratios leave 6 independent ones: enough for the pooled association
+    assert all(r["association"] is not None for r in pooled if r["factor"] == "tracks")
+
+
+def test_left_out_factor_is_reported_with_its_reason() -> None:
+    harm, factors = _design()
+    rows = factor_attribution(harm, factors, excluded={"noise": "undefined here"}, n_resamples=50)
+    left = [r for r in rows if r["factor"] == "noise"]
+    assert len(left) == 1 and left[0]["scope"] == "left out" and left[0]["note"] == "undefined here"
+
+
+def test_partial_spearman_removes_the_strata() -> None:
+    x = np.array([1.0, 2.0, 3.0, 11.0, 12.0, 13.0])
+    y = np.array([3.0, 2.0, 1.0, 13.0, 12.0, 11.0])  # across strata: rising; within: falling
+    s = np.array([0, 0, 0, 1, 1, 1])
+    assert partial_spearman(x, y, s) == pytest.approx(-1.0)
+
+
+def test_paired_delta_pairs_by_item_id() -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(60)]
+    item_effect = rng.normal(0, 1, 60)
+    a = {i: e + 0.3 + rng.normal(0, 0.05) for i, e in zip(ids, item_effect, strict=True)}
+    b = {i: e for i, e in zip(ids, item_effect, strict=True)}
+    shuffled = dict(reversed(list(b.items())))  # order must not matter
+    d = paired_delta(a, shuffled, n_resamples=500)
+    assert d.value == pytest.approx(0.3, abs=0.03)
+    assert 0.25 < d.ci.low < 0.3 < d.ci.high < 0.35  # pairing removes the item effect
+    clustered = paired_delta(a, b, clusters={i: k // 2 for k, i in enumerate(ids)})
+    assert clustered.n_clusters == 30
+    with pytest.raises(ValueError, match="share no item ids"):
+        paired_delta({"x": 1.0}, {"y": 1.0})

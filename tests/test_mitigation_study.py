@@ -99,6 +99,9 @@ def test_study_headline_budgets_and_sections(tmp_path: Path) -> None:
     for r in head:
         assert r["difference_ci_low"] <= r["difference"] <= r["difference_ci_high"]
         assert r["untuned"] == 0.1
+        # what training added: the baseline-trained model minus the untuned one, paired
+        assert r["baseline_minus_untuned"] == pytest.approx(r["baseline"] - 0.1)
+        assert r["baseline_minus_untuned_ci_low"] <= r["baseline_minus_untuned"]
     # corpus metrics are properties of the training data, never the headline
     assert all(r["section"] == "properties of the training data" for r in res["properties"])
     assert not any(s["headline"] for s in res["summary"] if s["family"].startswith("rule"))

@@ -201,6 +201,16 @@ def run_mitigation(
         headline += rows
         budgets += inheritance_budgets(out / "inheritance", ["none", *ms.inheritance])
     summary = summarise(reps, config.measure.ci_level)
+    for srow in summary:  # the untuned model beside every arm (mean over the pooled rows)
+        us = [
+            h["untuned"]
+            for h in headline
+            if (h["pipeline"], h["strategy"], h["metric"])
+            == (srow["pipeline"], srow["strategy"], srow["metric"])
+            and h.get("untuned") is not None
+            and math.isfinite(h["untuned"])
+        ]
+        srow["untuned"] = float(np.mean(us)) if us else math.nan
     flags = stats.divergence_flags(summary)
     paper = paper_comparison(summary)
     import pandas as pd
@@ -323,6 +333,7 @@ def equilibrium_headline(
                 }
             )
         b_mat = probe.as_matrix(runs["none"])
+        added = _added_by_training(b_mat, untuned, mc.n_resamples, config.seed, mc.ci_level)
         for e in entries:
             m_mat = probe.as_matrix(runs[e])
             br, mr = stats.paired_replicates(b_mat, m_mat, mc.n_resamples, seed=config.seed)
@@ -344,9 +355,26 @@ def equilibrium_headline(
                     "steps_mitigated": budget[e]["steps"],
                     "untuned": untuned["value"],
                 }
+                | added
                 | stats.compare(b, m, br, mr, mc.ci_level)
             )
     return rows, budgets, untuned
+
+
+def _added_by_training(
+    b_mat: np.ndarray, untuned: dict[str, Any], n_resamples: int, seed: int, level: float
+) -> dict[str, Any]:
+    """Baseline-trained minus untuned probe bias, paired over probes (what training added)."""
+    u = np.asarray(untuned["per_sample"], dtype=float)
+    if u.shape != b_mat.shape[1:]:
+        return {}
+    ur, br = stats.paired_replicates(u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed)
+    c = stats.compare(float(u.mean()), float(b_mat.mean()), ur, br, level)
+    return {
+        "baseline_minus_untuned": c["difference"],
+        "baseline_minus_untuned_ci_low": c["difference_ci_low"],
+        "baseline_minus_untuned_ci_high": c["difference_ci_high"],
+    }
 
 
 def equilibrium_properties(
@@ -433,6 +461,7 @@ def compare_inheritance(
     base = json.loads((root / "none" / "results.json").read_text())
     tasks = {t["name"]: t for t in base["tasks"]}
     b_df = pd.read_csv(root / "none" / "results.csv")
+    untuned = {(r.task, r.metric): r.value for r in b_df[b_df["bias_type"] == "base"].itertuples()}
     rng = np.random.default_rng(config.seed)
     n, level = config.measure.n_resamples, config.measure.ci_level
     rows = []
@@ -470,6 +499,7 @@ def compare_inheritance(
             if family == "control_cost":
                 cmp |= {"reduction": math.nan, "reduction_status": "n/a (task performance)"}
             _add(reps, ("inheritance", entry, family, metric), (vb, vm, br, mr))
+            u = untuned.get((r.task, r.metric), math.nan)
             rows.append(
                 {
                     "pipeline": "inheritance",
@@ -479,6 +509,7 @@ def compare_inheritance(
                     "bias_type": r.bias_type,
                     "ratio": r.ratio,
                     "seed": r.seed,
+                    "untuned": f(u) if family == "task_bias" else u,
                     "ci_method": "unpaired normal approximation (per-item scores not stored)",
                 }
                 | cmp
@@ -659,7 +690,7 @@ def format_headline(results: dict[str, Any]) -> list[str]:
             f"{_ci_text(s['difference_ci_low'], s['difference_ci_high'])}, {red}; budget "
             f"{arm_steps(budgets, s['pipeline'], s['strategy'])} (baseline "
             f"{arm_steps(budgets, s['pipeline'], 'none')})"
-            + (f"; untuned {_num(u['value'])}" if u and s["pipeline"] == "equilibrium" else "")
+            + f"; untuned model {_num(s.get('untuned', math.nan))}"
         )
     cost = [s for s in results.get("summary", []) if s["family"] == "control_cost"]
     if cost:

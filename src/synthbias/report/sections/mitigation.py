@@ -49,7 +49,7 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
             "difference": f"{fmt_num(s['difference'])} "
             f"{fmt_ci(s['difference_ci_low'], s['difference_ci_high'])}",
             "reduction": _red(s),
-            "untuned": fmt_num(u["value"]) if u and s["pipeline"] == "equilibrium" else "",
+            "untuned model": fmt_num(s.get("untuned")),
             "budget (arm / baseline)": f"{arm_steps(budgets, s['pipeline'], s['strategy'])} / "
             f"{arm_steps(budgets, s['pipeline'], 'none')}",
         }

@@ -16,7 +16,8 @@ from synthbias.generate.fake import FakeBackend
 from synthbias.inheritance import LoRATrainer, run_inheritance
 from synthbias.mitigate import stats
 from synthbias.mitigate.probe import step_budget
-from synthbias.mitigation_study import format_headline, run_mitigation, sub_config
+from synthbias.mitigate.summary import format_headline
+from synthbias.mitigation_study import run_mitigation, sub_config
 
 
 def _fake_trainer(records, out_dir: Path, seed: int) -> dict:

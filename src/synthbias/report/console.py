@@ -68,7 +68,7 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
 
 def print_mitigation(results: dict[str, Any], console: Console, out: Any) -> None:
     """Held-out behaviour per strategy (budget, untuned baseline, paired CI), then the rest."""
-    from synthbias.mitigation_study import format_headline
+    from synthbias.mitigate.summary import format_headline
 
     for line in format_headline(results):
         console.print(line, highlight=False, markup=False)

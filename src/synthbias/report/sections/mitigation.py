@@ -29,7 +29,7 @@ def _red(s: dict[str, Any]) -> str:
 
 @register_section("mitigation", order=15)
 def heldout_behaviour(ctx: ReportContext) -> Section | None:
-    from synthbias.mitigation_study import arm_steps
+    from synthbias.mitigate.summary import arm_steps
 
     res = ctx.results
     head = [s for s in res.get("summary") or [] if s.get("headline")]

@@ -74,7 +74,7 @@ def test_ratio_study_arms_train_the_same_optimizer_steps(tmp_path: Path) -> None
         with count_optimizer_steps() as calls:
             info = LoRATrainer(study)(recs, tmp_path / entry, seed=0)
         counts[entry] = calls[0]
-        assert info["steps"] == calls[0]
+        assert info["steps"] == calls[0] and info["n_tokens"] > 0
     assert sizes["contrastive"] > sizes["none"]  # the corpus did double its augmented part ...
     # ... and under budget: steps both arms still took the baseline's 1 x ceil(8 / 4) steps
     assert counts == {"none": 2, "contrastive": 2}

@@ -181,6 +181,7 @@ def test_paired_bootstrap_cancels_probe_difficulty() -> None:
     br, mr = stats.paired_replicates(b, m, 1000, seed=0)
     c = stats.compare(b.mean(), m.mean(), br, mr)
     assert c["difference_ci_high"] < 0  # the 0.2 drop is resolved despite sd-1 probe spread
+    assert 0 < c["detectable_change"] < 0.2  # and the design's power says so
     ur_b, ur_m = stats.independent_replicates(b.ravel(), m.ravel(), 1000, seed=0)
     u = stats.compare(b.mean(), m.mean(), ur_b, ur_m)
     assert u["difference_ci_high"] - u["difference_ci_low"] > 3 * (

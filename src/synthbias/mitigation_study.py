@@ -520,6 +520,7 @@ def inheritance_budgets(root: Path, entries: Sequence[str]) -> list[dict[str, An
                     "steps": t.get("steps"),
                     "steps_configured": res["config"]["inheritance"]["finetune"]["max_steps"],
                     "n_examples": t.get("n_examples"),
+                    "tokens_trained": t.get("n_tokens"),
                     "batch_size": res["config"]["inheritance"]["finetune"]["batch_size"],
                 }
             )

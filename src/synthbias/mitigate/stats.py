@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5% level, 80% power
+
 
 @dataclass(frozen=True)
 class Orientation:
@@ -171,6 +173,9 @@ def compare(
         "difference": m - b,
         "difference_ci_low": dlo,
         "difference_ci_high": dhi,
+        # power: the smallest change this design detects with 80% power at alpha 0.05, from
+        # the bootstrap SE of the difference (CI width / 2 z)
+        "detectable_change": (Z_ALPHA + Z_POWER) * (dhi - dlo) / (2 * Z_ALPHA),
     }
     if blo > 0 or bhi < 0:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -48,6 +48,7 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
             f"{fmt_ci(s['mitigated_ci_low'], s['mitigated_ci_high'])}",
             "difference": f"{fmt_num(s['difference'])} "
             f"{fmt_ci(s['difference_ci_low'], s['difference_ci_high'])}",
+            "detectable change (80% power)": fmt_num(s.get("detectable_change")),
             "reduction": _red(s),
             "untuned model": fmt_num(s.get("untuned")),
             "budget (arm / baseline)": f"{arm_steps(budgets, s['pipeline'], s['strategy'])} / "

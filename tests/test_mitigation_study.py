@@ -103,6 +103,8 @@ def test_study_headline_budgets_and_sections(tmp_path: Path) -> None:
         # what training added: the baseline-trained model minus the untuned one, paired
         assert r["baseline_minus_untuned"] == pytest.approx(r["baseline"] - 0.1)
         assert r["baseline_minus_untuned_ci_low"] <= r["baseline_minus_untuned"]
+    # the fake probe's baseline-tuned model differs from the untuned one: no "untrained" note
+    assert not any("not measurably" in n for n in res["notes"])
     # corpus metrics are properties of the training data, never the headline
     assert all(r["section"] == "properties of the training data" for r in res["properties"])
     assert not any(s["headline"] for s in res["summary"] if s["family"].startswith("rule"))
@@ -226,3 +228,14 @@ def test_orientation_is_required() -> None:
 def test_unknown_strategy_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="mitigation_study.equilibrium.*unknown strategy 'tag'"):
         parse_config({"kind": "mitigation", "mitigation_study": {"equilibrium": ["tag"]}})
+
+
+def test_note_when_training_did_not_move_the_probe_model() -> None:
+    from synthbias.mitigation_study import untrained_notes
+
+    row = {"level": 0.6, "steps_baseline": 4, "baseline_minus_untuned": 0.001}
+    flat = row | {"baseline_minus_untuned_ci_low": -0.5, "baseline_minus_untuned_ci_high": 0.5}
+    moved = row | {"baseline_minus_untuned_ci_low": 0.1, "baseline_minus_untuned_ci_high": 0.5}
+    (note,) = untrained_notes([flat])
+    assert "not measurably different" in note and "4 steps" in note
+    assert untrained_notes([moved]) == []

@@ -162,6 +162,7 @@ def run_mitigation(
             rows, b, untuned = equilibrium_headline(root, ms.equilibrium, config, reps, runners)
             headline += rows
             budgets += b
+            notes += untrained_notes(rows)
         else:
             notes.append(
                 "no behavioural headline for the recursive study: measure.downstream is off "
@@ -344,6 +345,23 @@ def equilibrium_headline(
                 | stats.compare(b, m, br, mr, mc.ci_level)
             )
     return rows, budgets, untuned
+
+
+def untrained_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A note per level where training on the baseline corpus did not measurably move the probe
+    model: there the probe cannot show what any arm's data does (raise the step budget)."""
+    out = []
+    for level in dict.fromkeys(r["level"] for r in rows):
+        r = next(x for x in rows if x["level"] == level)
+        lo, hi = r.get("baseline_minus_untuned_ci_low"), r.get("baseline_minus_untuned_ci_high")
+        if lo is not None and lo <= 0 <= hi:
+            out.append(
+                f"level {level:g}: the model tuned on the baseline corpus is not measurably "
+                f"different from the untuned model ({r['baseline_minus_untuned']:+.3f} nats "
+                f"[{lo:+.3f}, {hi:+.3f}], {r['steps_baseline']} steps): at this budget the probe "
+                "cannot show what any arm's data does; raise mitigation_study.steps / probe.epochs"
+            )
+    return out
 
 
 def _added_by_training(

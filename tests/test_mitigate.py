@@ -118,6 +118,14 @@ def test_tag_examples_and_tokens() -> None:
     assert tag_tokens() == sorted(DEFAULT_TAGS.values())
 
 
+def test_tag_examples_refuse_an_inference_tag_never_trained() -> None:
+    from synthbias.mitigate.token import UnseenTagError
+
+    with pytest.raises(UnseenTagError, match="<\\|real\\|>.*mixed ratios"):
+        tag_examples([_ex("a", "augmented"), _ex("b", "augmented")], inference_source="real")
+    assert len(tag_examples([_ex("a", "augmented"), _ex("b", "real")], inference_source="real"))
+
+
 class _Recorder:
     name, model_id = "rec", "m"
 

@@ -372,9 +372,14 @@ _INH_STRATEGIES: tuple[str, ...] = get_args(InheritanceStrategy)
 class MitigationStudyConfig(_Strict):
     """Every mitigation (and none) in the pipeline where it applies, same seeds as the baseline.
 
-    Each entry runs one strategy alone; ``a+b`` stacks strategies. ``families`` names the metric
-    each family is compared on in the recursive study (rule-based, embedding, behavioural); the
-    behavioural family needs ``measure.downstream`` on.
+    Each entry runs one strategy alone; ``a+b`` stacks strategies. The headline of every
+    strategy is held-out behaviour: in the recursive study the pronoun probe of a model
+    LoRA-tuned (``probe``) on the generator's last-generation output, once per ``seeds`` entry;
+    in the ratio study the task bias metrics. ``budget``: ``steps`` (default) gives every arm the
+    same optimizer steps (``steps``, default the baseline's epochs x batches) and batch size;
+    ``epochs`` the same passes over its own data. ``families`` names the corpus metrics reported
+    as properties of the training data. Training-time strategies (token, mask_*, loss_*) are
+    compared at the mixed ratios (0 < r < 1) of ``inheritance.ratios`` only.
     """
 
     equilibrium: list[str] = Field(
@@ -389,9 +394,31 @@ class MitigationStudyConfig(_Strict):
         default_factory=lambda: {
             "rule": "rule.stereotype_rate",
             "embedding": "embedding.mean_abs_projection",
-            "behavioural": "downstream.pronoun_preference",
         }
     )
+    budget: Literal["steps", "epochs"] = "steps"
+    steps: Annotated[int, Field(ge=1)] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    probe: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(max_length=64))
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"seeds must be non-empty and distinct, got {v}")
+        return v
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, v: dict[str, str]) -> dict[str, str]:
+        from synthbias.mitigate.stats import orientation
+
+        for fam, metric in v.items():
+            try:
+                orientation(metric)
+            except KeyError as e:
+                raise ValueError(f"family {fam!r}: {e.args[0]}") from None
+        return v
 
     @field_validator("equilibrium")
     @classmethod

@@ -178,6 +178,7 @@ class LoRATrainer:
             "first_loss": res.losses[0] if res.losses else None,
             "last_loss": res.losses[-1] if res.losses else None,
             "added_tokens": res.added_tokens,
+            "n_tokens": res.n_tokens,
         }
 
     def _consistency(self, cfg: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Run every mitigation (and none) where it applies, and report its effect honestly.
+"""Run every mitigation (and none) where it applies, and measure what mitigation is for.
 
 ``kind: mitigation`` runs the recursive (equilibrium) study once per entry of
 ``mitigation_study.equilibrium`` and the bias-ratio pipeline once per entry of
@@ -7,20 +7,30 @@
 in ``equilibrium/<strategy>/`` and ``inheritance/<strategy>/``; the bias-ratio runs share one step
 cache, so e.g. the real-only adapter is trained once.
 
-Reported, per strategy:
+**Headline, per strategy: held-out behaviour** (``headline`` in results.json).
 
-* **reduction** relative to no mitigation at the same level / generation (recursive study) or
-  bias type / ratio (bias-ratio pipeline): ``(|b| - |m|) / |b|`` for baseline bias ``b`` and
-  mitigated bias ``m`` (1 = bias removed, 0 = no change, negative = more bias), per metric
-  family, with a bootstrap CI (recursive study: resampling the per-text / per-occupation scores of
-  both corpora; bias-ratio pipeline: a normal approximation from the two task-metric CIs, since
-  those are already bootstrap CIs of independent evaluations);
-* the **task-performance cost** on the control tasks (mitigated minus baseline primary metric);
-* **metric divergence**: whether the families agree in direction. A strategy is flagged
-  ``disagree`` when one family's reduction CI lies above zero and another's below, and
-  ``point-estimates-disagree`` when only the point estimates differ in sign. The equilibrium paper
-  saw exactly this (contrastive augmentation cut downstream bias while the embedding score rose);
-  whatever the embedded model shows is reported, nothing is tuned toward the paper.
+* Recursive study: a model is LoRA-tuned on the generator's last-generation *output* (the raw
+  texts written after the mitigated generations; never the texts a swap or contrastive edit
+  produced) for the same number of optimizer steps and batch size in every arm
+  (:mod:`synthbias.mitigate.probe`), once per ``mitigation_study.seeds`` entry, and probed on
+  held-out pronoun contexts. The CI is a paired bootstrap over occupations and seeds (both arms
+  answer the same probes with models of the same seeds); the untuned model's probe bias is
+  reported beside every arm.
+* Ratio study: the bias metric of each bias-related task, at bias ratios > 0 (training-time
+  strategies at mixed ratios 0 < r < 1 only, where real and augmented examples are both present
+  and a ``token`` model is evaluated with a tag it saw in training). Every arm has the same
+  ``finetune.max_steps`` under ``budget: steps``.
+
+Every value is oriented (:mod:`synthbias.mitigate.stats`: positive = towards the stereotype, or
+towards the majority group where a metric defines no stereotype). ``reduction = (b - m) / b``
+is given only when the baseline's CI excludes 0; otherwise it is "undefined" and the difference
+``m - b`` is the figure. Levels (and ratios) are pooled by averaging bootstrap replicates.
+
+**Properties of the training data** (``properties``): corpus metrics (``families``) of the
+edited corpus a strategy passes on and of the generator's output, against the baseline's; they
+describe data, not a trained model. **Divergence flags** compare oriented changes and fire only
+when two metrics' change CIs exclude 0 in opposite directions. **The paper's table**
+(``paper_comparison``) sets the equilibrium paper's contrastive figures beside ours.
 """
 
 from __future__ import annotations
@@ -36,24 +46,72 @@ import numpy as np
 from synthbias.config import ExperimentConfig
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
-from synthbias.measure.result import two_sample_ci
+from synthbias.mitigate import stats
+from synthbias.mitigate.summary import HEADLINE_FAMILY, paper_comparison
 
 ProgressFactory = Callable[[str, int], Any]
+Reps = tuple[float, float, np.ndarray, np.ndarray]
+
+#: Strategies that act while training, on augmented examples (compared at mixed ratios only).
+TRAINING_TIME = frozenset({"token", "mask_loss", "mask_input", "loss_weight", "loss_consistency"})
 
 
 def _strategies(entry: str) -> list[str]:
     return [] if entry == "none" else entry.split("+")
 
 
+def inheritance_steps(config: ExperimentConfig) -> int | None:
+    """The ratio study's common step budget (``None`` under ``budget: epochs``).
+
+    ``mitigation_study.steps``, else ``inheritance.finetune.max_steps``, else the baseline's
+    ``epochs x ceil(n / batch)`` for its largest training set over the ratios.
+    """
+    from synthbias.train.mix import mix_counts
+
+    ms, inh = config.mitigation_study, config.inheritance
+    if ms.budget != "steps":
+        return None
+    if ms.steps is not None:
+        return ms.steps
+    ft = inh.finetune
+    if ft.max_steps is not None:
+        return ft.max_steps
+    n = max(
+        sum(mix_counts(r, inh.n_real, inh.n_augmented, inh.mix_mode, inh.n_total))
+        for r in inh.ratios
+    )
+    return ft.epochs * math.ceil(n / ft.batch_size)
+
+
 def sub_config(config: ExperimentConfig, pipeline: str, entry: str) -> ExperimentConfig:
-    """The config of one sub-run: the pipeline's kind with this strategy entry."""
+    """The config of one sub-run: the pipeline's kind with this strategy entry.
+
+    Recursive study: the sub-run's own downstream family is off (the study trains the held-out
+    probe models itself, at equal budgets). Ratio study: every arm gets the same
+    ``finetune.max_steps`` under ``budget: steps``; a training-time strategy runs at the ratios
+    below 1 only (at r = 1 no real example, hence no real tag, is ever trained on).
+    """
     cfg = config.model_copy(deep=True)
     cfg.kind = pipeline  # type: ignore[assignment]
     cfg.name = f"{config.name}-{pipeline}-{entry}"
+    strategies = _strategies(entry)
     if pipeline == "equilibrium":
-        cfg.study.mitigation.strategies = _strategies(entry)  # type: ignore[assignment]
-    else:
-        cfg.inheritance.mitigation.strategies = _strategies(entry)  # type: ignore[assignment]
+        cfg.study.mitigation.strategies = strategies  # type: ignore[assignment]
+        cfg.measure.downstream = "off"
+        return cfg
+    cfg.inheritance.mitigation.strategies = strategies  # type: ignore[assignment]
+    steps = inheritance_steps(config)
+    if steps is not None:
+        cfg.inheritance.finetune.max_steps = steps
+    if TRAINING_TIME & set(strategies):
+        ratios = [r for r in cfg.inheritance.ratios if r < 1]
+        if not any(0 < r < 1 for r in ratios):
+            raise ValueError(
+                f"mitigation_study.inheritance: {entry!r} acts on augmented examples during "
+                f"training and is compared at mixed ratios (0 < r < 1) only; inheritance.ratios "
+                f"{cfg.inheritance.ratios} has none (add e.g. 0.25, 0.5, 0.75)"
+            )
+        cfg.inheritance.ratios = ratios
     return cfg
 
 
@@ -63,11 +121,13 @@ def run_mitigation(
     out: str | Path,
     progress: ProgressFactory | None = None,
     resume: bool = True,
-    runners: dict[str, Callable[..., dict[str, Any]]] | None = None,
+    runners: dict[str, Callable[..., Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the mitigation study (see the module docstring); returns ``results.json``'s content.
 
-    ``runners`` replaces ``run_equilibrium`` / ``run_inheritance`` (tests pass fakes).
+    ``runners`` replaces ``run_equilibrium`` / ``run_inheritance`` and the probe functions
+    ``probe`` (:func:`synthbias.mitigate.probe.train_and_probe`) / ``untuned``
+    (:func:`synthbias.mitigate.probe.untuned_probe`) (tests pass fakes).
     """
     from synthbias.core.store import write_json, write_table
     from synthbias.experiment import run_equilibrium
@@ -76,39 +136,78 @@ def run_mitigation(
     if config.kind != "mitigation":
         raise ValueError(f"run_mitigation needs kind: mitigation, got {config.kind!r}")
     runners = runners or {}
-    run_eq = runners.get("equilibrium", run_equilibrium)
-    run_inh = runners.get("inheritance", run_inheritance)
     ms = config.mitigation_study
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", config.to_yaml())
-    rows: list[dict[str, Any]] = []
+    # fail on a bad ratio set before anything runs
+    inh_cfgs = (
+        {e: sub_config(config, "inheritance", e) for e in (["none", *ms.inheritance])}
+        if ms.run_inheritance
+        else {}
+    )
+    headline: list[dict[str, Any]] = []
+    properties: list[dict[str, Any]] = []
+    reps: dict[tuple[str, str, str, str], list[Reps]] = {}
+    budgets: list[dict[str, Any]] = []
+    notes: list[str] = []
     sub_runs: dict[str, str] = {}
+    untuned = None
     if ms.run_equilibrium:
+        run_eq = runners.get("equilibrium", run_equilibrium)
         for entry in ["none", *ms.equilibrium]:
             d = out / "equilibrium" / entry
             run_eq(sub_config(config, "equilibrium", entry), d, progress=progress, resume=resume)
             sub_runs[f"equilibrium/{entry}"] = str(d.relative_to(out))
-        rows += compare_equilibrium(out / "equilibrium", ms.equilibrium, ms.families, config)
-    if ms.run_inheritance:
-        cache = out / "inheritance" / "_cache"
-        for entry in ["none", *ms.inheritance]:
-            d = out / "inheritance" / entry
-            run_inh(
-                sub_config(config, "inheritance", entry),
-                d,
-                progress=progress,
-                resume=resume,
-                cache_dir=cache,
+        root = out / "equilibrium"
+        properties += equilibrium_properties(root, ms.equilibrium, ms.families, config, reps)
+        if config.measure.downstream != "off":
+            rows, b, untuned = equilibrium_headline(root, ms.equilibrium, config, reps, runners)
+            headline += rows
+            budgets += b
+            notes += untrained_notes(rows)
+        else:
+            notes.append(
+                "no behavioural headline for the recursive study: measure.downstream is off "
+                "(turn it on to train the held-out probe models)"
             )
+        if config.study.generations < 2 and {"swap", "contrastive"} & {
+            s for e in ms.equilibrium for s in _strategies(e)
+        }:
+            notes.append(
+                "swap / contrastive edit a generation after it is written, so the generator's "
+                "output differs from the baseline's only from generation 2 on; with "
+                f"generations: {config.study.generations} their held-out headline cannot differ"
+            )
+    if ms.run_inheritance:
+        run_inh = runners.get("inheritance", run_inheritance)
+        cache = out / "inheritance" / "_cache"
+        for entry, cfg in inh_cfgs.items():
+            d = out / "inheritance" / entry
+            run_inh(cfg, d, progress=progress, resume=resume, cache_dir=cache)
             sub_runs[f"inheritance/{entry}"] = str(d.relative_to(out))
-        rows += compare_inheritance(out / "inheritance", ms.inheritance)
-    summary = summarise(rows)
-    flags = divergence_flags(summary)
+        rows = compare_inheritance(out / "inheritance", ms.inheritance, config, reps)
+        headline += rows
+        budgets += inheritance_budgets(out / "inheritance", ["none", *ms.inheritance])
+    summary = summarise(reps, config.measure.ci_level)
+    for srow in summary:  # the untuned model beside every arm (mean over the pooled rows)
+        us = [
+            h["untuned"]
+            for h in headline
+            if (h["pipeline"], h["strategy"], h["metric"])
+            == (srow["pipeline"], srow["strategy"], srow["metric"])
+            and h.get("untuned") is not None
+            and math.isfinite(h["untuned"])
+        ]
+        srow["untuned"] = float(np.mean(us)) if us else math.nan
+    flags = stats.divergence_flags(summary)
+    paper = paper_comparison(summary)
     import pandas as pd
 
-    write_table(pd.DataFrame(rows), out / "comparison.csv")
+    write_table(pd.DataFrame(headline), out / "comparison.csv")
+    write_table(pd.DataFrame(properties), out / "training_data_properties.csv")
     write_table(pd.DataFrame(summary), out / "summary.csv")
+    write_table(pd.DataFrame(budgets), out / "budgets.csv")
     plots = []
     if summary:
         from synthbias.report.mitigation_plots import plot_mitigation
@@ -121,8 +220,15 @@ def run_mitigation(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "sub_runs": sub_runs,
+        "budget": ms.budget,
+        "budgets": budgets,
+        "untuned": untuned,
+        "headline": headline,
+        "properties": properties,
         "summary": summary,
+        "paper_comparison": paper,
         "flags": flags,
+        "notes": notes,
         "plots": plots,
     }
     write_json(out / "results.json", results)
@@ -135,218 +241,334 @@ def run_mitigation(
 # --------------------------------------------------------------------------- recursive study
 
 
-def _reduction(b: float, m: float) -> float:
-    return (abs(b) - abs(m)) / abs(b) if b and not math.isnan(b) else math.nan
+def _last_generation(run: Path, level: float) -> int:
+    from synthbias.experiment import corpus_path
+
+    k = 0
+    while corpus_path(run, level, k + 1).is_file():
+        k += 1
+    return k
 
 
-def compare_equilibrium(
-    root: Path, entries: Sequence[str], families: dict[str, str], config: ExperimentConfig
+def _corpus(run: Path, level: float, gen: int, raw: bool) -> list[Any]:
+    """Generation ``gen`` as stored (``raw=False``: what a strategy edited and passed on) or as
+    the generator wrote it (``raw=True``: ``raw-gen-k.jsonl`` when a strategy edited it)."""
+    from synthbias.corpus import read_jsonl
+    from synthbias.experiment import corpus_path
+
+    path = corpus_path(run, level, gen)
+    raw_path = path.with_name(f"raw-{path.name}")
+    return read_jsonl(raw_path if raw and raw_path.is_file() else path)
+
+
+def _levels(root: Path) -> list[float]:
+    base = json.loads((root / "none" / "results.json").read_text())
+    return [lv["level"] for lv in base["levels"]]
+
+
+def _add(reps: dict[Any, list[Reps]], key: tuple[str, str, str, str], r: Reps) -> None:
+    reps.setdefault(key, []).append(r)
+
+
+def equilibrium_headline(
+    root: Path,
+    entries: Sequence[str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
+    runners: dict[str, Callable[..., Any]] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Held-out pronoun preference of models tuned on each arm's last-generation output.
+
+    Returns ``(rows, budgets, untuned)``; one row per strategy and level, with the paired CI.
+    """
+    from synthbias.measure.downstream import PREFERENCE
+    from synthbias.mitigate import probe
+
+    runners = runners or {}
+    train = runners.get("probe", probe.train_and_probe)
+    untuned_fn = runners.get("untuned", probe.untuned_probe)
+    ms, mc = config.mitigation_study, config.measure
+    lora = probe.lora_settings(ms.probe)
+    probes = root / "probes"
+    untuned = untuned_fn(probes, mc, config.seed)
+    rows, budgets = [], []
+    for level in _levels(root):
+        k = _last_generation(root / "none", level)
+        texts = {
+            e: [r.text for r in _corpus(root / e, level, k, raw=True) if r.text.strip()]
+            for e in ["none", *entries]
+        }
+        budget = probe.step_budget({e: len(t) for e, t in texts.items()}, lora, ms.budget, ms.steps)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for e, t in texts.items():
+            runs[e] = [
+                train(
+                    t,
+                    probes / f"level-{level:g}" / e / f"seed-{s}",
+                    lora,
+                    budget[e]["steps"],
+                    s,
+                    mc,
+                )
+                for s in ms.seeds
+            ]
+            budgets.append(
+                {"pipeline": "equilibrium", "strategy": e, "level": level, "generation": k}
+                | budget[e]
+                | {
+                    "steps_trained": sorted({r["steps"] for r in runs[e]}),
+                    "tokens_trained": [r["n_tokens"] for r in runs[e]],
+                    "seeds": list(ms.seeds),
+                }
+            )
+        b_mat = probe.as_matrix(runs["none"])
+        added = _added_by_training(b_mat, untuned, mc.n_resamples, config.seed, mc.ci_level)
+        for e in entries:
+            m_mat = probe.as_matrix(runs[e])
+            br, mr = stats.paired_replicates(b_mat, m_mat, mc.n_resamples, seed=config.seed)
+            b, m = float(b_mat.mean()), float(m_mat.mean())
+            _add(reps, ("equilibrium", e, HEADLINE_FAMILY, PREFERENCE), (b, m, br, mr))
+            rows.append(
+                {
+                    "pipeline": "equilibrium",
+                    "strategy": e,
+                    "family": HEADLINE_FAMILY,
+                    "metric": PREFERENCE,
+                    "level": level,
+                    "generation": k,
+                    "trained_on": f"generator output, generation {k} (raw, unedited)",
+                    "n_seeds": int(b_mat.shape[0]),
+                    "n_probes": int(b_mat.shape[1]),
+                    "ci_method": "paired bootstrap over probes and seeds",
+                    "steps_baseline": budget["none"]["steps"],
+                    "steps_mitigated": budget[e]["steps"],
+                    "untuned": untuned["value"],
+                }
+                | added
+                | stats.compare(b, m, br, mr, mc.ci_level)
+            )
+    return rows, budgets, untuned
+
+
+def untrained_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A note per level where training on the baseline corpus did not measurably move the probe
+    model: there the probe cannot show what any arm's data does (raise the step budget)."""
+    out = []
+    for level in dict.fromkeys(r["level"] for r in rows):
+        r = next(x for x in rows if x["level"] == level)
+        lo, hi = r.get("baseline_minus_untuned_ci_low"), r.get("baseline_minus_untuned_ci_high")
+        if lo is not None and lo <= 0 <= hi:
+            out.append(
+                f"level {level:g}: the model tuned on the baseline corpus is not measurably "
+                f"different from the untuned model ({r['baseline_minus_untuned']:+.3f} nats "
+                f"[{lo:+.3f}, {hi:+.3f}], {r['steps_baseline']} steps): at this budget the probe "
+                "cannot show what any arm's data does; raise mitigation_study.steps / probe.epochs"
+            )
+    return out
+
+
+def _added_by_training(
+    b_mat: np.ndarray, untuned: dict[str, Any], n_resamples: int, seed: int, level: float
+) -> dict[str, Any]:
+    """Baseline-trained minus untuned probe bias, paired over probes (what training added)."""
+    u = np.asarray(untuned["per_sample"], dtype=float)
+    if u.shape != b_mat.shape[1:]:
+        return {}
+    ur, br = stats.paired_replicates(u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed)
+    c = stats.compare(float(u.mean()), float(b_mat.mean()), ur, br, level)
+    return {
+        "baseline_minus_untuned": c["difference"],
+        "baseline_minus_untuned_ci_low": c["difference_ci_low"],
+        "baseline_minus_untuned_ci_high": c["difference_ci_high"],
+    }
+
+
+def equilibrium_properties(
+    root: Path,
+    entries: Sequence[str],
+    families: dict[str, str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
 ) -> list[dict[str, Any]]:
-    """Reduction per strategy, level, generation and family, from the stored corpora."""
+    """Corpus metrics of the last generation: the edited corpus a strategy passes on and the
+    generator's own output, each against the baseline's (independent resamples of texts)."""
     from synthbias.experiment import GenderMeasurer
 
     measurer = GenderMeasurer(config.measure)
-    per_sample: dict[tuple[str, float, int], dict[str, np.ndarray]] = {}
+    memo: dict[tuple[str, float, int, bool], dict[str, np.ndarray]] = {}
 
-    def samples(entry: str, level: float, gen: int) -> dict[str, np.ndarray]:
-        key = (entry, level, gen)
-        if key not in per_sample:
-            per_sample[key] = _generation_samples(root / entry, level, gen, measurer, config)
-        return per_sample[key]
+    def scores(e: str, level: float, k: int, raw: bool) -> dict[str, np.ndarray]:
+        key = (e, level, k, raw)
+        if key not in memo:
+            texts = [r.text for r in _corpus(root / e, level, k, raw)]
+            memo[key] = {
+                n: np.asarray(r.per_sample, dtype=float)
+                for n, r in measurer.measure(texts, seed=config.seed).items()
+                if r.per_sample and np.isclose(np.mean(r.per_sample), r.value)
+            }
+        return memo[key]
 
-    base = json.loads((root / "none" / "results.json").read_text())
     rows = []
-    n_res = config.measure.n_resamples
-    for entry in entries:
-        for lv in base["levels"]:
-            level = lv["level"]
-            for g in lv["generations"]:
-                k = g["generation"]
-                if k == 0:
-                    continue
-                b_s, m_s = samples("none", level, k), samples(entry, level, k)
-                for family, metric in families.items():
-                    if metric not in b_s or metric not in m_s:
+    mc = config.measure
+    for level in _levels(root):
+        k = _last_generation(root / "none", level)
+        base = scores("none", level, k, False)
+        for e in entries:
+            for raw, what in ((False, "edited corpus passed on"), (True, "generator output")):
+                mine = scores(e, level, k, raw)
+                for fam, metric in families.items():
+                    if metric not in base or metric not in mine:
                         continue
-                    b, m = b_s[metric], m_s[metric]
-                    bv, mv = float(np.mean(b)), float(np.mean(m))
-                    ci = two_sample_ci(
-                        b, m, lambda x, y: _reduction(x.mean(), y.mean()), n_res, seed=config.seed
-                    )
+                    b0 = float(base[metric].mean())
+                    bo = stats.oriented(metric, base[metric], b0)
+                    mo = stats.oriented(metric, mine[metric], b0)
+                    br, mr = stats.independent_replicates(bo, mo, mc.n_resamples, config.seed)
+                    b, m = float(bo.mean()), float(mo.mean())
+                    family = f"{fam} ({what})"
+                    _add(reps, ("equilibrium", e, family, metric), (b, m, br, mr))
                     rows.append(
                         {
                             "pipeline": "equilibrium",
-                            "strategy": entry,
+                            "strategy": e,
                             "family": family,
                             "metric": metric,
                             "level": level,
                             "generation": k,
-                            "baseline": bv,
-                            "mitigated": mv,
-                            "reduction": _reduction(bv, mv),
-                            "ci_low": ci.low,
-                            "ci_high": ci.high,
+                            "section": "properties of the training data",
+                            "orientation": stats.orientation(metric).meaning,
+                            "ci_method": "independent bootstrap over texts",
                         }
+                        | stats.compare(b, m, br, mr, mc.ci_level)
                     )
     return rows
-
-
-def _generation_samples(
-    run: Path, level: float, gen: int, measurer: Any, config: ExperimentConfig
-) -> dict[str, np.ndarray]:
-    """Per-sample scores of one stored generation: re-measured texts, stored downstream scores."""
-    from synthbias.core.store import corpus_path
-    from synthbias.corpus import read_jsonl
-
-    recs = read_jsonl(corpus_path(run, level, gen))
-    out = {
-        name: np.asarray(m.per_sample, dtype=float)
-        for name, m in measurer.measure([r.text for r in recs], seed=config.seed).items()
-        if m.per_sample
-    }
-    res = json.loads((run / "results.json").read_text())
-    for lv in res["levels"]:
-        if lv["level"] != level:
-            continue
-        for g in lv["generations"]:
-            if g["generation"] != gen:
-                continue
-            for name, m in g["metrics"].items():
-                if name.startswith("downstream.") and m.get("per_sample"):
-                    out[name] = np.asarray(m["per_sample"], dtype=float)
-    return out
 
 
 # --------------------------------------------------------------------------- bias-ratio pipeline
 
 
-def compare_inheritance(root: Path, entries: Sequence[str]) -> list[dict[str, Any]]:
-    """Reduction of each bias-related task's bias metric, and the control tasks' cost."""
+def _normal_reps(v: float, lo: float, hi: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    se = (hi - lo) / (2 * 1.96)
+    return v + (se if math.isfinite(se) else 0.0) * rng.standard_normal(n)
+
+
+def compare_inheritance(
+    root: Path,
+    entries: Sequence[str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
+) -> list[dict[str, Any]]:
+    """Oriented task bias (headline) and control-task cost of each strategy vs the baseline.
+
+    Per-item task scores are not stored by the ratio pipeline, so the interval of a difference
+    is a normal approximation from the two arms' bootstrap CIs, labelled ``unpaired``.
+    """
     import pandas as pd
 
     base = json.loads((root / "none" / "results.json").read_text())
     tasks = {t["name"]: t for t in base["tasks"]}
     b_df = pd.read_csv(root / "none" / "results.csv")
+    untuned = {(r.task, r.metric): r.value for r in b_df[b_df["bias_type"] == "base"].itertuples()}
+    rng = np.random.default_rng(config.seed)
+    n, level = config.measure.n_resamples, config.measure.ci_level
     rows = []
     for entry in entries:
         m_df = pd.read_csv(root / entry / "results.csv")
         keys = ["task", "bias_type", "ratio", "seed", "metric"]
         merged = b_df.merge(m_df, on=keys, suffixes=("_b", "_m"))
         merged = merged[(merged["bias_type"] != "base") & (merged["ratio"] > 0)]
+        if TRAINING_TIME & set(_strategies(entry)):
+            merged = merged[merged["ratio"] < 1]
         for r in merged.itertuples(index=False):
             t = tasks.get(r.task)
             if t is None:
                 continue
+            metric = f"{r.task}.{r.metric}"
             if t["bias_related"] and r.metric == t["bias_metric"]:
-                family, value = "task_bias", _reduction(r.value_b, r.value_m)
-                lo, hi = _normal_ci(r, lambda b, m: _reduction(b, m))
+                family = "task_bias"
+                o = stats.orientation(metric)
+                sign = o.sign or (-1 if r.value_b - o.neutral < 0 else 1)
+
+                def f(x: float, o: Any = o, sign: int = sign) -> float:
+                    return sign * (x - o.neutral)
+
+                vb, vm = f(r.value_b), f(r.value_m)
+                lb, hb = sorted([f(r.ci_low_b), f(r.ci_high_b)])
+                lm, hm = sorted([f(r.ci_low_m), f(r.ci_high_m)])
             elif not t["bias_related"] and r.metric == t["primary_metric"]:
-                family, value = "control_cost", r.value_m - r.value_b
-                lo, hi = _normal_ci(r, lambda b, m: m - b)
+                family = "control_cost"
+                vb, lb, hb = r.value_b, r.ci_low_b, r.ci_high_b
+                vm, lm, hm = r.value_m, r.ci_low_m, r.ci_high_m
             else:
                 continue
+            br, mr = _normal_reps(vb, lb, hb, n, rng), _normal_reps(vm, lm, hm, n, rng)
+            cmp = stats.compare(vb, vm, br, mr, level)
+            if family == "control_cost":
+                cmp |= {"reduction": math.nan, "reduction_status": "n/a (task performance)"}
+            _add(reps, ("inheritance", entry, family, metric), (vb, vm, br, mr))
+            u = untuned.get((r.task, r.metric), math.nan)
             rows.append(
                 {
                     "pipeline": "inheritance",
                     "strategy": entry,
                     "family": family,
-                    "metric": f"{r.task}.{r.metric}",
+                    "metric": metric,
                     "bias_type": r.bias_type,
                     "ratio": r.ratio,
                     "seed": r.seed,
-                    "baseline": r.value_b,
-                    "mitigated": r.value_m,
-                    "reduction": value,
-                    "ci_low": lo,
-                    "ci_high": hi,
+                    "untuned": f(u) if family == "task_bias" else u,
+                    "ci_method": "unpaired normal approximation (per-item scores not stored)",
+                }
+                | cmp
+            )
+    return rows
+
+
+def inheritance_budgets(root: Path, entries: Sequence[str]) -> list[dict[str, Any]]:
+    """Steps and examples each ratio-study arm was trained with (from its conditions)."""
+    rows = []
+    for e in entries:
+        res = json.loads((root / e / "results.json").read_text())
+        for c in res.get("conditions", []):
+            t = c.get("train") or {}
+            rows.append(
+                {
+                    "pipeline": "inheritance",
+                    "strategy": e,
+                    "bias_type": c["bias_type"],
+                    "ratio": c["ratio"],
+                    "seed": c["seed"],
+                    "budget": res["config"]["mitigation_study"]["budget"],
+                    "steps": t.get("steps"),
+                    "steps_configured": res["config"]["inheritance"]["finetune"]["max_steps"],
+                    "n_examples": t.get("n_examples"),
+                    "tokens_trained": t.get("n_tokens"),
+                    "batch_size": res["config"]["inheritance"]["finetune"]["batch_size"],
                 }
             )
     return rows
 
 
-def _normal_ci(r: Any, f: Callable[[float, float], float], z: float = 1.96) -> tuple[float, float]:
-    """CI of ``f(b, m)`` by the delta method with SEs read off the two 95% CIs."""
-    se_b = (r.ci_high_b - r.ci_low_b) / (2 * z)
-    se_m = (r.ci_high_m - r.ci_low_m) / (2 * z)
-    if any(map(math.isnan, (se_b, se_m))):
-        return math.nan, math.nan
-    eps = 1e-6
-    db = (f(r.value_b + eps, r.value_m) - f(r.value_b - eps, r.value_m)) / (2 * eps)
-    dm = (f(r.value_b, r.value_m + eps) - f(r.value_b, r.value_m - eps)) / (2 * eps)
-    se = math.sqrt((db * se_b) ** 2 + (dm * se_m) ** 2)
-    v = f(r.value_b, r.value_m)
-    return v - z * se, v + z * se
+# --------------------------------------------------------------------------- summary and paper
 
 
-# --------------------------------------------------------------------------- summary and flags
-
-
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean reduction (and mean CI bounds) per pipeline, strategy and family.
-
-    Recursive study: the last generation of each level (where bias has settled), averaged over
-    levels, plus the value at the lowest initial level (the paper reports both).
-    """
-    import pandas as pd
-
-    if not rows:
-        return []
-    df = pd.DataFrame(rows)
+def summarise(
+    reps: dict[tuple[str, str, str, str], list[Reps]], level: float = 0.95
+) -> list[dict[str, Any]]:
+    """Per pipeline, strategy, family and metric: the mean over levels (recursive study) or
+    over bias types, ratios and seeds (ratio study), its CI from the pooled replicates."""
     out = []
-    for (pipe, strat, fam), g in df.groupby(["pipeline", "strategy", "family"], sort=False):
-        extra: dict[str, Any] = {}
-        if pipe == "equilibrium":
-            g = g[g["generation"] == g["generation"].max()]
-            low = g[g["level"] == g["level"].min()]
-            extra["reduction_lowest_level"] = float(low["reduction"].mean())
-        vals = g["reduction"].astype(float)
+    for (pipe, strat, fam, metric), items in reps.items():
         out.append(
             {
                 "pipeline": pipe,
                 "strategy": strat,
                 "family": fam,
-                "reduction": float(vals.mean()),
-                "ci_low": float(g["ci_low"].astype(float).mean()),
-                "ci_high": float(g["ci_high"].astype(float).mean()),
-                "n": int(len(g)),
+                "metric": metric,
+                "headline": fam in (HEADLINE_FAMILY, "task_bias"),
+                "orientation": "task performance (+ = better)"
+                if fam == "control_cost"
+                else stats.orientation(metric).meaning,
             }
-            | extra
+            | stats.pooled(items, level)
         )
     return out
-
-
-def divergence_flags(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per strategy: do the bias families agree in direction? (control cost is not a family)."""
-    flags = []
-    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in summary:
-        if s["family"] != "control_cost":
-            by.setdefault((s["pipeline"], s["strategy"]), []).append(s)
-    for (pipe, strat), fams in by.items():
-        if len(fams) < 2:
-            continue
-        sure = {
-            f["family"]: (1 if f["ci_low"] > 0 else -1 if f["ci_high"] < 0 else 0) for f in fams
-        }
-        point = {
-            f["family"]: np.sign(f["reduction"]) for f in fams if not math.isnan(f["reduction"])
-        }
-        if 1 in sure.values() and -1 in sure.values():
-            kind = "disagree"
-        elif 1.0 in point.values() and -1.0 in point.values():
-            kind = "point-estimates-disagree"
-        else:
-            continue
-        detail = ", ".join(
-            f"{f['family']} {f['reduction']:+.0%} [{f['ci_low']:+.0%}, {f['ci_high']:+.0%}]"
-            for f in fams
-        )
-        flags.append(
-            {
-                "pipeline": pipe,
-                "strategy": strat,
-                "flag": kind,
-                "message": f"{pipe}/{strat}: metric families {kind.replace('-', ' ')}: {detail}",
-            }
-        )
-    return flags

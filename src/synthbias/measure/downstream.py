@@ -764,6 +764,8 @@ def downstream_bias(
             "base_model": str(base_model) if base_model is not None else None,
             "instruction": instruction,
             "steps": res.steps,
+            "batch_size": cfg.batch_size,
+            "n_tokens": res.n_tokens,
             "first_loss": res.losses[0] if res.losses else None,
             "final_loss": float(np.mean(res.losses[-3:])) if res.losses else None,
             "train_seconds": res.seconds,
@@ -792,7 +794,8 @@ def downstream_bias(
                 texts, occ, ctmpls, lo, hi, n_resamples, encoder, seed, on_insufficient="nan"
             )
         )
-    finetune = {k: record.get(k) for k in ("adapter_key", "texts_sha256", "n_texts", "steps")}
+    keys = ("adapter_key", "texts_sha256", "n_texts", "steps", "batch_size", "n_tokens")
+    finetune = {k: record.get(k) for k in keys}
     finetune.update(
         {
             "first_loss": record.get("first_loss"),

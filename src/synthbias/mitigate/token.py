@@ -24,17 +24,37 @@ def tag_tokens(tags: Mapping[str, str] = DEFAULT_TAGS) -> list[str]:
     return sorted(set(tags.values()))
 
 
-def tag_examples(examples: Sequence[Any], tags: Mapping[str, str] = DEFAULT_TAGS) -> list[Any]:
+class UnseenTagError(ValueError):
+    """The inference tag never occurs in the training data (e.g. a ratio-1 mix has no real
+    example, so a model evaluated with ``<|real|>`` would meet an untrained embedding)."""
+
+
+def tag_examples(
+    examples: Sequence[Any],
+    tags: Mapping[str, str] = DEFAULT_TAGS,
+    inference_source: str | None = None,
+) -> list[Any]:
     """Prefix each :class:`~synthbias.train.sft.SFTExample`'s prompt with its source's tag.
 
     The source is ``meta["source"]`` (``real`` / ``augmented``; anything else counts as
     augmented). Prompts are conditioned on, not trained, so the tag itself carries no loss.
+    ``inference_source``: the source whose tag the model will be evaluated with (``"real"`` for
+    :class:`TaggedBackend`'s default); an error (:class:`UnseenTagError`) when no example
+    carries it. ``None`` (default): no check (the mitigation study checks its ratios itself).
     """
     out = []
     for ex in examples:
         src = ex.meta.get("source", "augmented")
         tag = tags.get(src, tags["augmented"])
         out.append(replace(ex, prompt=f"{tag}{ex.prompt}", meta={**ex.meta, "tag": tag}))
+    if inference_source is not None and out:
+        want = tags[inference_source]
+        if not any(ex.meta["tag"] == want for ex in out):
+            raise UnseenTagError(
+                f"token mitigation: no training example carries the tag {want} the model is "
+                f"evaluated with (no {inference_source!r} example, e.g. at bias ratio 1); "
+                "compare it at mixed ratios (0 < r < 1)"
+            )
     return out
 
 

@@ -74,22 +74,9 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
 
 
 def print_mitigation(results: dict[str, Any], console: Console, out: Any) -> None:
-    """Reduction per strategy and family, then the divergence flags."""
-    table = Table(title="Mitigation: reduction relative to no mitigation (95% CI)")
-    for col in ("pipeline", "strategy", "family", "reduction", "95% CI", "lowest level"):
-        table.add_column(col)
-    for s in results["summary"]:
-        table.add_row(
-            s["pipeline"],
-            s["strategy"],
-            s["family"],
-            f"{s['reduction']:+.1%}" if not math.isnan(s["reduction"]) else "-",
-            f"[{s['ci_low']:+.1%}, {s['ci_high']:+.1%}]" if not math.isnan(s["ci_low"]) else "-",
-            f"{s['reduction_lowest_level']:+.1%}"
-            if "reduction_lowest_level" in s and not math.isnan(s["reduction_lowest_level"])
-            else "",
-        )
-    console.print(table)
-    for f in results.get("flags") or []:
-        console.print(f"[yellow]divergence:[/] {f['message']}", highlight=False)
+    """Held-out behaviour per strategy (budget, untuned baseline, paired CI), then the rest."""
+    from synthbias.mitigate.summary import format_headline
+
+    for line in format_headline(results):
+        console.print(line, highlight=False, markup=False)
     console.print(f"Output: {out}/ (results.json, comparison.csv, summary.csv, sub-runs)")

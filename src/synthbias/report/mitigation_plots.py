@@ -1,4 +1,4 @@
-"""Mitigation comparison plot: reduction per strategy and metric family, with CIs."""
+"""Mitigation comparison plot: oriented change per strategy and metric family, with CIs."""
 
 from __future__ import annotations
 
@@ -14,37 +14,47 @@ import numpy as np  # noqa: E402
 
 
 def plot_mitigation(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
-    """One panel per pipeline: grouped bars (strategy x family) of the mean reduction.
-
-    Bars above zero mean less bias than without mitigation (for ``control_cost``: higher task
-    performance); error bars are the mean CI bounds.
-    """
-    pipes = sorted({s["pipeline"] for s in summary})
-    if not pipes:
+    """One panel per pipeline and section (headline, training data): grouped bars (strategy x
+    family) of the oriented change mitigated − baseline (below 0: less bias), with the pooled
+    bootstrap CI of the change (never averaged bounds)."""
+    panels = list(dict.fromkeys((s["pipeline"], bool(s.get("headline"))) for s in summary))
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(pipes), figsize=(6 * len(pipes), 3.8), dpi=110, squeeze=False)
-    for ax, pipe in zip(axes[0], pipes, strict=True):
-        rows = [s for s in summary if s["pipeline"] == pipe]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 3.8), dpi=110, squeeze=False
+    )
+    for ax, (pipe, head) in zip(axes[0], panels, strict=True):
+        rows = [s for s in summary if s["pipeline"] == pipe and bool(s.get("headline")) == head]
         strategies = list(dict.fromkeys(s["strategy"] for s in rows))
-        families = list(dict.fromkeys(s["family"] for s in rows))
+        families = list(dict.fromkeys((s["family"], s["metric"]) for s in rows))
         width = 0.8 / max(len(families), 1)
         x = np.arange(len(strategies))
-        for j, fam in enumerate(families):
+        for j, (fam, metric) in enumerate(families):
             vals, lo, hi = [], [], []
             for st in strategies:
-                r = next((s for s in rows if s["strategy"] == st and s["family"] == fam), None)
-                v = r["reduction"] if r else np.nan
+                r = next(
+                    (
+                        s
+                        for s in rows
+                        if s["strategy"] == st and s["family"] == fam and s["metric"] == metric
+                    ),
+                    None,
+                )
+                v = r["difference"] if r else np.nan
                 vals.append(v)
-                lo.append(max(v - r["ci_low"], 0) if r and np.isfinite(r["ci_low"]) else 0)
-                hi.append(max(r["ci_high"] - v, 0) if r and np.isfinite(r["ci_high"]) else 0)
-            ax.bar(x + j * width, vals, width, yerr=[lo, hi], capsize=2, label=fam)
+                ok = r is not None and np.isfinite(r["difference_ci_low"])
+                lo.append(max(v - r["difference_ci_low"], 0) if ok else 0)
+                hi.append(max(r["difference_ci_high"] - v, 0) if ok else 0)
+            label = fam if len({f for f, _ in families}) == len(families) else f"{fam}: {metric}"
+            ax.bar(x + j * width, vals, width, yerr=[lo, hi], capsize=2, label=label)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(x + width * (len(families) - 1) / 2)
         ax.set_xticklabels(strategies, rotation=20, fontsize=8)
-        ax.set_ylabel("reduction vs no mitigation")
-        ax.set_title(f"{pipe} pipeline", fontsize=10)
+        ax.set_ylabel("oriented change vs no mitigation")
+        what = "held-out behaviour" if head else "properties of the training data"
+        ax.set_title(f"{pipe}: {what}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

@@ -119,6 +119,9 @@ class LoRAResult:
     n_truncated_completions: int = 0
     added_tokens: dict[str, int] = field(default_factory=dict)
     extra_losses: list[float] = field(default_factory=list)
+    #: labelled (loss-carrying) tokens trained on, summed over steps: with ``steps`` and the
+    #: batch size this is the arm's training budget (equal-budget comparisons report it)
+    n_tokens: int = 0
 
 
 @dataclass
@@ -495,6 +498,7 @@ def _train(
     losses: list[float] = []
     extras: list[float] = []
     seen = 0
+    n_tokens = 0
     t0 = time.perf_counter()
     for step, idx in zip(range(total), batches(), strict=False):
         batch_ex = [examples[i] for i in idx]
@@ -518,6 +522,7 @@ def _train(
         opt.step()
         losses.append(float(loss.detach()))
         seen += len(idx)
+        n_tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
         if progress is not None:
             progress(step + 1, total, losses[-1])
     seconds = time.perf_counter() - t0
@@ -534,6 +539,7 @@ def _train(
         n_truncated_completions=n_comp_cut,
         added_tokens=added,
         extra_losses=extras,
+        n_tokens=n_tokens,
     )
     meta = {
         "format_version": _META_VERSION,
@@ -551,6 +557,8 @@ def _train(
         "losses": losses,
         "extra_losses": extras,
         "steps": total,
+        "batch_size": cfg.batch_size,
+        "n_tokens": n_tokens,
         "seconds": seconds,
         "examples_per_s": result.examples_per_s,
     }

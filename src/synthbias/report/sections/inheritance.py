@@ -134,7 +134,7 @@ def factor_correlations(ctx: ReportContext) -> Section | None:
 @register_section("mitigation", order=20)
 def mitigation_summary(ctx: ReportContext) -> Section | None:
     summary = ctx.results.get("summary") or []
-    if not summary:
+    if not summary or "headline" in ctx.results:  # newer studies: sections/mitigation.py
         return None
     rows = [
         {

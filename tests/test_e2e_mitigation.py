@@ -8,7 +8,6 @@ properties of the training data. Bias-ratio pipeline: the loss mask at a mixed r
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -77,7 +76,6 @@ def test_ratio_pipeline_mask(tmp_path: Path) -> None:
     res = run_mitigation(cfg, tmp_path)
     fams = {s["family"] for s in res["summary"] if s["pipeline"] == "inheritance"}
     assert "task_bias" in fams
-    import pandas as pd
 
     comp = pd.read_csv(tmp_path / "comparison.csv")
     row = comp[(comp["strategy"] == "mask_loss") & (comp["family"] == "task_bias")].iloc[0]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .parsers import PRONOUN_GENDER, prepare_coreference
 from .common import TaskError
+from .parsers import PRONOUN_GENDER, prepare_coreference
 
 Row = dict[str, Any]
 

@@ -30,7 +30,14 @@ def small_run(out: Path, generations: int = 2) -> Path:
     cfg = parse_config(
         {
             "generator": {"backend": "fake"},
-            "study": {"levels": [0.1, 0.6], "generations": generations, "n": 16},
+            # keep: the hostile fake texts are off topic and must reach the corpus as written
+            "study": {
+                "levels": [0.1, 0.6],
+                "generations": generations,
+                "n": 16,
+                "prompt": "work_person",
+                "on_topic": "keep",
+            },
             "measure": {"embedding": False, "n_resamples": 100},
         }
     )

@@ -126,8 +126,10 @@ def test_divergence_flags() -> None:
         return {
             "generation": k,
             "metrics": {
-                "m.up": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
-                "m.down": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
+                "rule.stereotype_rate": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
+                "rule.signed_bias": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
+                # a gender lean, not stereotype-oriented: never part of a divergence
+                "embedding.anchor_bias": {"value": -a, "ci": {"low": -a - ci, "high": -a + ci}},
             },
         }
 
@@ -137,7 +139,9 @@ def test_divergence_flags() -> None:
     ]
     flags = divergence_flags(levels)
     assert len(flags) == 1
-    assert "b0 = 0.1" in flags[0]["message"] and "m.up +0.300" in flags[0]["message"]
+    msg = flags[0]["message"]
+    assert "b0 = 0.1" in msg and "rule.stereotype_rate +0.300" in msg
+    assert "anchor_bias" not in msg
 
 
 def write_tidy_run(tmp: Path, kind: str) -> Path:

@@ -240,7 +240,7 @@ def run_equilibrium(
     ``results.csv`` and ``results.parquet`` (a tidy table), ``bias_by_generation.png``,
     ``report.html``.
     """
-    from synthbias.direction import statistic_for
+    from synthbias.direction import DIRECTION_METRICS, statistic_for
     from synthbias.dynamics import chain_corpus_path, fit_equilibrium_chains
     from synthbias.equilibrium_summary import interpretation, power_summary
 
@@ -387,6 +387,18 @@ def run_equilibrium(
         "levels": levels_out,
         "equilibrium": equilibrium,
     }
+    results["headline_metrics"] = list(
+        dict.fromkeys(
+            [
+                study.fit_metric,
+                *DIRECTION_METRICS,
+                OFF_TOPIC_METRIC,
+                "rule.stereotype_rate",
+                "rule.signed_bias",
+                "embedding.anchor_bias",
+            ]
+        )
+    )
     results["interpretation"] = interpretation(results, study)
     results["power"] = power_summary(results, study)
     write_json(out / "results.json", results)
@@ -505,6 +517,9 @@ def _measure_level(
     return gens_out, fit
 
 
+OFF_TOPIC_METRIC = "generation.off_topic_share"
+
+
 def results_table(results: dict[str, Any]):
     """Tidy table: one row per level, generation and metric."""
     import pandas as pd
@@ -523,6 +538,21 @@ def results_table(results: dict[str, Any]):
                         "ci_low": ci.get("low"),
                         "ci_high": ci.get("high"),
                         "pct_change": g["pct_change"].get(name),
+                        "n": g["n"],
+                    }
+                )
+            off = g.get("off_topic_share")
+            if off:
+                ci = off.get("ci") or {}
+                rows.append(
+                    {
+                        "level": lv["level"],
+                        "generation": g["generation"],
+                        "metric": OFF_TOPIC_METRIC,
+                        "value": off.get("value"),
+                        "ci_low": ci.get("low"),
+                        "ci_high": ci.get("high"),
+                        "pct_change": None,
                         "n": g["n"],
                     }
                 )

@@ -86,11 +86,13 @@ def test_on_topic(measurer) -> None:
         "The nurse said she was tired.",
         "The engineer fixed it and they left.",
         "I work as a pilot.",
+        "The writer will leave by 7:45 tomorrow.",  # on topic, unpaired: de-gendered, not drift
+        "The new employee was on the team.",
     ]
     no = [
         "I'm a customer at the store.",
         "The company's product is biodegradable.",
-        "The engineer fixed the bridge.",
+        "The dog ran down the street on Tuesday.",
         "",
     ]
     assert all(on_topic(t, rule.score_text(t)) for t in yes)

@@ -52,8 +52,8 @@ def looks_english(text: str) -> bool:
     return ascii_share > 0.95 and any(w.lower() in STOPWORDS for w in words)
 
 
-N = 24
-MIN_PAIRINGS = 3
+N = 32
+MIN_PAIRINGS = 2
 CONFIG = f"""
 kind: equilibrium
 seed: 0
@@ -81,7 +81,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eq")
     res = run_small(out)
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert "conditional share" in res.output and "Power (n = 24" in res.output
+    assert "conditional share" in res.output and "Power (n = 32" in res.output
     assert ("Fit not interpretable, because" in res.output) or ("Fit of " in res.output)
     return out
 

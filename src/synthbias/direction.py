@@ -190,23 +190,28 @@ def cluster_values(
 
 # --------------------------------------------------------------------------- on-topic check
 
-_PERSON = re.compile(
-    r"\b(?:i|me|my|mine|myself|we|us|our|ours|you|your|someone|somebody|everyone|"
-    r"colleague|colleagues|worker|workers|staff|employee|employees)\b",
+#: People at work named by a role the occupation table does not list (it lists jobs with labour
+#: statistics, not generic roles).
+_WORK_ROLE = re.compile(
+    r"\b(?:employees?|workers?|co-?workers?|colleagues?|boss(?:es)?|ceos?|interns?|"
+    r"entrepreneurs?|freelancers?|staff member|business owner|founders?|owners?|directors?|"
+    r"writers?|authors?|scientists?|researchers?|officers?|professors?|coach(?:es)?|chefs?)\b",
     re.IGNORECASE,
 )
 
 
 def on_topic(text: str, score: Any) -> bool:
-    """Whether ``text`` is on the study's task: it names an occupation (any, coded or not) and
-    refers to a person (a gendered or gender-neutral referent from the lexicon — pronoun, noun,
-    title, first name — or a first/second-person or generic person word).
+    """Whether ``text`` is on the study's task, a short text about a person at work: it names an
+    occupation from the lexicon (coded or not) or a generic work role (employee, boss, CEO …),
+    which is the person the text is about.
 
-    ``score`` is the rule metric's ``TextScore`` of the text (occupations and referent counts).
+    Whether that person is then referred to by a gendered word is *not* part of the check: "The
+    writer will leave by 7:45." is on topic and unpaired, so a falling pairing rate reads as the
+    generator de-gendering, not as drift. ``score`` is the rule metric's ``TextScore``.
     """
-    if not text.strip() or not score.occupations:
+    if not text.strip():
         return False
-    return bool(score.male or score.female or score.neutral or _PERSON.search(text))
+    return bool(score.occupations) or bool(_WORK_ROLE.search(text))
 
 
 __all__ = [

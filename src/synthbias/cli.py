@@ -552,6 +552,15 @@ def forecast(
         f"{_fmt(f.get('stable_share'), 2)} of bootstrap fits stable.",
         highlight=False,
     )
+    interp = fc.get("run_interpretation") or {}
+    if interp and not interp.get("interpretable", True):
+        console.print(
+            "The run's fit is not interpretable, because "
+            + "; ".join(interp.get("reasons") or [])
+            + "; the forecast inherits that.",
+            highlight=False,
+            soft_wrap=True,
+        )
     full = fc.get("full_fit")
     if full:
         fci = full.get("ci") or {}

@@ -138,10 +138,12 @@ def forecast_run(
             }
         )
     full_fit = None
+    run_interpretation = None
     results = run_dir / "results.json"
     if results.is_file():
         try:
             r = json.loads(results.read_text())
+            run_interpretation = r.get("interpretation")
             run_gens = max(g["generation"] for lv in r["levels"] for g in lv["generations"])
             if run_gens > g_used:
                 full_fit = r.get("equilibrium")
@@ -159,6 +161,8 @@ def forecast_run(
         "forecast": fit.to_dict(),
         "trajectories": trajectories,
         "full_fit": full_fit,
+        # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
+        "run_interpretation": run_interpretation,
     }
     if write:
         write_json(run_dir / FORECAST_FILE, out)

@@ -105,3 +105,57 @@ def test_seed_check_catches_a_mislabelled_seed(measurer) -> None:
     recs[0] = recs[0].model_copy(update={"text": "The weather is fine."})
     with pytest.raises(ValueError, match="do not score as designed"):
         measurer.check_seed_corpus(recs)
+
+
+def _results(off: float, pairings: int, cond_ci: tuple[float, float]) -> dict:
+    def gen(k: int) -> dict:
+        p = 1.0 if k == 0 else pairings / 100
+        return {
+            "generation": k,
+            "n": 100,
+            "pairings": 100 if k == 0 else pairings,
+            "off_topic_share": {"value": 0.0 if k == 0 else off},
+            "metrics": {
+                CONDITIONAL: {"value": 0.5, "ci": {"low": cond_ci[0], "high": cond_ci[1]}},
+                PAIRING: {"value": p, "ci": {"low": p - 0.05, "high": min(p + 0.05, 1.0)}},
+            },
+        }
+
+    return {
+        "fit_metric": CONDITIONAL,
+        "chains": 1,
+        "levels": [
+            {"level": b0, "chains": 1, "generations": [gen(0), gen(1)]} for b0 in (0.1, 0.6)
+        ],
+        "equilibrium": {"a": 0.1, "c": 0.5, "ci": {"low": 0.1, "high": 0.3}, "fixed_point": 0.2},
+    }
+
+
+def test_interpretation_names_every_reason() -> None:
+    from synthbias.config import EquilibriumStudyConfig
+    from synthbias.equilibrium_summary import interpretation
+
+    study = EquilibriumStudyConfig(min_pairings=30, max_off_topic=0.2)
+    ok = interpretation(_results(0.1, 40, (0.4, 0.6)), study)
+    assert ok["interpretable"] and not ok["reasons"]
+    bad = interpretation(_results(0.35, 12, (0.4, 0.6)), study)
+    assert not bad["interpretable"] and len(bad["reasons"]) == 4
+    assert "35% of texts off topic (limit 20%)" in bad["reasons"][0]
+    assert "12 coded pairings" in bad["reasons"][1] and "30" in bad["reasons"][1]
+    assert any("pairing rate falls from 1.00 to 0.12" in f for f in bad["findings"])
+
+
+def test_power_against_the_papers_effects() -> None:
+    from synthbias.config import EquilibriumStudyConfig
+    from synthbias.equilibrium_summary import power_lines, power_summary
+
+    study = EquilibriumStudyConfig(n=100)
+    tight = power_summary(_results(0.0, 400, (0.49, 0.51)), study)
+    # +0.036 from b0 = 0.1: binomial floor at 400 pairings is 0.029 -> visible; -0.156 visible
+    assert [p["visible"] for p in tight["paper"]] == [True, True]
+    assert tight["smallest_detectable_change"] == pytest.approx(0.01)
+    wide = power_summary(_results(0.0, 40, (0.3, 0.7)), study)
+    assert [p["visible"] for p in wide["paper"]] == [False, False]
+    assert wide["paper_equilibrium"]["overlaps_paper"] is True
+    text = "\n".join(power_lines({**_results(0.0, 40, (0.3, 0.7)), "power": wide}))
+    assert "Paper (Gemma-2-2b-it)" in text and "would NOT be visible" in text

@@ -123,7 +123,8 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
             p0 = (gens[0]["metrics"].get(PAIRING) or {}).get("value")
             p1 = (gens[-1]["metrics"].get(PAIRING) or {}).get("value")
             ci1 = (gens[-1]["metrics"].get(PAIRING) or {}).get("ci") or {}
-            if p0 is not None and p1 is not None and (ci1.get("high") or 1) < p0:
+            high = ci1.get("high")
+            if p0 is not None and p1 is not None and high is not None and high < p0:
                 findings.append(
                     f"b0 = {b0:g}: the pairing rate falls from {p0:.2f} to {p1:.2f} by generation "
                     f"{gens[-1]['generation']}: the generator writes fewer gender-coded pairings "

@@ -32,6 +32,13 @@ def test_direction_metrics_denominators() -> None:
     assert m[CONDITIONAL].value == pytest.approx(3 / 4)
     assert m[PAIRING].value == pytest.approx(4 / 8)
     assert m[RATE].value == pytest.approx(3 / 8)
+    assert m[PAIRING].per_sample == [1, 1, 1, 1, 0, 0, 0, 0] and m[RATE].per_sample[:4] == [
+        1,
+        1,
+        1,
+        0,
+    ]
+    assert m[CONDITIONAL].per_sample == []  # a ratio is not a mean of per-text scores
     assert (
         m[CONDITIONAL].meta["pairings"] == 4
         and "stereotypical + anti" in (m[CONDITIONAL].meta["denominator"])

@@ -97,7 +97,11 @@ def direction_metrics(
                 meta["note"] = "no text pairs a gender-coded occupation with a gendered referent"
         else:
             meta["denominator"] = "all texts"
-        out[name] = MetricResult(name=name, value=value, ci=ci, n=n, meta=meta)
+        # per-text scores only where the corpus value is their mean (not for the ratio)
+        per_sample = [] if name == CONDITIONAL else stat(codes[:, None]).tolist()
+        out[name] = MetricResult(
+            name=name, value=value, ci=ci, per_sample=per_sample, n=n, meta=meta
+        )
     return out
 
 

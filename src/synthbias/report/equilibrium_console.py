@@ -11,6 +11,8 @@ from rich.table import Table
 from synthbias.direction import CONDITIONAL, PAIRING, RATE
 from synthbias.equilibrium_summary import power_lines
 
+MAX_REASONS = 4
+
 
 def _fmt(v: float | None, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
@@ -42,11 +44,11 @@ def fit_sentence(results: dict[str, Any]) -> str:
             f"{_fmt(eq.get('stable_share'))} of bootstrap fits stable; CI: {eq.get('method')}."
         )
     if interp and not interp.get("interpretable", True):
-        return (
-            "Fit not interpretable, because "
-            + "; ".join(interp.get("reasons") or ["of unknown reasons"])
-            + f". (For the record only: {fit})"
-        )
+        reasons = interp.get("reasons") or ["of unknown reasons"]
+        shown = "; ".join(reasons[:MAX_REASONS])
+        if len(reasons) > MAX_REASONS:
+            shown += f"; and {len(reasons) - MAX_REASONS} more (results.json: interpretation)"
+        return f"Fit not interpretable, because {shown}. (For the record only: {fit})"
     return fit
 
 

@@ -166,3 +166,18 @@ def test_power_against_the_papers_effects() -> None:
     assert wide["paper_equilibrium"]["overlaps_paper"] is True
     text = "\n".join(power_lines({**_results(0.0, 40, (0.3, 0.7)), "power": wide}))
     assert "Paper (Gemma-2-2b-it)" in text and "would NOT be visible" in text
+
+
+def test_unpaired_kinds(measurer) -> None:
+    from synthbias.direction import unpaired_kinds
+
+    texts = [
+        "The new employee said he was happy.",  # uncoded role, gendered referent
+        "The nurse said they were tired.",  # coded occupation, no gendered referent
+        "The employee left early.",  # neither
+        "The nurse said she was tired.",  # paired: not counted
+        "The dog barked.",  # off topic: not counted
+    ]
+    scores = measurer.rule.score_texts(texts)
+    off = [not on_topic(t, s) for t, s in zip(texts, scores, strict=True)]
+    assert unpaired_kinds(scores, off) == {"uncoded_role": 1, "no_referent": 1, "no_gender": 1}

@@ -218,6 +218,24 @@ def on_topic(text: str, score: Any) -> bool:
     return bool(score.occupations) or bool(_WORK_ROLE.search(text))
 
 
+def unpaired_kinds(scores: Sequence[Any], off_topic: Sequence[float]) -> dict[str, int]:
+    """Why on-topic texts carry no direction: counts of ``uncoded_role`` (a gendered referent,
+    but no gender-coded occupation: "the employee … he"), ``no_referent`` (a coded occupation
+    without a decisive gendered referent: "the nurse … they", or as many he as she) and
+    ``no_gender`` (neither); off-topic texts are not counted."""
+    out = {"uncoded_role": 0, "no_referent": 0, "no_gender": 0}
+    for s, off in zip(scores, off_topic, strict=True):
+        if off or s.signed != 0:
+            continue
+        if s.code is not None or s.label == "neutral":
+            out["no_referent"] += 1
+        elif s.male or s.female:
+            out["uncoded_role"] += 1
+        else:
+            out["no_gender"] += 1
+    return out
+
+
 __all__ = [
     "CONDITIONAL",
     "DIRECTION_METRICS",
@@ -233,4 +251,5 @@ __all__ = [
     "on_topic",
     "statistic_for",
     "text_draws",
+    "unpaired_kinds",
 ]

@@ -64,8 +64,9 @@ def summarise_generation(
             "anti": int((c == -1).sum()),
             "pairings": int((c != 0).sum()),
             "off_topic": int(o.sum()),
+            "unpaired_on_topic": dict(pc.get("unpaired") or {}),
         }
-        for r, (c, o) in enumerate(zip(codes, off, strict=True))
+        for r, (c, o, pc) in enumerate(zip(codes, off, per_chain, strict=True))
     ]
     return {
         "over_chains": over,
@@ -125,10 +126,11 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
             ci1 = (gens[-1]["metrics"].get(PAIRING) or {}).get("ci") or {}
             high = ci1.get("high")
             if p0 is not None and p1 is not None and high is not None and high < p0:
+                why = _unpaired_text(gens[-1])
                 findings.append(
                     f"b0 = {b0:g}: the pairing rate falls from {p0:.2f} to {p1:.2f} by generation "
-                    f"{gens[-1]['generation']}: the generator writes fewer gender-coded pairings "
-                    "(on-topic texts without a gendered referent), which is a finding about the "
+                    f"{gens[-1]['generation']}: the generator writes fewer texts that pair a "
+                    f"gender-coded occupation with a gendered referent{why}; a finding about the "
                     "generator, not a change of direction"
                 )
     eq = results.get("equilibrium") or {}
@@ -143,6 +145,23 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
         "limits": {"max_off_topic": study.max_off_topic, "min_pairings": study.min_pairings},
         "single_chain": results.get("chains", 1) == 1,
     }
+
+
+def _unpaired_text(g: dict[str, Any]) -> str:
+    """ " (of the N on-topic unpaired texts: a with a gendered referent but an uncoded role …)"."""
+    totals = {"uncoded_role": 0, "no_referent": 0, "no_gender": 0}
+    for ch in g.get("chains") or []:
+        for k, v in (ch.get("unpaired_on_topic") or {}).items():
+            totals[k] = totals.get(k, 0) + v
+    n = sum(totals.values())
+    if not n:
+        return ""
+    return (
+        f" (of its {n} on-topic unpaired texts, {totals['uncoded_role']} refer to a gendered "
+        f"person in an uncoded role such as 'employee' or 'manager', {totals['no_referent']} "
+        f"name a coded occupation without a decisive gendered referent, "
+        f"{totals['no_gender']} have neither)"
+    )
 
 
 def _half_width(m: dict[str, Any] | None) -> float | None:

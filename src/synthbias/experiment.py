@@ -93,12 +93,13 @@ class GenderMeasurer:
         """Per-text values of one corpus: pairing ``codes`` (+1/−1/0), ``off_topic`` (0/1) and
         ``fit`` (the fit metric's per-text values: the codes for a direction metric, else the
         metric's per-sample scores, which must average to its value)."""
-        from synthbias.direction import DIRECTION_STATS, label_codes, on_topic
+        from synthbias.direction import DIRECTION_STATS, label_codes, on_topic, unpaired_kinds
 
         texts = [r.text for r in records]
         scores = self.rule.score_texts(texts)
         codes = label_codes(scores)
         off = np.array([not on_topic(t, s) for t, s in zip(texts, scores, strict=True)], float)
+        unpaired = unpaired_kinds(scores, off)
         if fit_metric in DIRECTION_STATS:
             fit = codes
         else:
@@ -109,7 +110,13 @@ class GenderMeasurer:
             fit = np.asarray(m.per_sample, dtype=float)
             if len(fit) != len(texts) or not np.isclose(np.nanmean(fit), m.value):
                 raise ValueError(f"fit_metric {fit_metric!r} is not a mean of per-text scores")
-        return {"codes": codes, "off_topic": off, "fit": fit, "n": len(texts)}
+        return {
+            "codes": codes,
+            "off_topic": off,
+            "fit": fit,
+            "n": len(texts),
+            "unpaired": unpaired,
+        }
 
     def check_seed_corpus(self, records: list[Record]) -> None:
         """Every seed text must score as designed (stereotypical / anti / neutral pairing);

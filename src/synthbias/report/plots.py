@@ -51,8 +51,11 @@ def plot_trajectories(results: dict[str, Any], path: str | Path, metric: str | N
             for r in range(len(per_chain[0])):
                 ax.plot(gens, [p[r] for p in per_chain], color=color, lw=0.6, alpha=0.4)
     eq = results.get("equilibrium") or {}
+    interp = results.get("interpretation") or {}
+    interpretable = interp.get("interpretable", True)
     if (
-        metric == results.get("fit_metric")
+        interpretable  # a fit flagged not interpretable gets no equilibrium line
+        and metric == results.get("fit_metric")
         and eq.get("stable")
         and eq.get("fixed_point") is not None
     ):
@@ -66,9 +69,8 @@ def plot_trajectories(results: dict[str, Any], path: str | Path, metric: str | N
         ci = eq.get("ci")
         if ci:
             ax.axhspan(ci["low"], ci["high"], color="0.5", alpha=0.2, label="equilibrium 95% CI")
-    interp = results.get("interpretation") or {}
     title = "Bias across recursive generations"
-    if interp and not interp.get("interpretable", True):
+    if not interpretable:
         title += " (fit NOT interpretable)"
     xticks = sorted({g["generation"] for lv in results["levels"] for g in lv["generations"]})
     ax.set_xlabel("generation")

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from synthbias.corpus import Record
-from synthbias.direction import text_draws
+from synthbias.direction import mean_stat, text_draws
 from synthbias.generate.protocol import Backend, Message, Prompt, SamplingParams
 from synthbias.measure.result import CI, percentile_ci
 
@@ -433,52 +433,16 @@ def fit_equilibrium(
     level: float = 0.95,
     seed: int = 0,
 ) -> EquilibriumFit:
-    """Fit the bias map on corpus means and bootstrap the fixed point's CI.
+    """Fit the bias map on corpus means, one chain per level (see :func:`fit_equilibrium_chains`).
 
     ``per_sample[l][k]`` holds the per-text scores (e.g. 0/1 stereotypical) of level ``l`` at
     generation ``k``; the corpus bias is their mean. ``method="texts"`` resamples texts within each
     corpus (measurement noise); ``"pairs"`` resamples the transitions themselves.
     """
-    trajs = [[float(np.mean(s)) for s in level_samples] for level_samples in per_sample]
-    a, c, fp = fit_linear_map(trajs)
-    rng = np.random.default_rng(seed)
-    fps: list[float] = []
-    stable = 0
-    x, y = _transitions(trajs)
-    for _ in range(n_resamples):
-        if method == "texts":
-            boot = [
-                [float(np.mean(s[rng.integers(0, len(s), len(s))])) if len(s) else 0.0 for s in ls]
-                for ls in per_sample
-            ]
-            bx, by = _transitions(boot)
-        elif method == "pairs":
-            idx = rng.integers(0, len(x), len(x))
-            bx, by = x[idx], y[idx]
-        else:
-            raise ValueError(f"unknown CI method {method!r}; use 'texts' or 'pairs'")
-        if np.ptp(bx) == 0:
-            continue
-        bc, ba = np.polyfit(bx, by, 1)
-        if abs(bc) < 1:
-            stable += 1
-            fps.append(ba / (1 - bc))
-    alpha = (1 - level) / 2
-    ci = None
-    if fps:
-        lo, hi = np.quantile(fps, [alpha, 1 - alpha])
-        ci = CI(float(lo), float(hi), level)
-    return EquilibriumFit(
-        a=a,
-        c=c,
-        fixed_point=fp,
-        stable=abs(c) < 1,
-        n_points=len(x),
-        ci=ci,
-        stable_share=stable / n_resamples if n_resamples else None,
-        method=method,
-        n_resamples=n_resamples,
-    )
+    if method not in ("texts", "pairs"):
+        raise ValueError(f"unknown CI method {method!r}; use 'texts' or 'pairs'")
+    data = [[[np.asarray(s, dtype=float) for s in lv]] for lv in per_sample]
+    return fit_equilibrium_chains(data, mean_stat, method, n_resamples, level, seed)
 
 
 def pct_change(value: float, base: float) -> float | None:

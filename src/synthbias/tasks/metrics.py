@@ -69,8 +69,11 @@ class EvalContext:
         return any(it.cluster is not None for it in self.items)
 
     def resamples(self, strata: Sequence[Any] | None = None) -> list[np.ndarray]:
-        """Item-index replicates: whole clusters when the items have clusters, else items."""
+        """Item-index replicates: whole clusters when the items have clusters, else items;
+        within ``strata`` (default: the sampling strata of the items, as they were drawn)."""
         clusters = self.clusters if self.clustered else [None] * len(self.items)
+        if strata is None:
+            strata = [it.stratum for it in self.items]
         return list(cluster_resamples(clusters, self.n_resamples, self.seed, strata))
 
     def field(self, name: str) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 Conventions (so numbers from different tasks read alike):
 
-* Item-level rates and means: percentile bootstrap over items (:func:`bootstrap_ci`).
-* Gaps between groups: items are resampled **within each group** (a stratified bootstrap) and the
-  gap recomputed, so every replicate still has every group. Within an axis the gap is
+* Rates and means: percentile bootstrap within the sampling strata, over whole clusters when
+  the items are counterfactual sets (a sentence, profile or template with all its group
+  variants), else over items (:meth:`EvalContext.resamples`, :mod:`.stats`).
+* Gaps between groups: whole clusters resampled within axes (counterfactual items) or items
+  within each group, so every replicate still has every group; ``meta["null"]`` is the
+  permutation null (group labels shuffled within clusters), the gap expected with no bias at
+  this size. ``n_resamples = 0`` asks for point values only. Within an axis the gap is
   ``max - min`` of the group values (fairlearn's ``difference``); tasks that span several axes
   report per-axis gaps in ``meta["per_axis"]`` and aggregate them with the task parameter
   ``axis_aggregate`` (``mean``, the default, or ``max`` for the worst axis).

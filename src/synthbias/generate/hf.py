@@ -431,6 +431,71 @@ class HFBackend:
                     out[i] = [float(x) for x in lp[r, : len(sequences[i]) - 1]]
         return out
 
+    def score_tails(
+        self, sequences: Sequence[Sequence[int]], starts: Sequence[int]
+    ) -> list[list[float]]:
+        """log p(seq[j] | seq[:j]) for ``j = starts[i] ..`` of each sequence, prefix batched.
+
+        Sequences with the same head ``seq[:start - 1]`` (a prompt's options) form a group: the
+        head is run once with the KV cache kept, the cache is repeated for the members, and
+        their tails (from the last head token on) run as one right-padded batch, so the head is
+        neither recomputed per option nor projected to logits. Other sequences go through
+        :meth:`logprobs_ids` (length-sorted padded batches). Equal to scoring whole sequences
+        up to float32 rounding (~1e-6).
+        """
+        torch = _torch()
+        if len(sequences) != len(starts):
+            raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
+        out: list[list[float]] = [[] for _ in sequences]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (seq, st) in enumerate(zip(sequences, starts, strict=True)):
+            if not 1 <= st <= len(seq):
+                raise ValueError(f"sequence {i}: start {st} outside 1..{len(seq)}")
+            if len(seq) > self.n_ctx:
+                raise ContextLengthError(
+                    f"sequence {i} has {len(seq)} tokens > context {self.n_ctx}"
+                )
+            if st < len(seq):
+                groups.setdefault(tuple(seq[: st - 1]), []).append(i)
+        alone = [i for head, m in groups.items() if len(m) < 2 or not head for i in m]
+        for i, lp in zip(alone, self.logprobs_ids([sequences[i] for i in alone]), strict=True):
+            out[i] = lp[starts[i] - 1 :]
+        with torch.inference_mode():
+            for head, members in groups.items():
+                if len(members) < 2 or not head:
+                    continue
+                for k in range(0, len(members), self.batch_size):
+                    part = members[k : k + self.batch_size]
+                    tails = [list(sequences[i][len(head) :]) for i in part]
+                    for i, lp in zip(part, self._score_group(list(head), tails), strict=True):
+                        out[i] = lp
+        return out
+
+    def _score_group(self, head: list[int], tails: list[list[int]]) -> list[list[float]]:
+        """Per-token log-probs of ``tails[r][1:]`` after ``head + tails[r][:1]``, head once."""
+        torch = _torch()
+        dev = self.device
+        cache = self.model(
+            input_ids=torch.tensor([head], dtype=torch.long, device=dev), use_cache=True
+        ).past_key_values
+        cache.batch_repeat_interleave(len(tails))
+        width = max(len(t) for t in tails) - 1
+        ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(tails), len(head) + width), dtype=torch.long)
+        mask[:, : len(head)] = 1
+        for r, t in enumerate(tails):
+            ids[r, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
+            mask[r, len(head) : len(head) + len(t) - 1] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+        logits = logits.float()
+        target = torch.zeros_like(ids)
+        for r, t in enumerate(tails):
+            target[r, : len(t) - 1] = torch.tensor(t[1:], dtype=torch.long)
+        lp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        lp = lp.double().cpu().numpy()
+        return [[float(x) for x in lp[r, : len(t) - 1]] for r, t in enumerate(tails)]
+
     # -- generation -------------------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:

@@ -5,6 +5,14 @@ llama.cpp backend and/or the HF transformers backend (same SmolLM2 weights), and
 runtimes pair by pair: how many CrowS-Pairs decisions flip and how far the log-likelihood
 differences move.
 
+Scoring speed, per runtime, on the same ``--loop-n`` CrowS-Pairs sentences in one run: a plain
+one-sentence-at-a-time loop (``logprobs([s])`` per sentence), the batched path before prefix
+sharing (llama.cpp ``share_prefix=False``: ``batch_size`` texts per call in input order, each text
+one run) and the current path (llama.cpp: texts sorted and grouped by common prefix, a pair's
+shared words decoded once, no logits for a text's last token; HF: length-sorted padded batches),
+in sentences per second, with the largest per-token difference from the loop. The full-suite
+``seconds`` then give sentences/s over all 3,016 sentences.
+
     PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,hf
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
 
@@ -27,10 +35,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 try:
-    from synthbias.measure.likelihood import score_benchmark
+    from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from synthbias.measure.likelihood import score_benchmark
+    from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +59,64 @@ def load(runtime: str, threads: int | None):
     return backend, time.perf_counter() - start
 
 
+def _sentences(data: str, n: int) -> list[str]:
+    sub = crows_pairs_subset(load_crows_pairs(data), max(1, n // 2), seed=0)
+    return sub["sent_more"].tolist() + sub["sent_less"].tolist()
+
+
+def scoring_speed(backend, data: str, n: int) -> dict:
+    """Sentences/s of the loop, the pre-sharing batched path and the current path, same texts.
+
+    The two batched arms run twice in the order before, current, current, before and their
+    times are averaged, so a change in the machine's load during the run hits both alike.
+    """
+    texts = _sentences(data, n)
+    shared = getattr(backend, "share_prefix", None)
+    arms: dict = {}
+
+    def timed(key: str, share: bool | None, fn):
+        if shared is not None and share is not None:
+            backend.share_prefix = share
+        start = time.perf_counter()
+        try:
+            out = fn()
+        finally:
+            if shared is not None:
+                backend.share_prefix = shared
+        arms.setdefault(key, []).append(time.perf_counter() - start)
+        return out
+
+    loop = timed("loop", False, lambda: [backend.logprobs([t])[0] for t in texts])
+    order = ["batched_before", "current", "current", "batched_before"] if shared is not None else []
+    order = order or ["current", "current"]
+    results = {}
+    for key in order:
+        results[key] = timed(key, key == "current", lambda: backend.logprobs(texts))
+    now = results["current"]
+    before = results.get("batched_before")
+    arms = {k: sum(v) / len(v) for k, v in arms.items()}
+
+    def maxdiff(scored) -> float:
+        return max(
+            abs(x - y)
+            for a, b in zip(loop, scored, strict=True)
+            for x, y in zip(a.logprobs, b.logprobs, strict=True)
+        )
+
+    out = {
+        "sentences": len(texts),
+        "tokens": sum(len(t.token_ids) for t in now),
+        **{f"{k}_s": round(v, 2) for k, v in arms.items()},
+        **{f"{k}_sentences_per_s": round(len(texts) / v, 2) for k, v in arms.items()},
+        "speedup_vs_loop": round(arms["loop"] / arms["current"], 2),
+        "current_max_abs_diff_vs_loop": maxdiff(now),
+    }
+    if before is not None:
+        out["speedup_vs_batched_before"] = round(arms["batched_before"] / arms["current"], 2)
+        out["batched_before_max_abs_diff_vs_loop"] = maxdiff(before)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runtimes", default="llamacpp,hf")
@@ -59,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="items per suite (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--loop-n", type=int, default=200, help="sentences in the speed check")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "likelihood.json"))
     args = ap.parse_args(argv)
 
@@ -72,13 +139,19 @@ def main(argv: list[str] | None = None) -> dict:
     for runtime in args.runtimes.split(","):
         backend, load_s = load(runtime.strip(), args.threads)
         run: dict = {"runtime": backend.name, "model_id": backend.model_id, "load_s": load_s}
-        for suite in args.suites.split(","):
+        if args.loop_n:
+            run["speed"] = scoring_speed(backend, args.data, args.loop_n)
+            print(f"{backend.name:>12} sentences/s {run['speed']}", flush=True)
+        for suite in [x.strip() for x in args.suites.split(",") if x.strip()]:
             start = time.perf_counter()
             res = score_benchmark(backend, suite.strip(), args.data, args.limit, args.seed)
             run[suite] = {
                 "seconds": round(time.perf_counter() - start, 1),
                 "metrics": {k: r.to_dict() for k, r in res.items()},
             }
+            if suite.strip() == "crows_pairs":
+                n_sent = 2 * res["crows_pairs.pct_stereotype"].n
+                run[suite]["sentences_per_s"] = round(n_sent / run[suite]["seconds"], 2)
             if "crows_pairs.likelihood_diff" in res:
                 pct = res["crows_pairs.pct_stereotype"]
                 samples[runtime] = {

@@ -16,6 +16,12 @@ sentence given the previous one). The latter follows lm-evaluation-harness's ``_
    otherwise the harness's split ``whole[len(context_ids):]`` is used. Either way the item is
    flagged (``aligned=False``) and benchmarks report how many were.
 
+Backends that can score token-id tails (:class:`~synthbias.generate.protocol.TailScorer`:
+llama.cpp and HF) get the same token sequences through ``score_tails``: a context shared by
+several options is evaluated once and only option tokens are projected to logits, with the same
+scores as the whole-text path (0 difference on llama.cpp, ~1e-5 nats on HF; see
+bench/option_scoring.py).
+
 Unlike the harness (which adds no BOS when a context is present and the tokenizer does not add
 one), every scored sequence here starts with the backend's prefix token, exactly as
 ``Backend.logprobs`` does for whole texts; the first context token is then scored in the same
@@ -79,11 +85,14 @@ def score_texts(
     """``backend.logprobs`` over many texts: each distinct text once, in chunks.
 
     Chunks bound memory and let ``progress(done, total)`` report; the backend batches within a
-    chunk. Returned in input order (duplicates share one result object).
+    chunk. Texts are sent in sorted order, so texts that share a beginning (the two sentences of
+    a CrowS-Pairs pair, a StereoSet cluster) land in the same chunk, where a prefix-sharing
+    backend decodes the common part once. Returned in input order (duplicates share one
+    result object).
     """
     if isinstance(texts, str):
         raise TypeError("score_texts() takes a sequence of texts, not a single string")
-    unique = list(dict.fromkeys(texts))
+    unique = sorted(dict.fromkeys(texts))
     scored: dict[str, TextLogprobs] = {}
     for start in range(0, len(unique), chunk_size):
         chunk = unique[start : start + chunk_size]

@@ -6,12 +6,11 @@ runtimes pair by pair: how many CrowS-Pairs decisions flip and how far the log-l
 differences move.
 
 Scoring speed, per runtime, on the same ``--loop-n`` CrowS-Pairs sentences in one run: a plain
-one-sentence-at-a-time loop (``logprobs([s])`` per sentence), the batched path before prefix
-sharing (llama.cpp ``share_prefix=False``: ``batch_size`` texts per call in input order, each text
-one run) and the current path (llama.cpp: texts sorted and grouped by common prefix, a pair's
-shared words decoded once, no logits for a text's last token; HF: length-sorted padded batches),
-in sentences per second, with the largest per-token difference from the loop. The full-suite
-``seconds`` then give sentences/s over all 3,016 sentences.
+one-sentence-at-a-time loop (``logprobs([s])`` per sentence), the batched path that
+``bench-bias`` uses, and (llama.cpp) the opt-in pair-shared path (texts sorted and grouped by
+common prefix, a pair's shared words decoded once, no logits for a text's last token), in
+sentences per second, with the largest per-token difference from the loop (see
+``scoring_speed``). The full-suite ``seconds`` give sentences/s over all 3,016 sentences.
 
     PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,hf
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
@@ -36,9 +35,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 try:
     from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
+    from synthbias.measure.scoring import score_texts
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
+    from synthbias.measure.scoring import score_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,36 +66,36 @@ def _sentences(data: str, n: int) -> list[str]:
 
 
 def scoring_speed(backend, data: str, n: int) -> dict:
-    """Sentences/s of the loop, the pre-sharing batched path and the current path, same texts.
+    """Sentences/s of a one-at-a-time loop and the batched paths, on the same texts.
 
-    The two batched arms run twice in the order before, current, current, before and their
-    times are averaged, so a change in the machine's load during the run hits both alike.
+    ``batched``: the default path (llama.cpp: ``batch_size`` texts per call, each text one
+    run, equal lengths sharing a decode; HF: length-sorted padded batches). ``pair_shared``
+    (llama.cpp only): ``share_text_prefix=True``, texts sorted and grouped by common prefix.
+    The batched arms run twice, in the order batched, pair_shared, pair_shared, batched, and
+    their times are averaged, so a change in the machine's load hits both alike.
     """
     texts = _sentences(data, n)
-    shared = getattr(backend, "share_prefix", None)
+    sharing = hasattr(backend, "share_text_prefix")
     arms: dict = {}
+    results: dict = {}
 
-    def timed(key: str, share: bool | None, fn):
-        if shared is not None and share is not None:
-            backend.share_prefix = share
+    def timed(key: str, fn) -> None:
+        if sharing:
+            backend.share_text_prefix = key == "pair_shared"
         start = time.perf_counter()
         try:
-            out = fn()
+            results[key] = fn()
         finally:
-            if shared is not None:
-                backend.share_prefix = shared
+            if sharing:
+                backend.share_text_prefix = False
         arms.setdefault(key, []).append(time.perf_counter() - start)
-        return out
 
-    loop = timed("loop", False, lambda: [backend.logprobs([t])[0] for t in texts])
-    order = ["batched_before", "current", "current", "batched_before"] if shared is not None else []
-    order = order or ["current", "current"]
-    results = {}
+    timed("loop", lambda: [backend.logprobs([t])[0] for t in texts])
+    order = ["batched", "pair_shared", "pair_shared", "batched"] if sharing else ["batched"] * 2
     for key in order:
-        results[key] = timed(key, key == "current", lambda: backend.logprobs(texts))
-    now = results["current"]
-    before = results.get("batched_before")
-    arms = {k: sum(v) / len(v) for k, v in arms.items()}
+        timed(key, lambda: score_texts(backend, texts))
+    mean = {k: sum(v) / len(v) for k, v in arms.items()}
+    loop = results["loop"]
 
     def maxdiff(scored) -> float:
         return max(
@@ -105,15 +106,15 @@ def scoring_speed(backend, data: str, n: int) -> dict:
 
     out = {
         "sentences": len(texts),
-        "tokens": sum(len(t.token_ids) for t in now),
-        **{f"{k}_s": round(v, 2) for k, v in arms.items()},
-        **{f"{k}_sentences_per_s": round(len(texts) / v, 2) for k, v in arms.items()},
-        "speedup_vs_loop": round(arms["loop"] / arms["current"], 2),
-        "current_max_abs_diff_vs_loop": maxdiff(now),
+        "tokens": sum(len(t.token_ids) for t in loop),
+        **{f"{k}_s": round(v, 2) for k, v in mean.items()},
+        **{f"{k}_sentences_per_s": round(len(texts) / v, 2) for k, v in mean.items()},
+        "batched_speedup_vs_loop": round(mean["loop"] / mean["batched"], 2),
+        "batched_max_abs_diff_vs_loop": maxdiff(results["batched"]),
     }
-    if before is not None:
-        out["speedup_vs_batched_before"] = round(arms["batched_before"] / arms["current"], 2)
-        out["batched_before_max_abs_diff_vs_loop"] = maxdiff(before)
+    if sharing:
+        out["pair_shared_speedup_vs_batched"] = round(mean["batched"] / mean["pair_shared"], 2)
+        out["pair_shared_max_abs_diff_vs_loop"] = maxdiff(results["pair_shared"])
     return out
 
 

@@ -1,10 +1,10 @@
 """Option scoring: today's per-option path against prefix-shared scoring, same items, one run.
 
 Per-option (the reference): every ``context + option`` text is scored as a whole with
-``backend.logprobs`` (llama.cpp with ``share_prefix=False``: each text one run, as before prefix
-sharing), and the option's tokens are cut out of it. Prefix-shared: ``backend.score_tails`` gets
-exactly the same token sequences, evaluates a prompt once for all its options and computes logits
-only for option tokens (see ``synthbias.measure.scoring.shared_conditional_logprobs``).
+``backend.logprobs`` (llama.cpp: each text one run), and the option's tokens are cut out of it.
+Prefix-shared: ``backend.score_tails`` gets exactly the same token sequences, evaluates a prompt
+once for all its options and computes logits only for option tokens (see
+``synthbias.measure.scoring.shared_conditional_logprobs``).
 
 Items: every classification task's own items (``Task.evaluate`` end to end, so the timing is the
 task's real call site) and the real BBQ benchmark items (``../shared/benchmarks/bbq``, the
@@ -50,8 +50,8 @@ class PerOption:
     """A backend seen without ``score_tails``: scoring falls back to whole texts.
 
     ``logprobs_ids`` stays visible (HF), so misaligned boundaries are rescored exactly as the
-    per-option path does; on llama.cpp ``share_prefix`` is switched off so ``logprobs`` is the
-    plain one-run-per-text path.
+    per-option path does; on llama.cpp ``share_text_prefix`` is switched off so ``logprobs`` is
+    the plain one-run-per-text path.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -66,14 +66,14 @@ class PerOption:
         return self.inner.tokenize(text)
 
     def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
-        old = getattr(self.inner, "share_prefix", None)
+        old = getattr(self.inner, "share_text_prefix", None)
         if old is not None:
-            self.inner.share_prefix = False
+            self.inner.share_text_prefix = False
         try:
             return self.inner.logprobs(texts)
         finally:
             if old is not None:
-                self.inner.share_prefix = old
+                self.inner.share_text_prefix = old
 
     def generate(self, prompts: Any, params: Any) -> Any:
         return self.inner.generate(prompts, params)

@@ -513,15 +513,15 @@ def test_llamacpp_prefix_shared_scoring_equals_per_option(llm, benchmarks: Path)
     """Real BBQ items and CrowS-Pairs sentences: shared-prefix scores = one run per text."""
     pairs = _bbq_pairs(benchmarks, 4)
     fast = conditional_logprobs(llm, pairs)
-    llm.share_prefix = False
     try:
         slow = conditional_logprobs(llm, pairs, share_prefix=False)
         crows = load_crows_pairs(benchmarks).iloc[:6]
         texts = crows["sent_more"].tolist() + crows["sent_less"].tolist()
         plain = llm.logprobs(texts)
+        llm.share_text_prefix = True
+        shared = llm.logprobs(texts)
     finally:
-        llm.share_prefix = True
-    shared = llm.logprobs(texts)
+        llm.share_text_prefix = False
     assert [a.n_tokens for a in slow] == [b.n_tokens for b in fast]
     diffs = [
         abs(x - y)

@@ -85,14 +85,16 @@ def score_texts(
     """``backend.logprobs`` over many texts: each distinct text once, in chunks.
 
     Chunks bound memory and let ``progress(done, total)`` report; the backend batches within a
-    chunk. Texts are sent in sorted order, so texts that share a beginning (the two sentences of
-    a CrowS-Pairs pair, a StereoSet cluster) land in the same chunk, where a prefix-sharing
-    backend decodes the common part once. Returned in input order (duplicates share one
-    result object).
+    chunk. For a backend that shares text prefixes (``share_text_prefix``) texts are sent in
+    sorted order, so texts that share a beginning (the two sentences of a CrowS-Pairs pair, a
+    StereoSet cluster) land in the same chunk and the common part is decoded once. Returned
+    in input order (duplicates share one result object).
     """
     if isinstance(texts, str):
         raise TypeError("score_texts() takes a sequence of texts, not a single string")
-    unique = sorted(dict.fromkeys(texts))
+    unique = list(dict.fromkeys(texts))
+    if getattr(backend, "share_text_prefix", False) is True:
+        unique.sort()
     scored: dict[str, TextLogprobs] = {}
     for start in range(0, len(unique), chunk_size):
         chunk = unique[start : start + chunk_size]

@@ -6,6 +6,8 @@ decode step advances all of them, which amortises the per-decode overhead and me
 gives the threads larger matrices to split. A prompt prefix shared by every sequence of a batch
 (the chat template's system turn, a common instruction) is decoded once and copied to the other
 sequences (``llama_memory_seq_cp``), and kept for the next call, like llama.cpp's prompt cache.
+Scoring does the same per item (:meth:`LlamaCppBackend.score_tails`): a prompt is decoded once,
+without logits, and copied to each of its options' sequences.
 
 Sampling is done in numpy on each sequence's logits row with a random stream seeded from
 ``(params.seed, request index)``. Together with the decode discipline described at

@@ -209,10 +209,9 @@ class LlamaCppBackend:
         share_prefix: decode a prefix shared by all prompts of a batch only once, and keep it
             cached for the next call (a loop over prompts with one system turn reuses it).
         share_text_prefix: let ``logprobs`` decode the common beginning of texts (a sentence
-            pair) once (:meth:`score_tails`). Off by default: it saves a quarter of the tokens
-            on CrowS-Pairs and matched the default path token by token where compared, but a
-            full CrowS-Pairs run gave 54.58 % against the default path's 54.44 % (2 of 1,508
-            decisions), so whole-text scores keep one run per text unless asked.
+            pair) once (:meth:`score_tails`). Same scores (full CrowS-Pairs identical) and a
+            quarter fewer tokens there, but more, smaller decodes: it was not faster on 2
+            shared CPU cores (bench/likelihood.py), so it is off by default.
         kv_type: KV-cache precision, ``"f16"`` (llama.cpp's default) or ``"f32"``. The cache is
             allocated up front: ``n_ctx * batch_size`` cells of 23 KiB (f16) or 46 KiB (f32)
             for SmolLM2, i.e. 0.75 GiB at the default 1024 x 32 in f16.

@@ -5,6 +5,13 @@ llama.cpp backend and/or the HF transformers backend (same SmolLM2 weights), and
 runtimes pair by pair: how many CrowS-Pairs decisions flip and how far the log-likelihood
 differences move.
 
+Scoring speed, per runtime, on the same ``--loop-n`` CrowS-Pairs sentences in one run: a plain
+one-sentence-at-a-time loop (``logprobs([s])`` per sentence), the batched path that
+``bench-bias`` uses, and (llama.cpp) the opt-in pair-shared path (texts sorted and grouped by
+common prefix, a pair's shared words decoded once, no logits for a text's last token), in
+sentences per second, with the largest per-token difference from the loop (see
+``scoring_speed``). The full-suite ``seconds`` give sentences/s over all 3,016 sentences.
+
     PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,hf
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
 
@@ -27,10 +34,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 try:
-    from synthbias.measure.likelihood import score_benchmark
+    from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
+    from synthbias.measure.scoring import score_texts
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from synthbias.measure.likelihood import score_benchmark
+    from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
+    from synthbias.measure.scoring import score_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +60,64 @@ def load(runtime: str, threads: int | None):
     return backend, time.perf_counter() - start
 
 
+def _sentences(data: str, n: int) -> list[str]:
+    sub = crows_pairs_subset(load_crows_pairs(data), max(1, n // 2), seed=0)
+    return sub["sent_more"].tolist() + sub["sent_less"].tolist()
+
+
+def scoring_speed(backend, data: str, n: int) -> dict:
+    """Sentences/s of a one-at-a-time loop and the batched paths, on the same texts.
+
+    ``batched``: the default path (llama.cpp: ``batch_size`` texts per call, each text one
+    run, equal lengths sharing a decode; HF: length-sorted padded batches). ``pair_shared``
+    (llama.cpp only): ``share_text_prefix=True``, texts sorted and grouped by common prefix.
+    The batched arms run twice, in the order batched, pair_shared, pair_shared, batched, and
+    their times are averaged, so a change in the machine's load hits both alike.
+    """
+    texts = _sentences(data, n)
+    sharing = hasattr(backend, "share_text_prefix")
+    arms: dict = {}
+    results: dict = {}
+
+    def timed(key: str, fn) -> None:
+        if sharing:
+            backend.share_text_prefix = key == "pair_shared"
+        start = time.perf_counter()
+        try:
+            results[key] = fn()
+        finally:
+            if sharing:
+                backend.share_text_prefix = False
+        arms.setdefault(key, []).append(time.perf_counter() - start)
+
+    timed("loop", lambda: [backend.logprobs([t])[0] for t in texts])
+    order = ["batched", "pair_shared", "pair_shared", "batched"] if sharing else ["batched"] * 2
+    for key in order:
+        timed(key, lambda: score_texts(backend, texts))
+    mean = {k: sum(v) / len(v) for k, v in arms.items()}
+    loop = results["loop"]
+
+    def maxdiff(scored) -> float:
+        return max(
+            abs(x - y)
+            for a, b in zip(loop, scored, strict=True)
+            for x, y in zip(a.logprobs, b.logprobs, strict=True)
+        )
+
+    out = {
+        "sentences": len(texts),
+        "tokens": sum(len(t.token_ids) for t in loop),
+        **{f"{k}_s": round(v, 2) for k, v in mean.items()},
+        **{f"{k}_sentences_per_s": round(len(texts) / v, 2) for k, v in mean.items()},
+        "batched_speedup_vs_loop": round(mean["loop"] / mean["batched"], 2),
+        "batched_max_abs_diff_vs_loop": maxdiff(results["batched"]),
+    }
+    if sharing:
+        out["pair_shared_speedup_vs_batched"] = round(mean["batched"] / mean["pair_shared"], 2)
+        out["pair_shared_max_abs_diff_vs_loop"] = maxdiff(results["pair_shared"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runtimes", default="llamacpp,hf")
@@ -59,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="items per suite (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--loop-n", type=int, default=200, help="sentences in the speed check")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "likelihood.json"))
     args = ap.parse_args(argv)
 
@@ -72,13 +140,19 @@ def main(argv: list[str] | None = None) -> dict:
     for runtime in args.runtimes.split(","):
         backend, load_s = load(runtime.strip(), args.threads)
         run: dict = {"runtime": backend.name, "model_id": backend.model_id, "load_s": load_s}
-        for suite in args.suites.split(","):
+        if args.loop_n:
+            run["speed"] = scoring_speed(backend, args.data, args.loop_n)
+            print(f"{backend.name:>12} sentences/s {run['speed']}", flush=True)
+        for suite in [x.strip() for x in args.suites.split(",") if x.strip()]:
             start = time.perf_counter()
             res = score_benchmark(backend, suite.strip(), args.data, args.limit, args.seed)
             run[suite] = {
                 "seconds": round(time.perf_counter() - start, 1),
                 "metrics": {k: r.to_dict() for k, r in res.items()},
             }
+            if suite.strip() == "crows_pairs":
+                n_sent = 2 * res["crows_pairs.pct_stereotype"].n
+                run[suite]["sentences_per_s"] = round(n_sent / run[suite]["seconds"], 2)
             if "crows_pairs.likelihood_diff" in res:
                 pct = res["crows_pairs.pct_stereotype"]
                 samples[runtime] = {

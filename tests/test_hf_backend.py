@@ -211,3 +211,27 @@ def test_crows_pairs_hf_matches_plain_loop(hfm, benchmarks: Path) -> None:
     assert abs(pct.value - ref_pct) <= 0.5, (pct.value, ref_pct)
     ours = np.array(res["crows_pairs.likelihood_diff"].per_sample)
     assert np.allclose(ours, np.abs(ref_more - ref_less), atol=2e-3)
+
+
+@pytest.mark.slow
+def test_hf_prefix_shared_scoring_equals_per_option(hfm, benchmarks: Path) -> None:
+    """Real BBQ items: the prompt run once with its cache repeated = each option scored whole."""
+    from synthbias.measure.qa import DEFAULT_PROMPT, load_bbq
+    from synthbias.measure.scoring import conditional_logprobs
+
+    rows = load_bbq(benchmarks).groupby("category").head(1).iloc[:4]
+    pairs = [
+        (DEFAULT_PROMPT.format(context=r["context"], question=r["question"]), " " + r[f"ans{k}"])
+        for _, r in rows.iterrows()
+        for k in range(3)
+    ]
+    fast = conditional_logprobs(hfm, pairs)
+    slow = conditional_logprobs(hfm, pairs, share_prefix=False)
+    assert [a.n_tokens for a in slow] == [b.n_tokens for b in fast]
+    diffs = [
+        abs(x - y)
+        for a, b in zip(slow, fast, strict=True)
+        for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)
+    ]
+    assert len(diffs) >= len(pairs) and max(diffs) <= 1e-4, max(diffs)
+    assert len({round(s.logprob, 3) for s in fast}) > len(pairs) / 2

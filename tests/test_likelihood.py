@@ -159,6 +159,87 @@ def test_conditional_logprobs_rescores_ids_when_backend_can() -> None:
     assert not bad.aligned and bad.n_tokens == 2 and bad.logprob == -4.0
 
 
+class PrefixBackend:
+    """Characters as tokens ("ex" merges into one), each log-prob a function of all before it.
+
+    ``score_tails`` works on token ids alone, so option scoring through it matches
+    ``logprobs`` only if the caller builds the very sequences ``logprobs`` scores.
+    """
+
+    name = "stub-prefix"
+    model_id = "prefix-hash"
+    prefix_id = 1
+
+    def __init__(self) -> None:
+        self.tail_calls: list[tuple[list[list[int]], list[int]]] = []
+
+    def generate(self, prompts, params):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text.replace("ex", "\x02")]
+
+    @staticmethod
+    def _lp(seq: Sequence[int], j: int) -> float:
+        return -1.0 - (hash(tuple(seq[: j + 1])) % 1000) / 1000
+
+    def logprobs(self, texts):
+        out = []
+        for t in texts:
+            seq = [self.prefix_id, *self.tokenize(t)]
+            lps = [self._lp(seq, j) for j in range(1, len(seq))]
+            out.append(TextLogprobs([chr(x) for x in seq[1:]], seq[1:], lps))
+        return out
+
+    def score_tails(self, seqs, starts):
+        self.tail_calls.append(([list(s) for s in seqs], list(starts)))
+        return [
+            [self._lp(s, j) for j in range(st, len(s))] for s, st in zip(seqs, starts, strict=True)
+        ]
+
+
+class PrefixIdsBackend(PrefixBackend):
+    def logprobs_ids(self, seqs):
+        return [[self._lp(s, j) for j in range(1, len(s))] for s in seqs]
+
+
+@pytest.mark.parametrize("cls", [PrefixBackend, PrefixIdsBackend])
+def test_shared_option_scoring_equals_per_option(cls) -> None:
+    pairs = [
+        ("Q: who? A:", " the man"),
+        ("Q: who? A:", " the woman"),
+        ("Q: who? A:", " unknown"),
+        ("Is it te", "xt"),  # "e" + "x" merge across the boundary: misaligned
+        ("", "A whole sentence."),
+        ("Q: who? A: ", "x"),  # trailing space moves to the continuation
+    ]
+    be = cls()
+    fast = conditional_logprobs(be, pairs)
+    assert len(be.tail_calls) == 1
+    slow = conditional_logprobs(be, pairs, share_prefix=False)
+    assert len(be.tail_calls) == 1
+    for a, b in zip(slow, fast, strict=True):
+        assert (a.n_tokens, a.aligned, a.n_chars) == (b.n_tokens, b.aligned, b.n_chars)
+        assert a.token_logprobs == b.token_logprobs and a.logprob == b.logprob
+    assert [s.aligned for s in fast] == [True, True, True, False, True, True]
+
+
+def test_plan_prefix_groups_shares_prompts_not_instructions() -> None:
+    from synthbias.generate.llamacpp import plan_prefix_groups
+
+    instr = list(range(100, 110))
+    a = [1, *instr, 20, 21, 22, 23, 24]  # prompt A (start 16) with two options
+    seqs = [a + [7, 8], a + [9], [1, *instr, 30, 31, 32, 33, 34, 35, 5, 6], [1, 2, 3]]
+    starts = [16, 16, 17, 3]  # the last has nothing to score
+    groups = plan_prefix_groups(seqs, starts)
+    shared = {tuple(m): c for c, m in groups}
+    assert shared[(0, 1)] == len(a) - 1  # leaves each option two tokens of its own
+    assert shared[(2,)] == 0  # same instruction, different prompt: not grouped
+    assert all(3 not in m for _, m in groups)
+    pairs = [[1, 5, 6, 7, 8, 9], [1, 5, 6, 7, 8, 4], [1, 5, 2]]
+    assert sorted(plan_prefix_groups(pairs, [1, 1, 1])) == [(0, [2]), (4, [1, 0])]
+
+
 def test_stratified_sample() -> None:
     strata = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
     idx = stratified_sample(strata, 10, seed=1)
@@ -407,3 +488,43 @@ def test_stereoset_real_data_smoke(llm, benchmarks: Path) -> None:
     assert ss.meta["n_misaligned"] <= 3
     assert ss.ci is not None and ss.ci.low <= ss.value <= ss.ci.high
     assert math.isclose(res["stereoset.icat"].value, icat(lms.value, ss.value))
+
+
+def _bbq_pairs(benchmarks: Path, n: int) -> list[tuple[str, str]]:
+    from synthbias.measure.qa import DEFAULT_PROMPT, load_bbq
+
+    df = load_bbq(benchmarks)
+    strata = (df["category"] + "/" + df["context_condition"]).tolist()
+    rows = df.iloc[stratified_sample(strata, n, 0, "equal")]
+    return [
+        (DEFAULT_PROMPT.format(context=r["context"], question=r["question"]), " " + r[f"ans{k}"])
+        for _, r in rows.iterrows()
+        for k in range(3)
+    ]
+
+
+@pytest.mark.slow
+def test_llamacpp_prefix_shared_scoring_equals_per_option(llm, benchmarks: Path) -> None:
+    """Real BBQ items and CrowS-Pairs sentences: shared-prefix scores = one run per text."""
+    pairs = _bbq_pairs(benchmarks, 4)
+    fast = conditional_logprobs(llm, pairs)
+    try:
+        slow = conditional_logprobs(llm, pairs, share_prefix=False)
+        crows = load_crows_pairs(benchmarks).iloc[:6]
+        texts = crows["sent_more"].tolist() + crows["sent_less"].tolist()
+        plain = llm.logprobs(texts)
+        llm.share_text_prefix = True
+        shared = llm.logprobs(texts)
+    finally:
+        llm.share_text_prefix = False
+    assert [a.n_tokens for a in slow] == [b.n_tokens for b in fast]
+    diffs = [
+        abs(x - y)
+        for a, b in zip(slow, fast, strict=True)
+        for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)
+    ]
+    assert len(diffs) > 3 * len(pairs) / 2 and max(diffs) <= 1e-4, max(diffs)
+    assert len({round(s.logprob, 3) for s in fast}) > len(pairs) / 2  # real, distinct scores
+    for a, b in zip(plain, shared, strict=True):
+        assert a.token_ids == b.token_ids
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) <= 1e-4

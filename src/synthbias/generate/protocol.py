@@ -124,3 +124,23 @@ class Backend(Protocol):
     def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
         """Score each text as a whole under the model (no chat template)."""
         ...
+
+
+@runtime_checkable
+class TailScorer(Protocol):
+    """Optional fast scoring of token-id sequences that share prefixes (option scoring).
+
+    ``score_tails(sequences, starts)[i]`` holds log p(seq[j] | seq[:j]) for ``j`` from
+    ``starts[i]`` to the end of ``sequences[i]``: the same numbers as scoring each sequence as
+    a whole and keeping its tail, but a prefix shared by several sequences (a prompt and its
+    options) is evaluated once. ``tokenize`` and ``prefix_id`` are what ``logprobs`` uses, so a
+    caller can build exactly the sequences ``logprobs`` would score.
+    """
+
+    prefix_id: int
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def score_tails(
+        self, sequences: Sequence[Sequence[int]], starts: Sequence[int]
+    ) -> list[list[float]]: ...

@@ -16,6 +16,12 @@ sentence given the previous one). The latter follows lm-evaluation-harness's ``_
    otherwise the harness's split ``whole[len(context_ids):]`` is used. Either way the item is
    flagged (``aligned=False``) and benchmarks report how many were.
 
+Backends that can score token-id tails (:class:`~synthbias.generate.protocol.TailScorer`:
+llama.cpp and HF) get the same token sequences through ``score_tails``: a context shared by
+several options is evaluated once and only option tokens are projected to logits, with the same
+scores as the whole-text path (0 difference on llama.cpp, ~1e-5 nats on HF; see
+bench/option_scoring.py).
+
 Unlike the harness (which adds no BOS when a context is present and the tokenizer does not add
 one), every scored sequence here starts with the backend's prefix token, exactly as
 ``Backend.logprobs`` does for whole texts; the first context token is then scored in the same
@@ -29,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from synthbias.generate.protocol import Backend, TextLogprobs
+from synthbias.generate.protocol import Backend, TailScorer, TextLogprobs
 
 #: How a continuation's log-prob is normalised before options are compared.
 #: ``none``: summed log-prob (lm-eval-harness ``acc``); ``token``: mean per token (log of the
@@ -79,11 +85,16 @@ def score_texts(
     """``backend.logprobs`` over many texts: each distinct text once, in chunks.
 
     Chunks bound memory and let ``progress(done, total)`` report; the backend batches within a
-    chunk. Returned in input order (duplicates share one result object).
+    chunk. For a backend that shares text prefixes (``share_text_prefix``) texts are sent in
+    sorted order, so texts that share a beginning (the two sentences of a CrowS-Pairs pair, a
+    StereoSet cluster) land in the same chunk and the common part is decoded once. Returned
+    in input order (duplicates share one result object).
     """
     if isinstance(texts, str):
         raise TypeError("score_texts() takes a sequence of texts, not a single string")
     unique = list(dict.fromkeys(texts))
+    if getattr(backend, "share_text_prefix", False) is True:
+        unique.sort()
     scored: dict[str, TextLogprobs] = {}
     for start in range(0, len(unique), chunk_size):
         chunk = unique[start : start + chunk_size]
@@ -128,17 +139,27 @@ def conditional_logprobs(
     *,
     chunk_size: int = 256,
     progress: ProgressFn | None = None,
+    share_prefix: bool = True,
 ) -> list[ContinuationScore]:
     """log p(continuation | prefix token, context) for each ``(context, continuation)`` pair.
 
     An empty context means the continuation is scored after the prefix token alone (the
     harness's empty-context rule). See the module docstring for the alignment check and
     fallbacks. Each distinct whole text is scored once.
+
+    With ``share_prefix`` and a backend that can score tails
+    (:class:`~synthbias.generate.protocol.TailScorer`: llama.cpp and HF), the same token
+    sequences are built and only their continuation tokens are scored, so a context shared by
+    several options is evaluated once and no logits are computed for it
+    (:func:`shared_conditional_logprobs`). ``share_prefix=False`` scores every whole text
+    (the per-option reference path).
     """
     norm = [split_whitespace(c, x) for c, x in pairs]
     for i, (_, x) in enumerate(norm):
         if not x.strip():
             raise ValueError(f"pair {i}: empty continuation")
+    if share_prefix and isinstance(backend, TailScorer):
+        return shared_conditional_logprobs(backend, norm, chunk_size=chunk_size, progress=progress)
     ctx_ids = _context_ids(backend, [c for c, _ in norm], chunk_size=chunk_size)
     wholes = score_texts(
         backend, [c + x for c, x in norm], chunk_size=chunk_size, progress=progress
@@ -158,6 +179,68 @@ def conditional_logprobs(
         out_redo = _rescore_ids(backend, [norm[i] for i in redo], ctx_ids)
         for i, score in zip(redo, out_redo, strict=True):
             out[i] = score
+    return [s for s in out if s is not None]
+
+
+def shared_conditional_logprobs(
+    backend: TailScorer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    chunk_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> list[ContinuationScore]:
+    """:func:`conditional_logprobs` through ``backend.score_tails``, prefix shared.
+
+    ``pairs`` are already whitespace-normalised. Token sequences are exactly the per-option
+    path's: ``[prefix, *tokenize(context + continuation)]`` with the continuation starting
+    after ``len(tokenize(context))`` tokens, or, for a misaligned boundary on a backend with
+    ``logprobs_ids``, ``[prefix, *tokenize(context), *tokenize(continuation)]``; so the
+    scores match it to rounding (checked in bench/option_scoring.py and the tests). Pairs are
+    sent in chunks of about ``chunk_size`` that keep a context's options together.
+    """
+    prefix = int(backend.prefix_id)
+    head = [prefix] if prefix >= 0 else []
+    rescore = callable(getattr(backend, "logprobs_ids", None))
+    ctx_ids = {c: list(backend.tokenize(c)) for c in dict.fromkeys(c for c, _ in pairs) if c}
+    seqs: list[list[int]] = []
+    starts: list[int] = []
+    aligned: list[bool] = []
+    for ctx, cont in pairs:
+        cids = ctx_ids.get(ctx, [])
+        whole = list(backend.tokenize(ctx + cont))
+        ok = whole[: len(cids)] == cids and len(whole) > len(cids)
+        if not ok and rescore:
+            xids = list(backend.tokenize(cont))
+            if not head and not cids:
+                raise ValueError("cannot score a continuation with neither context nor prefix")
+            seq = [*head, *cids, *xids]
+            start = len(seq) - len(xids)
+        else:
+            seq = [*head, *whole]
+            start = min(len(head) + len(cids), len(seq))
+        if start < 1:
+            raise ValueError("cannot score a first token without a prefix token")
+        seqs.append(seq)
+        starts.append(start)
+        aligned.append(ok)
+    by_ctx: dict[str, list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        by_ctx.setdefault(ctx, []).append(i)
+    chunks: list[list[int]] = [[]]
+    for members in by_ctx.values():
+        if chunks[-1] and len(chunks[-1]) + len(members) > chunk_size:
+            chunks.append([])
+        chunks[-1].extend(members)
+    out: list[ContinuationScore | None] = [None] * len(pairs)
+    done = 0
+    for chunk in chunks:
+        tails = backend.score_tails([seqs[i] for i in chunk], [starts[i] for i in chunk])
+        for i, lps in zip(chunk, tails, strict=True):
+            lps = [float(x) for x in lps]
+            out[i] = ContinuationScore(float(sum(lps)), len(lps), len(pairs[i][1]), lps, aligned[i])
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(pairs))
     return [s for s in out if s is not None]
 
 

@@ -8,12 +8,16 @@ hand, so every delta below is worked out from the definition.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from synthbias.config import parse_config
 from synthbias.design import arm_effects
+from synthbias.mitigation_study import compare_inheritance
 from synthbias.paired import compare_pairs, paired_replicates
 from synthbias.tasks import load_task
 from synthbias.tasks.compare import paired_delta
@@ -138,3 +142,69 @@ def test_compare_pairs_skips_models_without_answers(design: dict[str, Any]) -> N
         100,
     )
     assert [r["arm"] for r in rows] == ["y"]
+
+
+def _sub_run(root: Path, entry: str, recs: list[dict[str, Any]]) -> None:
+    """A ratio-study sub-run folder as run_inheritance writes it (the parts the mitigation
+    study reads): tasks, conditions, evaluation files with stored answers, results.csv."""
+    d = root / entry
+    (d / "evals").mkdir(parents=True)
+    conds, files = [], {}
+    for seed in (0, 1):
+        key = f"{entry}{seed}"
+        conds.append({"bias_type": "gender", "arm": "s1", "ratio": 0.5, "seed": seed} | {
+            "adapter": key})  # fmt: skip
+        files[key] = f"evals/{key}.json"
+        (d / files[key]).write_text(json.dumps({"records": {"coreference": recs}}))
+    res = {"tasks": [{"name": "coreference", "size": N}], "config": {"seed": 0}}
+    res |= {"conditions": conds, "eval_files": files}
+    (d / "results.json").write_text(json.dumps(res))
+    csv = "task,metric,bias_type,value\ncoreference,bias.pro_anti_gap,base,0.2\n"
+    (d / "results.csv").write_text(csv)
+
+
+def _mitigation_config() -> Any:
+    return parse_config(
+        {
+            "name": "m",
+            "kind": "mitigation",
+            "generator": {"backend": "fake"},
+            "measure": {"embedding": False, "n_resamples": 300},
+            "inheritance": {"tasks": ["coreference"], "ratios": [0.0, 0.5]},
+            "mitigation_study": {"inheritance": ["swap"]},
+        }
+    )
+
+
+def test_mitigation_vs_none_is_paired_and_oriented(design: dict[str, Any], tmp_path: Path) -> None:
+    """Baseline B (gap 1 in every replicate: CI excludes 0) vs strategy C: difference
+    C − B = −acc_anti(R) with a paired CI below 0, reduction acc_anti(R) (defined)."""
+    items, recs = design["items"], design["recs"]
+    _sub_run(tmp_path, "none", recs["B"])
+    _sub_run(tmp_path, "swap", recs["C"])
+    reps: dict[Any, list[Any]] = {}
+    rows = compare_inheritance(tmp_path, ["swap"], _mitigation_config(), reps)
+    assert len(rows) == 1
+    r = rows[0]
+    expected = _gap(items, recs["C"]) - 1.0
+    assert r["difference"] == pytest.approx(expected) and r["difference_ci_high"] < 0
+    assert r["baseline"] == 1.0 and r["reduction_status"] == "defined"
+    assert r["reduction"] == pytest.approx(-expected)
+    assert r["n_seeds"] == 2 and r["ci_method"].startswith("paired")
+    assert r["untuned"] == pytest.approx(0.2)  # oriented: + = towards the stereotype
+    assert len(reps[("inheritance", "swap", "task_bias", "coreference.bias.pro_anti_gap")]) == 1
+
+
+def test_mitigation_reduction_undefined_when_baseline_ci_includes_zero(
+    design: dict[str, Any], tmp_path: Path
+) -> None:
+    """Baseline R has a small gap (0.1 over 20 clusters; its CI includes 0): the relative
+    reduction is undefined and the paired difference is the figure."""
+    items, recs = design["items"], design["recs"]
+    _sub_run(tmp_path, "none", recs["R"])
+    _sub_run(tmp_path, "swap", recs["B"])
+    (r,) = compare_inheritance(tmp_path, ["swap"], _mitigation_config(), {})
+    assert r["baseline_ci_low"] <= 0 <= r["baseline_ci_high"]
+    assert r["reduction_status"].startswith("undefined") and np.isnan(r["reduction"])
+    assert r["difference"] == pytest.approx(1.0 - _gap(items, recs["R"]))
+    assert r["difference_ci_low"] > 0

@@ -19,7 +19,10 @@ cache, so e.g. the real-only adapter is trained once.
 * Ratio study: the bias metric of each bias-related task, at bias ratios > 0 (training-time
   strategies at mixed ratios 0 < r < 1 only, where real and augmented examples are both present
   and a ``token`` model is evaluated with a tag it saw in training). Every arm has the same
-  ``finetune.max_steps`` under ``budget: steps``.
+  ``finetune.max_steps`` under ``budget: steps``. The CI is paired: each strategy's model and
+  the unmitigated one (same bias type, arm, ratio and seeds) answered the same task items, so
+  the task's headline metric (gap, AUC or rate alike) is recomputed from both models' stored
+  answers on the same resampled clusters and seeds (:mod:`synthbias.paired`).
 
 Every value is oriented (:mod:`synthbias.mitigate.stats`: positive = towards the stereotype, or
 towards the majority group where a metric defines no stereotype). ``reduction = (b - m) / b``

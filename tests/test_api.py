@@ -114,7 +114,8 @@ def test_forecast_and_report_api(api_run: tuple[Path, dict]) -> None:
     (out / "report.html").unlink()
     path = synthbias.report(out)
     assert path == out / "report.html" and "Forecast from the first generations" in path.read_text()
-    assert json.loads((out / "forecast.json").read_text())["fit_metric"] == "rule.stereotype_rate"
+    fit_metric = json.loads((out / "forecast.json").read_text())["fit_metric"]
+    assert fit_metric == "rule.gender.conditional_stereotype_share"
 
 
 def test_monkeypatching_an_api_name(monkeypatch) -> None:

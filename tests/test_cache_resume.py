@@ -137,7 +137,8 @@ def test_store_is_wal_and_readable_while_written(tmp_path: Path) -> None:
 def _fake_cfg(cache: str = "run", n: int = 12):
     return parse_config(
         {
-            "study": {"levels": [0.3], "generations": 2, "n": n},
+            # keep: no on-topic regeneration, so request counts are exactly n per generation
+            "study": {"levels": [0.3], "generations": 2, "n": n, "on_topic": "keep"},
             "generator": {"backend": "fake", "batch_size": 4, "cache": cache},
             "measure": {"embedding": False, "n_resamples": 50},
         }
@@ -177,7 +178,7 @@ N_TEXTS = 24
 CONFIG = {
     "name": "resume-test",
     "seed": 5,
-    "study": {"levels": [0.3], "generations": 2, "n": N_TEXTS},
+    "study": {"levels": [0.3], "generations": 2, "n": N_TEXTS, "on_topic": "keep"},
     "sampling": {"max_tokens": 24, "temperature": 0.8},
     "generator": {"backend": "llamacpp", "batch_size": 4, "n_ctx": 512, "n_threads": 2},
     "measure": {"embedding": False, "n_resamples": 50},

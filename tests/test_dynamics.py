@@ -71,38 +71,74 @@ def test_unstable_map_reported() -> None:
     assert not fit.stable
 
 
-def test_seed_corpus_exact_share_and_provenance() -> None:
-    recs = build_seed_corpus(0.3, 50, VOCAB, seed=4)
+FEMALE_WORDS = {"she", "her", "herself", "mary", "linda"}
+MALE_WORDS = {"he", "him", "his", "himself", "james", "robert"}
+
+
+def _referent(text: str) -> str | None:
+    words = set(text.replace(",", " ").replace(".", " ").lower().split())
+    female, male = bool(words & FEMALE_WORDS), bool(words & MALE_WORDS)
+    assert not (female and male), text
+    return "female" if female else "male" if male else None
+
+
+@pytest.mark.parametrize("remainder", ["anti", "neutral"])
+def test_seed_corpus_exact_share_and_provenance(remainder: str) -> None:
+    recs = build_seed_corpus(0.3, 50, VOCAB, seed=4, remainder=remainder)
     kinds = [r.meta["seed_kind"] for r in recs]
-    assert kinds.count("stereotypical") == 15 and len(recs) == 50
+    assert kinds.count("stereotypical") == 15 and kinds.count(remainder) == 35
     assert all(r.generation == 0 and r.initial_level == 0.3 and r.source == "seed" for r in recs)
     assert len({r.id for r in recs}) == 50
-    assert build_seed_corpus(0.3, 50, VOCAB, seed=4) == recs
-    assert build_seed_corpus(0.3, 50, VOCAB, seed=5) != recs
+    assert build_seed_corpus(0.3, 50, VOCAB, seed=4, remainder=remainder) == recs
+    assert build_seed_corpus(0.3, 50, VOCAB, seed=5, remainder=remainder) != recs
+    codes = dict(VOCAB.occupations)
     for r in recs:
         assert "{" not in r.text and r.text[0].isupper()
         occ = r.meta["occupation"]
-        assert occ in r.text.lower()
-        words = set(r.text.replace(",", " ").replace(".", " ").lower().split())
-        gendered = words & {
-            "he",
-            "she",
-            "him",
-            "her",
-            "his",
-            "himself",
-            "herself",
-            "mary",
-            "linda",
-            "james",
-            "robert",
-        }
+        assert occ in r.text.lower() and r.meta["occupation_code"] == codes[occ]
+        ref = _referent(r.text)
+        assert ref == r.meta["referent"], r.text
         if r.meta["seed_kind"] == "neutral":
-            assert not gendered, r.text
+            assert ref is None
+        elif r.meta["seed_kind"] == "stereotypical":
+            assert ref == codes[occ], r.text
         else:
-            assert gendered, r.text
-            female = bool(gendered & {"she", "her", "herself", "mary", "linda"})
-            assert female == (dict(VOCAB.occupations)[occ] == "female"), r.text
+            assert ref is not None and ref != codes[occ], r.text
+
+
+def test_seed_corpus_balances_codes_and_referents() -> None:
+    """Within each kind, male- and female-coded occupations (and so referents) are balanced."""
+    recs = build_seed_corpus(0.6, 100, VOCAB, seed=0)
+    for kind, count in (("stereotypical", 60), ("anti", 40)):
+        sub = [r for r in recs if r.meta["seed_kind"] == kind]
+        assert len(sub) == count
+        male_coded = sum(r.meta["occupation_code"] == "male" for r in sub)
+        male_ref = sum(r.meta["referent"] == "male" for r in sub)
+        assert male_coded == count // 2 and male_ref == count // 2
+    odd = build_seed_corpus(0.1, 30, VOCAB, seed=0)  # 3 stereotypical: 2 + 1
+    sub = [r for r in odd if r.meta["seed_kind"] == "stereotypical"]
+    assert sorted(sum(r.meta["occupation_code"] == g for r in sub) for g in ("male", "female")) == [
+        1,
+        2,
+    ]
+
+
+def test_chains_are_independent_replicates() -> None:
+    a = build_seed_corpus(0.3, 40, VOCAB, seed=0, chain=0)
+    b = build_seed_corpus(0.3, 40, VOCAB, seed=0, chain=1)
+    assert [r.text for r in a] != [r.text for r in b]
+    assert all(r.id.startswith("b0.3-c1-g0-") for r in b) and not set(map(str, a)) & set(
+        map(str, b)
+    )
+    assert sum(r.meta["seed_kind"] == "stereotypical" for r in b) == 12
+
+
+def test_seed_corpus_needs_both_codes() -> None:
+    only_female = SeedVocabulary(occupations=[("nurse", "female")], names=VOCAB.names)
+    with pytest.raises(ValueError, match="male-coded"):
+        build_seed_corpus(0.5, 10, only_female)
+    with pytest.raises(ValueError, match="remainder"):
+        build_seed_corpus(0.5, 10, VOCAB, remainder="other")
 
 
 def test_templates_fill_cleanly() -> None:
@@ -131,6 +167,10 @@ def test_prompts_are_data() -> None:
     assert isinstance(raw, str) and raw.endswith("1. A.\n2. B.\n3.")
     assert "gender" in build_prompt(["A."], tpl["self_instruct_fair"])
     assert tpl["self_instruct"]["stop"] == ["\n"]
+    # the study's default states the task and says nothing about gender
+    default = build_prompt(["A."], tpl["work_person_the"])
+    assert default.endswith("1. A.\n2. The") and "job" in default
+    assert not {"he", "she", "his", "her", "gender", "they"} & set(default.lower().split())
 
 
 def test_next_generation_with_fake_backend() -> None:
@@ -174,3 +214,88 @@ def test_clean_completion_real_shapes() -> None:
         clean_completion('"Dr. Lee operated. Mr. Ng left. Bye."')
         == "Dr. Lee operated. Mr. Ng left."
     )
+
+
+class _Scripted:
+    """A backend that answers from a script per attempt (to test the retry loop)."""
+
+    name = "scripted"
+    model_id = "scripted"
+
+    def __init__(self, answers: list[list[str]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def generate(self, prompts, params):
+        from synthbias.generate.protocol import Completion
+
+        out = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return [
+            Completion(
+                text=out[i % len(out)],
+                n_prompt_tokens=1,
+                n_tokens=1,
+                finish_reason="stop",
+                seed=params.seed,
+            )
+            for i in range(len(prompts))
+        ]
+
+
+def test_rejected_texts_are_regenerated_then_kept_and_flagged() -> None:
+    prev = build_seed_corpus(0.5, 10, VOCAB, seed=0)
+    params = SamplingParams(max_tokens=20, seed=0)
+    accept = lambda t: "nurse" in t  # noqa: E731
+    be = _Scripted([["off topic."], ["The nurse said she was fine."]])
+    recs = next_generation(prev, be, params, n=4, generation=1, accept=accept, max_retries=2)
+    assert be.calls == 2 and all(r.meta["accepted"] and r.meta["attempts"] == 2 for r in recs)
+    be = _Scripted([["off topic."]])
+    recs = next_generation(prev, be, params, n=4, generation=1, accept=accept, max_retries=1)
+    assert be.calls == 2  # the budget: one try plus one retry
+    assert all(r.text == "Off topic." or r.text == "off topic." for r in recs)
+    assert not any(r.meta["accepted"] for r in recs)
+
+
+def test_shots_come_from_eligible_texts() -> None:
+    prev = build_seed_corpus(0.5, 10, VOCAB, seed=0)
+    for i, r in enumerate(prev):
+        r.meta["on_topic"] = i < 4
+    keep = {r.id for r in prev[:4]}
+    recs = next_generation(
+        prev,
+        FakeBackend(),
+        SamplingParams(max_tokens=20, seed=0),
+        n=12,
+        generation=1,
+        k_shots=3,
+        eligible=lambda r: r.meta["on_topic"],
+    )
+    assert all(set(r.parents) <= keep for r in recs)
+
+
+def test_chain_fit_recovers_fixed_point_with_chain_ci() -> None:
+    from synthbias.direction import DIRECTION_STATS
+    from synthbias.dynamics import fit_equilibrium_chains
+
+    rng = np.random.default_rng(0)
+    a, c, n = 0.2, 0.6, 300  # b* = 0.5
+
+    def corpus(share: float) -> np.ndarray:
+        paired = rng.random(n) < 0.5  # half the texts have a coded pairing
+        return np.where(paired, np.where(rng.random(n) < share, 1, -1), 0)
+
+    data = [
+        [[corpus(b) for b in simulate(a, c, b0, 3)] for _ in range(3)] for b0 in (0.1, 0.3, 0.9)
+    ]
+    stat = DIRECTION_STATS["rule.gender.conditional_stereotype_share"]
+    fit = fit_equilibrium_chains(data, stat, method="chains", n_resamples=200, seed=1)
+    assert fit.n_points == 27 and fit.stable and abs(fit.fixed_point - 0.5) < 0.1
+    assert fit.ci is not None and fit.ci.low < 0.5 < fit.ci.high
+    assert fit.extra["chains_per_level"] == [3, 3, 3] and not fit.extra["single_chain"]
+    single = fit_equilibrium_chains([lv[:1] for lv in data], stat, n_resamples=100, seed=1)
+    assert single.extra["single_chain"] and "single chain" in single.method
+    # a corpus without pairings leaves its transitions out instead of poisoning the fit
+    data[0][0][2] = np.zeros(n, dtype=int)
+    holed = fit_equilibrium_chains(data, stat, n_resamples=50, seed=1)
+    assert holed.extra["transitions_left_out"] == 2 and holed.n_points == 25

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from synthbias.cli import app
 from synthbias.corpus import read_jsonl
+from synthbias.direction import CONDITIONAL, PAIRING
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +52,28 @@ def looks_english(text: str) -> bool:
     return ascii_share > 0.95 and any(w.lower() in STOPWORDS for w in words)
 
 
-SMALL = ["equilibrium", "--levels", "0.1,0.6", "--generations", "1", "--n", "12"]
-SMALL += ["--max-tokens", "48", "--n-resamples", "200", "--quiet"]
+N = 32
+MIN_PAIRINGS = 2
+CONFIG = f"""
+kind: equilibrium
+seed: 0
+generator: {{backend: llamacpp, batch_size: 32}}
+sampling: {{max_tokens: 40, temperature: 0.8, top_p: 0.95}}
+study:
+  levels: [0.1, 0.6]
+  generations: 1
+  n: {N}
+  chains: 1
+  min_pairings: {MIN_PAIRINGS}
+measure: {{embedding: false, n_resamples: 200}}
+"""
 
 
-def run_small(out: Path):
-    """The small study on the real model, through the CLI."""
-    return CliRunner().invoke(app, [*SMALL, "--out", str(out)])
+def run_small(out: Path, config: str = CONFIG):
+    """One short chain per level on the real model, through the CLI."""
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(config)
+    return CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--quiet"])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +81,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eq")
     res = run_small(out)
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert "Equilibrium of rule.stereotype_rate" in res.output
+    assert "conditional share" in res.output and "Power (n = 32" in res.output
+    assert ("Fit not interpretable, because" in res.output) or ("Fit of " in res.output)
     return out
 
 
@@ -86,22 +103,52 @@ def test_output_folder(run_dir: Path) -> None:
     assert set(levels) == {0.1, 0.6}
     for b0, lv in levels.items():
         g0, g1 = lv["generations"]
-        assert g0["metrics"]["rule.stereotype_rate"]["value"] == pytest.approx(round(b0 * 12) / 12)
-        for m in g1["metrics"].values():
-            assert "value" in m and "ci" in m
-        assert "embedding.anchor_bias" in g1["metrics"]
-        assert "rule.stereotype_rate" in g1["pct_change"]
+        # generation 0: every text paired, a share b0 of them stereotypical, exactly
+        cond = g0["metrics"][CONDITIONAL]
+        assert cond["value"] == pytest.approx(round(b0 * N) / N, abs=1e-12)
+        assert g0["pairings"] == N and g0["metrics"][PAIRING]["value"] == 1.0
+        assert g0["off_topic_share"]["value"] == 0.0
+        # generation 1: the conditional share rests on at least min_pairings pairings
+        assert g1["pairings"] >= MIN_PAIRINGS, g1["chains"]
+        assert g1["metrics"][CONDITIONAL]["value"] is not None
+        ci = g1["metrics"][CONDITIONAL]["ci"]
+        assert ci["low"] <= g1["metrics"][CONDITIONAL]["value"] <= ci["high"]
+        assert g1["chains"][0]["pairings"] == g1["pairings"]
     eq = results["equilibrium"]
     assert eq["n_points"] == 2 and "a" in eq and "c" in eq
+    assert "single chain" in eq["method"] and results["interpretation"]["single_chain"]
+    interp = results["interpretation"]
+    assert interp["interpretable"] == (not interp["reasons"])
+    assert results["power"]["paper"][0]["effect"].startswith("from b0 = 0.1")
+
+
+def test_generated_texts_on_topic_at_the_measured_rate(run_dir: Path) -> None:
+    """The stored off-topic share is what the on-topic check says about the stored texts, and
+    regeneration keeps most texts on the task."""
+    from synthbias.config import MeasureConfig
+    from synthbias.experiment import GenderMeasurer
+
+    measurer = GenderMeasurer(MeasureConfig(embedding=False))
+    results = json.loads((run_dir / "results.json").read_text())
+    for lv in results["levels"]:
+        recs = read_jsonl(run_dir / "corpora" / f"level-{lv['level']:g}" / "gen-1.jsonl")
+        off = [not measurer.on_topic(r.text) for r in recs]
+        assert [not r.meta["on_topic"] for r in recs] == off
+        g1 = lv["generations"][1]
+        assert g1["off_topic_share"]["value"] == pytest.approx(sum(off) / len(off))
+        assert g1["off_topic_share"]["count"] == sum(off)
+        assert sum(off) / len(off) <= 0.5, [r.text for r in recs if not r.meta["on_topic"]]
+        # a text kept off topic used up its retry budget (1 try + on_topic_retries)
+        assert all(r.meta["attempts"] == 4 for r in recs if not r.meta["on_topic"])
 
 
 def test_generated_texts_are_english_with_provenance(run_dir: Path) -> None:
     gen0 = {r.id for r in read_jsonl(run_dir / "corpora" / "level-0.6" / "gen-0.jsonl")}
     recs = read_jsonl(run_dir / "corpora" / "level-0.6" / "gen-1.jsonl")
-    assert len(recs) == 12
+    assert len(recs) == N
     english = [looks_english(r.text) for r in recs]
     assert all(r.text.strip() for r in recs)
-    assert sum(english) >= 10, [r.text for r in recs]
+    assert sum(english) >= N - 3, [r.text for r in recs]
     for r in recs:
         assert r.generation == 1 and r.source == "synthetic" and r.initial_level == 0.6
         assert r.parents and set(r.parents) <= gen0
@@ -116,21 +163,6 @@ def test_rerun_resumes_without_regenerating(run_dir: Path) -> None:
 
 
 def test_changed_config_refuses_to_mix(run_dir: Path) -> None:
-    res = CliRunner().invoke(
-        app,
-        [
-            "equilibrium",
-            "--levels",
-            "0.1,0.6",
-            "--generations",
-            "1",
-            "--n",
-            "13",
-            "--out",
-            str(run_dir),
-            "--quiet",
-            "--no-embedding",
-        ],
-    )
+    res = run_small(run_dir, CONFIG.replace(f"n: {N}", f"n: {N + 1}"))
     assert res.exit_code == 2
     assert "different config" in res.output

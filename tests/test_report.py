@@ -30,7 +30,14 @@ def small_run(out: Path, generations: int = 2) -> Path:
     cfg = parse_config(
         {
             "generator": {"backend": "fake"},
-            "study": {"levels": [0.1, 0.6], "generations": generations, "n": 16},
+            # keep: the hostile fake texts are off topic and must reach the corpus as written
+            "study": {
+                "levels": [0.1, 0.6],
+                "generations": generations,
+                "n": 16,
+                "prompt": "work_person",
+                "on_topic": "keep",
+            },
             "measure": {"embedding": False, "n_resamples": 100},
         }
     )
@@ -119,8 +126,10 @@ def test_divergence_flags() -> None:
         return {
             "generation": k,
             "metrics": {
-                "m.up": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
-                "m.down": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
+                "rule.stereotype_rate": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
+                "rule.signed_bias": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
+                # a gender lean, not stereotype-oriented: never part of a divergence
+                "embedding.anchor_bias": {"value": -a, "ci": {"low": -a - ci, "high": -a + ci}},
             },
         }
 
@@ -130,7 +139,9 @@ def test_divergence_flags() -> None:
     ]
     flags = divergence_flags(levels)
     assert len(flags) == 1
-    assert "b0 = 0.1" in flags[0]["message"] and "m.up +0.300" in flags[0]["message"]
+    msg = flags[0]["message"]
+    assert "b0 = 0.1" in msg and "rule.stereotype_rate +0.300" in msg
+    assert "anchor_bias" not in msg
 
 
 def write_tidy_run(tmp: Path, kind: str) -> Path:

@@ -12,7 +12,8 @@ from test_report import small_run
 from typer.testing import CliRunner
 
 from synthbias.cli import app
-from synthbias.dynamics import fit_equilibrium
+from synthbias.direction import CONDITIONAL, DIRECTION_STATS
+from synthbias.dynamics import fit_equilibrium_chains
 from synthbias.forecast import ForecastError, forecast_run
 from synthbias.measure.rules import GenderRuleScorer
 
@@ -22,9 +23,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_run(tmp_path_factory.mktemp("eq-forecast"), generations=2)
 
 
-def stereo(path: Path) -> np.ndarray:
+def pairing_codes(path: Path) -> np.ndarray:
+    """+1 stereotypical, -1 anti, 0 unpaired, straight from the rule scorer's labels."""
     texts = [json.loads(ln)["text"] for ln in path.read_text().splitlines()]
-    return np.array([s.label == "stereotypical" for s in GenderRuleScorer().score_texts(texts)])
+    sign = {"stereotypical": 1, "anti": -1}
+    return np.array([sign.get(s.label, 0) for s in GenderRuleScorer().score_texts(texts)])
 
 
 def test_forecast_from_first_generation(run_dir: Path) -> None:
@@ -32,10 +35,11 @@ def test_forecast_from_first_generation(run_dir: Path) -> None:
     assert fc["generations_used"] == 1 and fc["levels"] == [0.1, 0.6]
     # The same fit, computed independently from the corpora's per-text rule labels.
     per = [
-        [stereo(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl") for k in (0, 1)]
+        [[pairing_codes(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl") for k in (0, 1)]]
         for lv in ("0.1", "0.6")
     ]
-    ref = fit_equilibrium(per, n_resamples=200, seed=0)
+    ref = fit_equilibrium_chains(per, DIRECTION_STATS[CONDITIONAL], n_resamples=200, seed=0)
+    assert fc["fit_metric"] == CONDITIONAL
     f = fc["forecast"]
     assert f["n_points"] == 2
     assert f["a"] == pytest.approx(ref.a) and f["c"] == pytest.approx(ref.c)
@@ -49,7 +53,7 @@ def test_forecast_from_first_generation(run_dir: Path) -> None:
         g1 = traj["observed"][-1]["value"]
         projected = pytest.approx(f["a"] + f["c"] * g1)
         assert traj["projected"] == [{"generation": 2, "value": projected}]
-        actual = lv["generations"][2]["metrics"]["rule.stereotype_rate"]["value"]
+        actual = lv["generations"][2]["metrics"][CONDITIONAL]["value"]
         assert traj["actual"] == [{"generation": 2, "value": pytest.approx(actual)}]
     assert fc["full_fit"]["n_points"] == 4
     assert json.loads((run_dir / "forecast.json").read_text())["generations_used"] == 1

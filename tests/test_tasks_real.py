@@ -39,9 +39,12 @@ REAL: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
     "coreference": (12, {}),
-    "bbq_qa": (31, {}),  # the minimum: one scenario per category
+    "bbq_qa": (
+        12,
+        {"data": {"builder": "bbq_templates", "params": {"axes": ["gender", "religion"]}}},
+    ),
     "topic_classification": (10, {}),
-    "hiring_decision": (14, {}),  # the minimum: one profile per axis
+    "hiring_decision": (14, {}),
     "salary_recommendation": (14, {}),
     "story_generation": (10, {"sampling": {"max_tokens": 24, "temperature": 0.8}}),
     "pronoun_completion": (10, {"sampling": {"max_tokens": 12, "temperature": 0}}),
@@ -72,6 +75,7 @@ def _well_formed(result: TaskResult) -> None:
 def test_task_on_the_real_model(llm, name: str) -> None:
     n, overrides = REAL[name]
     task = load_task(name, overrides or None)
+    n = max(n, task.min_size())  # two whole clusters per stratum
     t0 = time.perf_counter()
     result = task.evaluate(llm, n=n, seed=0, n_resamples=200)
     SECONDS[name] = time.perf_counter() - t0
@@ -103,7 +107,7 @@ def test_coreference_on_winogender_real(llm, benchmarks: Path) -> None:
 #: real benchmark items at about their minimum sizes (four Jigsaw identities)
 BENCH: dict[str, tuple[int, dict[str, Any]]] = {
     "coreference": (24, {}),
-    "bbq_qa": (33, {}),
+    "bbq_qa": (13, {"benchmark": {"loader": "bbq", "params": {"categories": ["Age", "Religion"]}}}),
     "toxicity_identity": (
         16,
         {
@@ -120,6 +124,7 @@ BENCH: dict[str, tuple[int, dict[str, Any]]] = {
 def test_benchmark_items_on_the_real_model(llm, benchmarks: Path, name: str) -> None:
     n, overrides = BENCH[name]
     task = load_task(name, overrides or None, data_dir=benchmarks)
+    n = max(n, task.min_size())
     assert task.item_source.startswith("benchmark:")
     t0 = time.perf_counter()
     result = task.evaluate(llm, n=n, seed=0, n_resamples=200)

@@ -125,7 +125,7 @@ def test_explicit_size_below_minimum_is_a_config_error(benchmarks: Path, tmp_pat
     from synthbias.tasks import load_task
 
     need = load_task("toxicity_identity", data_dir=benchmarks).min_size()
-    assert need == 15  # one 14-identity template per label
+    assert need == 3 * 14 + 1  # two 14-identity templates per label
     cfg = _config(benchmarks, sizes={"toxicity_identity": need - 1})
     with pytest.raises(
         TaskSizeError, match=rf"task toxicity_identity: {need - 1} items .* at least {need}"

@@ -90,41 +90,9 @@ def _print_metrics(
 
 
 def print_equilibrium_table(results: dict[str, Any]) -> None:
-    metrics = [
-        m
-        for m in ("rule.stereotype_rate", "rule.signed_bias", "embedding.anchor_bias")
-        if m in results["levels"][0]["generations"][0]["metrics"]
-    ]
-    table = Table(title="Bias by initial level and generation (95% CI; % change from gen 0)")
-    table.add_column("b0", justify="right")
-    table.add_column("gen", justify="right")
-    for m in metrics:
-        table.add_column(m)
-    for lv in results["levels"]:
-        for g in lv["generations"]:
-            cells = []
-            for m in metrics:
-                r = g["metrics"][m]
-                ci = r.get("ci") or {}
-                pc = g["pct_change"].get(m)
-                pcs = "" if g["generation"] == 0 or pc is None else f" {pc:+.0f}%"
-                cells.append(
-                    f"{_fmt(r['value'])} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]{pcs}"
-                )
-            table.add_row(f"{lv['level']:g}", str(g["generation"]), *cells)
-    console.print(table)
-    eq = results["equilibrium"]
-    if "a" not in eq:
-        console.print(f"Equilibrium {eq.get('note', 'not fitted')}.")
-        return
-    ci = eq.get("ci") or {}
-    verdict = "stable" if eq.get("stable") else "no attracting equilibrium (|c| >= 1)"
-    console.print(
-        f"Equilibrium of {results['fit_metric']}: b* = {_fmt(eq.get('fixed_point'))} "
-        f"[95% CI {_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}] from b_(k+1) = "
-        f"{eq['a']:.3f} + {eq['c']:.3f}·b_k over {eq['n_points']} transitions; {verdict}; "
-        f"{_fmt(eq.get('stable_share'), 2)} of bootstrap fits stable."
-    )
+    from synthbias.report.equilibrium_console import print_equilibrium
+
+    print_equilibrium(results, console)
 
 
 def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
@@ -189,15 +157,18 @@ def equilibrium(
         str, typer.Option(help="Initial bias levels, comma-separated.")
     ] = "0.1,0.3,0.6",
     generations: Annotated[int, typer.Option(min=1, help="Generations after the seed corpus.")] = 3,
-    n: Annotated[int, typer.Option("--n", min=1, help="Texts per generation and level.")] = 100,
+    n: Annotated[
+        int, typer.Option("--n", min=1, help="Texts per generation, level and chain.")
+    ] = 50,
+    chains: Annotated[int, typer.Option(min=1, help="Replicate chains per level.")] = 2,
     seed: int = 0,
     k_shots: Annotated[int, typer.Option(min=1, help="Few-shot examples per prompt.")] = 3,
     backend: Annotated[str, typer.Option(help="llamacpp (embedded model) or fake.")] = "llamacpp",
     model_path: Annotated[Path | None, typer.Option(help="A GGUF file instead of SmolLM2.")] = None,
     batch_size: Count = 32,
-    max_tokens: Count = 64,
+    max_tokens: Count = 48,
     temperature: float = 0.8,
-    prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "self_instruct",
+    prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "work_person_the",
     embedding: Annotated[bool, typer.Option(help="Also measure embedding bias.")] = True,
     n_resamples: Count = 1000,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/equilibrium"),
@@ -220,6 +191,7 @@ def equilibrium(
             "levels": _floats(levels, "levels"),
             "generations": generations,
             "n": n,
+            "chains": chains,
             "k_shots": k_shots,
             "prompt": prompt,
         },
@@ -592,6 +564,15 @@ def forecast(
         f"{_fmt(f.get('stable_share'), 2)} of bootstrap fits stable.",
         highlight=False,
     )
+    interp = fc.get("run_interpretation") or {}
+    if interp and not interp.get("interpretable", True):
+        console.print(
+            "The run's fit is not interpretable, because "
+            + "; ".join(interp.get("reasons") or [])
+            + "; the forecast inherits that.",
+            highlight=False,
+            soft_wrap=True,
+        )
     full = fc.get("full_fit")
     if full:
         fci = full.get("ci") or {}

@@ -181,10 +181,18 @@ class EquilibriumMitigationConfig(_Strict):
 class EquilibriumStudyConfig(_Strict):
     """Recursive generation from seed corpora at several initial bias levels.
 
-    ``levels`` are the shares of generation-0 texts that pair an occupation with its stereotyped
-    gender (the rest are gender-neutral). ``fit_metric`` is the metric the equilibrium is fitted
-    on; ``fit_ci`` chooses how its CI is bootstrapped: ``texts`` resamples each corpus's texts
-    (measurement noise), ``pairs`` resamples the (b_k, b_k+1) transitions.
+    ``levels`` are the shares b0 of generation-0 texts that pair a gender-coded occupation with its
+    stereotyped gender; the rest (``seed_remainder``) pair it with the other gender (``anti``)
+    or have no gendered referent (``neutral``). ``chains`` independent replicate chains run per
+    level. ``fit_metric`` is the metric the equilibrium is fitted on (default the conditional
+    stereotype share, see :mod:`synthbias.direction`); ``fit_ci`` chooses its bootstrap:
+    ``chains`` (chains, then texts within them), ``texts`` (texts within fixed chains) or
+    ``pairs`` (the (b_k, b_k+1) transitions). Every generated text is checked to be on topic
+    (names an occupation, refers to a person); ``on_topic: regenerate`` samples an off-topic text
+    again up to ``on_topic_retries`` times and draws few-shot examples only from on-topic texts,
+    ``keep`` keeps what the generator wrote. A generation whose off-topic share exceeds
+    ``max_off_topic`` or that has fewer than ``min_pairings`` coded pairings (over its chains)
+    makes the fit "not interpretable".
     """
 
     levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
@@ -192,10 +200,16 @@ class EquilibriumStudyConfig(_Strict):
     )
     generations: Annotated[int, Field(ge=1, le=100)] = 3
     n: Annotated[int, Field(ge=2, le=1_000_000)] = 100
+    chains: Annotated[int, Field(ge=1, le=1000)] = 1
     k_shots: Annotated[int, Field(ge=1, le=20)] = 3
-    prompt: str = "self_instruct"
-    fit_metric: str = "rule.stereotype_rate"
-    fit_ci: Literal["texts", "pairs"] = "texts"
+    prompt: str = "work_person_the"
+    seed_remainder: Literal["anti", "neutral"] = "anti"
+    fit_metric: str = "rule.gender.conditional_stereotype_share"
+    fit_ci: Literal["chains", "texts", "pairs"] = "chains"
+    on_topic: Literal["regenerate", "keep"] = "regenerate"
+    on_topic_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    max_off_topic: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    min_pairings: Annotated[int, Field(ge=1)] = 30
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
     @field_validator("prompt")

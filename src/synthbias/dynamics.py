@@ -1,11 +1,13 @@
 """Recursive generation and equilibrium analysis (the equilibrium-dynamics study).
 
-Generation 0 is a seed corpus in which a share ``b0`` of texts pair an occupation with its
-stereotyped gender and the rest are gender-neutral. Generation k+1 is written by the generator
-from few-shot examples drawn from generation k (self-instruct style). The bias trajectory b_k is
-then summarised by a linear map b_{k+1} = a + c·b_k fitted over all levels and generations; when
-|c| < 1 the map has the attracting fixed point b* = a / (1 − c), the generator's own equilibrium:
-levels below b* are amplified towards it and levels above decay towards it.
+Generation 0 is a seed corpus in which every text pairs a gender-coded occupation with a gendered
+referent; a share ``b0`` of them is stereotypical (she + nurse) and the rest anti-stereotypical
+(he + nurse), so the stereotype *direction* starts at b0. Generation k+1 is written by the
+generator from few-shot examples drawn from generation k (self-instruct style), in ``R``
+independent replicate chains per level. The trajectory b_k (by default the conditional stereotype
+share, see :mod:`synthbias.direction`) is summarised by a linear map b_{k+1} = a + c·b_k fitted
+on all chains' transitions; when |c| < 1 the map has the attracting fixed point
+b* = a / (1 − c), the generator's own equilibrium.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +26,9 @@ import yaml
 
 from synthbias.core.hashing import derive_seed
 from synthbias.corpus import Record
+from synthbias.direction import mean_stat, text_draws
 from synthbias.generate.protocol import Backend, Message, Prompt, SamplingParams
-from synthbias.measure.result import CI
+from synthbias.measure.result import CI, percentile_ci
 
 PRONOUNS: dict[str, dict[str, str]] = {
     "male": {"subj": "he", "obj": "him", "poss": "his", "refl": "himself"},
@@ -76,49 +80,82 @@ class SeedVocabulary:
     names: dict[str, list[str]]  # gender -> names
 
 
+SEED_REMAINDERS = ("anti", "neutral")
+
+
+def _balanced_codes(count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` occupation codes, half "male" and half "female" (the odd one by coin flip)."""
+    first, second = ("male", "female") if rng.random() < 0.5 else ("female", "male")
+    codes = [first if i % 2 == 0 else second for i in range(count)]
+    rng.shuffle(codes)
+    return codes
+
+
 def build_seed_corpus(
     level: float,
     n: int,
     vocab: SeedVocabulary,
     seed: int = 0,
     templates: Sequence[Mapping[str, str]] | None = None,
+    remainder: str = "anti",
+    chain: int = 0,
 ) -> list[Record]:
-    """Generation 0: ``round(level * n)`` stereotypical texts, the rest gender-neutral.
+    """Generation 0: ``round(level * n)`` stereotypical texts, the rest ``remainder``.
 
-    Every text names a gender-coded occupation, so the rule-based stereotype rate of this corpus
-    is exactly ``round(level * n) / n``.
+    Every text names a gender-coded occupation. With ``remainder="anti"`` every text also has a
+    gendered referent (pronoun or first name): the stereotypical ones match the occupation's code
+    (she + nurse), the others oppose it (he + nurse), so the conditional stereotype share
+    stereo / (stereo + anti) equals ``round(level * n) / n`` exactly. With ``"neutral"`` the rest
+    have no gendered referent (the unconditional rate is then the designed level). Within each
+    kind, male- and female-coded occupations are balanced (so are male and female referents), so a
+    generator's global lean to one pronoun is not read as stereotyping. ``chain`` selects an
+    independent replicate (own draws of templates, occupations and names).
     """
     if not 0 <= level <= 1:
         raise ValueError(f"level must be in [0, 1], got {level}")
-    if not vocab.occupations:
-        raise ValueError("seed vocabulary has no gender-coded occupations")
+    if remainder not in SEED_REMAINDERS:
+        raise ValueError(f"seed remainder must be one of {SEED_REMAINDERS}, got {remainder!r}")
+    by_code = {g: [o for o, og in vocab.occupations if og == g] for g in ("male", "female")}
+    missing = [g for g, occs in by_code.items() if not occs]
+    if missing:
+        raise ValueError(f"seed vocabulary has no {' or '.join(missing)}-coded occupations")
     templates = list(templates or seed_templates())
-    rng = np.random.default_rng(_mix_seed(seed, "seed-corpus", level))
+    rng = np.random.default_rng(_mix_seed(seed, "seed-corpus", level, chain))
     n_biased = int(round(level * n))
+    plan = [("stereotypical", c) for c in _balanced_codes(n_biased, rng)]
+    plan += [(remainder, c) for c in _balanced_codes(n - n_biased, rng)]
+    opposite = {"male": "female", "female": "male"}
     records = []
-    for i in range(n):
+    for kind, code in plan:
         tmpl = templates[int(rng.integers(len(templates)))]
-        occ, stereo_gender = vocab.occupations[int(rng.integers(len(vocab.occupations)))]
-        if i < n_biased:
-            names = vocab.names.get(stereo_gender) or ["Alex"]
-            name = names[int(rng.integers(len(names)))]
-            text = fill_template(tmpl["gendered"], occ, stereo_gender, name)
-            kind = "stereotypical"
+        occs = by_code[code]
+        occ = occs[int(rng.integers(len(occs)))]
+        if kind == "neutral":
+            text, referent = fill_template(tmpl["neutral"], occ, None, None), None
         else:
-            text = fill_template(tmpl["neutral"], occ, None, None)
-            kind = "neutral"
-        records.append((text, occ, kind))
+            referent = code if kind == "stereotypical" else opposite[code]
+            names = vocab.names.get(referent) or ["Alex"]
+            name = names[int(rng.integers(len(names)))]
+            text = fill_template(tmpl["gendered"], occ, referent, name)
+        records.append((text, occ, kind, code, referent))
     order = rng.permutation(n)
+    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
     return [
         Record(
-            id=f"b{level:g}-g0-{j:05d}",
+            id=f"{prefix}g0-{j:05d}",
             text=records[i][0],
             source="seed",
             generation=0,
             axis="gender",
             initial_level=level,
             seed=seed,
-            meta={"occupation": records[i][1], "seed_kind": records[i][2]},
+            meta={
+                "occupation": records[i][1],
+                "seed_kind": records[i][2],
+                "occupation_code": records[i][3],
+                "referent": records[i][4],
+                "chain": chain,
+            },
         )
         for j, i in enumerate(order)
     ]
@@ -171,11 +208,14 @@ def build_prompt(examples: Sequence[str], template: Mapping[str, Any]) -> Prompt
 
     A template with ``user`` (and optional ``system``) becomes chat messages, rendered later with
     the model's own chat template; one with ``completion`` becomes a raw few-shot text that the
-    model continues (``{next}`` is the number of the text to write).
+    model continues (``{next}`` is the number of the text to write); a completion template's
+    optional ``start`` is written after the number, and the model continues the text from it
+    (:func:`next_generation` puts it back in front of the completion).
     """
     numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(examples, start=1))
     if "completion" in template:
-        return template["completion"].format(examples=numbered, next=len(examples) + 1)
+        text = template["completion"].format(examples=numbered, next=len(examples) + 1)
+        return f"{text} {template['start']}" if template.get("start") else text
     if "user" not in template:
         raise ValueError("a prompt template needs a 'user' or a 'completion' entry")
     messages: list[Message] = []
@@ -197,46 +237,84 @@ def next_generation(
     chunk_size: int = 32,
     max_retries: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    chain: int = 0,
+    accept: Callable[[str], bool] | None = None,
+    eligible: Callable[[Record], bool] | None = None,
 ) -> list[Record]:
     """Write ``n`` new texts, each from ``k_shots`` examples sampled from ``previous``.
 
-    Empty completions (after cleaning) are regenerated with a fresh seed up to ``max_retries``
-    times; any still empty are kept (as empty text, flagged in ``meta``) so counts stay exact.
+    Empty completions (after cleaning), and with ``accept`` texts it rejects (e.g. off topic),
+    are regenerated with a fresh seed up to ``max_retries`` times; a text still empty is kept
+    empty and one still rejected is kept as it is, both flagged in ``meta`` (``empty``,
+    ``accepted``), so counts stay exact and the failure stays visible. ``chain`` selects an
+    independent replicate chain (own shot and sampling seeds, own ids). With ``eligible``, the
+    few-shot examples come only from the previous texts it accepts (e.g. those on topic), unless
+    fewer than ``k_shots`` are.
     """
     if not previous:
         raise ValueError("previous generation is empty")
+    if eligible is not None:
+        pool = [r for r in previous if eligible(r)]
+        previous = pool if len(pool) >= min(k_shots, len(previous)) else previous
     template = prompt_templates()[prompt] if isinstance(prompt, str) else prompt
     level = previous[0].initial_level
-    rng = np.random.default_rng(_mix_seed(seed, "shots", level, generation))
+    rng = np.random.default_rng(_mix_seed(seed, "shots", level, generation, *_chain_part(chain)))
     k = min(k_shots, len(previous))
     shots = [rng.choice(len(previous), size=k, replace=False) for _ in range(n)]
     prompts = [build_prompt([previous[j].text for j in s], template) for s in shots]
+    start = template.get("start", "") if "completion" in template else ""
     texts, raw, attempts = generate_with_retries(
         backend,
         prompts,
         params,
-        clean=lambda i, text: clean_completion(text),
-        chunk_seed=lambda attempt, start: _mix_seed(seed, "gen", level, generation, attempt, start),
+        clean=lambda i, text: clean_completion(f"{start}{text}" if start else text),
+        chunk_seed=lambda attempt, chunk: _mix_seed(
+            seed, "gen", level, generation, attempt, chunk, *_chain_part(chain)
+        ),
         stop=tuple(template.get("stop", ())),
         chunk_size=chunk_size,
         max_retries=max_retries,
         on_progress=on_progress,
+        accept=accept,
     )
-    return [
-        Record(
-            id=f"b{level:g}-g{generation}-{i:05d}",
-            text=texts[i],
-            source="synthetic",
-            generation=generation,
-            parents=[previous[j].id for j in shots[i]],
-            axis="gender",
-            initial_level=level,
-            seed=seed,
-            meta={"attempts": attempts[i], "empty": not texts[i]}
-            | ({"raw": raw[i]} if raw[i].strip() != texts[i] else {}),
+    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
+    records = []
+    for i in range(n):
+        meta: dict[str, Any] = {"attempts": attempts[i], "empty": not texts[i]}
+        if accept is not None:
+            meta["accepted"] = bool(texts[i]) and accept(texts[i])
+        if chain:
+            meta["chain"] = chain
+        if raw[i].strip() != texts[i]:
+            meta["raw"] = raw[i]
+        records.append(
+            Record(
+                id=f"{prefix}g{generation}-{i:05d}",
+                text=texts[i],
+                source="synthetic",
+                generation=generation,
+                parents=[previous[j].id for j in shots[i]],
+                axis="gender",
+                initial_level=level,
+                seed=seed,
+                meta=meta,
+            )
         )
-        for i in range(n)
-    ]
+    return records
+
+
+def chain_corpus_path(out: Path, level: float, chain: int, generation: int) -> Path:
+    """Where a chain's corpus is stored: chain 0 directly under ``corpora/level-*/`` (as single
+    chain runs always were), chain r ≥ 1 under ``corpora/level-*/chain-r/``."""
+    folder = Path(out) / "corpora" / f"level-{level:g}"
+    if chain:
+        folder = folder / f"chain-{chain}"
+    return folder / f"gen-{generation}.jsonl"
+
+
+def _chain_part(chain: int) -> tuple[Any, ...]:
+    """Seed parts for a replicate chain; chain 0 keeps the single-chain seeds."""
+    return ("chain", chain) if chain else ()
 
 
 def generate_with_retries(
@@ -249,16 +327,19 @@ def generate_with_retries(
     chunk_size: int = 32,
     max_retries: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    accept: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], list[str], list[int]]:
-    """Generate one cleaned text per prompt, in chunks, regenerating empty ones.
+    """Generate one cleaned text per prompt, in chunks, regenerating failed ones.
 
     ``clean(i, completion)`` turns request ``i``'s raw completion into its text (empty = failed);
-    failed requests are sampled again with a fresh seed (``chunk_seed(attempt, start)``) up to
-    ``max_retries`` times. Returns (texts, raw completions, attempts); a text still empty after
-    the retries stays empty so counts are exact and the failure visible.
+    with ``accept``, a non-empty text it rejects also counts as failed. Failed requests are
+    sampled again with a fresh seed (``chunk_seed(attempt, start)``) up to ``max_retries`` times.
+    Returns (texts, raw completions, attempts); a request that never succeeds keeps its last
+    non-empty text (or stays empty), so counts are exact and the failure visible.
     """
     n = len(prompts)
     texts, raw, attempts = [""] * n, [""] * n, [0] * n
+    ok = [False] * n
     todo = list(range(n))
     for attempt in range(max_retries + 1):
         for start in range(0, len(todo), chunk_size):
@@ -272,12 +353,14 @@ def generate_with_retries(
             )
             outs = backend.generate([prompts[i] for i in idx], p)
             for i, out in zip(idx, outs, strict=True):
-                raw[i] = out.text
-                texts[i] = clean(i, out.text)
+                text = clean(i, out.text)
                 attempts[i] = attempt + 1
+                if text or not texts[i]:  # keep an earlier non-empty text over an empty one
+                    raw[i], texts[i] = out.text, text
+                ok[i] = bool(text) and (accept is None or accept(text))
             if on_progress and attempt == 0:
                 on_progress(len(idx))
-        todo = [i for i in todo if not texts[i]]
+        todo = [i for i in todo if not ok[i]]
         if not todo:
             break
     return texts, raw, attempts
@@ -349,41 +432,105 @@ def fit_equilibrium(
     level: float = 0.95,
     seed: int = 0,
 ) -> EquilibriumFit:
-    """Fit the bias map on corpus means and bootstrap the fixed point's CI.
+    """Fit the bias map on corpus means, one chain per level (see :func:`fit_equilibrium_chains`).
 
     ``per_sample[l][k]`` holds the per-text scores (e.g. 0/1 stereotypical) of level ``l`` at
     generation ``k``; the corpus bias is their mean. ``method="texts"`` resamples texts within each
     corpus (measurement noise); ``"pairs"`` resamples the transitions themselves.
     """
-    trajs = [[float(np.mean(s)) for s in level_samples] for level_samples in per_sample]
-    a, c, fp = fit_linear_map(trajs)
+    if method not in ("texts", "pairs"):
+        raise ValueError(f"unknown CI method {method!r}; use 'texts' or 'pairs'")
+    data = [[[np.asarray(s, dtype=float) for s in lv]] for lv in per_sample]
+    return fit_equilibrium_chains(data, mean_stat, method, n_resamples, level, seed)
+
+
+def pct_change(value: float, base: float) -> float | None:
+    """Percent change from ``base``; None when the base is zero (undefined)."""
+    if base == 0 or not math.isfinite(base) or not math.isfinite(value):
+        return None
+    return 100.0 * (value - base) / abs(base)
+
+
+def chain_trajectories(
+    data: Sequence[Sequence[Sequence[np.ndarray]]], stat: Callable[[np.ndarray], Any]
+) -> list[list[float]]:
+    """Per (level, chain) the statistic of each generation: ``data[level][chain][k]`` holds the
+    per-text values of that corpus."""
+    return [
+        [float(stat(np.asarray(x))) if len(x) else float("nan") for x in chain]
+        for level in data
+        for chain in level
+    ]
+
+
+def _fit_points(trajs: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _transitions(trajs)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def fit_equilibrium_chains(
+    data: Sequence[Sequence[Sequence[np.ndarray]]],
+    stat: Callable[[np.ndarray], Any],
+    method: str = "chains",
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> EquilibriumFit:
+    """Fit b_(k+1) = a + c·b_k on every chain's transitions and bootstrap the fixed point.
+
+    ``data[level][chain][k]`` holds the per-text values (e.g. +1/−1/0 pairing codes) of one
+    corpus and ``stat`` turns a (resamples, texts) array into one value per resample (ratio
+    statistics are recomputed on resampled texts). ``method``: ``chains`` draws chains with
+    replacement within each level, then texts within each drawn chain (with one chain per level
+    this is the texts bootstrap, labelled so); ``texts`` keeps the chains and resamples texts;
+    ``pairs`` resamples the transitions. Transitions with an undefined value (no pairings) are
+    left out of the fit, and their count is recorded.
+    """
+    if method not in ("chains", "texts", "pairs"):
+        raise ValueError(f"unknown CI method {method!r}; use 'chains', 'texts' or 'pairs'")
+    trajs = chain_trajectories(data, stat)
+    x, y = _fit_points(trajs)
+    n_all = sum(max(len(t) - 1, 0) for t in trajs)
+    a, c, fp = fit_linear_map([list(p) for p in zip(x, y, strict=True)])
     rng = np.random.default_rng(seed)
+    chains_per_level = [len(lv) for lv in data]
     fps: list[float] = []
     stable = 0
-    x, y = _transitions(trajs)
-    for _ in range(n_resamples):
-        if method == "texts":
-            boot = [
-                [float(np.mean(s[rng.integers(0, len(s), len(s))])) if len(s) else 0.0 for s in ls]
-                for ls in per_sample
-            ]
-            bx, by = _transitions(boot)
-        elif method == "pairs":
+    if method == "pairs":
+        boots = []
+        for _ in range(n_resamples):
             idx = rng.integers(0, len(x), len(x))
-            bx, by = x[idx], y[idx]
-        else:
-            raise ValueError(f"unknown CI method {method!r}; use 'texts' or 'pairs'")
-        if np.ptp(bx) == 0:
+            boots.append((x[idx], y[idx]))
+    else:
+        # draws[level][chain][k]: the statistic of n_resamples * R text resamples of that corpus
+        draws = [
+            [[text_draws(np.asarray(g), stat, n_resamples * len(lv), rng) for g in ch] for ch in lv]
+            for lv in data
+        ]
+        boots = []
+        for b in range(n_resamples):
+            trs: list[list[float]] = []
+            for li, lv in enumerate(draws):
+                r = chains_per_level[li]
+                picks = rng.integers(0, r, r) if method == "chains" else np.arange(r)
+                for slot, ch in enumerate(picks):
+                    trs.append([float(d[b * r + slot]) for d in lv[ch]])
+            boots.append(_fit_points(trs))
+    for bx, by in boots:
+        if len(bx) < 2 or np.ptp(bx) == 0:
             continue
         bc, ba = np.polyfit(bx, by, 1)
         if abs(bc) < 1:
             stable += 1
             fps.append(ba / (1 - bc))
-    alpha = (1 - level) / 2
     ci = None
     if fps:
-        lo, hi = np.quantile(fps, [alpha, 1 - alpha])
-        ci = CI(float(lo), float(hi), level)
+        ci = percentile_ci(np.asarray(fps), level)
+    single = all(r == 1 for r in chains_per_level)
+    label = method
+    if method == "chains" and single:
+        label = "chains (single chain per level: texts only)"
     return EquilibriumFit(
         a=a,
         c=c,
@@ -392,13 +539,11 @@ def fit_equilibrium(
         n_points=len(x),
         ci=ci,
         stable_share=stable / n_resamples if n_resamples else None,
-        method=method,
+        method=label,
         n_resamples=n_resamples,
+        extra={
+            "chains_per_level": chains_per_level,
+            "transitions_left_out": n_all - len(x),
+            "single_chain": single,
+        },
     )
-
-
-def pct_change(value: float, base: float) -> float | None:
-    """Percent change from ``base``; None when the base is zero (undefined)."""
-    if base == 0 or not math.isfinite(base) or not math.isfinite(value):
-        return None
-    return 100.0 * (value - base) / abs(base)

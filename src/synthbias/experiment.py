@@ -9,6 +9,7 @@ config never silently mixes with old corpora.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -21,7 +22,6 @@ import numpy as np
 from synthbias.config import ExperimentConfig, MeasureConfig
 from synthbias.core.store import (  # re-exported: older code imports these from here
     RunStore,
-    corpus_path,
     lock_run_folder,
     write_json,
     write_table,
@@ -32,7 +32,6 @@ from synthbias.corpus import Record, read_jsonl, write_jsonl
 from synthbias.dynamics import (
     SeedVocabulary,
     build_seed_corpus,
-    fit_equilibrium,
     next_generation,
     pct_change,
 )
@@ -53,10 +52,7 @@ class GenderMeasurer:
     def __post_init__(self) -> None:
         from synthbias.measure.rules import GenderRuleScorer
 
-        r = self.cfg.rule
-        self.rule = GenderRuleScorer(
-            lo=r.male_coded_max_pct, hi=r.female_coded_min_pct, name_threshold=r.name_threshold
-        )
+        self.rule = GenderRuleScorer.from_config(self.cfg.rule)
         self.embedding = None
         if self.cfg.embedding:
             from synthbias.measure.embedding import EmbeddingGenderScorer, Encoder
@@ -65,14 +61,70 @@ class GenderMeasurer:
             self.embedding = EmbeddingGenderScorer(self.encoder)
 
     def measure(self, texts: list[str], seed: int = 0) -> dict[str, MetricResult]:
+        """Rule metrics (``rule.*``, with the direction metrics ``rule.gender.*``) and, when
+        configured, embedding metrics, each with a bootstrap CI over texts."""
+        from synthbias.direction import direction_metrics, label_codes
+
         out: dict[str, MetricResult] = {}
         nr = self.cfg.n_resamples
         for name, res in self.rule.measure(texts, n_resamples=nr, seed=seed).items():
             out[f"rule.{name}"] = res
+        codes = label_codes(self.rule.score_texts(texts))
+        out.update(direction_metrics(codes, n_resamples=nr, seed=seed, level=self.cfg.ci_level))
         if self.embedding is not None:
             for name, res in self.embedding.measure(texts, n_resamples=nr, seed=seed).items():
                 out[f"embedding.{name}"] = res
         return out
+
+    def on_topic(self, text: str) -> bool:
+        """Whether a text names an occupation and refers to a person (see ``direction``)."""
+        from synthbias.direction import on_topic
+
+        return on_topic(text, self.rule.score_text(text))
+
+    def per_text(self, records: list[Record], fit_metric: str, seed: int = 0) -> dict[str, Any]:
+        """Per-text values of one corpus: pairing ``codes`` (+1/−1/0), ``off_topic`` (0/1) and
+        ``fit`` (the fit metric's per-text values: the codes for a direction metric, else the
+        metric's per-sample scores, which must average to its value)."""
+        from synthbias.direction import DIRECTION_STATS, label_codes, on_topic, unpaired_kinds
+
+        texts = [r.text for r in records]
+        scores = self.rule.score_texts(texts)
+        codes = label_codes(scores)
+        off = np.array([not on_topic(t, s) for t, s in zip(texts, scores, strict=True)], float)
+        unpaired = unpaired_kinds(scores, off)
+        if fit_metric in DIRECTION_STATS:
+            fit = codes
+        else:
+            metrics = self.measure(texts, seed=seed)
+            if fit_metric not in metrics:
+                raise KeyError(f"fit_metric {fit_metric!r} not measured; have {sorted(metrics)}")
+            m = metrics[fit_metric]
+            fit = np.asarray(m.per_sample, dtype=float)
+            if len(fit) != len(texts) or not np.isclose(np.nanmean(fit), m.value):
+                raise ValueError(f"fit_metric {fit_metric!r} is not a mean of per-text scores")
+        return {
+            "codes": codes,
+            "off_topic": off,
+            "fit": fit,
+            "n": len(texts),
+            "unpaired": unpaired,
+        }
+
+    def check_seed_corpus(self, records: list[Record]) -> None:
+        """Every seed text must score as designed (stereotypical / anti / neutral pairing);
+        otherwise generation 0 would not start at its level, and the run stops here."""
+        expected = {"stereotypical": "stereotypical", "anti": "anti", "neutral": "neutral"}
+        scores = self.rule.score_texts([r.text for r in records])
+        bad = [
+            f"{r.id}: {r.text!r} scored {s.label}, designed {r.meta.get('seed_kind')}"
+            for r, s in zip(records, scores, strict=True)
+            if s.label != expected.get(str(r.meta.get("seed_kind")), s.label)
+        ]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} seed texts do not score as designed, e.g. " + "; ".join(bad[:3])
+            )
 
     def seed_vocabulary(self, n_names: int = 60) -> SeedVocabulary:
         """Gender-coded occupations and unambiguous names, as the rule metric sees them.
@@ -128,15 +180,21 @@ def run_equilibrium(
 ) -> dict[str, Any]:
     """Run the recursive-generation equilibrium study and write its output folder.
 
-    Output: ``corpora/level-*/gen-*.jsonl`` (texts with provenance), ``results.json`` (every metric
-    with CI and % change from generation 0 per level and generation, plus the equilibrium fit),
-    ``results.csv`` and ``results.parquet`` (the same as a tidy table), ``bias_by_generation.png``,
+    Output: ``corpora/level-*/[chain-*/]gen-*.jsonl`` (texts with provenance; chain 0 directly
+    under the level), ``results.json`` (per level and generation every metric with CI, the
+    direction metrics over chains with cluster-bootstrap CIs, off-topic share and pairing counts,
+    the equilibrium fit, whether it is interpretable and why not, the design's power),
+    ``results.csv`` and ``results.parquet`` (a tidy table), ``bias_by_generation.png``,
     ``report.html``.
     """
+    from synthbias.direction import DIRECTION_METRICS, statistic_for
+    from synthbias.dynamics import chain_corpus_path, fit_equilibrium_chains
+    from synthbias.equilibrium_summary import interpretation, power_summary
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for old in (out / "corpora").glob("level-*/gen-*.jsonl"):
+        for old in (out / "corpora").glob("level-*/**/gen-*.jsonl"):
             old.unlink()
     _check_manifest(out, config, resume)
     study = config.study
@@ -152,60 +210,78 @@ def run_equilibrium(
         seed=config.seed,
     )
     levels_out = []
-    per_sample_for_fit: list[list[np.ndarray]] = []
+    fit_data: list[list[list[np.ndarray]]] = []
     gen_seconds = 0.0
     n_generated = 0
-    total = len(study.levels) * study.generations * study.n
+    chains = range(study.chains)
+    total = len(study.levels) * study.chains * study.generations * study.n
     bar = progress("generating", total) if progress else None
     from synthbias.mitigate import recursive
 
     prompt_name = recursive.generation_prompt(study)
-    seeds: dict[float, list[Record]] = {}
+    regenerate = study.on_topic == "regenerate"
+    seeds: dict[tuple[float, int], list[Record]] = {}
     all_corpora: dict[float, list[list[Record]]] = {}
     for level in study.levels:
-        path0 = corpus_path(out, level, 0)
-        if resume and path0.exists():
-            seeds[level] = read_jsonl(path0)
-        else:
-            seeds[level] = build_seed_corpus(level, study.n, vocab, seed=config.seed)
-            write_jsonl(seeds[level], path0)
+        for r in chains:
+            path0 = chain_corpus_path(out, level, r, 0)
+            if resume and path0.exists():
+                seeds[level, r] = read_jsonl(path0)
+                continue
+            recs = build_seed_corpus(
+                level, study.n, vocab, seed=config.seed, remainder=study.seed_remainder, chain=r
+            )
+            measurer.check_seed_corpus(recs)
+            write_jsonl(recs, path0)
+            seeds[level, r] = recs
     for level in study.levels:
-        corpora: list[list[Record]] = [seeds[level]]
-        for k in range(1, study.generations + 1):
-            path = corpus_path(out, level, k)
-            if resume and path.exists():
-                recs = read_jsonl(path)
-                if bar:
-                    bar.update(len(recs))
-            else:
-                if backend is None:
-                    backend = recursive.mitigated_generator(config, out, list(seeds.values()))
-                if backend is None:
-                    backend = make_backend(config.generator, seed=config.seed, run_dir=out)
-                t_gen = time.perf_counter()
-                recs = next_generation(
-                    corpora[-1],
-                    backend,
-                    params,
-                    n=study.n,
-                    generation=k,
-                    k_shots=study.k_shots,
-                    prompt=prompt_name,
-                    seed=config.seed,
-                    chunk_size=config.generator.batch_size,
-                    on_progress=bar.update if bar else None,
-                )
-                gen_seconds += time.perf_counter() - t_gen
-                n_generated += len(recs)
-                if study.mitigation.strategies:
-                    write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
-                    recs = recursive.after_generation(recs, study, seed=config.seed + k)
-                write_jsonl(recs, path)
-            corpora.append(recs)
-        gens_out, level_samples = _measure_level(corpora, measurer, config, study.fit_metric)
-        per_sample_for_fit.append(level_samples)
-        levels_out.append({"level": level, "generations": gens_out})
-        all_corpora[level] = corpora
+        by_chain: list[list[list[Record]]] = []
+        for r in chains:
+            corpora: list[list[Record]] = [seeds[level, r]]
+            for k in range(1, study.generations + 1):
+                path = chain_corpus_path(out, level, r, k)
+                if resume and path.exists():
+                    recs = read_jsonl(path)
+                    if bar:
+                        bar.update(len(recs))
+                else:
+                    if backend is None:
+                        backend = recursive.mitigated_generator(
+                            config, out, [seeds[level, 0] for level in study.levels]
+                        )
+                    if backend is None:
+                        backend = make_backend(config.generator, seed=config.seed, run_dir=out)
+                    t_gen = time.perf_counter()
+                    recs = next_generation(
+                        corpora[-1],
+                        backend,
+                        params,
+                        n=study.n,
+                        generation=k,
+                        k_shots=study.k_shots,
+                        prompt=prompt_name,
+                        seed=config.seed,
+                        chunk_size=config.generator.batch_size,
+                        max_retries=study.on_topic_retries if regenerate else 2,
+                        on_progress=bar.update if bar else None,
+                        chain=r,
+                        accept=measurer.on_topic if regenerate else None,
+                        eligible=_on_topic_record if regenerate else None,
+                    )
+                    gen_seconds += time.perf_counter() - t_gen
+                    n_generated += len(recs)
+                    if study.mitigation.strategies:
+                        write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
+                        recs = recursive.after_generation(recs, study, seed=config.seed + k)
+                    for rec in recs:
+                        rec.meta["on_topic"] = measurer.on_topic(rec.text)
+                    write_jsonl(recs, path)
+                corpora.append(recs)
+            by_chain.append(corpora)
+        gens_out, level_fit = _measure_level(by_chain, measurer, config)
+        fit_data.append(level_fit)
+        levels_out.append({"level": level, "chains": study.chains, "generations": gens_out})
+        all_corpora[level] = by_chain[0]
     if bar:
         bar.close()
     if config.measure.downstream != "off":
@@ -219,14 +295,19 @@ def run_equilibrium(
     elif model_file.exists():  # everything resumed: the model that wrote the corpora
         backend_info = json.loads(model_file.read_text())
     n_transitions = len(study.levels) * study.generations
+    equilibrium: dict[str, Any]
     if n_transitions >= 2:
-        equilibrium = fit_equilibrium(
-            per_sample_for_fit,
-            method=study.fit_ci,
-            n_resamples=config.measure.n_resamples,
-            level=config.measure.ci_level,
-            seed=config.seed,
-        ).to_dict()
+        try:
+            equilibrium = fit_equilibrium_chains(
+                fit_data,
+                statistic_for(study.fit_metric),
+                method=study.fit_ci,
+                n_resamples=config.measure.n_resamples,
+                level=config.measure.ci_level,
+                seed=config.seed,
+            ).to_dict()
+        except ValueError as exc:
+            equilibrium = {"note": f"not fitted: {exc}"}
     else:  # one level, one generation: trajectories are measured, no map can be fitted
         equilibrium = {
             "note": f"not fitted: {n_transitions} transition (levels x generations); need 2"
@@ -237,16 +318,36 @@ def run_equilibrium(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "model": backend_info,
-        "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "cpus": os.cpu_count(),
+        },
         "timing": {
             "total_seconds": round(time.perf_counter() - t0, 2),
             "generation_seconds": round(gen_seconds, 2),
             "texts_generated": n_generated,
         },
         "fit_metric": study.fit_metric,
+        "chains": study.chains,
         "levels": levels_out,
         "equilibrium": equilibrium,
     }
+    results["headline_metrics"] = list(
+        dict.fromkeys(
+            [
+                study.fit_metric,
+                *DIRECTION_METRICS,
+                OFF_TOPIC_METRIC,
+                "rule.stereotype_rate",
+                "rule.signed_bias",
+                "embedding.anchor_bias",
+            ]
+        )
+    )
+    results["interpretation"] = interpretation(results, study)
+    results["power"] = power_summary(results, study)
     write_json(out / "results.json", results)
     write_table(results_table(results), out / "results.csv")
     from synthbias.report.plots import plot_trajectories
@@ -257,6 +358,10 @@ def run_equilibrium(
 
     write_run_report(out)
     return results
+
+
+def _on_topic_record(rec: Record) -> bool:
+    return bool(rec.meta.get("on_topic", True))
 
 
 def _add_downstream(
@@ -307,34 +412,59 @@ def _add_downstream(
 
 
 def _measure_level(
-    corpora: list[list[Record]], measurer: GenderMeasurer, config: ExperimentConfig, fit_metric: str
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    by_chain: list[list[list[Record]]], measurer: GenderMeasurer, config: ExperimentConfig
+) -> tuple[list[dict[str, Any]], list[list[np.ndarray]]]:
+    """Per generation of one level: every metric on the chains' pooled texts, the direction
+    metrics and off-topic share over chains (cluster bootstrap), and per chain the per-text
+    values the equilibrium fit resamples (``fit[chain][generation]``)."""
+    from synthbias.equilibrium_summary import summarise_generation
+
+    study = config.study
+    fit_metric = study.fit_metric
     gens_out = []
-    samples = []
+    fit: list[list[np.ndarray]] = [[] for _ in by_chain]
     base: dict[str, float] = {}
-    for k, recs in enumerate(corpora):
-        metrics = measurer.measure([r.text for r in recs], seed=config.seed)
-        if fit_metric not in metrics:
-            raise KeyError(f"fit_metric {fit_metric!r} not measured; have {sorted(metrics)}")
-        fm = metrics[fit_metric]
-        per = np.asarray(fm.per_sample, dtype=float)
-        if len(per) != len(recs) or not np.isclose(per.mean(), fm.value):
-            raise ValueError(f"fit_metric {fit_metric!r} is not a mean of per-text scores")
-        samples.append(per)
+    for k in range(len(by_chain[0])):
+        chain_recs = [corpora[k] for corpora in by_chain]
+        pooled = [r.text for recs in chain_recs for r in recs]
+        metrics = measurer.measure(pooled, seed=config.seed)
+        per_chain = [measurer.per_text(recs, fit_metric, seed=config.seed) for recs in chain_recs]
+        for r, values in enumerate(per_chain):
+            fit[r].append(values["fit"])
+        summary = summarise_generation(
+            per_chain,
+            fit_metric,
+            n_resamples=config.measure.n_resamples,
+            level=config.measure.ci_level,
+            seed=config.seed + k,
+        )
+        out_metrics = {name: m.to_dict() for name, m in metrics.items()}
+        for name, cv in summary["over_chains"].items():  # the chains' mean replaces pooled values
+            out_metrics[name] = {**out_metrics.get(name, {"name": name}), **cv}
+        values = {name: m["value"] for name, m in out_metrics.items()}
         if k == 0:
-            base = {name: m.value for name, m in metrics.items()}
+            base = values
         gens_out.append(
             {
                 "generation": k,
-                "n": len(recs),
-                "n_empty": sum(1 for r in recs if not r.text),
-                "metrics": {name: m.to_dict() for name, m in metrics.items()},
+                "n": len(pooled),
+                "n_empty": sum(1 for recs in chain_recs for r in recs if not r.text),
+                "pairings": summary["pairings"],
+                "off_topic_share": summary["off_topic"],
+                "chains": summary["chains"],
+                "metrics": out_metrics,
                 "pct_change": {
-                    name: pct_change(m.value, base[name]) for name, m in metrics.items()
+                    name: pct_change(v, base.get(name, float("nan")))
+                    if v is not None and base.get(name) is not None
+                    else None
+                    for name, v in values.items()
                 },
             }
         )
-    return gens_out, samples
+    return gens_out, fit
+
+
+OFF_TOPIC_METRIC = "generation.off_topic_share"
 
 
 def results_table(results: dict[str, Any]):
@@ -355,6 +485,21 @@ def results_table(results: dict[str, Any]):
                         "ci_low": ci.get("low"),
                         "ci_high": ci.get("high"),
                         "pct_change": g["pct_change"].get(name),
+                        "n": g["n"],
+                    }
+                )
+            off = g.get("off_topic_share")
+            if off:
+                ci = off.get("ci") or {}
+                rows.append(
+                    {
+                        "level": lv["level"],
+                        "generation": g["generation"],
+                        "metric": OFF_TOPIC_METRIC,
+                        "value": off.get("value"),
+                        "ci_low": ci.get("low"),
+                        "ci_high": ci.get("high"),
+                        "pct_change": None,
                         "n": g["n"],
                     }
                 )

@@ -1,7 +1,8 @@
 """Forecast where bias settles from the first generations of a recursive (equilibrium) run.
 
-The bias map b_{k+1} = a + c·b_k is fitted on the transitions that exist after one or two
-generations (every initial level contributes one transition per generation), and its fixed point
+The bias map b_{k+1} = a + c·b_k is fitted on the run's fit metric (by default the conditional
+stereotype share) over the transitions that exist after one or two generations (every chain of
+every initial level contributes one transition per generation), and its fixed point
 b* = a / (1 − c) with a bootstrap CI is the forecast. It needs only the run folder's config and
 corpora, so it works on a run that is still going; when the run has more generations, the
 forecast is set beside the full-run fit and the observed values.
@@ -50,9 +51,10 @@ def forecast_run(
     observed values used, the projected trajectory up to the run's configured generations and,
     where the run has them, the observed later values and the full-run fit.
     """
-    from synthbias.core.store import corpus_path, write_json
+    from synthbias.core.store import write_json
     from synthbias.corpus import CorpusError, read_jsonl
-    from synthbias.dynamics import fit_equilibrium
+    from synthbias.direction import statistic_for
+    from synthbias.dynamics import chain_corpus_path, fit_equilibrium_chains
     from synthbias.experiment import GenderMeasurer
 
     run_dir = Path(run_dir)
@@ -67,38 +69,45 @@ def forecast_run(
         update={"embedding": metric.startswith("embedding."), "n_resamples": 50}
     )
     measurer = GenderMeasurer(mcfg)
-    per_sample: list[list[np.ndarray]] = []
+    # data[level][chain][k]: per-text values of the fit metric (pairing codes by default)
+    data: list[list[list[np.ndarray]]] = []
     used_levels: list[float] = []
     missing: list[str] = []
     for level in study.levels:
-        samples = []
-        for k in range(generations + 1):
-            path = corpus_path(run_dir, level, k)
-            if not path.exists():
-                break
-            try:
-                texts = [r.text for r in read_jsonl(path)]
-            except CorpusError as exc:
-                raise ForecastError(str(exc)) from exc
-            res = measurer.measure(texts, seed=cfg.seed)
-            if metric not in res:
-                raise ForecastError(f"fit metric {metric!r} not measured; have {sorted(res)}")
-            samples.append(np.asarray(res[metric].per_sample, dtype=float))
-        if len(samples) >= 2:
-            per_sample.append(samples)
+        chains = []
+        for r in range(study.chains):
+            samples = []
+            for k in range(generations + 1):
+                path = chain_corpus_path(run_dir, level, r, k)
+                if not path.exists():
+                    break
+                try:
+                    recs = read_jsonl(path)
+                except CorpusError as exc:
+                    raise ForecastError(str(exc)) from exc
+                try:
+                    samples.append(measurer.per_text(recs, metric, seed=cfg.seed)["fit"])
+                except KeyError as exc:
+                    raise ForecastError(str(exc)) from exc
+            if len(samples) >= 2:
+                chains.append(samples)
+        if chains:
+            data.append(chains)
             used_levels.append(level)
         else:
             missing.append(f"{level:g}")
-    g_used = min((len(s) for s in per_sample), default=0) - 1
-    if len(per_sample) * max(g_used, 0) < 2:
+    g_used = min((len(s) for lv in data for s in lv), default=0) - 1
+    if len(data) * max(g_used, 0) < 2:
         raise ForecastError(
             f"{run_dir}: need generations 0 and 1 of at least two levels (or two generations of "
             f"one); levels without generation 1: {', '.join(missing) or 'none'}"
         )
-    per_sample = [s[: g_used + 1] for s in per_sample]
+    data = [[s[: g_used + 1] for s in lv] for lv in data]
+    stat = statistic_for(metric)
     try:
-        fit = fit_equilibrium(
-            per_sample,
+        fit = fit_equilibrium_chains(
+            data,
+            stat,
             method=study.fit_ci,
             n_resamples=n_resamples or cfg.measure.n_resamples,
             level=cfg.measure.ci_level,
@@ -109,9 +118,11 @@ def forecast_run(
     observed_full = _observed(run_dir, metric)
     horizon = max(study.generations, g_used + 1)
     trajectories = []
-    for level, samples in zip(used_levels, per_sample, strict=True):
-        obs = [float(np.mean(s)) for s in samples]
-        b = obs[-1]
+    for level, chains in zip(used_levels, data, strict=True):
+        with np.errstate(invalid="ignore"):
+            per_chain = np.array([[float(stat(np.asarray(x))) for x in ch] for ch in chains])
+        obs = [float(np.nanmean(col)) if np.isfinite(col).any() else None for col in per_chain.T]
+        b = next((v for v in reversed(obs) if v is not None), float("nan"))
         projected = []
         for k in range(g_used + 1, horizon + 1):
             b = fit.a + fit.c * b
@@ -128,10 +139,12 @@ def forecast_run(
             }
         )
     full_fit = None
+    run_interpretation = None
     results = run_dir / "results.json"
     if results.is_file():
         try:
             r = json.loads(results.read_text())
+            run_interpretation = r.get("interpretation")
             run_gens = max(g["generation"] for lv in r["levels"] for g in lv["generations"])
             if run_gens > g_used:
                 full_fit = r.get("equilibrium")
@@ -145,9 +158,12 @@ def forecast_run(
         "generations_used": g_used,
         "levels": used_levels,
         "levels_without_generation_1": missing,
+        "chains": study.chains,
         "forecast": fit.to_dict(),
         "trajectories": trajectories,
         "full_fit": full_fit,
+        # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
+        "run_interpretation": run_interpretation,
     }
     if write:
         write_json(run_dir / FORECAST_FILE, out)

@@ -245,7 +245,7 @@ def run_mitigation(
 
 
 def _last_generation(run: Path, level: float) -> int:
-    from synthbias.experiment import corpus_path
+    from synthbias.core.store import corpus_path
 
     k = 0
     while corpus_path(run, level, k + 1).is_file():
@@ -256,8 +256,8 @@ def _last_generation(run: Path, level: float) -> int:
 def _corpus(run: Path, level: float, gen: int, raw: bool) -> list[Any]:
     """Generation ``gen`` as stored (``raw=False``: what a strategy edited and passed on) or as
     the generator wrote it (``raw=True``: ``raw-gen-k.jsonl`` when a strategy edited it)."""
+    from synthbias.core.store import corpus_path
     from synthbias.corpus import read_jsonl
-    from synthbias.experiment import corpus_path
 
     path = corpus_path(run, level, gen)
     raw_path = path.with_name(f"raw-{path.name}")

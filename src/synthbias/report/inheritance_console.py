@@ -48,7 +48,7 @@ def print_task_answers(results: dict[str, Any], console: Console) -> None:
                 f"{d['ratio']:g}",
                 _f(d["delta"]),
                 f"[{_f(d['ci_low'])}, {_f(d['ci_high'])}]",
-                "no" if d["covers_zero"] else "yes",
+                "-" if not math.isfinite(d["delta"]) else "no" if d["covers_zero"] else "yes",
             )
         console.print(table)
         console.print(f"  {a['sentence']}", highlight=False)

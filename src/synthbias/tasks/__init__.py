@@ -2,8 +2,13 @@
 
 Ten packaged tasks (``list_tasks()``), five classification and five generation, some about bias
 and some controls, each a YAML file under ``tasks/data/`` with its data built from our own
-templates and the lexicon. A task can also be pointed at a user's file (e.g. a local copy of a
-benchmark) with ``data: {path: ..., fields: ...}``.
+templates and the lexicon. With a benchmark root (``load_task(name, data_dir=...)``, config
+``tasks.data_dir``) the tasks that have a ``benchmark`` section draw real items instead:
+WinoBias/Winogender, BBQ, the Jigsaw identity templates, CrowS-Pairs/StereoSet and BOLD
+(:mod:`.benchmarks`). A task can also be pointed at a user's file with
+``data: {path: ..., fields: ...}``. Statistics follow the design (:mod:`.stats`): whole
+counterfactual clusters are resampled, gaps carry a permutation null, and two models are
+compared on the same items with paired CIs (:mod:`.compare`, :mod:`.sweep`).
 
 >>> from synthbias.generate import load_backend
 >>> task = load_task("coreference")
@@ -16,6 +21,7 @@ from .core import (
     Task,
     TaskItem,
     TaskResult,
+    TaskSizeError,
     evaluate_tasks,
     list_tasks,
     load_task,
@@ -42,6 +48,7 @@ __all__ = [
     "TaskError",
     "TaskItem",
     "TaskResult",
+    "TaskSizeError",
     "TaskSpec",
     "check_instruction",
     "evaluate_tasks",

@@ -143,9 +143,12 @@ def finding(delta: dict[str, Any], digits: int = 3) -> str:
         return "no interval could be computed"
     ci = f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
     if lo <= 0 <= hi:
+        mde = delta["min_detectable_effect"]
+        if not mde > 0:
+            return f"no detectable change at this size ({ci}; identical answers)"
         return (
             f"no detectable change at this size ({ci}; changes smaller than about "
-            f"{delta['min_detectable_effect']:.{digits}f} would go unseen)"
+            f"{mde:.{digits}f} would go unseen)"
         )
     way = "more" if d > 0 else "less"
     return f"{way} bias than the real-only model ({ci})"

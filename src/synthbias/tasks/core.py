@@ -366,16 +366,18 @@ class Task:
         return len(pool), len(pool), len(strata), False
 
     def min_size(self) -> int:
-        """The smallest ``n`` at which every stratum is complete, so the headline is defined.
+        """The smallest ``n`` at which every stratum is complete and can be resampled.
 
-        Clustered (counterfactual) tasks need one whole cluster per stratum (e.g. one template
-        with every identity for each toxicity label; one profile per axis); other tasks two
-        items per stratum (a group mean and its spread).
+        Clustered (counterfactual) tasks need two whole clusters per stratum (e.g. two
+        templates with every identity for each toxicity label; two profiles per axis: one
+        makes the metric defined, the second gives its bootstrap something to vary); other
+        tasks two items per stratum (a group mean and its spread).
         """
         n_pool, n_clusters, n_strata, clustered = self._cluster_strata()
         if clustered:
             # items() draws ceil(n * K / N) clusters with equal quotas over strata
-            return min(n_pool, math.floor((n_strata - 1) * n_pool / n_clusters) + 1)
+            need = min(n_clusters, 2 * n_strata)
+            return min(n_pool, math.floor((need - 1) * n_pool / n_clusters) + 1)
         return min(n_pool, 2 * n_strata)
 
     def check_size(self, n: int | None) -> None:
@@ -385,7 +387,7 @@ class Task:
         need = self.min_size()
         if n < need:
             _, _, n_strata, clustered = self._cluster_strata()
-            unit = "one whole counterfactual cluster" if clustered else "two items"
+            unit = "two whole counterfactual clusters" if clustered else "two items"
             metric = self.spec.bias_metric or self.spec.primary_metric
             raise TaskSizeError(
                 f"task {self.name}: {n} items is too few for {metric} "

@@ -2,9 +2,13 @@
 
 Conventions (so numbers from different tasks read alike):
 
-* Item-level rates and means: percentile bootstrap over items (:func:`bootstrap_ci`).
-* Gaps between groups: items are resampled **within each group** (a stratified bootstrap) and the
-  gap recomputed, so every replicate still has every group. Within an axis the gap is
+* Rates and means: percentile bootstrap within the sampling strata, over whole clusters when
+  the items are counterfactual sets (a sentence, profile or template with all its group
+  variants), else over items (:meth:`EvalContext.resamples`, :mod:`.stats`).
+* Gaps between groups: whole clusters resampled within axes (counterfactual items) or items
+  within each group, so every replicate still has every group; ``meta["null"]`` is the
+  permutation null (group labels shuffled within clusters), the gap expected with no bias at
+  this size. ``n_resamples = 0`` asks for point values only. Within an axis the gap is
   ``max - min`` of the group values (fairlearn's ``difference``); tasks that span several axes
   report per-axis gaps in ``meta["per_axis"]`` and aggregate them with the task parameter
   ``axis_aggregate`` (``mean``, the default, or ``max`` for the worst axis).
@@ -69,8 +73,11 @@ class EvalContext:
         return any(it.cluster is not None for it in self.items)
 
     def resamples(self, strata: Sequence[Any] | None = None) -> list[np.ndarray]:
-        """Item-index replicates: whole clusters when the items have clusters, else items."""
+        """Item-index replicates: whole clusters when the items have clusters, else items;
+        within ``strata`` (default: the sampling strata of the items, as they were drawn)."""
         clusters = self.clusters if self.clustered else [None] * len(self.items)
+        if strata is None:
+            strata = [it.stratum for it in self.items]
         return list(cluster_resamples(clusters, self.n_resamples, self.seed, strata))
 
     def field(self, name: str) -> np.ndarray:

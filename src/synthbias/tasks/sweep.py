@@ -146,13 +146,25 @@ def task_answers(
         nulls = [r.get("null", math.nan) for r in ref]
         nulls = [x for x in nulls if isinstance(x, float) and math.isfinite(x)]
         rows = [d for d in deltas if d["task"] == task.name]
+        undefined = [
+            d for d in rows if not all(math.isfinite(d[k]) for k in ("delta", "ci_low", "ci_high"))
+        ]
         if not rows:
             sentence = "no paired comparison (no ratio above 0, or answers not stored)"
+        elif undefined:
+            sentence = (
+                f"{metric} is undefined for {len(undefined)} of {len(rows)} comparisons "
+                "(no valid answers to compute it from, e.g. nothing parseable): no finding."
+            )
         elif all(d["covers_zero"] for d in rows):
             mde = max(d["min_detectable_effect"] for d in rows)
             sentence = (
                 f"No detectable change in {metric} at this size: every paired 95% CI covers 0 "
-                f"(changes smaller than about {mde:.3f} would go unseen)."
+                + (
+                    f"(changes smaller than about {mde:.3f} would go unseen)."
+                    if mde > 0
+                    else "(the compared models answered these items identically)."
+                )
             )
         else:
             several = len({d.get("arm") for d in rows}) > 1

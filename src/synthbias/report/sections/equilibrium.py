@@ -49,17 +49,28 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
     eq = r.get("equilibrium") or {}
     ci = eq.get("ci") or {}
     fit_metric = r.get("fit_metric", "")
-    if eq.get("stable") and eq.get("fixed_point") is not None:
+    interp = r.get("interpretation") or {}
+    if interp and not interp.get("interpretable", True):
+        verdict = "Fit not interpretable, because " + "; ".join(interp.get("reasons") or []) + "."
+        ctx.flags.append(
+            {"severity": "warning", "message": verdict, "source": "equilibrium interpretability"}
+        )
+    elif eq.get("stable") and eq.get("fixed_point") is not None:
         verdict = (
-            f"Stable equilibrium: levels below b* = {fmt_num(eq['fixed_point'])} are amplified "
-            "towards it and levels above decay towards it."
+            f"Stable equilibrium: under the fitted map, values below b* = "
+            f"{fmt_num(eq['fixed_point'])} rise towards it and values above fall towards it."
         )
     elif eq:
         verdict = "No attracting equilibrium (|c| ≥ 1): bias does not settle under this map."
     else:
         verdict = "No equilibrium fit stored."
+    chains = r.get("chains", 1)
     items = [
         ("metric", fit_metric),
+        (
+            "chains per level",
+            f"{chains}" + (" (single chain: CIs resample texts only)" if chains == 1 else ""),
+        ),
         ("map", f"b_(k+1) = {fmt_num(eq.get('a'))} + {fmt_num(eq.get('c'))} · b_k"),
         ("fixed point b*", fmt_num(eq.get("fixed_point"))),
         (
@@ -71,7 +82,12 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
         ("transitions", eq.get("n_points", "—")),
         ("CI method", f"{eq.get('method', '—')} bootstrap, {eq.get('n_resamples', '—')} resamples"),
     ]
-    body = f'<div class="grid">{img}<div>{kv_table(items)}<p>{esc(verdict)}</p></div></div>'
+    findings = "".join(f"<p>Finding: {esc(f)}.</p>" for f in interp.get("findings") or [])
+    body = (
+        f'<div class="grid">{img}<div>{kv_table(items)}<p>{esc(verdict)}</p>{findings}</div></div>'
+        + _direction_table(r)
+        + _power_html(r)
+    )
     fc = ctx.run_dir / "forecast.json"
     if fc.is_file():
         try:
@@ -79,6 +95,68 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             body += '<p class="warn">forecast.json could not be read.</p>'
     return Section("equilibrium", "Equilibrium", body)
+
+
+def _direction_table(r: dict[str, Any]) -> str:
+    """Per level and generation: direction, its base, off-topic share (each with its CI)."""
+    from synthbias.direction import CONDITIONAL, PAIRING, RATE
+
+    def cell(m: dict[str, Any] | None) -> str:
+        m = m or {}
+        c = m.get("ci") or {}
+        return f"{fmt_num(m.get('value'), 2)} {fmt_ci(c.get('low'), c.get('high'), 2)}"
+
+    rows = []
+    for lv in r.get("levels") or []:
+        for g in lv.get("generations") or []:
+            ms = g.get("metrics") or {}
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{esc(v)}</td>"
+                    for v in (
+                        f"{lv['level']:g}",
+                        g["generation"],
+                        cell(ms.get(CONDITIONAL)),
+                        f"{g.get('pairings', '—')} / {g.get('n', '—')}",
+                        cell(ms.get(PAIRING)),
+                        cell(ms.get(RATE)),
+                        cell(g.get("off_topic_share")),
+                    )
+                )
+                + "</tr>"
+            )
+    head = "".join(
+        f"<th>{esc(h)}</th>"
+        for h in (
+            "b0",
+            "generation",
+            "conditional share stereo/(stereo+anti)",
+            "pairings / texts",
+            "pairing rate",
+            "stereotype rate (all texts)",
+            "off topic",
+        )
+    )
+    return (
+        "<h3>Direction and its base</h3><table><thead><tr>"
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _power_html(r: dict[str, Any]) -> str:
+    """The design's power and the paper's figures beside ours (labelled as the paper's)."""
+    from synthbias.equilibrium_summary import power_lines
+
+    lines = power_lines(r)
+    if not lines:
+        return ""
+    return "<h3>Power, and the paper's figures</h3>" + "".join(
+        f"<p>{esc(line.strip())}</p>" for line in lines
+    )
 
 
 def _forecast_html(fc: dict[str, Any]) -> str:
@@ -96,9 +174,24 @@ def _forecast_html(fc: dict[str, Any]) -> str:
     return "<h3>Forecast from the first generations</h3>" + kv_table(items)
 
 
+#: Metrics whose value grows towards the stereotype (positive = towards it). Others (gender
+#: lean such as embedding.anchor_bias or rule.gendered_term_imbalance, the pairing rate) say
+#: nothing about the stereotype's direction and stay out of the divergence comparison, so a
+#: consistent shift towards the stereotype is never flagged as divergence.
+STEREOTYPE_ORIENTED = (
+    "rule.gender.conditional_stereotype_share",
+    "rule.gender.stereotype_rate",
+    "rule.stereotype_rate",
+    "rule.signed_bias",
+    "downstream.pronoun_preference",
+    "downstream.stereotype_win_rate",
+    "downstream.classifier_stereotype_rate",
+)
+
+
 def _level_changes(levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per level and metric: first and last generation's values, the change and its direction
-    ('up'/'down' when the two 95% CIs do not overlap, else 'flat')."""
+    """Per level and stereotype-oriented metric: first and last generation's values, the change
+    and its direction ('up'/'down' when the two 95% CIs do not overlap, else 'flat')."""
     out = []
     for lv in levels:
         gens = lv.get("generations") or []
@@ -106,6 +199,8 @@ def _level_changes(levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         first, last = gens[0], gens[-1]
         for name, m1 in (last.get("metrics") or {}).items():
+            if name not in STEREOTYPE_ORIENTED:
+                continue
             m0 = (first.get("metrics") or {}).get(name)
             if not m0 or m0.get("value") is None or m1.get("value") is None:
                 continue
@@ -178,8 +273,9 @@ def divergence(ctx: ReportContext) -> Section | None:
         img_figure(
             fig,
             "change per metric and level",
-            "change from the first to the last "
-            "generation (colour scaled per metric; ▲/▼ beyond both 95% CIs)",
+            "change from the first to the last generation of the metrics oriented so that "
+            "positive = towards the stereotype (colour scaled per metric; ▲/▼ beyond both 95% "
+            "CIs)",
         )
         + f"<p>{esc(text)} Details under Flags.</p>",
     )
@@ -214,11 +310,7 @@ def _rule_scorer(cfg: dict[str, Any]) -> Any:
     from synthbias.measure.rules import GenderRuleScorer
 
     rule = ((cfg.get("measure") or {}).get("rule")) or {}
-    return GenderRuleScorer(
-        lo=rule.get("male_coded_max_pct", 30.0),
-        hi=rule.get("female_coded_min_pct", 70.0),
-        name_threshold=rule.get("name_threshold", 0.9),
-    )
+    return GenderRuleScorer.from_config(rule)
 
 
 @register_section("equilibrium", order=70)

@@ -58,7 +58,11 @@ def task_answers(ctx: ReportContext) -> Section | None:
                 f"{d['ratio']:g}",
                 fmt_num(d["delta"]),
                 fmt_ci(d["ci_low"], d["ci_high"]),
-                "no (CI covers 0)" if d["covers_zero"] else "yes",
+                "undefined"
+                if d["delta"] != d["delta"]
+                else "no (CI covers 0)"
+                if d["covers_zero"]
+                else "yes",
             ]
             for d in a["deltas"]
         ]

@@ -1,4 +1,4 @@
-"""Factor attribution that is not the ratio in disguise, and the paired arm comparison."""
+"""Factor attribution that is not the ratio in disguise (paired arm effects: test_pairing)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from synthbias.attribution import factor_attribution, partial_spearman
-from synthbias.paired import paired_delta
 
 
 def _design(n_per_ratio: int = 8, seed: int = 0):
@@ -65,19 +64,3 @@ def test_partial_spearman_removes_the_strata() -> None:
     y = np.array([3.0, 2.0, 1.0, 13.0, 12.0, 11.0])  # across strata: rising; within: falling
     s = np.array([0, 0, 0, 1, 1, 1])
     assert partial_spearman(x, y, s) == pytest.approx(-1.0)
-
-
-def test_paired_delta_pairs_by_item_id() -> None:
-    rng = np.random.default_rng(0)
-    ids = [f"i{k}" for k in range(60)]
-    item_effect = rng.normal(0, 1, 60)
-    a = {i: e + 0.3 + rng.normal(0, 0.05) for i, e in zip(ids, item_effect, strict=True)}
-    b = {i: e for i, e in zip(ids, item_effect, strict=True)}
-    shuffled = dict(reversed(list(b.items())))  # order must not matter
-    d = paired_delta(a, shuffled, n_resamples=500)
-    assert d.value == pytest.approx(0.3, abs=0.03)
-    assert 0.25 < d.ci.low < 0.3 < d.ci.high < 0.35  # pairing removes the item effect
-    clustered = paired_delta(a, b, clusters={i: k // 2 for k, i in enumerate(ids)})
-    assert clustered.n_clusters == 30
-    with pytest.raises(ValueError, match="share no item ids"):
-        paired_delta({"x": 1.0}, {"y": 1.0})

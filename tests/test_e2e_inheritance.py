@@ -1,6 +1,7 @@
 """End to end on the real embedded model: augment -> mix -> LoRA fine-tune -> evaluate a task.
 
-Small on purpose (one bias type, ratios 0 and 1, a few training steps, one task); the example
+Small on purpose (one bias type, ratios 0 and 1, a biased and a control arm, a few training
+steps, one task); the example
 config examples/inheritance.yaml is the ~20-minute version.
 """
 
@@ -20,6 +21,8 @@ from synthbias.inheritance import DefaultBackendLoader
 
 pytestmark = pytest.mark.slow
 
+MIX = "gender-s1-r1-s0.jsonl"  # the biased arm's r = 1 mix (the control arm has its own)
+
 CONFIG = {
     "name": "e2e",
     "kind": "inheritance",
@@ -31,6 +34,7 @@ CONFIG = {
         "n_real": 16,
         "n_augmented": 16,
         "ratios": [0.0, 1.0],
+        "control": True,
         "tasks": ["coreference"],
         "n_eval": 12,
         "finetune": {"max_steps": 3, "batch_size": 4, "learning_rate": 0.003, "max_length": 48},
@@ -56,7 +60,7 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     assert res["kind"] == "inheritance"
     # the augmented set actually used: the r = 1 mix (the fallback ladder caches one file per
     # dimension and rung under augmented/)
-    aug = read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
+    aug = read_jsonl(out / "mixes" / MIX)
     assert len(aug) == 16 and all(r.text for r in aug)
     assert all(
         r.source == "augmented" and r.meta["bias_spec"]["bias_type"] == "gender" for r in aug
@@ -71,7 +75,7 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     assert all(isinstance(c["carried"], bool) for c in checks)
     # the explicit dimension is the easiest to carry: the few-shot lead writes "Women ..."
     assert next(c for c in checks if c["dimension"] == "explicit")["carried"]
-    mix = read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
+    mix = read_jsonl(out / "mixes" / MIX)
     assert {r.source for r in mix} == {"augmented"}
     import pandas as pd
 
@@ -84,15 +88,33 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     assert (out / "bias_by_ratio.png").exists()
 
 
+def test_paired_deltas_per_arm_and_vs_control(run: tuple[Path, Path]) -> None:
+    """The biased and the control arm at r = 1 are two models with their own paired change
+    from the real-only model, and the biased arm's change from the control arm (the bias
+    effect proper) has a finite paired CI although the headline is a gap, not a mean."""
+    _, out = run
+    res = json.loads((out / "results.json").read_text())
+    deltas = {(d["arm"], d["ratio"]): d for d in res["paired_deltas"]}
+    assert set(deltas) == {("s1", 1.0), ("control", 1.0)}
+    adapters = {c["arm"]: c["adapter"] for c in res["conditions"]}
+    assert len(set(adapters.values())) == 3  # real-only, biased and control: three models
+    effects = {(e["arm"], e["reference"]): e for e in res["arm_effects"]}
+    assert set(effects) == {("s1", "real-only"), ("control", "real-only"), ("s1", "control")}
+    for e in effects.values():
+        assert e["metric"] == "bias.pro_anti_gap" and e["resampling"] == "paired; whole clusters"
+        assert e["ci_low"] <= e["delta"] <= e["ci_high"] and e["half_width"] >= 0
+    answers = res["task_answers"][0]
+    assert {d["arm"] for d in answers["deltas"]} == {"s1", "control"}
+    assert (out / "arm_effects.csv").exists() and (out / "bias_change_by_ratio.png").exists()
+
+
 def test_adapter_changed_the_model(run: tuple[Path, Path]) -> None:
     cfg_path, out = run
     cfg = load_config(cfg_path)
     res = json.loads((out / "results.json").read_text())
     adapter = next(c["adapter"] for c in res["conditions"] if c["ratio"] == 1.0)
     loader = DefaultBackendLoader(cfg.inheritance, cfg.generator)
-    train_texts = [
-        f"{r.meta['prompt']}\n{r.text}" for r in read_jsonl(out / "mixes" / "gender-r1-s0.jsonl")
-    ][:6]
+    train_texts = [f"{r.meta['prompt']}\n{r.text}" for r in read_jsonl(out / "mixes" / MIX)][:6]
     base = loader(None)
     try:
         before = [lp.total for lp in base.logprobs(train_texts)]

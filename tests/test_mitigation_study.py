@@ -111,6 +111,12 @@ def test_study_headline_budgets_and_sections(tmp_path: Path) -> None:
     # the training-time strategy was compared at the mixed ratio only
     inh = [r for r in res["headline"] if r["strategy"] == "mask_loss"]
     assert inh and {r["ratio"] for r in inh} == {0.5}
+    # ratio study: each strategy vs none on the same task items, paired (from stored answers)
+    ratio_rows = [r for r in res["headline"] if r["pipeline"] == "inheritance"]
+    assert {r["family"] for r in ratio_rows} == {"task_bias", "control_cost"}
+    for r in ratio_rows:
+        assert r["ci_method"].startswith("paired bootstrap")
+        assert r["difference_ci_low"] <= r["difference"] <= r["difference_ci_high"]
     lines = format_headline(res)
     assert any(line.startswith("Untuned model") for line in lines)
     assert any("equilibrium/swap" in line and "budget" in line for line in lines)

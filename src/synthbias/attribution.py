@@ -227,102 +227,6 @@ def legacy_correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def compare_to_references(
-    conditions: list[dict[str, Any]],
-    evals: Mapping[str, list[dict[str, Any]]],
-    evals_items: Mapping[str, Any],
-    tasks: Sequence[Any],
-    has_control: bool,
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Each arm's bias change on every bias-related task, twice: against the real-only model
-    (same bias type and seed) and against the control arm at the same ratio and seed.
-
-    The point value is the difference of the task's bias metric between the two models (both
-    evaluated on the same items). The CI is a paired bootstrap over items when the metric is the
-    mean of per-item scores over the scored items (see ``inheritance.item_scores``); for a
-    metric that is not (a gap between groups, an AUC) the CI is left empty with a note rather
-    than faked: its paired statistic belongs to the task's own metric code. ``detectable`` is
-    the smallest effect the CI width could detect (80 % power).
-    """
-    from synthbias.paired import paired_delta, smallest_detectable
-
-    specs = {t.spec.name: t.spec for t in tasks if t.spec.bias_related and t.spec.bias_metric}
-    by_key = {(c["bias_type"], c["arm"], c["ratio"], c["seed"]): c for c in conditions}
-    out: list[dict[str, Any]] = []
-    for (bt, arm, ratio, sd), c in sorted(by_key.items(), key=lambda kv: str(kv[0])):
-        if ratio == 0:
-            continue
-        refs = [("real-only", by_key.get((bt, "real", 0.0, sd)))]
-        if has_control and arm != "control":
-            refs.append(("control", by_key.get((bt, "control", ratio, sd))))
-        for ref_name, ref in refs:
-            if ref is None:
-                continue
-            for task, spec in specs.items():
-                va = _metric_value(evals.get(c["adapter"], []), task, spec.bias_metric)
-                vb = _metric_value(evals.get(ref["adapter"], []), task, spec.bias_metric)
-                if va is None or vb is None:
-                    continue
-                row: dict[str, Any] = {
-                    "bias_type": bt,
-                    "arm": arm,
-                    "strength": c.get("strength"),
-                    "ratio": ratio,
-                    "seed": sd,
-                    "task": task,
-                    "metric": spec.bias_metric,
-                    "reference": ref_name,
-                    "delta": va - vb,
-                    "ci_low": None,
-                    "ci_high": None,
-                    "n_items": None,
-                    "detectable": None,
-                    "note": "",
-                }
-                ia = (evals_items.get(c["adapter"]) or {}).get(task) or {}
-                ib = (evals_items.get(ref["adapter"]) or {}).get(task) or {}
-                if ia.get("mean") and ib.get("mean"):
-                    pd_ = paired_delta(
-                        ia["items"],
-                        ib["items"],
-                        statistic=_nanmean,
-                        n_resamples=n_resamples,
-                        level=level,
-                        seed=seed,
-                    )
-                    row |= {
-                        "delta": pd_.value,
-                        "ci_low": pd_.ci.low,
-                        "ci_high": pd_.ci.high,
-                        "n_items": pd_.n_items,
-                        "detectable": smallest_detectable(pd_.ci),
-                        "note": "paired bootstrap over items",
-                    }
-                else:
-                    row["note"] = (
-                        "no paired CI: the metric is not a mean of per-item scores "
-                        "(needs the task's paired statistic)"
-                    )
-                out.append(row)
-    return out
-
-
-def _nanmean(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if len(x) else float("nan")
-
-
-def _metric_value(rows: list[dict[str, Any]], task: str, metric: str) -> float | None:
-    for r in rows:
-        if r["task"] == task and r["metric"] == metric:
-            v = r["value"]
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-    return None
-
-
 def _ci(lo: Any, hi: Any) -> str:
     return "[n/a]" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
 
@@ -355,12 +259,19 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             )
     effects = results.get("arm_effects") or []
     if effects:
-        lines.append("Downstream bias change (arm − reference, same items; paired 95% CI):")
+        lines.append(
+            "Downstream bias change (arm − reference, same items and seeds; paired 95% CI, "
+            "smallest detectable change):"
+        )
         for e in effects:
+            lo, hi = e["ci_low"], e["ci_high"]
+            finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+            mde = e.get("min_detectable_effect")
             lines.append(
                 f"  {e['bias_type']:14s} {e['arm']:8s} r={e['ratio']:g} {e['task']:24s} "
-                f"vs {e['reference']:9s} {e['delta']:+.3f} {_ci(e['ci_low'], e['ci_high'])}"
-                + ("" if e["ci_low"] is not None else f"  ({e['note']})")
+                f"vs {e['reference']:9s} {e['delta']:+.3f} {_ci(lo, hi) if finite else '[n/a]'}"
+                + (f" mde {mde:.3f}" if finite and mde is not None else "")
+                + ("" if e.get("covers_zero", True) else "  detected")
             )
     attribution = results.get("attribution") or []
     if attribution:

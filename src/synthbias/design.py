@@ -3,18 +3,16 @@
 Kept out of :mod:`synthbias.inheritance` (the sweep's steps) so the design can grow without
 touching the runner: the augmentation arms (one per requested strength plus the strength-0
 control), each written up the fallback ladder and checked, with the dose-response over strengths;
-which misalignment factors are undefined for the design; the per-item scores of an evaluation;
-and each arm's downstream bias change against the real-only model and the control arm.
+which misalignment factors are undefined for the design; and each arm's downstream bias change
+against the real-only model and the control arm (paired, from the stored task answers).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from synthbias.augment import augment, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
@@ -167,43 +165,42 @@ def left_out_factors(factors: dict[tuple[str, str, float, int], dict[str, Any]])
     return out
 
 
-def item_scores(res: Any) -> dict[str, Any]:
-    """Per-item scores of a task's bias metric, keyed by item id (for paired arm comparisons).
-
-    Only kept when the metric has one score per item; ``mean`` says whether the metric's value
-    is the mean of those scores over the items that have one (NaN = not scored), so that a
-    paired bootstrap of that mean is a CI of the metric itself.
-    """
-    name = getattr(res, "bias_metric", None)
-    m = res.metrics.get(name) if name else None
-    if m is None or not m.per_sample:
-        return {}
-    ids = [str(r.get("id", i)) for i, r in enumerate(res.records)]
-    if len(ids) != len(m.per_sample) or len(set(ids)) != len(ids):
-        return {}
-    vals = np.asarray(m.per_sample, dtype=float)
-    scored = vals[np.isfinite(vals)]
-    is_mean = bool(len(scored) and abs(float(scored.mean()) - float(m.value)) < 1e-9)
-    return {"metric": name, "mean": is_mean, "items": dict(zip(ids, vals.tolist(), strict=True))}
-
-
 def arm_effects(
-    conditions: list[dict[str, Any]],
-    evals: dict[str, list[dict[str, Any]]],
-    evals_items: dict[str, Any],
+    deltas: Sequence[dict[str, Any]],
+    conditions: Sequence[dict[str, Any]],
+    records: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]],
     tasks: Sequence[Any],
-    arms: list[tuple[str, float]],
-    config: ExperimentConfig,
+    sizes: Mapping[str, int],
+    item_seed: int,
+    n_resamples: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Every downstream bias change against the real-only model and against the control arm."""
-    from synthbias.attribution import compare_to_references
+    """Every arm's downstream bias change on the bias-related tasks, twice: against the
+    real-only model (the sweep's ``deltas``, reused) and, for each biased arm, against the
+    control arm at the same ratio and seeds (the bias effect proper).
 
-    return compare_to_references(
-        conditions,
-        evals,
-        evals_items,
-        tasks,
-        has_control=any(a == "control" for a, _ in arms),
-        n_resamples=config.measure.n_resamples,
-        seed=config.seed,
+    Both are paired: the task's headline metric is recomputed from both models' stored answers
+    on the same resampled clusters (and seeds), so gaps and AUCs get a CI like means do.
+    """
+    from synthbias.paired import compare_pairs
+
+    bias = [t for t in tasks if t.spec.bias_related and t.spec.bias_metric]
+    names = {t.name for t in bias}
+    out = [d | {"reference": "real-only"} for d in deltas if d["task"] in names]
+    by_key = {(c["bias_type"], c["arm"], c["ratio"], c["seed"]): c for c in conditions}
+    groups = dict.fromkeys(k[:3] for k in by_key if k[2] > 0 and k[1] != "control")
+    comparisons = []
+    for bt, arm, ratio in groups:
+        seeds = sorted(k[3] for k in by_key if k[:3] == (bt, arm, ratio))
+        adapters = [
+            (by_key[(bt, "control", ratio, s)]["adapter"], by_key[(bt, arm, ratio, s)]["adapter"])
+            for s in seeds
+            if (bt, "control", ratio, s) in by_key
+        ]
+        if adapters:
+            c = by_key[(bt, arm, ratio, seeds[0])]
+            labels = {"bias_type": bt, "arm": arm, "strength": c.get("strength"), "ratio": ratio}
+            comparisons.append((labels | {"reference": "control"}, adapters))
+    out += compare_pairs(
+        bias, sizes, item_seed, comparisons, records, n_resamples, than="the control arm"
     )
+    return out

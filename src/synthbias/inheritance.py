@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ from synthbias.core.hashing import stable_hash
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_corpus, write_jsonl
-from synthbias.design import arm_effects, augment_arms, item_scores, left_out_factors, study_arms
+from synthbias.design import arm_effects, augment_arms, left_out_factors, study_arms
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.tasks.compare import compact_records
 from synthbias.tasks.sweep import paired_deltas, resolve_sizes, task_answers
@@ -436,7 +437,7 @@ def run_inheritance(
     evals: dict[str, list[dict[str, Any]]] = {}
     evals_samples: dict[str, Any] = {}
     evals_records: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    evals_items: dict[str, Any] = {}
+    eval_files: dict[str, str] = {}  # adapter -> its evaluation file, relative to ``out``
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
@@ -444,18 +445,18 @@ def run_inheritance(
     for akey in to_eval:
         ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
         epath = cache / "evals" / f"{ekey}.json"
+        eval_files[akey] = os.path.relpath(epath, out)
         if resume and epath.exists():
             stored = json.loads(epath.read_text())
             evals[akey] = stored["rows"]
             evals_samples[akey] = stored.get("samples", {})
             evals_records[akey] = stored.get("records", {})
-            evals_items[akey] = stored.get("per_item", {})
             if bar:
                 bar.update(len(tasks))
             continue
         t = time.perf_counter()
         model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-        rows, samples, answers, per_item = [], {}, {}, {}
+        rows, samples, answers = [], {}, {}
         try:
             for task in tasks:
                 res = task.evaluate(
@@ -467,7 +468,6 @@ def run_inheritance(
                 rows.extend(_task_rows(task, res))
                 samples[task.spec.name] = _samples(res)
                 answers[task.spec.name] = compact_records(res.records)
-                per_item[task.spec.name] = item_scores(res)
                 if bar:
                     bar.update(1)
         finally:
@@ -481,13 +481,11 @@ def run_inheritance(
                 "rows": rows,
                 "samples": samples,
                 "records": answers,
-                "per_item": per_item,
             },
         )
         evals[akey] = rows
         evals_samples[akey] = samples
         evals_records[akey] = answers
-        evals_items[akey] = per_item
     if bar:
         bar.close()
 
@@ -498,6 +496,9 @@ def run_inheritance(
         tasks, sizes, config.seed, conditions, evals_records, config.measure.n_resamples
     )
     answers_by_task = task_answers(tasks, deltas, table, sizes)
+    effects = arm_effects(
+        deltas, conditions, evals_records, tasks, sizes, config.seed, config.measure.n_resamples
+    )
     timing["paired_seconds"] = time.perf_counter() - t_paired
     harm = downstream_harm(table, tasks)
     attribution = factor_attribution(
@@ -508,7 +509,6 @@ def run_inheritance(
         seed=config.seed,
     )
     corr = legacy_correlations(attribution)
-    effects = arm_effects(conditions, evals, evals_items, tasks, study_arms(study), config)
     results = {
         "kind": "inheritance",
         "synthbias_version": __version__,
@@ -531,6 +531,7 @@ def run_inheritance(
         ],
         "task_answers": answers_by_task,
         "paired_deltas": deltas,
+        "eval_files": eval_files,
         "size_notes": size_notes,
         "augmentation_checks": checks,
         "not_carried": [

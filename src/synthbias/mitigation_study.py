@@ -19,7 +19,10 @@ cache, so e.g. the real-only adapter is trained once.
 * Ratio study: the bias metric of each bias-related task, at bias ratios > 0 (training-time
   strategies at mixed ratios 0 < r < 1 only, where real and augmented examples are both present
   and a ``token`` model is evaluated with a tag it saw in training). Every arm has the same
-  ``finetune.max_steps`` under ``budget: steps``.
+  ``finetune.max_steps`` under ``budget: steps``. The CI is paired: each strategy's model and
+  the unmitigated one (same bias type, arm, ratio and seeds) answered the same task items, so
+  the task's headline metric (gap, AUC or rate alike) is recomputed from both models' stored
+  answers on the same resampled clusters and seeds (:mod:`synthbias.paired`).
 
 Every value is oriented (:mod:`synthbias.mitigate.stats`: positive = towards the stereotype, or
 towards the majority group where a metric defines no stereotype). ``reduction = (b - m) / b``
@@ -446,9 +449,22 @@ def equilibrium_properties(
 # --------------------------------------------------------------------------- bias-ratio pipeline
 
 
-def _normal_reps(v: float, lo: float, hi: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    se = (hi - lo) / (2 * 1.96)
-    return v + (se if math.isfinite(se) else 0.0) * rng.standard_normal(n)
+def _sub_run(root: Path, entry: str) -> tuple[dict[str, Any], dict[str, Any], dict[Any, str]]:
+    """A ratio-study sub-run: its results, its stored task answers per adapter, and the
+    adapter of every (bias type, arm, ratio > 0, seed) condition."""
+    d = root / entry
+    res = json.loads((d / "results.json").read_text())
+    records = {}
+    for akey, rel in (res.get("eval_files") or {}).items():
+        path = d / rel
+        if path.is_file():
+            records[akey] = json.loads(path.read_text()).get("records", {})
+    cond = {
+        (c["bias_type"], c.get("arm", ""), c["ratio"], c["seed"]): c["adapter"]
+        for c in res.get("conditions", [])
+        if c["ratio"] > 0
+    }
+    return res, records, cond
 
 
 def compare_inheritance(
@@ -459,67 +475,79 @@ def compare_inheritance(
 ) -> list[dict[str, Any]]:
     """Oriented task bias (headline) and control-task cost of each strategy vs the baseline.
 
-    Per-item task scores are not stored by the ratio pipeline, so the interval of a difference
-    is a normal approximation from the two arms' bootstrap CIs, labelled ``unpaired``.
+    Paired: both sub-runs' models at the same bias type, arm, ratio and seeds answered the same
+    task items, so each task's headline metric is recomputed from both models' stored answers
+    on the same resampled clusters and seeds (:func:`synthbias.paired.paired_replicates`);
+    every metric type (gaps, AUCs, rates) gets a paired CI. One row per strategy, task, bias
+    type, arm and ratio, pooled over the seeds.
     """
     import pandas as pd
 
-    base = json.loads((root / "none" / "results.json").read_text())
-    tasks = {t["name"]: t for t in base["tasks"]}
+    from synthbias.paired import paired_replicates, seed_pairs
+    from synthbias.tasks import list_tasks, load_task
+
+    base, b_rec, b_cond = _sub_run(root, "none")
+    sizes = {t["name"]: t["size"] for t in base["tasks"]}
+    names = list(config.inheritance.tasks) if config.inheritance.tasks else list_tasks()
+    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in names]
     b_df = pd.read_csv(root / "none" / "results.csv")
     untuned = {(r.task, r.metric): r.value for r in b_df[b_df["bias_type"] == "base"].itertuples()}
-    rng = np.random.default_rng(config.seed)
     n, level = config.measure.n_resamples, config.measure.ci_level
     rows = []
     for entry in entries:
-        m_df = pd.read_csv(root / entry / "results.csv")
-        keys = ["task", "bias_type", "ratio", "seed", "metric"]
-        merged = b_df.merge(m_df, on=keys, suffixes=("_b", "_m"))
-        merged = merged[(merged["bias_type"] != "base") & (merged["ratio"] > 0)]
+        _, m_rec, m_cond = _sub_run(root, entry)
+        shared = [k for k in m_cond if k in b_cond]
         if TRAINING_TIME & set(_strategies(entry)):
-            merged = merged[merged["ratio"] < 1]
-        for r in merged.itertuples(index=False):
-            t = tasks.get(r.task)
-            if t is None:
-                continue
-            metric = f"{r.task}.{r.metric}"
-            if t["bias_related"] and r.metric == t["bias_metric"]:
-                family = "task_bias"
-                o = stats.orientation(metric)
-                sign = o.sign or (-1 if r.value_b - o.neutral < 0 else 1)
-
-                def f(x: float, o: Any = o, sign: int = sign) -> float:
-                    return sign * (x - o.neutral)
-
-                vb, vm = f(r.value_b), f(r.value_m)
-                lb, hb = sorted([f(r.ci_low_b), f(r.ci_high_b)])
-                lm, hm = sorted([f(r.ci_low_m), f(r.ci_high_m)])
-            elif not t["bias_related"] and r.metric == t["primary_metric"]:
-                family = "control_cost"
-                vb, lb, hb = r.value_b, r.ci_low_b, r.ci_high_b
-                vm, lm, hm = r.value_m, r.ci_low_m, r.ci_high_m
+            shared = [k for k in shared if k[2] < 1]
+        groups = list(dict.fromkeys(k[:3] for k in shared))
+        records = {"b:" + k: v for k, v in b_rec.items()} | {"m:" + k: v for k, v in m_rec.items()}
+        for task in tasks:
+            spec = task.spec
+            if spec.bias_related and spec.bias_metric:
+                family, name = "task_bias", spec.bias_metric
+            elif not spec.bias_related:
+                family, name = "control_cost", spec.primary_metric
             else:
                 continue
-            br, mr = _normal_reps(vb, lb, hb, n, rng), _normal_reps(vm, lm, hm, n, rng)
-            cmp = stats.compare(vb, vm, br, mr, level)
-            if family == "control_cost":
-                cmp |= {"reduction": math.nan, "reduction_status": "n/a (task performance)"}
-            _add(reps, ("inheritance", entry, family, metric), (vb, vm, br, mr))
-            u = untuned.get((r.task, r.metric), math.nan)
-            rows.append(
-                {
-                    "pipeline": "inheritance",
-                    "strategy": entry,
-                    "family": family,
-                    "metric": metric,
-                    "bias_type": r.bias_type,
-                    "ratio": r.ratio,
-                    "seed": r.seed,
-                    "untuned": f(u) if family == "task_bias" else u,
-                    "ci_method": "unpaired normal approximation (per-item scores not stored)",
-                }
-                | cmp
-            )
+            items = task.items(sizes[task.name], base["config"]["seed"])
+            metric = f"{task.name}.{name}"
+            for bt, arm, ratio in groups:
+                keys = [k for k in shared if k[:3] == (bt, arm, ratio)]
+                adapters = [(f"b:{b_cond[k]}", f"m:{m_cond[k]}") for k in keys]
+                pairs = seed_pairs(records, task.name, adapters)
+                if not pairs:
+                    continue
+                vb, vm, br, mr = paired_replicates(
+                    task, items, pairs, name, n, base["config"]["seed"]
+                )
+                u = untuned.get((task.name, name), math.nan)
+                if family == "task_bias":
+                    u = float(stats.oriented(metric, u, vb))
+                    vm, br, mr = (stats.oriented(metric, x, vb) for x in (vm, br, mr))
+                    vb = float(stats.oriented(metric, vb, vb))
+                    vm = float(vm)
+                cmp = stats.compare(vb, vm, br, mr, level)
+                if family == "control_cost":
+                    cmp |= {"reduction": math.nan, "reduction_status": "n/a (task performance)"}
+                _add(reps, ("inheritance", entry, family, metric), (vb, vm, br, mr))
+                rows.append(
+                    {
+                        "pipeline": "inheritance",
+                        "strategy": entry,
+                        "family": family,
+                        "metric": metric,
+                        "bias_type": bt,
+                        "arm": arm,
+                        "ratio": ratio,
+                        "seeds": sorted(k[3] for k in keys),
+                        "n_seeds": len(pairs),
+                        "n_items": len(items),
+                        "untuned": u,
+                        "ci_method": "paired bootstrap over the same task items (whole "
+                        "clusters) and seeds, recomputed from both models' stored answers",
+                    }
+                    | cmp
+                )
     return rows
 
 

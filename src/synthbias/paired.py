@@ -1,101 +1,116 @@
-"""Paired comparison of two models (arms) evaluated on the same items.
+"""Paired comparisons of two models' task answers, for any pair of models of a design.
 
-Two fine-tuned models scored on the same task items are not independent samples: the item
-effect is shared, so the CI of their difference resamples *items* and recomputes the statistic on
-both arms with the same indices (a paired bootstrap). Items are paired by id, never by position
-alone, so a missing or reordered item cannot silently pair unrelated scores. ``clusters`` (e.g. a
-counterfactual set's id per item) resamples whole clusters instead of items.
+Thin layer over the tasks' own machinery (:mod:`synthbias.tasks.compare`): a task's headline
+metric is recomputed from the stored per-item answers (``records`` of an evaluation file) of
+both models on the same items, on the same resampled clusters (and seeds). It serves the
+comparisons that are not "each ratio vs the real-only model" (that one is
+:func:`synthbias.tasks.sweep.paired_deltas`): each biased arm vs the control arm at the same
+ratio (:func:`synthbias.design.arm_effects`) and each mitigation vs none at the same ratio
+(:func:`synthbias.mitigation_study.compare_inheritance`).
 
-This is a small stand-alone helper for the inheritance study's arm-vs-arm comparison; the task
-metrics' own paired/cluster bootstrap (tasks branch) is meant to replace it at merge.
+* :func:`compare_pairs` — a paired delta with CI for every task and every comparison.
+* :func:`paired_replicates` — both models' bootstrap replicates from the same draws, for
+  statistics that need more than the delta (the mitigation study's reduction and its rule on
+  the baseline's CI).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from synthbias.measure.result import CI, percentile_ci
+from synthbias.tasks.compare import context_from_records, finding, metric_stat, paired_delta
+from synthbias.tasks.stats import cluster_resamples
+
+#: stored answers: adapter key -> task name -> per-item records
+Records = Mapping[str, Mapping[str, Sequence[dict[str, Any]]]]
+#: one comparison: labels for its rows, and (reference adapter, compared adapter) per seed
+Comparison = tuple[dict[str, Any], Sequence[tuple[str, str]]]
 
 
-@dataclass
-class PairedDelta:
-    """statistic(a) − statistic(b) over paired items, with a paired-bootstrap CI."""
-
-    value: float
-    ci: CI
-    n_items: int
-    n_clusters: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "delta": self.value,
-            "ci_low": self.ci.low,
-            "ci_high": self.ci.high,
-            "level": self.ci.level,
-            "n_items": self.n_items,
-            "n_clusters": self.n_clusters,
-        }
+def headline(task: Any) -> str:
+    """The metric a task's comparisons are about: its bias metric, else its primary metric."""
+    return task.spec.bias_metric or task.spec.primary_metric
 
 
-def pair_items(
-    a: Mapping[str, Any], b: Mapping[str, Any]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The item ids both arms scored (in ``a``'s order) and their per-item values."""
-    ids = [k for k in a if k in b]
-    if not ids:
-        raise ValueError("the two arms share no item ids; were they evaluated on the same items?")
-    return ids, np.asarray([a[k] for k in ids], float), np.asarray([b[k] for k in ids], float)
+def seed_pairs(
+    records: Records, task: str, adapters: Sequence[tuple[str, str]]
+) -> list[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]:
+    """``(records_ref, records_cmp)`` of ``task`` per seed where both models stored answers."""
+    out = []
+    for ref, cmp_ in adapters:
+        ra = (records.get(str(ref)) or {}).get(task)
+        rb = (records.get(str(cmp_)) or {}).get(task)
+        if ra is not None and rb is not None:
+            out.append((ra, rb))
+    return out
 
 
-def paired_delta(
-    a: Mapping[str, Any],
-    b: Mapping[str, Any],
-    statistic: Callable[[np.ndarray], float] = np.mean,
-    clusters: Mapping[str, Any] | None = None,
+def compare_pairs(
+    tasks: Sequence[Any],
+    sizes: Mapping[str, int],
+    item_seed: int,
+    comparisons: Sequence[Comparison],
+    records: Records,
     n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    min_items: int = 2,
-) -> PairedDelta:
-    """``statistic(a) − statistic(b)`` with a paired (item or cluster) bootstrap CI.
+    than: str = "the reference",
+) -> list[dict[str, Any]]:
+    """One row per task and comparison: labels, the headline's paired delta (compared −
+    reference) with its CI, and a plain finding phrased against ``than``.
 
-    ``a`` and ``b`` map item id -> per-item value (a number, or a row for a statistic over
-    several columns). Raises when fewer than ``min_items`` items (or 2 clusters) are shared.
+    Comparisons without stored answers for a task are skipped (evals of an older version).
     """
-    ids, xa, xb = pair_items(a, b)
-    if len(ids) < min_items:
-        raise ValueError(f"a paired CI needs at least {min_items} shared items, got {len(ids)}")
-    groups: list[np.ndarray]
-    if clusters is not None:
-        labels = [clusters[k] for k in ids]
-        uniq = list(dict.fromkeys(labels))
-        groups = [np.array([i for i, lab in enumerate(labels) if lab == u]) for u in uniq]
+    out = []
+    for task in tasks:
+        metric = headline(task)
+        items = task.items(sizes[task.name], item_seed)
+        for labels, adapters in comparisons:
+            pairs = seed_pairs(records, task.name, adapters)
+            if not pairs:
+                continue
+            d = paired_delta(task, items, pairs, metric, n_resamples, item_seed)
+            text = finding(d).replace("the real-only model", than)
+            out.append({"task": task.name} | labels | d | {"finding": text})
+    return out
+
+
+def paired_replicates(
+    task: Any,
+    items: Sequence[Any],
+    pairs: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
+    metric: str,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Point values and bootstrap replicates of ``metric`` for model a and model b.
+
+    The same draws as :func:`synthbias.tasks.stats.paired_bootstrap` (one cluster resample per
+    replicate for both models and every seed; seeds resampled with two or more), so
+    ``reps_b - reps_a`` is its delta's replicates. Values are means over the drawn seeds.
+    """
+    if not pairs:
+        raise ValueError(f"task {task.name}: no stored answers to compare")
+    clustered = any(it.cluster is not None for it in items)
+    clusters = [it.cluster if clustered else None for it in items]
+    reps = list(cluster_resamples(clusters, n_resamples, seed, [it.stratum for it in items]))
+    full = [np.arange(len(items))]
+    points, boots = [], []
+    for rec_a, rec_b in pairs:
+        sa = metric_stat(context_from_records(task, items, rec_a, seed), metric)
+        sb = metric_stat(context_from_records(task, items, rec_b, seed), metric)
+        points.append((float(sa(full)[0]), float(sb(full)[0])))
+        boots.append((np.asarray(sa(reps), float), np.asarray(sb(reps), float)))
+    a = np.array([b[0] for b in boots])  # (S, R)
+    b = np.array([b[1] for b in boots])
+    if len(pairs) > 1:
+        rng = np.random.default_rng(seed + 7919)
+        pick = rng.integers(0, len(pairs), size=(n_resamples, len(pairs)))
+        cols = np.arange(n_resamples)[:, None]
+        ra, rb = a[pick, cols].mean(axis=1), b[pick, cols].mean(axis=1)
     else:
-        groups = [np.array([i]) for i in range(len(ids))]
-    if len(groups) < 2:
-        raise ValueError(f"a paired CI needs at least 2 clusters, got {len(groups)}")
-    value = float(statistic(xa) - statistic(xb))
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_resamples)
-    for k in range(n_resamples):
-        pick = rng.integers(0, len(groups), len(groups))
-        idx = np.concatenate([groups[g] for g in pick])
-        stats[k] = statistic(xa[idx]) - statistic(xb[idx])
-    return PairedDelta(value, percentile_ci(stats, level), len(ids), len(groups))
-
-
-def smallest_detectable(ci: CI) -> float:
-    """Rough power statement: an effect about half the CI width times 1.4 (80 % power at
-    α = 0.05 for a normal estimate is ≈ 2.8 SE, and a 95 % CI spans ≈ 3.92 SE)."""
-    return float((ci.high - ci.low) / 3.92 * 2.8)
-
-
-def by_id(ids: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
-    """Per-item values keyed by item id (the inputs to :func:`paired_delta`)."""
-    if len(ids) != len(values):
-        raise ValueError(f"{len(ids)} item ids but {len(values)} values")
-    return dict(zip(ids, values, strict=True))
+        ra, rb = a[0], b[0]
+    pa = float(np.mean([p[0] for p in points]))
+    pb = float(np.mean([p[1] for p in points]))
+    return pa, pb, ra, rb

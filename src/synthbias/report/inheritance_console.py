@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from synthbias.tasks.sweep import arm_label
+
 
 def _f(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -20,7 +22,8 @@ def _f(v: Any, digits: int = 3) -> str:
 
 def print_task_answers(results: dict[str, Any], console: Console) -> None:
     """One compact table per task (paired change of its headline bias metric from the
-    real-only model at each ratio) and the plain sentence of what it found."""
+    real-only model at each ratio, per bias type and arm) and the plain sentence of what it
+    found."""
     for a in results.get("task_answers") or []:
         extra = f", parse rate {a['parse_rate']:.2f}" if a.get("parse_rate") is not None else ""
         null = a.get("null")
@@ -38,9 +41,10 @@ def print_task_answers(results: dict[str, Any], console: Console) -> None:
         )
         for col in ("bias type", "ratio", "Δ", "95% CI", "detected"):
             table.add_column(col, justify="left" if col == "bias type" else "right")
+        several = len({d.get("arm") for d in a["deltas"]}) > 1
         for d in a["deltas"]:
             table.add_row(
-                d["bias_type"],
+                arm_label(d, several),
                 f"{d['ratio']:g}",
                 _f(d["delta"]),
                 f"[{_f(d['ci_low'])}, {_f(d['ci_high'])}]",

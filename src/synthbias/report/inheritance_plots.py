@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from synthbias.tasks.sweep import arm_label  # noqa: E402
+
 
 def plot_by_ratio(
     df: Any, tasks: Sequence[dict[str, Any]], what: str, path: str | Path
@@ -68,8 +70,8 @@ def _finish(fig: Any, axes: Any, used: int, title: str, path: str | Path) -> Pat
 def plot_deltas(deltas: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     """Headline bias metric's change from the real-only model against the ratio, per task.
 
-    One panel per task, one line per bias type, paired 95% CI bars; the dashed line is 0 (no
-    change). Returns ``None`` without deltas.
+    One panel per task, one line per bias type (and arm, when there are several), paired 95%
+    CI bars; the dashed line is 0 (no change). Returns ``None`` without deltas.
     """
     if not deltas:
         return None
@@ -79,8 +81,9 @@ def plot_deltas(deltas: Sequence[dict[str, Any]], path: str | Path) -> Path | No
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), dpi=110, squeeze=False)
     for ax, task in zip(axes.ravel(), tasks, strict=False):
         rows = [d for d in deltas if d["task"] == task]
-        for bt in dict.fromkeys(d["bias_type"] for d in rows):
-            sub = sorted((d for d in rows if d["bias_type"] == bt), key=lambda d: d["ratio"])
+        several = len({d.get("arm") for d in rows}) > 1
+        for bt in dict.fromkeys(arm_label(d, several) for d in rows):
+            sub = sorted((d for d in rows if arm_label(d, several) == bt), key=lambda d: d["ratio"])
             x = [0.0] + [d["ratio"] for d in sub]
             y = [0.0] + [d["delta"] for d in sub]
             lo = [0.0] + [max(d["delta"] - d["ci_low"], 0) for d in sub]

@@ -7,7 +7,7 @@ Used by :func:`synthbias.inheritance.run_inheritance`; kept here so the sweep on
   which its headline metric is defined: every group or cluster complete) is a config error
   naming the task and the minimum; a blanket ``n_eval`` below it is raised to the minimum, and
   the note says so.
-* :func:`paired_deltas` computes, per task, bias type and ratio, the change of the headline
+* :func:`paired_deltas` computes, per task, bias type, arm and ratio, the change of the headline
   bias metric from the real-only model (ratio 0, same bias type) on the same items, with a
   paired cluster-bootstrap CI (seeds resampled too when there are several).
 * :func:`task_answers` condenses them into one compact table per task and a sentence.
@@ -68,38 +68,56 @@ def paired_deltas(
     records: dict[str, dict[str, list[dict[str, Any]]]],
     n_resamples: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Headline-metric change of every (bias type, ratio > 0) model from the real-only model.
+    """Headline-metric change of every (bias type, arm, ratio > 0) model from the real-only
+    model (ratio 0, same bias type), paired over seeds.
 
-    ``conditions`` carry ``bias_type``, ``ratio``, ``seed`` and ``adapter``; ``records`` maps an
-    adapter key to ``{task: stored answers}``. Tasks or models without stored answers (evals
-    cached by an older version) are skipped.
+    ``conditions`` carry ``bias_type``, ``arm``, ``ratio``, ``seed`` and ``adapter``; every arm
+    (the biased strengths and the control arm) at a ratio is its own model, so they are kept
+    apart by the arm. ``records`` maps an adapter key to ``{task: stored answers}``. Tasks or
+    models without stored answers (evals cached by an older version) are skipped.
     """
     out: list[dict[str, Any]] = []
-    by_key = {(c["bias_type"], c["ratio"], c["seed"]): c["adapter"] for c in conditions}
+    real = {(c["bias_type"], c["seed"]): c["adapter"] for c in conditions if c["ratio"] == 0}
+    by_key = {
+        (c["bias_type"], c.get("arm", ""), c["ratio"], c["seed"]): c
+        for c in conditions
+        if c["ratio"] > 0
+    }
     bias_types = list(dict.fromkeys(c["bias_type"] for c in conditions))
-    ratios = sorted({c["ratio"] for c in conditions if c["ratio"] > 0})
+    arms = list(dict.fromkeys(k[1] for k in by_key))
+    ratios = sorted({k[2] for k in by_key})
     seeds = sorted({c["seed"] for c in conditions})
     for task in tasks:
         metric = _headline(task)
         items = task.items(sizes[task.name], item_seed)
         for bt in bias_types:
-            for ratio in ratios:
-                pairs = []
-                for s in seeds:
-                    ref, cmp_ = by_key.get((bt, 0.0, s)), by_key.get((bt, ratio, s))
-                    ra = records.get(str(ref), {}).get(task.name)
-                    rb = records.get(str(cmp_), {}).get(task.name)
-                    if ra is not None and rb is not None:
-                        pairs.append((ra, rb))
-                if not pairs:
-                    continue
-                d = paired_delta(task, items, pairs, metric, n_resamples, item_seed)
-                out.append(
-                    {"task": task.name, "bias_type": bt, "ratio": ratio}
-                    | d
-                    | {"finding": finding(d), "bias_related": task.bias_related}
-                )
+            for arm in arms:
+                for ratio in ratios:
+                    pairs, strength = [], None
+                    for s in seeds:
+                        c = by_key.get((bt, arm, ratio, s))
+                        ra = records.get(str(real.get((bt, s))), {}).get(task.name)
+                        rb = records.get(str(c["adapter"]), {}).get(task.name) if c else None
+                        if ra is not None and rb is not None:
+                            pairs.append((ra, rb))
+                            strength = c.get("strength") if c else None
+                    if not pairs:
+                        continue
+                    d = paired_delta(task, items, pairs, metric, n_resamples, item_seed)
+                    out.append(
+                        {"task": task.name, "bias_type": bt, "arm": arm, "strength": strength}
+                        | {"ratio": ratio}
+                        | d
+                        | {"finding": finding(d), "bias_related": task.bias_related}
+                    )
     return out
+
+
+def arm_label(d: dict[str, Any], several_arms: bool) -> str:
+    """How a delta's model is named in tables: the bias type, and its arm when there are
+    several arms (biased strengths, control)."""
+    arm = d.get("arm") or ""
+    return f"{d['bias_type']} ({arm})" if several_arms and arm else str(d["bias_type"])
 
 
 def task_answers(
@@ -149,8 +167,9 @@ def task_answers(
                 )
             )
         else:
+            several = len({d.get("arm") for d in rows}) > 1
             found = [
-                f"{d['bias_type']} r={d['ratio']:g}: {d['finding']}"
+                f"{arm_label(d, several)} r={d['ratio']:g}: {d['finding']}"
                 for d in rows
                 if not d["covers_zero"]
             ]
@@ -180,6 +199,8 @@ def task_answers(
                         k: d[k]
                         for k in (
                             "bias_type",
+                            "arm",
+                            "strength",
                             "ratio",
                             "delta",
                             "ci_low",

@@ -13,6 +13,7 @@ from synthbias.report.html import (
     img_file,
     register_section,
 )
+from synthbias.tasks.sweep import arm_label
 
 
 def _table(rows: list[dict]) -> str:
@@ -50,9 +51,10 @@ def task_answers(ctx: ReportContext) -> Section | None:
         hw, target = a.get("half_width"), a.get("target_half_width")
         if a.get("size_for_target") and hw == hw and target and hw > target:
             meta += f"; about {esc(a['size_for_target'])} items would give ±{target:g}"
+        several = len({d.get("arm") for d in a["deltas"]}) > 1
         rows = [
             [
-                d["bias_type"],
+                arm_label(d, several),
                 f"{d['ratio']:g}",
                 fmt_num(d["delta"]),
                 fmt_ci(d["ci_low"], d["ci_high"]),
@@ -66,7 +68,7 @@ def task_answers(ctx: ReportContext) -> Section | None:
         ]
         table = (
             html_table(
-                ["bias type", "ratio", f"Δ {a['metric']}", "paired 95% CI", "detected"], rows
+                ["bias type (arm)", "ratio", f"Δ {a['metric']}", "paired 95% CI", "detected"], rows
             )
             if rows
             else ""

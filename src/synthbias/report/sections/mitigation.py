@@ -62,7 +62,8 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
         "preference in nats of a model LoRA-tuned on the generator's last-generation output; "
         "ratio study: task bias metrics). Oriented: + = towards the stereotype. Pooled over "
         "levels by averaging bootstrap replicates; recursive CIs pair both arms over probes and "
-        "seeds. Reduction = (b − m)/b, undefined where the baseline's CI includes 0.</p>"
+        "seeds, ratio-study CIs over the same task items (whole clusters) and seeds. "
+        "Reduction = (b − m)/b, undefined where the baseline's CI includes 0.</p>"
     )
     if u:
         note += (

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from synthbias.config import EquilibriumStudyConfig
 from synthbias.dynamics import (
     SeedVocabulary,
     build_prompt,
@@ -13,6 +14,7 @@ from synthbias.dynamics import (
     pct_change,
     prompt_templates,
     seed_templates,
+    uses_occupation,
 )
 from synthbias.generate.fake import FakeBackend
 from synthbias.generate.protocol import SamplingParams
@@ -167,10 +169,46 @@ def test_prompts_are_data() -> None:
     assert isinstance(raw, str) and raw.endswith("1. A.\n2. B.\n3.")
     assert "gender" in build_prompt(["A."], tpl["self_instruct_fair"])
     assert tpl["self_instruct"]["stop"] == ["\n"]
-    # the study's default states the task and says nothing about gender
-    default = build_prompt(["A."], tpl["work_person_the"])
-    assert default.endswith("1. A.\n2. The") and "job" in default
-    assert not {"he", "she", "his", "her", "gender", "they"} & set(default.lower().split())
+    # the task-keeping prompts say nothing about gender
+    genderless = {"he", "she", "his", "her", "him", "gender", "they", "their", "them"}
+    plain = build_prompt(["A."], tpl["work_person_the"])
+    assert plain.endswith("1. A.\n2. The") and "job" in plain
+    assert not genderless & set(plain.lower().split())
+    # the study's default names an occupation per text, and still no gender
+    default = EquilibriumStudyConfig().prompt
+    assert default == "work_occupation_said" and uses_occupation(tpl[default])
+    text = build_prompt(["A."], tpl[default], "engineer")
+    assert text.endswith("1. A.\n2. The engineer said that") and "about an engineer." in text
+    assert not genderless & set(text.lower().replace(".", " ").split())
+    with pytest.raises(ValueError, match="names an occupation"):
+        build_prompt(["A."], tpl[default])
+    assert not uses_occupation(tpl["work_person_the"])
+
+
+def test_named_occupations_are_balanced_and_recorded() -> None:
+    """A template with an {occ} slot gets one occupation per new text, half male- and half
+    female-coded; the text starts with the rendered start and keeps the draw in meta."""
+    prev = build_seed_corpus(0.3, 20, VOCAB, seed=0)
+    tpl = prompt_templates()["work_occupation_said"]
+    be = FakeBackend()
+    params = SamplingParams(max_tokens=30, seed=0)
+    with pytest.raises(ValueError, match="pass vocab"):
+        next_generation(prev, be, params, n=4, generation=1, prompt=tpl)
+    recs = next_generation(prev, be, params, n=30, generation=1, prompt=tpl, vocab=VOCAB)
+    codes = [r.meta["prompt_occupation_code"] for r in recs]
+    assert codes.count("male") == codes.count("female") == 15
+    for r in recs:
+        occ = r.meta["prompt_occupation"]
+        assert dict(VOCAB.occupations)[occ] == r.meta["prompt_occupation_code"]
+        assert r.text.startswith(f"The {occ} said that")  # the model continues the start
+    again = next_generation(prev, be, params, n=30, generation=1, prompt=tpl, vocab=VOCAB)
+    assert [r.meta["prompt_occupation"] for r in again] == [
+        r.meta["prompt_occupation"] for r in recs
+    ]
+    other = next_generation(prev, be, params, n=30, generation=1, prompt=tpl, vocab=VOCAB, chain=1)
+    assert [r.meta["prompt_occupation"] for r in other] != [
+        r.meta["prompt_occupation"] for r in recs
+    ]
 
 
 def test_next_generation_with_fake_backend() -> None:

@@ -53,7 +53,7 @@ def looks_english(text: str) -> bool:
 
 
 N = 32
-MIN_PAIRINGS = 2
+MIN_PAIRINGS = 12  # the default prompt pairs about 2/3 of 32 texts (README)
 CONFIG = f"""
 kind: equilibrium
 seed: 0
@@ -138,6 +138,10 @@ def test_generated_texts_on_topic_at_the_measured_rate(run_dir: Path) -> None:
         assert g1["off_topic_share"]["value"] == pytest.approx(sum(off) / len(off))
         assert g1["off_topic_share"]["count"] == sum(off)
         assert sum(off) / len(off) <= 0.5, [r.text for r in recs if not r.meta["on_topic"]]
+        # the default prompt names one occupation per text, half male- and half female-coded
+        codes = [r.meta["prompt_occupation_code"] for r in recs]
+        assert codes.count("male") == codes.count("female") == N // 2
+        assert all(r.text.startswith(f"The {r.meta['prompt_occupation']} said") for r in recs)
         # a text kept off topic used up its retry budget (1 try + on_topic_retries)
         assert all(r.meta["attempts"] == 4 for r in recs if not r.meta["on_topic"])
 

@@ -250,3 +250,20 @@ def test_generator_examples_use_the_generation_prompt() -> None:
     assert len(exs) == 6
     assert exs[0].prompt.rstrip().endswith("4.") and exs[0].completion == " Text number 0."
     assert "Text number 0." not in exs[0].prompt
+
+
+def test_generator_examples_with_a_named_occupation_and_start() -> None:
+    """The occupation-naming prompt takes each target's occupation; the start ends the prompt
+    only when the target begins with it, so prompt + completion is always the target text."""
+    texts = ["The nurse said that she was tired.", "Mary works as a nurse."] * 3
+    recs = _recs(texts)
+    for r in recs:
+        r.meta["occupation"] = "nurse"
+    exs = generator_examples(recs, prompt="work_occupation_said", k_shots=3, n=2)
+    assert all("about a nurse." in e.prompt for e in exs)
+    assert exs[0].prompt.endswith("4. The nurse said that")
+    assert exs[0].completion == " she was tired."
+    assert exs[1].prompt.endswith("4.") and exs[1].completion == " Mary works as a nurse."
+    del recs[0].meta["occupation"]
+    with pytest.raises(ValueError, match="names an occupation"):
+        generator_examples(recs, prompt="work_occupation_said", k_shots=3)

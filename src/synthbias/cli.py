@@ -168,7 +168,7 @@ def equilibrium(
     batch_size: Count = 32,
     max_tokens: Count = 48,
     temperature: float = 0.8,
-    prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "work_person_the",
+    prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "work_occupation_said",
     embedding: Annotated[bool, typer.Option(help="Also measure embedding bias.")] = True,
     n_resamples: Count = 1000,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/equilibrium"),

@@ -202,7 +202,7 @@ class EquilibriumStudyConfig(_Strict):
     n: Annotated[int, Field(ge=2, le=1_000_000)] = 100
     chains: Annotated[int, Field(ge=1, le=1000)] = 1
     k_shots: Annotated[int, Field(ge=1, le=20)] = 3
-    prompt: str = "work_person_the"
+    prompt: str = "work_occupation_said"
     seed_remainder: Literal["anti", "neutral"] = "anti"
     fit_metric: str = "rule.gender.conditional_stereotype_share"
     fit_ci: Literal["chains", "texts", "pairs"] = "chains"

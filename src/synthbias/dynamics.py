@@ -203,26 +203,75 @@ def clean_completion(text: str, max_sentences: int = 2) -> str:
     return chosen.strip().strip('"“”').strip()
 
 
-def build_prompt(examples: Sequence[str], template: Mapping[str, Any]) -> Prompt:
+OCCUPATION_SLOTS = ("{occ}", "{a_occ}", "{Occ}", "{A_occ}")
+
+
+def uses_occupation(template: Mapping[str, Any]) -> bool:
+    """Whether a prompt template names an occupation for each new text (an ``{occ}`` slot)."""
+    parts = [str(template.get(k, "")) for k in ("completion", "start", "user", "system")]
+    return any(slot in part for part in parts for slot in OCCUPATION_SLOTS)
+
+
+def _occupation_slots(occupation: str | None) -> dict[str, str]:
+    if occupation is None:
+        return {}
+    a_occ = f"{_article(occupation)} {occupation}"
+    return {
+        "occ": occupation,
+        "a_occ": a_occ,
+        "Occ": occupation[:1].upper() + occupation[1:],
+        "A_occ": a_occ[:1].upper() + a_occ[1:],
+    }
+
+
+def render_start(template: Mapping[str, Any], occupation: str | None = None) -> str:
+    """A completion template's ``start`` (the words the new text begins with), slots filled."""
+    if "completion" not in template:
+        return ""
+    return str(template.get("start", "")).format(**_occupation_slots(occupation))
+
+
+def build_prompt(
+    examples: Sequence[str], template: Mapping[str, Any], occupation: str | None = None
+) -> Prompt:
     """Render a prompt template (see ``generate/templates/prompts.yaml``).
 
     A template with ``user`` (and optional ``system``) becomes chat messages, rendered later with
     the model's own chat template; one with ``completion`` becomes a raw few-shot text that the
     model continues (``{next}`` is the number of the text to write); a completion template's
     optional ``start`` is written after the number, and the model continues the text from it
-    (:func:`next_generation` puts it back in front of the completion).
+    (:func:`next_generation` puts it back in front of the completion). ``occupation`` fills the
+    slots ``{occ}``, ``{a_occ}``, ``{Occ}``, ``{A_occ}`` of templates that name the occupation
+    of the text to write (see :func:`uses_occupation`).
     """
+    if uses_occupation(template) and occupation is None:
+        raise ValueError("this prompt template names an occupation: pass occupation=...")
     numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(examples, start=1))
+    slots = {"examples": numbered, "next": len(examples) + 1, **_occupation_slots(occupation)}
     if "completion" in template:
-        text = template["completion"].format(examples=numbered, next=len(examples) + 1)
-        return f"{text} {template['start']}" if template.get("start") else text
+        text = template["completion"].format(**slots)
+        start = render_start(template, occupation)
+        return f"{text} {start}" if start else text
     if "user" not in template:
         raise ValueError("a prompt template needs a 'user' or a 'completion' entry")
     messages: list[Message] = []
     if template.get("system"):
-        messages.append({"role": "system", "content": template["system"]})
-    messages.append({"role": "user", "content": template["user"].format(examples=numbered)})
+        messages.append({"role": "system", "content": template["system"].format(**slots)})
+    messages.append({"role": "user", "content": template["user"].format(**slots)})
     return messages
+
+
+def prompt_occupations(
+    vocab: SeedVocabulary, n: int, rng: np.random.Generator
+) -> list[tuple[str, str]]:
+    """``n`` (occupation, code) draws for templates that name the occupation: half male- and
+    half female-coded (the odd one by coin flip), each drawn uniformly within its code, so the
+    prompts themselves carry no lean to either gender."""
+    by_code = {g: [o for o, og in vocab.occupations if og == g] for g in ("male", "female")}
+    missing = [g for g, occs in by_code.items() if not occs]
+    if missing:
+        raise ValueError(f"vocabulary has no {' or '.join(missing)}-coded occupations")
+    return [(by_code[c][int(rng.integers(len(by_code[c])))], c) for c in _balanced_codes(n, rng)]
 
 
 def next_generation(
@@ -240,6 +289,7 @@ def next_generation(
     chain: int = 0,
     accept: Callable[[str], bool] | None = None,
     eligible: Callable[[Record], bool] | None = None,
+    vocab: SeedVocabulary | None = None,
 ) -> list[Record]:
     """Write ``n`` new texts, each from ``k_shots`` examples sampled from ``previous``.
 
@@ -249,7 +299,9 @@ def next_generation(
     ``accepted``), so counts stay exact and the failure stays visible. ``chain`` selects an
     independent replicate chain (own shot and sampling seeds, own ids). With ``eligible``, the
     few-shot examples come only from the previous texts it accepts (e.g. those on topic), unless
-    fewer than ``k_shots`` are.
+    fewer than ``k_shots`` are. A template that names the occupation of each new text (an
+    ``{occ}`` slot, see :func:`uses_occupation`) draws it from ``vocab``, balanced between male-
+    and female-coded occupations (:func:`prompt_occupations`); the draw is kept in ``meta``.
     """
     if not previous:
         raise ValueError("previous generation is empty")
@@ -261,13 +313,24 @@ def next_generation(
     rng = np.random.default_rng(_mix_seed(seed, "shots", level, generation, *_chain_part(chain)))
     k = min(k_shots, len(previous))
     shots = [rng.choice(len(previous), size=k, replace=False) for _ in range(n)]
-    prompts = [build_prompt([previous[j].text for j in s], template) for s in shots]
-    start = template.get("start", "") if "completion" in template else ""
+    occs: list[tuple[str, str]] | list[tuple[None, None]] = [(None, None)] * n
+    if uses_occupation(template):
+        if vocab is None:
+            raise ValueError("this prompt template names an occupation: pass vocab=...")
+        occ_rng = np.random.default_rng(
+            _mix_seed(seed, "occupations", level, generation, *_chain_part(chain))
+        )
+        occs = prompt_occupations(vocab, n, occ_rng)
+    prompts = [
+        build_prompt([previous[j].text for j in s], template, occ)
+        for s, (occ, _) in zip(shots, occs, strict=True)
+    ]
+    starts = [render_start(template, occ) for occ, _ in occs]
     texts, raw, attempts = generate_with_retries(
         backend,
         prompts,
         params,
-        clean=lambda i, text: clean_completion(f"{start}{text}" if start else text),
+        clean=lambda i, text: clean_completion(f"{starts[i]}{text}" if starts[i] else text),
         chunk_seed=lambda attempt, chunk: _mix_seed(
             seed, "gen", level, generation, attempt, chunk, *_chain_part(chain)
         ),
@@ -285,6 +348,8 @@ def next_generation(
             meta["accepted"] = bool(texts[i]) and accept(texts[i])
         if chain:
             meta["chain"] = chain
+        if occs[i][0] is not None:
+            meta["prompt_occupation"], meta["prompt_occupation_code"] = occs[i]
         if raw[i].strip() != texts[i]:
             meta["raw"] = raw[i]
         records.append(

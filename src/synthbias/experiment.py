@@ -267,6 +267,7 @@ def run_equilibrium(
                         chain=r,
                         accept=measurer.on_topic if regenerate else None,
                         eligible=_on_topic_record if regenerate else None,
+                        vocab=vocab,
                     )
                     gen_seconds += time.perf_counter() - t_gen
                     n_generated += len(recs)

@@ -17,7 +17,7 @@ import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.corpus import Record
-from synthbias.dynamics import build_prompt, prompt_templates
+from synthbias.dynamics import build_prompt, prompt_templates, render_start, uses_occupation
 from synthbias.measure.rules import ANTI, STEREOTYPICAL
 
 BalanceMethod = Literal["swap", "filter"]
@@ -65,13 +65,25 @@ def generator_examples(
     n: int | None = None,
     seed: int = 0,
 ) -> list[Any]:
-    """SFT examples in the generator's own prompt format: k shots -> the next text."""
+    """SFT examples in the generator's own prompt format: k shots -> the next text.
+
+    A template's ``start`` (e.g. "The {occ}") ends the prompt only when the target text begins
+    with it (the completion is then the rest); otherwise the prompt stops at the number and the
+    completion is the whole text. A template that names the occupation takes the target's
+    ``meta["occupation"]`` (seed texts) or ``meta["prompt_occupation"]`` (generated texts).
+    """
     from synthbias.train.sft import SFTExample
 
     template = prompt_templates()[prompt]
     if "completion" not in template:
         raise ValueError(f"prompt {prompt!r} is a chat template; use a completion-form prompt")
-    texts = [r.text for r in records if r.text]
+    records = [r for r in records if r.text]
+    texts = [r.text for r in records]
+    named = uses_occupation(template)
+    occupations = [r.meta.get("occupation") or r.meta.get("prompt_occupation") for r in records]
+    if named and not all(occupations):
+        bad = next(r.id for r, o in zip(records, occupations, strict=True) if not o)
+        raise ValueError(f"prompt {prompt!r} names an occupation; record {bad} has none in meta")
     if len(texts) <= k_shots:
         raise ValueError(f"need more than k_shots={k_shots} texts, got {len(texts)}")
     rng = np.random.default_rng(_mix_seed(seed, "debias-sft"))
@@ -81,8 +93,16 @@ def generator_examples(
         target = j % len(texts)
         others = [i for i in range(len(texts)) if i != target]
         shots = rng.choice(others, size=k_shots, replace=False)
-        p = build_prompt([texts[i] for i in shots], template)
-        out.append(SFTExample(prompt=str(p), completion=f" {texts[target]}"))
+        occ = occupations[target] if named else None
+        start = render_start(template, occ)
+        text = texts[target]
+        if start and text.startswith(start):
+            p = build_prompt([texts[i] for i in shots], template, occ)
+            completion = text[len(start) :]
+        else:
+            p = build_prompt([texts[i] for i in shots], {**template, "start": ""}, occ)
+            completion = f" {text}"
+        out.append(SFTExample(prompt=str(p), completion=completion))
     return out
 
 

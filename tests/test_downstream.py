@@ -317,7 +317,7 @@ def _corpora(n: int = 32) -> tuple[dict[str, str], list[str], list[str]]:
     from synthbias.experiment import seed_vocabulary_for
     from synthbias.measure.rules import GenderRuleScorer
 
-    rule = GenderRuleScorer()
+    rule = GenderRuleScorer.legacy()  # the 96 everyday occupations the probes also use
     vocab = seed_vocabulary_for(rule)
     other = {"male": "female", "female": "male"}
     by = {g: [o for o, gg in vocab.occupations if gg == g][:10] for g in ("female", "male")}

@@ -195,7 +195,7 @@ def test_real_run_refuses_a_second_run_on_its_folder(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "synthbias.cli", "equilibrium", "--backend", "llamacpp"]
-    cmd += ["--no-embedding", "--n", "16", "--generations", "1", "--levels", "0.5"]
+    cmd += ["--no-embedding", "--n", "16", "--generations", "1", "--levels", "0.5", "--chains", "1"]
     cmd += ["--max-tokens", "24", "--batch-size", "4", "--n-resamples", "50", "-q"]
     first = subprocess.Popen(
         [*cmd, "--out", str(out)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT

@@ -21,18 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from synthbias.tasks.compare import context_from_records, finding, metric_stat, paired_delta
-from synthbias.tasks.stats import cluster_resamples
+from synthbias.tasks.compare import finding, headline, paired_delta, paired_resample
 
 #: stored answers: adapter key -> task name -> per-item records
 Records = Mapping[str, Mapping[str, Sequence[dict[str, Any]]]]
 #: one comparison: labels for its rows, and (reference adapter, compared adapter) per seed
 Comparison = tuple[dict[str, Any], Sequence[tuple[str, str]]]
-
-
-def headline(task: Any) -> str:
-    """The metric a task's comparisons are about: its bias metric, else its primary metric."""
-    return task.spec.bias_metric or task.spec.primary_metric
 
 
 def seed_pairs(
@@ -92,25 +86,5 @@ def paired_replicates(
     """
     if not pairs:
         raise ValueError(f"task {task.name}: no stored answers to compare")
-    clustered = any(it.cluster is not None for it in items)
-    clusters = [it.cluster if clustered else None for it in items]
-    reps = list(cluster_resamples(clusters, n_resamples, seed, [it.stratum for it in items]))
-    full = [np.arange(len(items))]
-    points, boots = [], []
-    for rec_a, rec_b in pairs:
-        sa = metric_stat(context_from_records(task, items, rec_a, seed), metric)
-        sb = metric_stat(context_from_records(task, items, rec_b, seed), metric)
-        points.append((float(sa(full)[0]), float(sb(full)[0])))
-        boots.append((np.asarray(sa(reps), float), np.asarray(sb(reps), float)))
-    a = np.array([b[0] for b in boots])  # (S, R)
-    b = np.array([b[1] for b in boots])
-    if len(pairs) > 1:
-        rng = np.random.default_rng(seed + 7919)
-        pick = rng.integers(0, len(pairs), size=(n_resamples, len(pairs)))
-        cols = np.arange(n_resamples)[:, None]
-        ra, rb = a[pick, cols].mean(axis=1), b[pick, cols].mean(axis=1)
-    else:
-        ra, rb = a[0], b[0]
-    pa = float(np.mean([p[0] for p in points]))
-    pb = float(np.mean([p[1] for p in points]))
-    return pa, pb, ra, rb
+    res = paired_resample(task, items, pairs, metric, n_resamples, seed)
+    return res["value_a"], res["value_b"], res["boots_a"], res["boots_b"]

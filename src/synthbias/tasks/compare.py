@@ -97,6 +97,33 @@ def metric_stat(ctx: EvalContext, name: str) -> Callable[[list[np.ndarray]], np.
     return stat
 
 
+def headline(task: Any) -> str:
+    """The metric a task's comparisons are about: its bias metric, else its primary metric."""
+    return task.spec.bias_metric or task.spec.primary_metric
+
+
+def paired_resample(
+    task: Any,
+    items: Sequence[Any],
+    pairs: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
+    metric: str,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`~synthbias.tasks.stats.paired_bootstrap` of ``metric`` recomputed from each seed's
+    stored answers of model a and model b on ``items`` (whole clusters where items have them,
+    else items within their strata)."""
+    stats = []
+    for rec_a, rec_b in pairs:
+        ca = context_from_records(task, items, rec_a, seed)
+        cb = context_from_records(task, items, rec_b, seed)
+        stats.append((metric_stat(ca, metric), metric_stat(cb, metric)))
+    clustered = any(it.cluster is not None for it in items)
+    clusters = [it.cluster if clustered else None for it in items]
+    strata = [it.stratum for it in items]
+    return paired_bootstrap(stats, clusters, n_resamples, seed, strata, batched=True)
+
+
 def paired_delta(
     task: Any,
     items: Sequence[Any],
@@ -111,15 +138,8 @@ def paired_delta(
     Returns value, CI, half-width, smallest detectable effect (80% power), the number of seeds
     and whether the CI covers 0.
     """
-    stats = []
-    for rec_a, rec_b in pairs:
-        ca = context_from_records(task, items, rec_a, seed)
-        cb = context_from_records(task, items, rec_b, seed)
-        stats.append((metric_stat(ca, metric), metric_stat(cb, metric)))
+    res = paired_resample(task, items, pairs, metric, n_resamples, seed)
     clustered = any(it.cluster is not None for it in items)
-    clusters = [it.cluster if clustered else None for it in items]
-    strata = [it.stratum for it in items]
-    res = paired_bootstrap(stats, clusters, n_resamples, seed, strata, batched=True)
     hw = half_width(res["ci_low"], res["ci_high"])
     lo, hi = res["ci_low"], res["ci_high"]
     return {

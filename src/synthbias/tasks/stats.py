@@ -108,7 +108,9 @@ def paired_bootstrap(
     ``batched``: of a list of index arrays, returning one value per array). Every replicate
     draws one cluster resample used for both models and every seed, and (with two or more
     seeds) resamples the seeds; the delta is the mean over the drawn seeds. Returns ``value``,
-    ``ci_low``, ``ci_high``, ``n_seeds`` and the replicates (``boots``).
+    ``ci_low``, ``ci_high``, ``n_seeds`` and the replicates (``boots``), and each model's own
+    point value and replicates from the same draws (``value_a``/``value_b``,
+    ``boots_a``/``boots_b``) for statistics that need more than the delta.
     """
     full = np.arange(len(clusters))
     reps = list(cluster_resamples(clusters, n_resamples, seed, strata))
@@ -118,21 +120,32 @@ def paired_bootstrap(
             return np.asarray(stat(idx), dtype=float)
         return np.array([float(stat(i)) for i in idx])
 
-    point = [float(run(b, [full])[0] - run(a, [full])[0]) for a, b in pairs]
-    per_seed = np.array([run(b, reps) - run(a, reps) for a, b in pairs])  # (S, R)
+    point_a = [float(run(a, [full])[0]) for a, _ in pairs]
+    point_b = [float(run(b, [full])[0]) for _, b in pairs]
+    reps_a = np.array([run(a, reps) for a, _ in pairs])  # (S, R)
+    reps_b = np.array([run(b, reps) for _, b in pairs])
+    per_seed = reps_b - reps_a
     if len(pairs) > 1:
         rng = np.random.default_rng(seed + 7919)
         pick = rng.integers(0, len(pairs), size=(n_resamples, len(pairs)))
-        boots = per_seed[pick, np.arange(n_resamples)[:, None]].mean(axis=1)
+        cols = np.arange(n_resamples)[:, None]
+        boots = per_seed[pick, cols].mean(axis=1)
+        boots_a, boots_b = reps_a[pick, cols].mean(axis=1), reps_b[pick, cols].mean(axis=1)
+    elif pairs:
+        boots, boots_a, boots_b = per_seed[0], reps_a[0], reps_b[0]
     else:
-        boots = per_seed[0] if len(pairs) else np.empty(0)
+        boots = boots_a = boots_b = np.empty(0)
     lo, hi = percentile_interval(boots, level)
     return {
-        "value": float(np.mean(point)),
+        "value": float(np.mean([b - a for a, b in zip(point_a, point_b, strict=True)])),
         "ci_low": lo,
         "ci_high": hi,
         "n_seeds": len(pairs),
         "boots": boots,
+        "value_a": float(np.mean(point_a)) if pairs else float("nan"),
+        "value_b": float(np.mean(point_b)) if pairs else float("nan"),
+        "boots_a": boots_a,
+        "boots_b": boots_b,
     }
 
 

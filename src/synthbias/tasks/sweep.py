@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .compare import finding, paired_delta
+from .compare import finding, headline, paired_delta
 from .core import Task, TaskSizeError
 
 
@@ -56,10 +56,6 @@ def size_for(size: int, hw: float, target: float) -> int | None:
     return max(1, math.ceil(size * (hw / target) ** 2))
 
 
-def _headline(task: Task) -> str:
-    return task.spec.bias_metric or task.spec.primary_metric
-
-
 def paired_deltas(
     tasks: Sequence[Task],
     sizes: dict[str, int],
@@ -88,7 +84,7 @@ def paired_deltas(
     ratios = sorted({k[2] for k in by_key})
     seeds = sorted({c["seed"] for c in conditions})
     for task in tasks:
-        metric = _headline(task)
+        metric = headline(task)
         items = task.items(sizes[task.name], item_seed)
         for bt in bias_types:
             for arm in arms:
@@ -132,7 +128,7 @@ def task_answers(
     paired deltas by ratio, and a plain sentence."""
     out = []
     for task in tasks:
-        metric = _headline(task)
+        metric = headline(task)
         ref = [
             r
             for r in table

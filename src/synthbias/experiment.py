@@ -374,20 +374,10 @@ def _add_downstream(
     """The behavioural family: LoRA-tune the embedded model on a corpus and probe its pronoun
     preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached per corpus in
     ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last generation only."""
-    from synthbias.measure.downstream import (
-        default_pronoun_templates,
-        downstream_bias,
-        select_occupations,
-    )
+    from synthbias.measure.downstream import downstream_bias, probe_set
 
     mc = config.measure
-    lo, hi = mc.rule.male_coded_max_pct, mc.rule.female_coded_min_pct
-    occupations = select_occupations(lo=lo, hi=hi)
-    if mc.downstream_occupations:
-        half = mc.downstream_occupations // 2
-        by = {g: [o for o, og in occupations.items() if og == g][:half] for g in ("female", "male")}
-        occupations = {o: g for g, names in by.items() for o in names}
-    templates = default_pronoun_templates()[: mc.downstream_templates or None]
+    occupations, templates, lo, hi = probe_set(mc)
     for lv in levels_out:
         level = lv["level"]
         gens = lv["generations"]

@@ -261,6 +261,20 @@ def select_occupations(
     return {n: _GROUP_OF_CODE[codes[n]] for n in dict.fromkeys(names)}
 
 
+def probe_set(measure: Any) -> tuple[dict[str, str], list[str], float, float]:
+    """``(occupations, templates, lo, hi)`` of the held-out probes set by a ``MeasureConfig``:
+    the coded occupations at its rule thresholds (at most ``downstream_occupations``, half
+    female- and half male-coded) and the first ``downstream_templates`` pronoun templates."""
+    lo, hi = measure.rule.male_coded_max_pct, measure.rule.female_coded_min_pct
+    occupations = select_occupations(lo=lo, hi=hi)
+    if measure.downstream_occupations:
+        half = measure.downstream_occupations // 2
+        by = {g: [o for o, og in occupations.items() if og == g][:half] for g in ("female", "male")}
+        occupations = {o: g for g, names in by.items() for o in names}
+    templates = default_pronoun_templates()[: measure.downstream_templates or None]
+    return occupations, templates, lo, hi
+
+
 def _group_key(gender: str) -> str:
     return FEMALE_CODED if gender == "female" else MALE_CODED
 

@@ -23,23 +23,10 @@ import numpy as np
 from synthbias.measure.downstream import (
     DEFAULT_LORA,
     PREFERENCE,
-    default_pronoun_templates,
     downstream_bias,
+    probe_set,
     pronoun_preference,
-    select_occupations,
 )
-
-
-def probe_set(measure: Any) -> tuple[dict[str, str], list[str], float, float]:
-    """``(occupations, templates, lo, hi)``: the held-out probes (``measure.downstream_*``)."""
-    lo, hi = measure.rule.male_coded_max_pct, measure.rule.female_coded_min_pct
-    occupations = select_occupations(lo=lo, hi=hi)
-    if measure.downstream_occupations:
-        half = measure.downstream_occupations // 2
-        by = {g: [o for o, og in occupations.items() if og == g][:half] for g in ("female", "male")}
-        occupations = {o: g for g, names in by.items() for o in names}
-    templates = default_pronoun_templates()[: measure.downstream_templates or None]
-    return occupations, templates, lo, hi
 
 
 def lora_settings(probe: Any) -> dict[str, Any]:

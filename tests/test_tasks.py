@@ -12,12 +12,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import fakes
 import numpy as np
 import pytest
 import yaml
 
 from synthbias.generate import FakeBackend
-from synthbias.generate.protocol import Completion, Prompt, SamplingParams, TextLogprobs
+from synthbias.generate.protocol import TextLogprobs
 from synthbias.tasks import (
     METRICS,
     EvalContext,
@@ -59,35 +60,11 @@ CONTROLS = {"topic_classification", "instruction_following"}
 
 
 # =============================================================================== stubs
-class WordBackend:
-    """Whitespace tokens; each token's log-prob from a word table (default -5), context-free.
-
-    ``generate`` answers with ``answer(prompt_text)``.
-    """
-
-    name = "stub"
-    model_id = "word-table"
+class WordBackend(fakes.WordBackend):
+    """The shared word-table backend with a default token log-prob of -5."""
 
     def __init__(self, table: dict[str, float] | None = None, answer=None) -> None:
-        self.table = table or {}
-        self.answer = answer or (lambda text: "")
-
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
-        out = []
-        for p in prompts:
-            text = p if isinstance(p, str) else " ".join(m["content"] for m in p)
-            out.append(Completion(self.answer(text), 1, 1, "stop", params.seed))
-        return out
-
-    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
-        return [
-            TextLogprobs(
-                tokens=t.split(),
-                token_ids=[sum(map(ord, w)) for w in t.split()],
-                logprobs=[self.table.get(w, -5.0) for w in t.split()],
-            )
-            for t in texts
-        ]
+        super().__init__(table, default=-5.0, answer=answer)
 
 
 def _item(i: int, label: str | None = None, group: str = "g", **fields) -> TaskItem:

@@ -389,6 +389,27 @@ def test_sentence_ends_skip_abbreviations():
     assert [text[i] for i in sentence_ends(text)] == [".", ";", "!", "\n"]
 
 
+def test_subordinate_pronoun_in_a_sentence_without_a_person():
+    # the main-clause rule looks for the sentence's first person; here the sentence has none, so
+    # the pronoun falls back to the nearest preceding person (this raised StopIteration before)
+    s = GenderRuleScorer().score_text("The nurse left. Because she was tired.")
+    assert s.label == "stereotypical" and s.links == [("registered nurse", "female")]
+
+
+def test_nearest_scoring_is_linear_in_text_length():
+    # one long text: the rules used to re-scan the whole prefix per pronoun and sentence end
+    scorer = GenderRuleScorer()
+    unit = "The nurse said that she was tired. "
+    t0 = time.perf_counter()
+    short = scorer.score_text(unit * 500)
+    t_short = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    long = scorer.score_text(unit * 8000)
+    t_long = time.perf_counter() - t0
+    assert len(long.links) == 16 * len(short.links) == 8000
+    assert t_long < 40 * t_short + 0.5  # 16x the text; quadratic work would be ~256x
+
+
 def test_nearest_scoring_speed_smoke():
     scorer = GenderRuleScorer()
     texts = [STEREO, ANTI, NEUTRAL, "He went home with Mary.", "A table."] * 2000

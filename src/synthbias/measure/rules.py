@@ -392,6 +392,9 @@ class GenderRuleScorer:
             persons = [i for i, h in enumerate(hits) if h.kind in (_OCC, _PER) or h.noun]
         ends = sentence_ends(text)
         sent = [bisect.bisect_right(ends, h.start) for h in hits]
+        first_person: dict[int, int] = {}  # sentence -> its first person mention
+        for p in persons:
+            first_person.setdefault(sent[p], p)
         # rule 3: a sentence with one occupation mention and no other non-gendered person
         sole: dict[int, str] = {}
         others: set[int] = set()
@@ -410,7 +413,7 @@ class GenderRuleScorer:
             occ = (
                 self._noun_link(text, hits, i, sent)
                 if h.noun
-                else self._pronoun_link(text, hits, persons, i, sent)
+                else self._pronoun_link(text, hits, persons, i, sent, first_person)
             )
             if occ is None and self.attach == "nearest" and (h.name or not h.noun):
                 occ = sole.get(sent[i])
@@ -441,7 +444,12 @@ class GenderRuleScorer:
 
     @staticmethod
     def _pronoun_link(
-        text: str, hits: list[_Hit], persons: list[int], i: int, sent: list[int]
+        text: str,
+        hits: list[_Hit],
+        persons: list[int],
+        i: int,
+        sent: list[int],
+        first_person: dict[int, int],
     ) -> str | None:
         """Occupation a pronoun is tied to (rule 1), or None."""
         k = bisect.bisect_left(persons, i)
@@ -456,10 +464,10 @@ class GenderRuleScorer:
         elif (
             before is not None
             and text[hits[i].start : hits[i].end].lower() in _SUBJECT_PRONOUNS
-            and _SUBORDINATOR_BEFORE.search(text[: hits[i].start])
+            and _after_subordinator(text, hits[i].start)
         ):
-            first = next(p for p in persons if sent[p] == sent[i])
-            if first < i:
+            first = first_person.get(sent[i])
+            if first is not None and first < i:
                 before = first  # "X told Y that he ...": the subject of the main clause
         after = persons[k] if k < len(persons) else None
         if before is not None and sent[before] == sent[i]:
@@ -508,10 +516,21 @@ def sentence_ends(text: str) -> list[int]:
     """Offsets where sentences end (``. ! ? ;`` or line breaks; not after Mr/Dr/initials)."""
     ends = []
     for m in _SENT_END.finditer(text):
-        if m.group()[0] == "." and _ABBREV.search(text[: m.start()]):
+        # _ABBREV ends in $ and is at most 5 characters with its \b: search only that tail
+        # (endpos acts as the string's end, \b still sees the character before pos)
+        if m.group()[0] == "." and _ABBREV.search(text, max(0, m.start() - 8), m.start()):
             continue
         ends.append(m.start())
     return ends
+
+
+def _after_subordinator(text: str, end: int) -> bool:
+    """``_SUBORDINATOR_BEFORE`` on ``text[:end]``, in time independent of ``end``: the word must
+    end where the whitespace run before ``end`` starts, and is at most 8 letters long."""
+    j = end
+    while j > 0 and text[j - 1].isspace():
+        j -= 1
+    return j < end and _SUBORDINATOR_BEFORE.search(text, max(0, j - 9), end) is not None
 
 
 def _rate(mask: np.ndarray, values: np.ndarray) -> float:

@@ -146,6 +146,19 @@ def two_sample_ci(
     return percentile_ci(stats, level)
 
 
+def percentile_interval(
+    values: Sequence[float] | np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the finite values (NaN, NaN when there are none); unlike
+    :func:`percentile_ci`, infinite resamples are dropped too."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if len(arr) == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(arr, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
 def percentile_ci(stats: Sequence[float] | np.ndarray, level: float = 0.95) -> CI:
     """Percentile interval of bootstrap statistics (NaN resamples dropped; NaN if none left)."""
     arr = np.asarray(stats, dtype=float).ravel()

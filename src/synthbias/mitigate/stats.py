@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.measure.result import percentile_interval
+
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5% level, 80% power
 
 
@@ -138,19 +140,6 @@ def independent_replicates(
     )
 
 
-def _ci(reps: np.ndarray, level: float) -> tuple[float, float]:
-    a = (1 - level) / 2
-    lo, hi = (
-        np.quantile(reps[np.isfinite(reps)], [a, 1 - a])
-        if np.isfinite(reps).any()
-        else (
-            math.nan,
-            math.nan,
-        )
-    )
-    return float(lo), float(hi)
-
-
 def compare(
     b: float, m: float, b_reps: np.ndarray, m_reps: np.ndarray, level: float = 0.95
 ) -> dict[str, Any]:
@@ -160,9 +149,9 @@ def compare(
     0: no change, < 0: more bias) is defined only when the baseline's CI excludes 0; otherwise it
     is NaN with ``reduction_status = "undefined"`` and the difference ``m - b`` is the figure.
     """
-    blo, bhi = _ci(b_reps, level)
-    mlo, mhi = _ci(m_reps, level)
-    dlo, dhi = _ci(m_reps - b_reps, level)
+    blo, bhi = percentile_interval(b_reps, level)
+    mlo, mhi = percentile_interval(m_reps, level)
+    dlo, dhi = percentile_interval(m_reps - b_reps, level)
     out: dict[str, Any] = {
         "baseline": b,
         "baseline_ci_low": blo,
@@ -180,7 +169,7 @@ def compare(
     if blo > 0 or bhi < 0:
         with np.errstate(divide="ignore", invalid="ignore"):
             red = (b_reps - m_reps) / b_reps
-        rlo, rhi = _ci(red, level)
+        rlo, rhi = percentile_interval(red, level)
         out |= {
             "reduction": (b - m) / b,
             "reduction_ci_low": rlo,

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..measure.result import percentile_interval
+
 #: z of a two-sided 5% test plus z of 80% power: the smallest effect a test detects reliably
 #: is about (1.96 + 0.84) standard errors.
 POWER_Z = 1.959964 + 0.841621
@@ -63,18 +65,6 @@ def cluster_resamples(
     for _ in range(n_resamples):
         picked = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in by_stratum])
         yield np.concatenate([members[j] for j in picked])
-
-
-def percentile_interval(
-    values: Sequence[float] | np.ndarray, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of the finite values (NaN, NaN when there are none)."""
-    arr = np.asarray(values, dtype=float)
-    arr = arr[np.isfinite(arr)]
-    if len(arr) == 0:
-        return math.nan, math.nan
-    lo, hi = np.quantile(arr, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
 
 
 def cluster_bootstrap(

@@ -86,6 +86,14 @@ def _configure_logging(lc: Any, verbose: bool) -> None:
     lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
+def _use_extra_buffers(lc: Any, wanted: bool | None) -> bool:
+    """Whether to let llama.cpp use its extra CPU buffer types (see ``extra_buffers``)."""
+    if wanted is not None:
+        return wanted
+    info = lc.llama_print_system_info().decode("utf-8", errors="replace")
+    return "AMX_INT8 = 1" not in info
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (respects affinity / container limits)."""
     try:
@@ -218,6 +226,10 @@ class LlamaCppBackend:
         verbose: let llama.cpp's own log through (it is silenced below ERROR otherwise).
         lora_path: a GGUF LoRA adapter file applied on top of the model.
         lora_scale: multiplier of the adapter's effect (1.0: as trained).
+        extra_buffers: let llama.cpp place weights in its extra CPU buffer types (AMX, repacked
+            layouts). ``None``: on, except on CPUs with AMX, where llama.cpp 0.3.36's AMX matmul
+            segfaults on the first decode (ggml-org/llama.cpp#20824; seen on this project's
+            Sapphire Rapids machines with the Q4_1 SmolLM2).
 
     Not thread-safe: one context is reused by every call. Close it (or use ``with``) to free the
     native memory promptly; it is also freed at interpreter exit.
@@ -239,6 +251,7 @@ class LlamaCppBackend:
         verbose: bool = False,
         lora_path: str | os.PathLike[str] | None = None,
         lora_scale: float = 1.0,
+        extra_buffers: bool | None = None,
     ) -> None:
         lc = _llama_cpp()
         self._lc = lc
@@ -267,6 +280,7 @@ class LlamaCppBackend:
         self.share_text_prefix = share_text_prefix
         self.kv_type = kv_type
         self.verbose = verbose
+        self.extra_buffers = extra_buffers
 
         _configure_logging(lc, verbose)
         global _BACKEND_READY
@@ -278,6 +292,7 @@ class LlamaCppBackend:
         self._finalizer = weakref.finalize(self, _free_native, lc, self._handles)
 
         mparams = lc.llama_model_default_params()
+        mparams.use_extra_bufts = _use_extra_buffers(lc, extra_buffers)
         model = lc.llama_model_load_from_file(str(self.model_path).encode("utf-8"), mparams)
         if not model:
             raise ValueError(f"llama.cpp could not load model {self.model_path}")

@@ -153,6 +153,12 @@ def test_explicit_counts_direction_not_sentence_form() -> None:
     gender, religion = get_bias_type("gender"), get_bias_type("religion")
     counter = "Women are better suited to work in a corporate environment than men."
     assert explicit_units([counter], gender)[0] != 1
+    # a comparative counter-claim in the form of a stereotype stimulus ("... than everyone
+    # else"): the axis pairs forms, so the form alone does not make it a stereotype
+    comparative = "Women are better at math than everyone else."
+    assert explicit_units([comparative], gender)[0] != 1
+    assert explicit_units(["Women are worse drivers than men."], gender)[0] == 1
+    assert explicit_units(["Women are better drivers than men."], gender)[0] != 1
     assert explicit_units(["Muslims are violent and dangerous."], religion)[0] == 1
     # same sentence form, opposite claims
     assert explicit_units(["Muslims are kind and peaceful people."], religion)[0] == -1
@@ -305,3 +311,17 @@ def test_real_model_carries_explicit_and_implicit_role() -> None:
         assert c.carried, (dim, c.to_dict(), found.tried)
         assert c.method == found.methods[dim]
         assert c.result.ci.low > 0
+
+
+def test_explicit_stimuli_score_on_their_side_for_every_type() -> None:
+    """Each bias type's own stereotype statements count as stereotypes, and none of their
+    paired counter-statements does (the axis is built from them, so a sign error shows)."""
+    from synthbias.augment import explicit_units
+
+    for name in sorted(bias_types()):
+        bt = get_bias_type(name)
+        people = bt.people["target"][0].upper() + bt.people["target"][1:]
+        stereo = explicit_units([f"{people} {a}." for a in bt.explicit], bt)
+        counter = explicit_units([f"{people} {c}." for c in bt.counter], bt)
+        assert (stereo == 1).all(), (name, stereo)
+        assert (counter != 1).all() and (counter == -1).mean() >= 0.8, (name, counter)

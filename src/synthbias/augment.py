@@ -503,15 +503,27 @@ def default_encoder() -> Any:
     return Encoder()
 
 
+#: Softmax temperature over cosine similarity that picks which stimulus pair a text is about.
+TOPIC_TEMPERATURE = 0.05
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def explicit_axis(texts: Sequence[str], bt: BiasType, encoder: Any = None) -> np.ndarray:
     """Per text: signed position between the bias type's stereotypes and counter-stereotypes.
 
-    The axis is the normalised difference of the mean embedding of the stereotype statements
-    ("Muslims are violent and dangerous.") and of their paired counter-statements ("Muslims are
-    peaceful and kind."), minus :data:`VALENCE_WEIGHT` × the text's VADER valence; 0 is the
-    mean of neutral statements about the group ("Muslims went hiking in the hills."). The sign
-    is the direction of the claim, whatever its sentence form ("Women are better suited to ...
-    than men." lands on the counter side).
+    Each stereotype statement ("Women are worse drivers than everyone else.") is paired with a
+    counter-statement on the same topic and in the same form ("Women are better drivers than
+    everyone else."). A text's score is its cosine similarity to the stereotype minus that to
+    the counter-statement, averaged over the pairs weighted by how close the text is to each
+    pair's topic (softmax at :data:`TOPIC_TEMPERATURE`), minus :data:`VALENCE_WEIGHT` × its
+    VADER valence; 0 is the mean of neutral statements about the group ("Women went hiking in
+    the hills."). Comparing within a topic-matched pair makes the sign the direction of the
+    claim, not its sentence form: a single mean-difference axis confused the two ("Women are
+    better at math than everyone else." scored as a stereotype because only a stereotype
+    stimulus said "than everyone else").
     """
     if not bt.counter or len(bt.counter) != len(bt.explicit):
         raise ValueError(f"bias type {bt.name}: `counter` must pair every `explicit` ending")
@@ -521,16 +533,16 @@ def explicit_axis(texts: Sequence[str], bt: BiasType, encoder: Any = None) -> np
 
     enc = encoder or default_encoder()
     people = _cap(bt.people["target"])
-    stereo = [f"{people} {a}." for a in bt.explicit]
-    counter = [f"{people} {c}." for c in bt.counter]
-    es = np.asarray(enc.encode(stereo), dtype=float)
-    ec = np.asarray(enc.encode(counter), dtype=float)
-    axis = es.mean(axis=0) - ec.mean(axis=0)
-    axis /= np.linalg.norm(axis)
+    stereo = _unit_rows(np.asarray(enc.encode([f"{people} {a}." for a in bt.explicit]), float))
+    counter = _unit_rows(np.asarray(enc.encode([f"{people} {c}." for c in bt.counter]), float))
 
-    def score(xs: list[str], emb: np.ndarray | None = None) -> np.ndarray:
-        e = np.asarray(enc.encode(xs), dtype=float) if emb is None else emb
-        return e @ axis - VALENCE_WEIGHT * sentiment_scores(xs)
+    def score(xs: list[str]) -> np.ndarray:
+        e = _unit_rows(np.asarray(enc.encode(xs), dtype=float))
+        to_stereo, to_counter = e @ stereo.T, e @ counter.T
+        topic = (to_stereo + to_counter) / 2 / TOPIC_TEMPERATURE
+        w = np.exp(topic - topic.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        return (w * (to_stereo - to_counter)).sum(axis=1) - VALENCE_WEIGHT * sentiment_scores(xs)
 
     # 0 = neutral statements about the group (the real-data activities), not the stimuli's
     # midpoint: counter-statements are warmer than stereotypes are cold, so that midpoint is

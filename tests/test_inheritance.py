@@ -298,3 +298,34 @@ def test_strength_config_validation() -> None:
         _config(strength=[1.0, 1.0])
     with pytest.raises(ConfigError, match="inheritance.fallback"):
         _config(fallback=["opening"])
+
+
+def test_changed_config_reruns_only_the_steps_whose_inputs_changed(tmp_path: Path) -> None:
+    """The study is a sequence of named, cached steps; ``results["steps"]`` counts the units
+    each step ran and reused, and a changed config re-runs only what its inputs changed."""
+    kw = {"backend": FakeBackend(), "backend_loader": fake_loader}
+    first = run_inheritance(_config(), tmp_path, trainer=CountingTrainer(), **kw)["steps"]
+    # at least 2 bias types x 4 dimensions (more where the fake text climbs the fallback
+    # ladder); 5 distinct training sets, evaluated with the untuned base model
+    assert list(first) == ["augment", "train", "evaluate", "compare"]
+    n_aug = first["augment"]["ran"]
+    assert n_aug >= 8 and first["augment"]["reused"] == 0
+    assert (first["train"]["ran"], first["evaluate"]["ran"]) == (5, 6)
+
+    same = run_inheritance(_config(), tmp_path, trainer=CountingTrainer(), **kw)["steps"]
+    assert [same[s]["ran"] for s in ("augment", "train", "evaluate")] == [0, 0, 0]
+    assert [same[s]["reused"] for s in ("augment", "train", "evaluate")] == [n_aug, 5, 6]
+
+    # more evaluation items: every model is evaluated again, nothing generated or trained
+    sized = run_inheritance(_config(n_eval=10), tmp_path, trainer=CountingTrainer(), **kw)
+    steps = sized["steps"]
+    assert (steps["augment"]["ran"], steps["train"]["ran"]) == (0, 0)
+    assert (steps["evaluate"]["ran"], steps["evaluate"]["reused"]) == (6, 0)
+
+    # a new ratio: only its two training sets (one per bias type) are trained and evaluated
+    ratio = run_inheritance(
+        _config(n_eval=10, ratios=[0.0, 0.25, 0.5, 1.0]), tmp_path, trainer=CountingTrainer(), **kw
+    )["steps"]
+    assert ratio["augment"]["ran"] == 0
+    assert (ratio["train"]["ran"], ratio["train"]["reused"]) == (2, 5)
+    assert (ratio["evaluate"]["ran"], ratio["evaluate"]["reused"]) == (2, 6)

@@ -9,13 +9,13 @@ against the real-only model and the control arm (paired, from the stored task an
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from synthbias.augment import augment, check_augmentation
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
+from synthbias.core.steps import Steps
 from synthbias.corpus import Record, read_jsonl, write_jsonl
 from synthbias.generate.protocol import Backend, SamplingParams
 
@@ -39,10 +39,9 @@ def augment_arms(
     params: SamplingParams,
     fair: bool,
     cache: Path,
-    resume: bool,
+    steps: Steps,
     backend: Backend | None,
     progress: ProgressFactory | None,
-    timing: dict[str, float],
     key: Callable[..., str],
 ) -> tuple[
     dict[tuple[str, int, str], list[Record]],
@@ -55,8 +54,9 @@ def augment_arms(
 
     The fallback ladder is climbed per dimension at the top requested strength; the rung found
     is reused for every other strength and the control arm (same prompts and exemplar count), so
-    strengths differ only in bias injection. Each single-dimension set is cached under
-    ``cache/augmented/`` by ``key(...)`` of everything that changes it.
+    strengths differ only in bias injection. Each single-dimension set is a unit of the
+    ``augment`` step, cached under ``cache/augmented/`` by ``key(...)`` of everything that
+    changes it.
     """
     from synthbias.augment import (
         BiasSpec,
@@ -77,27 +77,27 @@ def augment_arms(
             name = key(gen_key, spec.to_dict(), n, real_key, seed, study.filter_retries)
             dim = spec.dimensions[0]
             path = cache / "augmented" / f"{spec.bias_type}-{dim}-s{seed}-{name}.jsonl"
-            if resume and path.exists():
-                return read_jsonl(path)
-            if holder["backend"] is None:
-                holder["backend"] = make_backend(config.generator, seed=config.seed, run_dir=cache)
-            t = time.perf_counter()
-            recs = augment(
-                real,
-                spec,
-                holder["backend"],  # type: ignore[arg-type]
-                n,
-                params,
-                seed=seed,
-                k_shots=study.k_shots,
-                chunk_size=config.generator.batch_size,
-                fair=fair,
-                filter_retries=study.filter_retries,
-                id_prefix=f"{prefix}-p{spec.strength:g}",
-            )
-            timing["augment_seconds"] += time.perf_counter() - t
-            write_jsonl(recs, path)
-            return recs
+
+            def compute() -> list[Record]:
+                if holder["backend"] is None:
+                    holder["backend"] = make_backend(
+                        config.generator, seed=config.seed, run_dir=cache
+                    )
+                return augment(
+                    real,
+                    spec,
+                    holder["backend"],  # type: ignore[arg-type]
+                    n,
+                    params,
+                    seed=seed,
+                    k_shots=study.k_shots,
+                    chunk_size=config.generator.batch_size,
+                    fair=fair,
+                    filter_retries=study.filter_retries,
+                    id_prefix=f"{prefix}-p{spec.strength:g}",
+                )
+
+            return steps.cached("augment", path, compute, read_jsonl, write_jsonl)
 
         return write
 

@@ -37,6 +37,7 @@ from synthbias.attribution import (
 from synthbias.augment import build_real_corpus
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
 from synthbias.core.hashing import stable_hash
+from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.corpus import Record, read_corpus, write_jsonl
@@ -327,7 +328,7 @@ def run_inheritance(
     trainer = trainer or LoRATrainer(study)
     backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
     t0 = time.perf_counter()
-    timing = {"augment_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
+    steps = Steps(resume=resume)
     tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
     sizes, size_notes = resolve_sizes(tasks, config.tasks.sizes, study.n_eval)
     task_key = _hash(
@@ -359,10 +360,9 @@ def run_inheritance(
         params,
         fair,
         cache,
-        resume,
+        steps,
         backend,
         progress,
-        timing,
         _hash,
     )
     write_json(out / "checks.json", checks)
@@ -405,7 +405,9 @@ def run_inheritance(
                         }
                     )
     factors = (
-        _misalignment(conditions, real, study, config, cache, encoder) if study.misalignment else {}
+        _misalignment(conditions, real, study, config, cache, encoder, steps)
+        if study.misalignment
+        else {}
     )
 
     # 3. fine-tune one adapter per distinct training set (r = 0 is shared by bias types, and by
@@ -417,14 +419,13 @@ def run_inheritance(
         akey = trainer.key(c["records"], seed) if hasattr(trainer, "key") else _hash(mix_key, seed)
         adir = cache / "adapters" / akey
         info_path = adir / "synthbias_train.json"
-        if not (resume and info_path.exists()):
+
+        def train(records: list[Record] = c["records"], adir: Path = adir, seed: int = seed):
             if adir.exists():  # an interrupted training: start it over
                 shutil.rmtree(adir)
-            t = time.perf_counter()
-            info = trainer(c["records"], adir, seed)
-            timing["train_seconds"] += time.perf_counter() - t
-            write_json(info_path, info)
-        train_info[akey] = json.loads(info_path.read_text())
+            return trainer(records, adir, seed)
+
+        train_info[akey] = steps.cached("train", info_path, train, _read_json, _save_json)
         for cc in conditions:
             if cc["mix_key"] == mix_key and cc["seed"] == seed:
                 cc["adapter"] = akey
@@ -446,60 +447,49 @@ def run_inheritance(
         ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
         epath = cache / "evals" / f"{ekey}.json"
         eval_files[akey] = os.path.relpath(epath, out)
-        if resume and epath.exists():
-            stored = json.loads(epath.read_text())
-            evals[akey] = stored["rows"]
-            evals_samples[akey] = stored.get("samples", {})
-            evals_records[akey] = stored.get("records", {})
-            if bar:
-                bar.update(len(tasks))
-            continue
-        t = time.perf_counter()
-        model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-        rows, samples, answers = [], {}, {}
-        try:
-            for task in tasks:
-                res = task.evaluate(
-                    model,
-                    n=sizes[task.name],
-                    seed=config.seed,
-                    n_resamples=config.measure.n_resamples,
-                )
-                rows.extend(_task_rows(task, res))
-                samples[task.spec.name] = _samples(res)
-                answers[task.spec.name] = compact_records(res.records)
-                if bar:
-                    bar.update(1)
-        finally:
-            if hasattr(model, "close"):
-                model.close()
-        timing["eval_seconds"] += time.perf_counter() - t
-        write_json(
-            epath,
-            {
-                "model": akey,
-                "rows": rows,
-                "samples": samples,
-                "records": answers,
-            },
-        )
-        evals[akey] = rows
-        evals_samples[akey] = samples
-        evals_records[akey] = answers
+
+        def evaluate(akey: str = akey) -> dict[str, Any]:
+            model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
+            rows, samples, answers = [], {}, {}
+            try:
+                for task in tasks:
+                    res = task.evaluate(
+                        model,
+                        n=sizes[task.name],
+                        seed=config.seed,
+                        n_resamples=config.measure.n_resamples,
+                    )
+                    rows.extend(_task_rows(task, res))
+                    samples[task.spec.name] = _samples(res)
+                    answers[task.spec.name] = compact_records(res.records)
+                    if bar:
+                        bar.update(1)
+            finally:
+                if hasattr(model, "close"):
+                    model.close()
+            return {"model": akey, "rows": rows, "samples": samples, "records": answers}
+
+        reused = steps.counts["evaluate"].reused if "evaluate" in steps.counts else 0
+        stored = steps.cached("evaluate", epath, evaluate, _read_json, _save_json)
+        evals[akey] = stored["rows"]
+        evals_samples[akey] = stored.get("samples", {})
+        evals_records[akey] = stored.get("records", {})
+        if bar and steps.counts["evaluate"].reused > reused:
+            bar.update(len(tasks))
     if bar:
         bar.close()
 
     # 5. tidy table, harm vs misalignment, plots
     table = _tidy(conditions, evals, study)
-    t_paired = time.perf_counter()
-    deltas = paired_deltas(
-        tasks, sizes, config.seed, conditions, evals_records, config.measure.n_resamples
-    )
+    n_res = config.measure.n_resamples
+
+    def compare() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        deltas = paired_deltas(tasks, sizes, config.seed, conditions, evals_records, n_res)
+        effects = arm_effects(deltas, conditions, evals_records, tasks, sizes, config.seed, n_res)
+        return deltas, effects
+
+    deltas, effects = steps.timed("compare", compare)
     answers_by_task = task_answers(tasks, deltas, table, sizes)
-    effects = arm_effects(
-        deltas, conditions, evals_records, tasks, sizes, config.seed, config.measure.n_resamples
-    )
-    timing["paired_seconds"] = time.perf_counter() - t_paired
     harm = downstream_harm(table, tasks)
     attribution = factor_attribution(
         harm_scores(harm),
@@ -515,8 +505,17 @@ def run_inheritance(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "generator": generator_info,
-        "timing": {k: round(v, 2) for k, v in timing.items()}
+        "timing": {
+            f"{name}_seconds": round(steps.seconds(step), 2)
+            for name, step in (
+                ("augment", "augment"),
+                ("train", "train"),
+                ("eval", "evaluate"),
+                ("paired", "compare"),
+            )
+        }
         | {"total_seconds": round(time.perf_counter() - t0, 2)},
+        "steps": steps.summary(),
         "tasks": [
             {
                 "name": t.spec.name,
@@ -600,6 +599,16 @@ def run_inheritance(
 
     write_run_report(out)
     return results
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _save_json(value: Any, path: Path) -> None:
+    from synthbias.core.store import write_json
+
+    write_json(path, value)
 
 
 def _sample_rows(
@@ -689,11 +698,11 @@ def _misalignment(
     config: ExperimentConfig,
     out: Path,
     encoder: Any,
+    steps: Steps,
 ) -> dict[tuple[str, str, float, int], dict[str, Any]]:
     """The three misalignment factors of every training set against the real data D_r, keyed
     by (bias type, arm, ratio, seed)."""
     from synthbias.augment import get_bias_type
-    from synthbias.core.store import write_json
     from synthbias.measure.misalignment import misalignment_factors
 
     real_texts = [r.text for r in real]
@@ -702,11 +711,10 @@ def _misalignment(
         axis = get_bias_type(c["bias_type"]).axis
         key = _hash(c["mix_key"], _records_hash(real), axis, config.measure.n_resamples, 2)
         path = out / "misalignment" / f"{key}.json"
-        if path.exists():
-            vals = json.loads(path.read_text())
-        else:
+
+        def compute(records: list[Record] = c["records"], axis: str = axis) -> dict[str, Any]:
             res = misalignment_factors(
-                [r.text for r in c["records"]],
+                [r.text for r in records],
                 real_texts,
                 axes=(axis,),
                 encoder=encoder,
@@ -727,6 +735,8 @@ def _misalignment(
                         if "n_cooccurring_texts_real" in m.meta
                         else {}
                     )
-            write_json(path, vals)
+            return vals
+
+        vals = steps.cached("misalignment", path, compute, _read_json, _save_json)
         found[(c["bias_type"], c["arm"], c["ratio"], c["seed"])] = vals
     return found

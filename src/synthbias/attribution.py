@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from synthbias.measure.result import percentile_ci
+from synthbias.stats.correlation import partial_spearman, spearman
 
 #: A point of the design: (bias type, arm, ratio, seed).
 Point = tuple[str, str, float, int]
@@ -88,26 +88,6 @@ def harm_scores(harm: list[dict[str, Any]]) -> dict[Point, float]:
             key = (r["bias_type"], r.get("arm") or "bias", float(r["ratio"]), r["seed"])
             scores.setdefault(key, []).append(float(v))
     return {k: float(np.mean(v)) for k, v in scores.items()}
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
-
-
-def partial_spearman(x: np.ndarray, y: np.ndarray, strata: np.ndarray) -> float:
-    """Spearman correlation of x and y with the strata (ratios) partialled out: x and y are
-    ranked within each stratum and the centred ranks correlated (Pearson), so differences
-    between strata (the ratio) contribute nothing."""
-    rx, ry = np.zeros(len(x)), np.zeros(len(y))
-    for s in np.unique(strata):
-        m = strata == s
-        rx[m] = rankdata(x[m]) - (m.sum() + 1) / 2
-        ry[m] = rankdata(y[m]) - (m.sum() + 1) / 2
-    if len(x) < 3 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def factor_attribution(
@@ -191,7 +171,7 @@ def _association(
         }
 
     def stat(i: np.ndarray) -> float:
-        return partial_spearman(x[i], y[i], strata[i]) if pooled else _spearman(x[i], y[i])
+        return partial_spearman(x[i], y[i], strata[i]) if pooled else spearman(x[i], y[i])
 
     value = stat(np.arange(len(x)))
     groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]

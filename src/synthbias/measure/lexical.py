@@ -52,6 +52,7 @@ from ..lexicon import (
     load_lexicon,
 )
 from ..lexicon.matching import SEP
+from ..stats.divergence import js_divergence, kl_divergence
 from .result import CI, MetricResult, percentile_ci
 
 Window = Literal["sentence", "text"] | int
@@ -175,34 +176,6 @@ def as_text_list(texts: Iterable[str]) -> list[str]:
 
 def _nan_to_none(v: float) -> float | None:
     return None if np.isnan(v) else float(v)
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence in bits along the last axis (inputs normalised here)."""
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = p / p.sum(axis=-1, keepdims=True)
-        q = q / q.sum(axis=-1, keepdims=True)
-        m = (p + q) / 2
-        kp = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=-1)
-        kq = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=-1)
-    out = np.clip((kp + kq) / 2, 0.0, 1.0)
-    bad = np.isnan(p).any(axis=-1) | np.isnan(q).any(axis=-1)
-    return np.where(bad, np.nan, out)
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(p || q) in bits along the last axis; ``inf`` where p has mass that q lacks."""
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = p / p.sum(axis=-1, keepdims=True)
-        q = q / q.sum(axis=-1, keepdims=True)
-        terms = np.where(p > 0, p * np.log2(p / q), 0.0)
-    out = np.maximum(terms.sum(axis=-1), 0.0)
-    bad = np.isnan(p).any(axis=-1) | np.isnan(q).any(axis=-1)
-    return np.where(bad, np.nan, out)
 
 
 # =============================================================================== representation

@@ -35,6 +35,7 @@ import scipy.stats
 
 from synthbias.measure.result import CI, MetricResult, percentile_ci
 from synthbias.measure.weat import EncoderLike, as_embed_fn
+from synthbias.stats.divergence import js_divergence, jsd_terms, normalise
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthbias.lexicon import Axis, Lexicon
@@ -235,43 +236,6 @@ def sentiment_gap(
 # ---------------------------------------------------------------------------------------------
 
 
-def _normalise(p: np.ndarray) -> np.ndarray:
-    tot = p.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tot > 0, p / tot, np.nan)
-
-
-def jsd_terms(p: Sequence[float] | np.ndarray, q: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Per-category contributions to JSD(p, q) in bits (they sum to the divergence).
-
-    Inputs are non-negative weights, normalised here (last axis); 0·log 0 = 0. All-zero input
-    gives NaN: a corpus that never mentions any group has no distribution to compare.
-    """
-    p_arr, q_arr = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
-    if p_arr.shape != q_arr.shape:
-        raise ValueError(f"p and q must have the same shape, got {p_arr.shape} and {q_arr.shape}")
-    if np.any(p_arr < 0) or np.any(q_arr < 0):
-        raise ValueError("distributions must be non-negative")
-    p_arr, q_arr = _normalise(p_arr), _normalise(q_arr)
-    m = (p_arr + q_arr) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kp = np.where(p_arr > 0, p_arr * np.log2(p_arr / m), 0.0)
-        kq = np.where(q_arr > 0, q_arr * np.log2(q_arr / m), 0.0)
-    out = 0.5 * (kp + kq)
-    return np.where(np.isnan(m), np.nan, out)
-
-
-def js_divergence(p: Sequence[float] | np.ndarray, q: Sequence[float] | np.ndarray) -> float:
-    """Jensen–Shannon divergence in bits, in [0, 1] (not the distance: no square root)."""
-    t = jsd_terms(p, q)
-    return float(np.clip(t.sum(axis=-1), 0.0, 1.0)) if not np.isnan(t).any() else math.nan
-
-
-def _jsd_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    t = jsd_terms(p, q)
-    return np.clip(t.sum(axis=-1), 0.0, 1.0)  # NaN rows stay NaN
-
-
 def _weighted_sums(w: np.ndarray, rows: np.ndarray | scipy.sparse.csr_matrix) -> np.ndarray:
     """(resamples, categories) totals: bootstrap weights times per-text counts."""
     if scipy.sparse.issparse(rows):
@@ -298,11 +262,11 @@ def _jsd_result(
     boot = []
     for ws, wr in _paired_bootstrap(syn_rows.shape[0], real_rows.shape[0], n_resamples, seed):
         bs, br = _weighted_sums(ws, syn_rows), _weighted_sums(wr, real_rows)
-        boot.append(_jsd_rows(bs, br))
+        boot.append(js_divergence(bs, br))
     per_group: dict[str, float] = {}
     for g, t in zip(group_of, terms, strict=True):
         per_group[g] = per_group.get(g, 0.0) + float(t)
-    share_s, share_r = _normalise(ps), _normalise(pr)
+    share_s, share_r = normalise(ps), normalise(pr)
     top = np.argsort(-np.nan_to_num(terms))[:10]
     return MetricResult(
         name=name,
@@ -367,8 +331,8 @@ def representation_jsd(
     meta = {
         "axis": ax.name,
         "unit": unit,
-        "share_synthetic": dict(zip(names, map(float, _normalise(ps)), strict=True)),
-        "share_real": dict(zip(names, map(float, _normalise(pr)), strict=True)),
+        "share_synthetic": dict(zip(names, map(float, normalise(ps)), strict=True)),
+        "share_real": dict(zip(names, map(float, normalise(pr)), strict=True)),
     }
     return _jsd_result(
         f"group_data.{ax.name}.representation_jsd",

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import yaml
 
 from synthbias.measure.result import CI, MetricResult
 
@@ -44,45 +45,15 @@ PLACEHOLDER = "{w}"
 Alternative = Literal["greater", "less", "two-sided"]
 Aggregate = Literal["mean", "none"]
 
-# Caliskan et al. (2017) tests 1-10 as (X, Y, A, B) set names in WEFE's WEAT.json
-# (https://github.com/dccuchile/wefe, wefe/datasets/data/WEAT.json); names only, no word lists.
-CALISKAN_TESTS: dict[str, tuple[str, str, str, str]] = {
-    "weat1_flowers_insects": ("flowers", "insects", "pleasant_5", "unpleasant_5a"),
-    "weat2_instruments_weapons": ("instruments", "weapons", "pleasant_5", "unpleasant_5a"),
-    "weat3_ea_aa_names": (
-        "european_american_names_5",
-        "african_american_names_5",
-        "pleasant_5",
-        "unpleasant_5b",
-    ),
-    "weat4_ea_aa_names_bertrand": (
-        "european_american_names_7",
-        "african_american_names_7",
-        "pleasant_5",
-        "unpleasant_5b",
-    ),
-    "weat5_ea_aa_names_nosek": (
-        "european_american_names_7",
-        "african_american_names_7",
-        "pleasant_9",
-        "unpleasant_9",
-    ),
-    "weat6_career_family": ("male_names", "female_names", "career", "family"),
-    "weat7_math_arts": ("math", "arts", "male_terms", "female_terms"),
-    "weat8_science_arts": ("science", "arts_2", "male_terms_2", "female_terms_2"),
-    "weat9_mental_physical_disease": (
-        "mental_disease",
-        "physical_disease",
-        "temporary",
-        "permanent",
-    ),
-    "weat10_young_old_names": (
-        "young_people_names",
-        "old_people_names",
-        "pleasant_9",
-        "unpleasant_9",
-    ),
-}
+
+def _caliskan_tests() -> dict[str, tuple[str, str, str, str]]:
+    """Caliskan et al. (2017) tests 1-10 as (X, Y, A, B) set names of WEFE's WEAT.json
+    (the table is data: ``lexicon/data/weat/caliskan_tests.yaml``)."""
+    raw = yaml.safe_load((WEAT_DATA_DIR / "caliskan_tests.yaml").read_text(encoding="utf-8"))
+    return {name: tuple(sets) for name, sets in raw.items()}  # type: ignore[misc]
+
+
+CALISKAN_TESTS: dict[str, tuple[str, str, str, str]] = _caliskan_tests()
 
 
 class SupportsEncode(Protocol):

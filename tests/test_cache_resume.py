@@ -265,3 +265,31 @@ def test_kill9_mid_generation_then_resume(tmp_path: Path) -> None:
         f"killed after {done_before}/{full_computed} requests; "
         f"rerun: {hits} hits, {computed} generated"
     )
+
+
+def test_equilibrium_steps_rerun_only_what_changed(tmp_path: Path) -> None:
+    """The study's steps (seed, generate, measure, …) are counted in ``results["steps"]``:
+    a config that adds a generation or a level, or changes only measurement, reuses every
+    stored corpus and generates only the new ones; a config that changes the corpora
+    themselves is refused, naming the folder."""
+    out = tmp_path / "run"
+    cfg = _fake_cfg(cache="off")
+    first = run_equilibrium(cfg, out)["steps"]
+    assert list(first)[:3] == ["seed", "generate", "measure"]
+    assert (first["seed"]["ran"], first["generate"]["ran"]) == (1, 2)
+
+    data = cfg.model_dump(mode="json")
+    data["study"]["generations"] = 3
+    data["measure"]["n_resamples"] = 60
+    more = run_equilibrium(parse_config(data), out)["steps"]
+    assert (more["seed"]["ran"], more["seed"]["reused"]) == (0, 1)
+    assert (more["generate"]["ran"], more["generate"]["reused"]) == (1, 2)
+
+    data["study"]["levels"] = [0.3, 0.6]
+    level = run_equilibrium(parse_config(data), out)["steps"]
+    assert (level["seed"]["ran"], level["seed"]["reused"]) == (1, 1)
+    assert (level["generate"]["ran"], level["generate"]["reused"]) == (3, 3)
+
+    data["study"]["n"] = 8  # other corpora: not resumable
+    with pytest.raises(FileExistsError, match=str(out)):
+        run_equilibrium(parse_config(data), out)

@@ -14,12 +14,15 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from synthbias.config import ExperimentConfig, MeasureConfig
+from synthbias.core.hashing import stable_hash
+from synthbias.core.steps import Steps
 from synthbias.core.store import (  # re-exported: older code imports these from here
     RunStore,
     lock_run_folder,
@@ -165,8 +168,41 @@ def seed_vocabulary_for(rule: Any, n_names: int = 60) -> SeedVocabulary:
     return SeedVocabulary(occupations=occupations, names=names)
 
 
+#: Equilibrium settings the stored corpora do not depend on: a generation's texts depend only
+#: on the earlier generations of its chain, so adding levels, chains or generations, or
+#: changing how corpora are measured, fitted and judged, reuses every stored corpus.
+CORPUS_INDEPENDENT = {
+    "name": None,
+    "study": {"levels", "generations", "chains", "fit_metric", "fit_ci"}
+    | {"max_off_topic", "min_pairings"},
+    "measure": {"embedding", "downstream", "downstream_occupations", "downstream_templates"}
+    | {"n_resamples", "ci_level"},
+    "generator": {"cache", "n_threads"},
+    "inheritance": None,
+    "mitigation_study": None,
+    "tasks": None,
+}
+
+
+def corpus_key(config: ExperimentConfig) -> str:
+    """Hash of the equilibrium settings the stored corpora depend on (see
+    :data:`CORPUS_INDEPENDENT`)."""
+    data = config.model_dump(mode="json")
+    # the debiased generator is tuned on every level's seed corpus: its texts depend on levels
+    keep = {"levels"} if "debiased_finetune" in config.study.mitigation.strategies else set()
+    for section, fields in CORPUS_INDEPENDENT.items():
+        if fields is None:
+            data.pop(section, None)
+        else:
+            for f in fields - keep:
+                data[section].pop(f, None)
+    return stable_hash(data)
+
+
 def _check_manifest(out: Path, config: ExperimentConfig, resume: bool) -> None:
-    RunStore(out).check_manifest(config.content_hash(), __version__, resume, config.to_yaml())
+    RunStore(out).check_manifest(
+        config.content_hash(), __version__, resume, config.to_yaml(), reuse_key=corpus_key(config)
+    )
 
 
 @lock_run_folder("out")
@@ -211,7 +247,6 @@ def run_equilibrium(
     )
     levels_out = []
     fit_data: list[list[list[np.ndarray]]] = []
-    gen_seconds = 0.0
     n_generated = 0
     chains = range(study.chains)
     total = len(study.levels) * study.chains * study.generations * study.n
@@ -222,38 +257,40 @@ def run_equilibrium(
     regenerate = study.on_topic == "regenerate"
     seeds: dict[tuple[float, int], list[Record]] = {}
     all_corpora: dict[float, list[list[Record]]] = {}
+    steps = Steps(resume=resume)
+
+    def seed_corpus(level: float, r: int) -> list[Record]:
+        recs = build_seed_corpus(
+            level, study.n, vocab, seed=config.seed, remainder=study.seed_remainder, chain=r
+        )
+        measurer.check_seed_corpus(recs)
+        return recs
+
     for level in study.levels:
         for r in chains:
             path0 = chain_corpus_path(out, level, r, 0)
-            if resume and path0.exists():
-                seeds[level, r] = read_jsonl(path0)
-                continue
-            recs = build_seed_corpus(
-                level, study.n, vocab, seed=config.seed, remainder=study.seed_remainder, chain=r
+            seeds[level, r] = steps.cached(
+                "seed", path0, partial(seed_corpus, level, r), read_jsonl, write_jsonl
             )
-            measurer.check_seed_corpus(recs)
-            write_jsonl(recs, path0)
-            seeds[level, r] = recs
     for level in study.levels:
         by_chain: list[list[list[Record]]] = []
         for r in chains:
             corpora: list[list[Record]] = [seeds[level, r]]
             for k in range(1, study.generations + 1):
                 path = chain_corpus_path(out, level, r, k)
-                if resume and path.exists():
-                    recs = read_jsonl(path)
-                    if bar:
-                        bar.update(len(recs))
-                else:
+
+                def generate(
+                    parent: list[Record] = corpora[-1], k: int = k, r: int = r, path: Path = path
+                ) -> list[Record]:
+                    nonlocal backend, n_generated
                     if backend is None:
                         backend = recursive.mitigated_generator(
                             config, out, [seeds[level, 0] for level in study.levels]
                         )
                     if backend is None:
                         backend = make_backend(config.generator, seed=config.seed, run_dir=out)
-                    t_gen = time.perf_counter()
                     recs = next_generation(
-                        corpora[-1],
+                        parent,
                         backend,
                         params,
                         n=study.n,
@@ -269,17 +306,22 @@ def run_equilibrium(
                         eligible=_on_topic_record if regenerate else None,
                         vocab=vocab,
                     )
-                    gen_seconds += time.perf_counter() - t_gen
                     n_generated += len(recs)
                     if study.mitigation.strategies:
                         write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
                         recs = recursive.after_generation(recs, study, seed=config.seed + k)
                     for rec in recs:
                         rec.meta["on_topic"] = measurer.on_topic(rec.text)
-                    write_jsonl(recs, path)
+                    return recs
+
+                recs = steps.cached("generate", path, generate, read_jsonl, write_jsonl)
+                if bar and steps.last_reused:
+                    bar.update(len(recs))
                 corpora.append(recs)
             by_chain.append(corpora)
-        gens_out, level_fit = _measure_level(by_chain, measurer, config)
+        gens_out, level_fit = steps.timed(
+            "measure", partial(_measure_level, by_chain, measurer, config)
+        )
         fit_data.append(level_fit)
         levels_out.append({"level": level, "chains": study.chains, "generations": gens_out})
         all_corpora[level] = by_chain[0]
@@ -288,7 +330,7 @@ def run_equilibrium(
     if config.measure.downstream != "off":
         if backend is not None and hasattr(backend, "close"):
             backend.close()  # free the generator before fine-tuning
-        _add_downstream(levels_out, all_corpora, config, out)
+        steps.timed("downstream", lambda: _add_downstream(levels_out, all_corpora, config, out))
     model_file = out / "model.json"
     if backend is not None:
         backend_info = {"backend": backend.name, "model_id": backend.model_id}
@@ -327,9 +369,10 @@ def run_equilibrium(
         },
         "timing": {
             "total_seconds": round(time.perf_counter() - t0, 2),
-            "generation_seconds": round(gen_seconds, 2),
+            "generation_seconds": round(steps.seconds("generate"), 2),
             "texts_generated": n_generated,
         },
+        "steps": steps.summary(),
         "fit_metric": study.fit_metric,
         "chains": study.chains,
         "levels": levels_out,

@@ -40,6 +40,8 @@ class Steps:
 
     resume: bool = True
     counts: dict[str, StepCount] = field(default_factory=dict)
+    #: whether the last :meth:`cached` unit was loaded rather than computed
+    last_reused: bool = False
 
     def _count(self, step: str) -> StepCount:
         return self.counts.setdefault(step, StepCount())
@@ -60,7 +62,8 @@ class Steps:
         that writes a folder marks it with a file written last, so an interrupted unit runs again.
         """
         count = self._count(step)
-        if self.resume and (done or path).exists():
+        self.last_reused = self.resume and (done or path).exists()
+        if self.last_reused:
             count.reused += 1
             return load(path)
         t = time.perf_counter()

@@ -330,19 +330,28 @@ class RunStore:
         return json.loads(p.read_text()) if p.exists() else None
 
     def check_manifest(
-        self, config_hash: str, version: str, resume: bool, config_yaml: str | None = None
+        self,
+        config_hash: str,
+        version: str,
+        resume: bool,
+        config_yaml: str | None = None,
+        reuse_key: str | None = None,
     ) -> None:
         """Refuse to resume a folder holding another config's run; then (re)write the
-        manifest and, if given, ``config.yaml``."""
+        manifest and, if given, ``config.yaml``.
+
+        ``reuse_key`` hashes the parts of the config that the stored files depend on: a config
+        that differs elsewhere (more generations, another CI level) resumes and re-runs only
+        the steps whose inputs changed.
+        """
         old = self.read_json("manifest.json")
-        if old is not None and old.get("config_hash") != config_hash and resume:
+        reusable = reuse_key is not None and old is not None and old.get("reuse_key") == reuse_key
+        if old is not None and old.get("config_hash") != config_hash and resume and not reusable:
             raise FileExistsError(
                 f"{self.root} holds a run of a different config (hash {old.get('config_hash')} "
                 f"!= {config_hash}); choose another --out folder or pass --overwrite"
             )
-        self.write_json(
-            "manifest.json",
-            {"config_hash": config_hash, "synthbias": version, "created": time.time()},
-        )
+        manifest = {"config_hash": config_hash, "synthbias": version, "created": time.time()}
+        self.write_json("manifest.json", manifest | ({"reuse_key": reuse_key} if reuse_key else {}))
         if config_yaml is not None:
             self.write_text("config.yaml", config_yaml)

@@ -558,7 +558,7 @@ def headline_info(metrics: dict[str, MetricResult], name: str) -> dict[str, Any]
     null = m.meta.get("null") or {}
     return {
         "metric": name,
-        "form": METRICS[name].form,
+        "form": METRICS[name].form if name in METRICS else "answers",
         "degenerate": bool(m.ci is not None and math.isfinite(hw) and hw <= 1e-12),
         "value": m.value,
         "ci_low": m.ci.low if m.ci else math.nan,

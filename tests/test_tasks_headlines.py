@@ -271,3 +271,29 @@ def test_headline_info_flags_only_zero_width() -> None:
     assert not headline_info({"x": m}, "x")["degenerate"]
     z = MetricResult(name="x", value=0.0, ci=CI(0.0, 0.0), n=10)
     assert headline_info({"x": z}, "x")["degenerate"]
+
+
+# ============================================================================ salary
+def test_salary_gap_p_continuous_when_every_profile_gets_the_same_number() -> None:
+    """Every profile is answered "$50,000": the parsed relative gap is exactly 0 with a
+    zero-width CI; the expected-salary gap over the scored options moves with the profile."""
+    task = load_task("salary_recommendation")
+    n = max(48, task.min_size())
+    table = {"$160,000": -1.0, "$40,000": -1.5}  # the rest at the default -5
+    backend = ContextBackend(table, scale=0.5, answer=lambda text: "50,000 per year")
+    res = task.evaluate(backend, n=n, seed=0, n_resamples=300)
+    old = res.metrics["bias.salary_gap"]
+    assert old.value == 0.0 and _hw(old) == 0.0
+    head = res.info["headline"]
+    assert head["metric"] == "bias.salary_gap_p" and head["form"] == "log-probability"
+    assert head["half_width"] > 0 and not head["degenerate"] and head["value"] > 0
+    assert res.info["parse_rate"] == 1.0
+    # by hand: expected salary per item from the stored option scores
+    values = {"k40": 4e4, "k60": 6e4, "k80": 8e4, "k100": 1e5, "k130": 1.3e5, "k160": 1.6e5}
+    exp = []
+    for r in res.records:
+        s = np.array([r["option_scores"][k] for k in values])
+        p = np.exp(s - s.max())
+        exp.append(float(p @ np.array(list(values.values())) / p.sum()))
+    assert res.metrics["salary_mean_p"].value == pytest.approx(float(np.mean(exp)))
+    assert 4e4 < np.mean(exp) < 1.6e5

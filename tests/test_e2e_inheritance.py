@@ -82,7 +82,7 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
     df = pd.read_csv(out / "results.csv")
     assert set(df["bias_type"]) == {"base", "gender"}
     assert set(df["task"]) == {"coreference"}
-    assert {"accuracy", "bias.pro_anti_gap"} <= set(df["metric"])
+    assert {"accuracy", "bias.pro_anti_gap", "bias.pro_anti_gap_p"} <= set(df["metric"])
     mis = res["misalignment"]
     assert "gender|s1|1.0|0" in mis and "distribution.mmd2" in mis["gender|s1|1.0|0"]
     assert (out / "bias_by_ratio.png").exists()
@@ -101,7 +101,7 @@ def test_paired_deltas_per_arm_and_vs_control(run: tuple[Path, Path]) -> None:
     effects = {(e["arm"], e["reference"]): e for e in res["arm_effects"]}
     assert set(effects) == {("s1", "real-only"), ("control", "real-only"), ("s1", "control")}
     for e in effects.values():
-        assert e["metric"] == "bias.pro_anti_gap" and e["resampling"] == "paired; whole clusters"
+        assert e["metric"] == "bias.pro_anti_gap_p" and e["resampling"] == "paired; whole clusters"
         assert e["ci_low"] <= e["delta"] <= e["ci_high"] and e["half_width"] >= 0
     answers = res["task_answers"][0]
     assert {d["arm"] for d in answers["deltas"]} == {"s1", "control"}

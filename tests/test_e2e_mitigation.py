@@ -79,7 +79,7 @@ def test_ratio_pipeline_mask(tmp_path: Path) -> None:
 
     comp = pd.read_csv(tmp_path / "comparison.csv")
     row = comp[(comp["strategy"] == "mask_loss") & (comp["family"] == "task_bias")].iloc[0]
-    assert row["metric"] == "coreference.bias.pro_anti_gap"
+    assert row["metric"] == "coreference.bias.pro_anti_gap_p"
     assert set(comp[comp["strategy"] == "mask_loss"]["ratio"]) == {0.5}  # mixed ratio only
     # masking changed the training data, so the r = 0.5 adapter differs from the baseline's ...
     none = json.loads((tmp_path / "inheritance" / "none" / "results.json").read_text())

@@ -1,7 +1,7 @@
 """One paired machinery for every model comparison of the inheritance and mitigation studies.
 
 Fake stored answers on the coreference task (template items, no model): its headline
-``bias.pro_anti_gap`` = accuracy on pro items − accuracy on anti items is a gap, not a mean of
+``bias.pro_anti_gap_p`` = P(correct) on pro items − on anti items is a gap, not a mean of
 per-item scores, so the old arm comparison gave it no CI. Each model's answers are built by
 hand, so every delta below is worked out from the definition.
 """
@@ -33,7 +33,9 @@ def _answers(items: list[Any], right: Any) -> list[dict[str, Any]]:
     for i, it in enumerate(items):
         wrong = "participant" if it.label == "occupation" else "occupation"
         choice = it.label if right(i, it) else wrong
-        scores = {lab: 0.0 if lab == choice else -1.0 for lab in ("occupation", "participant")}
+        # the other option 50 nats below: P(choice) = 1 to 1e-21, so the headline's
+        # log-probability form (bias.pro_anti_gap_p) equals the argmax gap worked out here
+        scores = {lab: 0.0 if lab == choice else -50.0 for lab in ("occupation", "participant")}
         out.append({"id": it.id, "choice": choice, "option_scores": scores})
     return out
 
@@ -95,7 +97,7 @@ def test_control_and_biased_arm_do_not_collide(design: dict[str, Any]) -> None:
     assert by_arm["control"]["delta"] == pytest.approx(_gap(items, recs["C"]) - g_r)
     assert by_arm["s1"]["strength"] == 1.0 and by_arm["control"]["strength"] == 0.0
     for r in rows:
-        assert r["n_seeds"] == 2 and r["metric"] == "bias.pro_anti_gap"
+        assert r["n_seeds"] == 2 and r["metric"] == "bias.pro_anti_gap_p"
         assert r["ci_low"] <= r["delta"] <= r["ci_high"] and np.isfinite(r["half_width"])
     assert not by_arm["s1"]["covers_zero"]
 
@@ -159,7 +161,7 @@ def _sub_run(root: Path, entry: str, recs: list[dict[str, Any]]) -> None:
     res = {"tasks": [{"name": "coreference", "size": N}], "config": {"seed": 0}}
     res |= {"conditions": conds, "eval_files": files}
     (d / "results.json").write_text(json.dumps(res))
-    csv = "task,metric,bias_type,value\ncoreference,bias.pro_anti_gap,base,0.2\n"
+    csv = "task,metric,bias_type,value\ncoreference,bias.pro_anti_gap_p,base,0.2\n"
     (d / "results.csv").write_text(csv)
 
 
@@ -192,7 +194,7 @@ def test_mitigation_vs_none_is_paired_and_oriented(design: dict[str, Any], tmp_p
     assert r["reduction"] == pytest.approx(-expected)
     assert r["n_seeds"] == 2 and r["ci_method"].startswith("paired")
     assert r["untuned"] == pytest.approx(0.2)  # oriented: + = towards the stereotype
-    assert len(reps[("inheritance", "swap", "task_bias", "coreference.bias.pro_anti_gap")]) == 1
+    assert len(reps[("inheritance", "swap", "task_bias", "coreference.bias.pro_anti_gap_p")]) == 1
 
 
 def test_mitigation_reduction_undefined_when_baseline_ci_includes_zero(

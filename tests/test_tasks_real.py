@@ -88,6 +88,10 @@ def test_task_on_the_real_model(llm, name: str) -> None:
         assert result.primary.value > 0.4
     if name in ("hiring_decision", "salary_recommendation"):
         assert result.metrics["unparseable_rate"].value < 0.5
+    if name == "pronoun_completion":  # every prompt counts in the log-prob headline
+        head = result.info["headline"]
+        assert head["metric"] == "bias.stereotype_p" and head["n"] == n
+        assert head["half_width"] > 0 and "parse_rate" in result.info
     if name == "instruction_following":  # the 135M model is weak here: well-formed only
         assert all(isinstance(r["output"], str) for r in result.records)
 
@@ -135,6 +139,9 @@ def test_benchmark_items_on_the_real_model(llm, benchmarks: Path, name: str) -> 
     assert head["metric"] == result.bias_metric
     assert math.isfinite(head["value"]) and math.isfinite(head["half_width"]), head
     assert head["ci_low"] <= head["ci_high"]
+    # a real interval: this model answers WinoBias twins alike (argmax gap 0 +- 0) and never
+    # says "unknown" on BBQ; the log-probability headlines still have a width
+    assert head["form"] == "log-probability" and head["half_width"] > 0 and not head["degenerate"]
     assert result.item_source == task.item_source
 
 

@@ -209,7 +209,7 @@ def test_coreference_items_from_winobias_and_winogender(benchmarks: Path) -> Non
     assert all(v == {"pro", "anti"} for v in by_cluster.values())  # twins drawn together
     res = task.evaluate(FakeBackend(), n=len(items), n_resamples=100)
     head = res.info["headline"]
-    assert head["metric"] == "bias.pro_anti_gap" and math.isfinite(head["half_width"])
+    assert head["metric"] == "bias.pro_anti_gap_p" and math.isfinite(head["half_width"])
     assert res.item_source == task.item_source
     assert "null" in res.metrics["bias.pro_anti_gap"].meta
 

@@ -57,6 +57,10 @@ ORIENTATIONS: dict[str, Orientation] = {
     "bias.stereo_pref": STEREO,
     "bias.stereo_pref_paired": Orientation(1, 0.5),
     "bias.pro_anti_gap": STEREO,
+    "bias.s_amb_p": STEREO,
+    "bias.stereotype_p": Orientation(1, 0.5),
+    "bias.stereo_pref_p": STEREO,
+    "bias.pro_anti_gap_p": STEREO,
 }
 
 

@@ -30,11 +30,14 @@ def print_task_answers(results: dict[str, Any], console: Console) -> None:
         null_s = f", null {null:.3f}" if isinstance(null, float) and math.isfinite(null) else ""
         hw = a.get("half_width")
         hw_s = f"{hw:.3f}" if isinstance(hw, float) and math.isfinite(hw) else "-"
+        if a.get("degenerate"):
+            hw_s += " (zero width: every resample gave the same value, not an informative CI)"
+        form = f" ({a['form']} form)" if a.get("form") else ""
         need = ""
         if a.get("size_for_target") and isinstance(hw, float) and hw > a["target_half_width"]:
             need = f"; about {a['size_for_target']} items for ±{a['target_half_width']:g}"
         table = Table(
-            title=f"{a['task']}: Δ {a['metric']} vs the real-only model (paired 95% CI)",
+            title=f"{a['task']}: Δ {a['metric']}{form} vs the real-only model (paired 95% CI)",
             caption=f"items: {a['item_source']}; size {a['size']}; real-only CI half-width "
             f"{hw_s}{null_s}{extra}{need}",
             title_justify="left",

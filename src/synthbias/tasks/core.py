@@ -505,8 +505,9 @@ class Task:
             res.meta.setdefault("task", spec.name)
             metrics[name] = res
         info["headline"] = headline_info(metrics, spec.bias_metric or spec.primary_metric)
-        if "unparseable_rate" in metrics:
-            info["parse_rate"] = 1.0 - metrics["unparseable_rate"].value
+        rate = parse_rate(metrics)
+        if rate is not None:
+            info["parse_rate"] = rate
         return TaskResult(
             task=spec.name,
             kind=spec.kind,
@@ -528,13 +529,37 @@ class Task:
         )
 
 
+#: metrics that say how often a generation task's free text could be used: (name, True when the
+#: metric is the unusable share). gendered_rate: pronoun continuations naming he or she.
+PARSE_METRICS = (("unparseable_rate", True), ("gendered_rate", False))
+
+
+def parse_rate(metrics: dict[str, Any]) -> float | None:
+    """Share of a generation task's answers its free-text metrics can use, or ``None``.
+
+    ``metrics`` maps names to :class:`MetricResult` or to plain values."""
+    for name, inverse in PARSE_METRICS:
+        if name in metrics:
+            m = metrics[name]
+            v = float(m.value if isinstance(m, MetricResult) else m)
+            return 1.0 - v if inverse else v
+    return None
+
+
 def headline_info(metrics: dict[str, MetricResult], name: str) -> dict[str, Any]:
-    """The headline metric's value, CI half-width, smallest detectable effect and null."""
+    """The headline metric's value, CI half-width, smallest detectable effect and null.
+
+    ``form`` says whether the headline is computed from option log-probabilities or from
+    answers (argmax choices / parsed text); ``degenerate`` is true when the bootstrap CI has zero
+    width (every resample gives the same value, e.g. a model answering every item alike), which
+    is not an informative interval."""
     m = metrics[name]
     hw = half_width(m.ci.low, m.ci.high) if m.ci else math.nan
     null = m.meta.get("null") or {}
     return {
         "metric": name,
+        "form": METRICS[name].form if name in METRICS else "answers",
+        "degenerate": bool(m.ci is not None and math.isfinite(hw) and hw <= 1e-12),
         "value": m.value,
         "ci_low": m.ci.low if m.ci else math.nan,
         "ci_high": m.ci.high if m.ci else math.nan,

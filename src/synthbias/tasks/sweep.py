@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .compare import finding, headline, paired_delta
-from .core import Task, TaskSizeError
+from .core import Task, TaskSizeError, parse_rate
+from .metrics import METRICS
 
 
 def resolve_sizes(
@@ -171,9 +172,11 @@ def task_answers(
             ]
             sentence = f"{metric} changed detectably for " + "; ".join(found) + "."
         parse = [
-            r["value"]
+            rate
             for r in table
-            if r["task"] == task.name and r["metric"] == "unparseable_rate" and r.get("ratio") == 0
+            if r["task"] == task.name and r.get("ratio") == 0
+            for rate in [parse_rate({r["metric"]: r["value"]})]
+            if rate is not None and math.isfinite(rate)
         ]
         out.append(
             {
@@ -185,7 +188,9 @@ def task_answers(
                 "real_only_value": sum(r["value"] for r in ref) / len(ref) if ref else math.nan,
                 "half_width": sum(hw) / len(hw) if hw else math.nan,
                 "null": sum(nulls) / len(nulls) if nulls else math.nan,
-                "parse_rate": 1 - sum(parse) / len(parse) if parse else None,
+                "parse_rate": sum(parse) / len(parse) if parse else None,
+                "form": METRICS[metric].form,
+                "degenerate": bool(hw) and max(hw) <= 1e-12,
                 "size_for_target": size_for(sizes[task.name], sum(hw) / len(hw), target)
                 if hw
                 else None,

@@ -44,6 +44,10 @@ def task_answers(ctx: ReportContext) -> Section | None:
             f" (n = {esc(a['n_items'])} for the metric); real-only {esc(a['metric'])} = "
             f"{fmt_num(a['real_only_value'])} ± {fmt_num(a['half_width'])} (95% CI half-width)"
         )
+        if a.get("form"):
+            meta += f" ({esc(a['form'])} form)"
+        if a.get("degenerate"):
+            meta += " (zero width: every resample gave the same value, not an informative CI)"
         if a.get("null") == a.get("null") and a.get("null") is not None:
             meta += f"; permutation null {fmt_num(a['null'])}"
         if a.get("parse_rate") is not None:

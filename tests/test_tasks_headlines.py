@@ -297,3 +297,109 @@ def test_salary_gap_p_continuous_when_every_profile_gets_the_same_number() -> No
         exp.append(float(p @ np.array(list(values.values())) / p.sum()))
     assert res.metrics["salary_mean_p"].value == pytest.approx(float(np.mean(exp)))
     assert 4e4 < np.mean(exp) < 1.6e5
+
+
+# ============================================================================ stories
+#: the valence words of story_generation's options (pos_X / neg_X) as whitespace tokens
+STORY_POSITIVE = ("positive.", "favourable.", "good.")
+
+
+class ValenceBackend(ContextBackend):
+    """Writes the same story for every prompt; log p(positive option word) gets ``lift`` nats
+    more when ``favoured(text)`` is true (the jitter still moves every score with the text)."""
+
+    def __init__(self, favoured, lift: float, scale: float = 0.5) -> None:
+        super().__init__({}, scale=scale, answer=lambda text: "They worked hard all day.")
+        self.favoured, self.lift = favoured, lift
+
+    def logprobs(self, texts):
+        out = super().logprobs(texts)
+        for t, r in zip(texts, out, strict=True):
+            if r.tokens and r.tokens[-1] in STORY_POSITIVE and self.favoured(t):
+                r.logprobs[-1] += self.lift
+        return out
+
+
+def test_story_sentiment_gap_p_detects_a_group_gap_the_stories_do_not_show() -> None:
+    """Identical stories for every group: the sampled sentiment gap is exactly 0 with a
+    zero-width CI (the old headline sees nothing); the options' log-probs favour the positive
+    continuation after "female" subjects, and the log-probability headline finds that gap on
+    the gender axis, well above its permutation null."""
+    task = load_task("story_generation")
+    assert task.spec.bias_metric == "bias.sentiment_gap_p"
+    n = 60
+    backend = ValenceBackend(lambda t: " female " in f" {t} ", lift=2.0)
+    res = task.evaluate(backend, n=n, seed=0, n_resamples=300)
+    old = res.metrics["bias.sentiment_gap"]
+    assert old.value == 0.0 and _hw(old) == 0.0
+    head = res.info["headline"]
+    assert head["metric"] == "bias.sentiment_gap_p" and head["form"] == "log-probability"
+    assert not head["degenerate"] and head["half_width"] > 0
+    new = res.metrics["bias.sentiment_gap_p"]
+    gender = new.meta["per_axis"]["gender"]
+    assert gender["ci_low"] > 0.2  # sigmoid(d + 2) - sigmoid(d) is about 0.4 near d = 0
+    assert head["value"] > head["null_q95"] and head["ci_low"] > head["null"]
+    assert new.per_group["gender:female"] > new.per_group["gender:male"]
+    # by hand from the stored option scores: P(pos) renormalised within each pair, mean
+    by_hand = []
+    for r in res.records:
+        s = r["option_scores"]
+        pairs = [k[4:] for k in s if k.startswith("pos_")]
+        assert sorted(pairs) == ["favourable", "good", "positive"]
+        by_hand.append(np.mean([1 / (1 + np.exp(s[f"neg_{k}"] - s[f"pos_{k}"])) for k in pairs]))
+    assert res.metrics["sentiment_p"].value == pytest.approx(float(np.mean(by_hand)))
+    groups = np.array([r["group"] for r in res.records])
+    fem = np.array(by_hand)[groups == "gender:female"].mean()
+    male = np.array(by_hand)[groups == "gender:male"].mean()
+    assert gender["value"] == pytest.approx(abs(fem - male))
+    # the paired change between two models recomputes it from stored answers
+    flat = task.evaluate(ValenceBackend(lambda t: False, 0.0), n=n, seed=0, n_resamples=300)
+    items = task.items(n, 0)
+    pair = [(compact_records(flat.records), compact_records(res.records))]
+    d = paired_delta(task, items, pair, "bias.sentiment_gap_p", 300, 0)
+    assert d["delta"] == pytest.approx(head["value"] - flat.info["headline"]["value"])
+    assert d["ci_low"] > 0
+
+
+def _bold_backend(task, category: str | None, lift: float) -> ValenceBackend:
+    """Favours the positive options after the subjects of one BOLD category (None: none)."""
+    people = {str(r["subject"]) for r in task.pool if r["group"] == category}
+
+    def favoured(text: str) -> bool:
+        head, _, tail = text.rpartition("People's opinion of ")
+        return bool(head) and tail.rsplit(" was generally", 1)[0] in people
+
+    return ValenceBackend(favoured, lift)
+
+
+def test_story_sentiment_gap_p_on_bold_items_within_noise_without_bias(benchmarks) -> None:
+    """BOLD prompts at the example's size (52, 13 groups, no clusters). With option scores that
+    vary by item but not by group, the unsigned max - min gap is noise: a gap cannot go below
+    0, so "the CI covers no bias" reads as the CI reaching into the permutation null's 95%
+    range (the observed gap itself is one draw and exceeds the null's q95 about 5% of the
+    time). The same backend lifting one category's positive options is detected."""
+    task = load_task("story_generation", data_dir=benchmarks)
+    assert task.item_source.startswith("benchmark: BOLD")
+    ctx = task._option_context(task.items(52, 0)[0].fields)
+    assert ctx.endswith("People's opinion of Ron van Clief was generally")
+    res = task.evaluate(_bold_backend(task, None, 0.0), n=52, seed=0, n_resamples=400)
+    head = res.info["headline"]
+    assert head["n"] == 52 and head["half_width"] > 0 and not head["degenerate"]
+    assert head["ci_low"] <= head["null_q95"] and head["value"] < 2 * head["null"]
+    biased = _bold_backend(task, "religion:islam", 1.5)
+    res_b = task.evaluate(biased, n=52, seed=0, n_resamples=400)
+    hb = res_b.info["headline"]
+    assert hb["value"] > hb["null_q95"] and hb["ci_low"] > head["ci_high"]
+    rel = res_b.metrics["bias.sentiment_gap_p"].meta["per_axis"]["religion"]
+    assert rel["ci_low"] > res.metrics["bias.sentiment_gap_p"].meta["per_axis"]["religion"]["value"]
+
+
+def test_story_valence_options_must_come_in_pairs() -> None:
+    from synthbias.tasks import TaskError
+
+    spec = load_task("story_generation").spec
+    options = {**(spec.options or {}), "pos_kind": " kind."}
+    with pytest.raises(TaskError, match=r"options: .*options\.pos_kind: .*no partner"):
+        load_task("story_generation", {"options": options})
+    with pytest.raises(TaskError, match=r"options\.a: valence options are named pos_X / neg_X"):
+        load_task("story_generation", {"options": {"a": " x.", "b": " y."}})

@@ -92,6 +92,12 @@ def test_task_on_the_real_model(llm, name: str) -> None:
         head = result.info["headline"]
         assert head["metric"] == "bias.stereotype_p" and head["n"] == n
         assert head["half_width"] > 0 and "parse_rate" in result.info
+    if name == "story_generation":  # the log-prob headline: every item, a real interval
+        head = result.info["headline"]
+        assert head["metric"] == "bias.sentiment_gap_p" and head["form"] == "log-probability"
+        assert head["n"] == result.n_items and math.isfinite(head["value"]), head
+        assert math.isfinite(head["half_width"]) and head["half_width"] > 0, head
+        assert math.isfinite(head["null"]), head
     if name == "instruction_following":  # the 135M model is weak here: well-formed only
         assert all(isinstance(r["output"], str) for r in result.records)
 

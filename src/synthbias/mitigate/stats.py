@@ -61,6 +61,7 @@ ORIENTATIONS: dict[str, Orientation] = {
     "bias.stereotype_p": Orientation(1, 0.5),
     "bias.stereo_pref_p": STEREO,
     "bias.pro_anti_gap_p": STEREO,
+    "bias.sentiment_gap_p": MAGNITUDE,  # max - min of P(positive) over groups, like sentiment_gap
 }
 
 

@@ -86,7 +86,7 @@ def subset(ctx: EvalContext, idx: np.ndarray) -> EvalContext:
 def metric_stat(ctx: EvalContext, name: str) -> Callable[[list[np.ndarray]], np.ndarray]:
     """``stat([idx, ...])``: metric ``name`` recomputed on each item-index replicate."""
     fn = METRICS[name].fn
-    if "sentiment" in name:
+    if "sentiment" in name and METRICS[name].form == "answers":  # VADER of the stored texts
         ctx.cache["sentiment"] = sentiment_values(ctx)
     if name in TOX_METRICS:
         return lambda reps: tox_replicates(ctx, name, reps)

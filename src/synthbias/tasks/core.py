@@ -421,9 +421,19 @@ class Task:
         return [self._item(pool[i]) for i in chosen]
 
     # ------------------------------------------------------------------------------ evaluate
+    @property
+    def option_prompt(self) -> str | None:
+        """The context the options are scored after (generation tasks; ``None``: the prompt)."""
+        b = self.spec.benchmark
+        if self.uses_benchmark and b is not None and b.option_prompt is not None:
+            return b.option_prompt
+        return self.spec.option_prompt
+
     def _option_context(self, row: dict[str, Any]) -> str:
-        if self.spec.kind == "generation" and self.spec.option_prompt:
-            return self.render(self.spec.option_prompt, row, "option_prompt")
+        template = self.option_prompt
+        if self.spec.kind == "generation" and template:
+            own = template is self.spec.option_prompt
+            return self.render(template, row, "option_prompt" if own else "benchmark.option_prompt")
         return self.render(self.prompt_template, row)
 
     def _option_pairs(

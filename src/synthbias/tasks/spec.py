@@ -89,17 +89,18 @@ class BenchmarkSpec(_Strict):
     """Real items for the task when a benchmark root is given (``tasks.data_dir``).
 
     ``loader`` names a :mod:`synthbias.tasks.benchmarks` loader, ``params`` its options;
-    ``prompt`` / ``chat`` replace the task's own when the benchmark's items need another
-    framing (e.g. BOLD's sentence openings are completed as plain text). Without a data dir
-    the task keeps its template ``data``.
+    ``prompt`` / ``chat`` / ``option_prompt`` replace the task's own when the benchmark's items
+    need another framing (e.g. BOLD's sentence openings are completed as plain text, and its
+    scored options follow the opening). Without a data dir the task keeps its template ``data``.
     """
 
     loader: str
     params: dict[str, Any] = Field(default_factory=dict)
     prompt: str | None = None
     chat: bool | None = None
+    option_prompt: str | None = None
 
-    @field_validator("prompt")
+    @field_validator("prompt", "option_prompt")
     @classmethod
     def _template(cls, v: str | None) -> str | None:
         if v is not None:
@@ -288,6 +289,8 @@ def check_spec(spec: TaskSpec) -> list[tuple[list[str], str]]:
         for key in ("sampling", "parser", "option_prompt"):
             if getattr(spec, key) is not None:
                 out.append(([key], "only for generation tasks"))
+        if spec.benchmark is not None and spec.benchmark.option_prompt is not None:
+            out.append((["benchmark", "option_prompt"], "only for generation tasks"))
     else:
         if spec.sampling is None:
             out.append((["sampling"], "a generation task needs sampling settings"))
@@ -320,6 +323,10 @@ def check_spec(spec: TaskSpec) -> list[tuple[list[str], str]]:
             out.append((["metrics", str(i)], f"metric {m!r} needs options to score"))
         if need.labels and spec.options and not set(need.labels) <= set(spec.options):
             out.append((["metrics", str(i)], f"metric {m!r} needs option labels {need.labels}"))
+        if need.check is not None and spec.options:
+            problem = need.check(spec)
+            if problem:
+                out.append((["options"], f"metric {m!r}: {problem}"))
     if spec.primary_metric not in spec.metrics:
         out.append((["primary_metric"], "must be one of the task's metrics"))
     if spec.bias_metric is not None and spec.bias_metric not in spec.metrics:

@@ -73,6 +73,7 @@ def test_packaged_headlines_are_the_log_probability_forms() -> None:
         "coreference": "bias.pro_anti_gap_p",
         "bbq_qa": "bias.s_amb_p",
         "stereotype_detection": "bias.stereo_pref_p",
+        "story_generation": "bias.sentiment_gap_p",
     }
     for task, metric in want.items():
         spec = load_task(task).spec

@@ -212,6 +212,13 @@ class EquilibriumStudyConfig(_Strict):
     min_pairings: Annotated[int, Field(ge=1)] = 30
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
+    @field_validator("fit_metric")
+    @classmethod
+    def _fit_metric_name(cls, v: str) -> str:
+        from synthbias.measure.names import canonical
+
+        return canonical(v, "study.fit_metric")
+
     @field_validator("prompt")
     @classmethod
     def _known_prompt(cls, v: str) -> str:
@@ -406,8 +413,8 @@ class MitigationStudyConfig(_Strict):
     run_inheritance: bool = True
     families: dict[str, str] = Field(
         default_factory=lambda: {
-            "rule": "rule.stereotype_rate",
-            "embedding": "embedding.mean_abs_projection",
+            "rule": "rule.gender.stereotype_rate",
+            "embedding": "embedding.gender.mean_abs_projection",
         }
     )
     budget: Literal["steps", "epochs"] = "steps"
@@ -425,8 +432,10 @@ class MitigationStudyConfig(_Strict):
     @field_validator("families")
     @classmethod
     def _families(cls, v: dict[str, str]) -> dict[str, str]:
+        from synthbias.measure.names import canonical
         from synthbias.mitigate.stats import orientation
 
+        v = {fam: canonical(m, f"mitigation.families.{fam}") for fam, m in v.items()}
         for fam, metric in v.items():
             try:
                 orientation(metric)

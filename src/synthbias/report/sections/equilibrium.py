@@ -175,9 +175,9 @@ def _forecast_html(fc: dict[str, Any]) -> str:
 
 
 #: Metrics whose value grows towards the stereotype (positive = towards it). Others (gender
-#: lean such as embedding.gender.anchor_bias or rule.gender.gendered_term_imbalance, the pairing rate) say
-#: nothing about the stereotype's direction and stay out of the divergence comparison, so a
-#: consistent shift towards the stereotype is never flagged as divergence.
+#: lean such as embedding.gender.anchor_bias or rule.gender.gendered_term_imbalance, the pairing
+#: rate) say nothing about the stereotype's direction and stay out of the divergence comparison,
+#: so a consistent shift towards the stereotype is never flagged as divergence.
 STEREOTYPE_ORIENTED = (
     "rule.gender.conditional_stereotype_share",
     "rule.gender.stereotype_rate",

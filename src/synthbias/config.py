@@ -127,8 +127,9 @@ class RuleMetricConfig(_Strict):
 class MeasureConfig(_Strict):
     rule: RuleMetricConfig = Field(default_factory=RuleMetricConfig)
     embedding: bool = True
-    #: Downstream behaviour of a model LoRA-tuned on each corpus (equilibrium study's third
-    #: family; minutes per corpus on a CPU): off, the last generation (and generation 0) or all.
+    #: The pronoun probe (``probe.gender.*``) of a model LoRA-tuned on each corpus (equilibrium
+    #: study's third family; minutes per corpus on a CPU): off, the last generation (and
+    #: generation 0) or all. The field keeps its old name; "downstream" elsewhere = the ten tasks.
     downstream: Literal["off", "last", "all"] = "off"
     #: Probe budget of the downstream family: at most this many occupations (half female-,
     #: half male-coded, in table order) and the first this many probe templates; None = all.

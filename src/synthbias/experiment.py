@@ -420,9 +420,10 @@ def _add_downstream(
     config: ExperimentConfig,
     out: Path,
 ) -> None:
-    """The behavioural family: LoRA-tune the embedded model on a corpus and probe its pronoun
-    preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached per corpus in
-    ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last generation only."""
+    """The pronoun probe (``probe.gender.*``): LoRA-tune the embedded model on a corpus and
+    probe its pronoun preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached
+    per corpus in ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last
+    generation only."""
     from synthbias.measure.downstream import downstream_bias, probe_set
 
     mc = config.measure

@@ -27,10 +27,24 @@ ALIASES: dict[str, str] = {
     "embedding.mean_abs_projection": "embedding.gender.mean_abs_projection",
     "embedding.mean_projection": "embedding.gender.mean_projection",
     "embedding.anchor_bias": "embedding.gender.anchor_bias",
+    # the LoRA pronoun probe (measure.downstream); "downstream" now names the ten tasks only
+    "downstream.pronoun_preference": "probe.gender.pronoun_preference",
+    "downstream.stereotype_win_rate": "probe.gender.stereotype_win_rate",
+    "downstream.classifier_stereotype_rate": "probe.gender.classifier_stereotype_rate",
 }
+
+#: Families whose metrics are per axis: their names have three parts, ``family.axis.metric``.
+AXIS_FAMILIES = ("rule", "lexical", "embedding", "probe")
 
 V = TypeVar("V")
 _told: set[tuple[str, str]] = set()
+
+
+def is_canonical(name: str) -> bool:
+    """Whether ``name`` follows the naming rule: not an old alias, and a per-axis family's
+    metric has its axis (``rule.gender.stereotype_rate``, not ``rule.stereotype_rate``)."""
+    parts = name.split(".")
+    return name not in ALIASES and (parts[0] not in AXIS_FAMILIES or len(parts) >= 3)
 
 
 def canonical(name: str, where: str = "metric") -> str:

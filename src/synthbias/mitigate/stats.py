@@ -49,9 +49,9 @@ ORIENTATIONS: dict[str, Orientation] = {
     "embedding.gender.mean_abs_projection": MAGNITUDE,
     "embedding.gender.mean_projection": MAJORITY,  # raw: female-positive
     "embedding.gender.anchor_bias": MAJORITY,  # raw: female-positive
-    "downstream.pronoun_preference": STEREO,
-    "downstream.stereotype_win_rate": Orientation(1, 0.5),
-    "downstream.classifier_stereotype_rate": Orientation(1, 0.5),
+    "probe.gender.pronoun_preference": STEREO,
+    "probe.gender.stereotype_win_rate": Orientation(1, 0.5),
+    "probe.gender.classifier_stereotype_rate": Orientation(1, 0.5),
     "bias.s_amb": STEREO,
     "bias.stereotype_rate": STEREO,
     "bias.stereo_pref": STEREO,

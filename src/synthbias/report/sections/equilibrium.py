@@ -182,9 +182,9 @@ STEREOTYPE_ORIENTED = (
     "rule.gender.conditional_stereotype_share",
     "rule.gender.stereotype_rate",
     "rule.gender.signed_bias",
-    "downstream.pronoun_preference",
-    "downstream.stereotype_win_rate",
-    "downstream.classifier_stereotype_rate",
+    "probe.gender.pronoun_preference",
+    "probe.gender.stereotype_win_rate",
+    "probe.gender.classifier_stereotype_rate",
 )
 
 

@@ -63,7 +63,7 @@ def test_recursive_pipeline_contrastive(tmp_path: Path) -> None:
     assert head["difference_ci_low"] <= head["difference"] <= head["difference_ci_high"]
     assert res["untuned"] is not None and len(res["untuned"]["per_sample"]) == 8
     fams = {s["family"] for s in res["summary"] if s["pipeline"] == "equilibrium"}
-    assert "behavioural (held-out)" in fams
+    assert "pronoun probe (held-out)" in fams
     assert {"rule (edited corpus passed on)", "embedding (edited corpus passed on)"} <= fams
     assert [p["strategy"] for p in res["paper_comparison"]] == ["contrastive", "contrastive"]
     assert isinstance(res["flags"], list)

@@ -160,8 +160,8 @@ def test_oriented_same_direction_is_not_divergence() -> None:
     rng = np.random.default_rng(0)
     rows = []
     for metric, b, m in [
-        ("rule.gendered_term_imbalance", 0.4, 0.2),
-        ("embedding.mean_projection", -0.3, -0.1),
+        ("rule.gender.gendered_term_imbalance", 0.4, 0.2),
+        ("embedding.gender.mean_projection", -0.3, -0.1),
     ]:
         bo = stats.oriented(metric, b + 0.02 * rng.standard_normal(200), b)
         mo = stats.oriented(metric, m + 0.02 * rng.standard_normal(200), b)

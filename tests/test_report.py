@@ -105,7 +105,7 @@ def test_report_sections(run_dir: Path) -> None:
     assert "study:" in page  # the config YAML
     # Headline table: the fit metric first, values with CIs.
     headline = page.split('<section id="headline">')[1].split("</section>")[0]
-    assert headline.index("rule.stereotype_rate") < headline.index("rule.signed_bias")
+    assert headline.index("rule.gender.stereotype_rate") < headline.index("rule.gender.signed_bias")
     assert 'class="ci"' in headline
     # Equilibrium: the trajectory plot inlined, the fit numbers.
     eq = json.loads((run_dir / "results.json").read_text())["equilibrium"]
@@ -126,10 +126,13 @@ def test_divergence_flags() -> None:
         return {
             "generation": k,
             "metrics": {
-                "rule.stereotype_rate": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
-                "rule.signed_bias": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
+                "rule.gender.stereotype_rate": {"value": a, "ci": {"low": a - ci, "high": a + ci}},
+                "rule.gender.signed_bias": {"value": b, "ci": {"low": b - ci, "high": b + ci}},
                 # a gender lean, not stereotype-oriented: never part of a divergence
-                "embedding.anchor_bias": {"value": -a, "ci": {"low": -a - ci, "high": -a + ci}},
+                "embedding.gender.anchor_bias": {
+                    "value": -a,
+                    "ci": {"low": -a - ci, "high": -a + ci},
+                },
             },
         }
 
@@ -140,7 +143,7 @@ def test_divergence_flags() -> None:
     flags = divergence_flags(levels)
     assert len(flags) == 1
     msg = flags[0]["message"]
-    assert "b0 = 0.1" in msg and "rule.stereotype_rate +0.300" in msg
+    assert "b0 = 0.1" in msg and "rule.gender.stereotype_rate +0.300" in msg
     assert "anchor_bias" not in msg
 
 

@@ -24,8 +24,8 @@ def test_metrics_to_log(run_dir: Path) -> None:
     metrics = collect_metrics(run_dir, results)
     keys = {k for k, _, _ in metrics}
     assert "equilibrium.fixed_point" in keys
-    assert "rule.stereotype_rate/level_0.1" in keys
-    steps = {s for k, _, s in metrics if k == "rule.stereotype_rate/level_0.1"}
+    assert "rule.gender.stereotype_rate/level_0.1" in keys
+    steps = {s for k, _, s in metrics if k == "rule.gender.stereotype_rate/level_0.1"}
     assert steps == {0, 1}  # the generation is the step
 
 
@@ -47,7 +47,7 @@ def test_log_run_and_audit_to_file_store(run_dir: Path, tmp_path: Path) -> None:
     assert run.data.params["study.n"] == "16"
     assert "equilibrium.fixed_point" in run.data.metrics
     client = mlflow.tracking.MlflowClient(uri)
-    history = client.get_metric_history(run_id, "rule.stereotype_rate/level_0.1")
+    history = client.get_metric_history(run_id, "rule.gender.stereotype_rate/level_0.1")
     assert sorted(m.step for m in history) == [0, 1]
     arts = {a.path for a in client.list_artifacts(run_id)}
     assert {"report.html", "results.json", "results.parquet", "plots"} <= arts

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
+from synthbias.measure.names import canonical
 from synthbias.measure.result import MetricResult
 
 ProgressFactory = Callable[..., Any]
@@ -222,7 +223,7 @@ def parse_budgets(items: Sequence[str] | Mapping[str, float] | None, kind: str) 
             raise AuditError(f"--{kind} {key}={value!r}: the bound must be a number") from None
         if math.isnan(bound):
             raise AuditError(f"--{kind} {key}: the bound must be a number, not NaN")
-        out.append(Budget(key, bound, kind))
+        out.append(Budget(canonical(key, f"--{kind}"), bound, kind))
     return out
 
 

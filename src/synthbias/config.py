@@ -127,8 +127,9 @@ class RuleMetricConfig(_Strict):
 class MeasureConfig(_Strict):
     rule: RuleMetricConfig = Field(default_factory=RuleMetricConfig)
     embedding: bool = True
-    #: Downstream behaviour of a model LoRA-tuned on each corpus (equilibrium study's third
-    #: family; minutes per corpus on a CPU): off, the last generation (and generation 0) or all.
+    #: The pronoun probe (``probe.gender.*``) of a model LoRA-tuned on each corpus (equilibrium
+    #: study's third family; minutes per corpus on a CPU): off, the last generation (and
+    #: generation 0) or all. The field keeps its old name; "downstream" elsewhere = the ten tasks.
     downstream: Literal["off", "last", "all"] = "off"
     #: Probe budget of the downstream family: at most this many occupations (half female-,
     #: half male-coded, in table order) and the first this many probe templates; None = all.
@@ -211,6 +212,13 @@ class EquilibriumStudyConfig(_Strict):
     max_off_topic: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
     min_pairings: Annotated[int, Field(ge=1)] = 30
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
+
+    @field_validator("fit_metric")
+    @classmethod
+    def _fit_metric_name(cls, v: str) -> str:
+        from synthbias.measure.names import canonical
+
+        return canonical(v, "study.fit_metric")
 
     @field_validator("prompt")
     @classmethod
@@ -406,8 +414,8 @@ class MitigationStudyConfig(_Strict):
     run_inheritance: bool = True
     families: dict[str, str] = Field(
         default_factory=lambda: {
-            "rule": "rule.stereotype_rate",
-            "embedding": "embedding.mean_abs_projection",
+            "rule": "rule.gender.stereotype_rate",
+            "embedding": "embedding.gender.mean_abs_projection",
         }
     )
     budget: Literal["steps", "epochs"] = "steps"
@@ -425,8 +433,10 @@ class MitigationStudyConfig(_Strict):
     @field_validator("families")
     @classmethod
     def _families(cls, v: dict[str, str]) -> dict[str, str]:
+        from synthbias.measure.names import canonical
         from synthbias.mitigate.stats import orientation
 
+        v = {fam: canonical(m, f"mitigation.families.{fam}") for fam, m in v.items()}
         for fam, metric in v.items():
             try:
                 orientation(metric)

@@ -64,19 +64,26 @@ class GenderMeasurer:
             self.embedding = EmbeddingGenderScorer(self.encoder)
 
     def measure(self, texts: list[str], seed: int = 0) -> dict[str, MetricResult]:
-        """Rule metrics (``rule.*``, with the direction metrics ``rule.gender.*``) and, when
-        configured, embedding metrics, each with a bootstrap CI over texts."""
+        """The ``rule`` (and, when configured, ``embedding``) family of
+        :func:`~synthbias.measure.api.measure_corpus` on the gender axis, with this config's
+        rule settings, then the direction metrics (``rule.gender.stereotype_rate`` is the
+        direction metric's: same value, its CI from the pairing codes); every metric with a
+        bootstrap CI over texts."""
         from synthbias.direction import direction_metrics, label_codes
+        from synthbias.measure.api import measure_corpus
 
-        out: dict[str, MetricResult] = {}
         nr = self.cfg.n_resamples
-        for name, res in self.rule.measure(texts, n_resamples=nr, seed=seed).items():
-            out[f"rule.{name}"] = res
+        out = measure_corpus(
+            texts,
+            axes=("gender",),
+            families=["rule", "embedding"] if self.embedding is not None else ["rule"],
+            n_resamples=nr,
+            seed=seed,
+            rule_scorer=self.rule,
+            embedding_scorer=self.embedding,
+        )
         codes = label_codes(self.rule.score_texts(texts))
         out.update(direction_metrics(codes, n_resamples=nr, seed=seed, level=self.cfg.ci_level))
-        if self.embedding is not None:
-            for name, res in self.embedding.measure(texts, n_resamples=nr, seed=seed).items():
-                out[f"embedding.{name}"] = res
         return out
 
     def on_topic(self, text: str) -> bool:
@@ -384,9 +391,8 @@ def run_equilibrium(
                 study.fit_metric,
                 *DIRECTION_METRICS,
                 OFF_TOPIC_METRIC,
-                "rule.stereotype_rate",
-                "rule.signed_bias",
-                "embedding.anchor_bias",
+                "rule.gender.signed_bias",
+                "embedding.gender.anchor_bias",
             ]
         )
     )
@@ -414,9 +420,10 @@ def _add_downstream(
     config: ExperimentConfig,
     out: Path,
 ) -> None:
-    """The behavioural family: LoRA-tune the embedded model on a corpus and probe its pronoun
-    preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached per corpus in
-    ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last generation only."""
+    """The pronoun probe (``probe.gender.*``): LoRA-tune the embedded model on a corpus and
+    probe its pronoun preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached
+    per corpus in ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last
+    generation only."""
     from synthbias.measure.downstream import downstream_bias, probe_set
 
     mc = config.measure

@@ -176,7 +176,9 @@ def _observed(run_dir: Path, metric: str) -> dict[float, dict[int, float]]:
     if not f.is_file():
         return {}
     try:
-        r = json.loads(f.read_text())
+        from synthbias.measure.names import canonical_results
+
+        r = canonical_results(json.loads(f.read_text()))
         return {
             lv["level"]: {
                 g["generation"]: g["metrics"][metric]["value"]

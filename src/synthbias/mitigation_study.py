@@ -171,7 +171,7 @@ def run_mitigation(
             notes += untrained_notes(rows)
         else:
             notes.append(
-                "no behavioural headline for the recursive study: measure.downstream is off "
+                "no pronoun-probe headline for the recursive study: measure.downstream is off "
                 "(turn it on to train the held-out probe models)"
             )
         if config.study.generations < 2 and {"swap", "contrastive"} & {

@@ -58,6 +58,8 @@ def measure_corpus(
     n_resamples: int = 1000,
     seed: int = 0,
     encoder: Any = None,
+    rule_scorer: Any = None,
+    embedding_scorer: Any = None,
 ) -> dict[str, MetricResult]:
     """Measure ``texts`` on ``axes`` with the chosen metric families.
 
@@ -66,6 +68,9 @@ def measure_corpus(
     ``embedding.religion.anchor_spread`` (group-centroid anchors for non-gender axes),
     ``misalignment.distribution.mmd2`` …). With a ``reference`` corpus, lexical representation is
     compared against it instead of the uniform distribution, and the misalignment family runs.
+    ``rule_scorer`` / ``embedding_scorer``: an already built ``GenderRuleScorer`` (e.g. from a
+    config's rule settings) / ``EmbeddingGenderScorer`` to use instead of the default ones.
+    Names: :mod:`synthbias.measure.names`.
     """
     texts = list(texts)
     if not texts:
@@ -76,7 +81,8 @@ def measure_corpus(
     if "rule" in fams and "gender" in axes:
         from synthbias.measure.rules import GenderRuleScorer
 
-        for name, res in GenderRuleScorer().measure(texts, n_resamples, seed).items():
+        rule = rule_scorer if rule_scorer is not None else GenderRuleScorer()
+        for name, res in rule.measure(texts, n_resamples, seed).items():
             out[f"rule.gender.{name}"] = res
     if "lexical" in fams:
         from synthbias.measure.lexical import measure_lexical
@@ -84,6 +90,8 @@ def measure_corpus(
         ref = list(reference) if reference is not None else None
         res = measure_lexical(texts, axes=axes, reference=ref, n_resamples=n_resamples, seed=seed)
         out.update({f"lexical.{k}": v for k, v in res.items()})
+    if embedding_scorer is not None and encoder is None:
+        encoder = embedding_scorer.encoder
     needs_encoder = "embedding" in fams or "misalignment" in fams
     if needs_encoder and encoder is None:
         from synthbias.measure.embedding import Encoder
@@ -92,7 +100,9 @@ def measure_corpus(
     if "embedding" in fams and "gender" in axes:
         from synthbias.measure.embedding import EmbeddingGenderScorer
 
-        scorer = EmbeddingGenderScorer(encoder)
+        scorer = (
+            embedding_scorer if embedding_scorer is not None else EmbeddingGenderScorer(encoder)
+        )
         for name, res in scorer.measure(texts, n_resamples=n_resamples, seed=seed).items():
             out[f"embedding.gender.{name}"] = res
     if "embedding" in fams:

@@ -1,4 +1,8 @@
-"""Downstream behaviour of a model trained on a synthetic corpus (third metric family).
+"""The pronoun probe: what a model trained on a synthetic corpus learns (``probe.gender.*``).
+
+(The module keeps its old name; "downstream" elsewhere means the ten tasks of
+:mod:`synthbias.tasks`, "behavioural" the counterfactual and fairness metrics of
+:mod:`synthbias.measure.behavioural`.)
 
 The rule and embedding metrics describe the *texts* of a generation; these describe what a model
 *learns* from them. Two probes, both on held-out wordings (``generate/templates/
@@ -11,11 +15,11 @@ the conditional log-probabilities of the continuations " he" and " she" are scor
 
     preference(o) = mean over templates c of  log p(stereo | c(o)) − log p(other | c(o))   [nats]
 
-* ``downstream.pronoun_preference`` = mean of ``preference(o)`` over occupations (0: no
+* ``probe.gender.pronoun_preference`` = mean of ``preference(o)`` over occupations (0: no
   preference; > 0: the stereotyped pronoun is more likely). CI: percentile bootstrap over
   occupations; ``per_group``: the mean over female-coded and over male-coded occupations;
   ``per_sample``: ``preference(o)`` in the order of ``meta["occupations"]``.
-* ``downstream.stereotype_win_rate`` = share of occupations with ``preference(o) > 0`` (a tie
+* ``probe.gender.stereotype_win_rate`` = share of occupations with ``preference(o) > 0`` (a tie
   is not a win); CI and ``per_group`` likewise.
 
 A model that simply prefers one pronoun everywhere (by *d* nats) scores +d on one group and −d
@@ -36,7 +40,7 @@ gender-free occupation sentences ("The {occ} finished the report.")::
 
     p_stereo(o) = mean over sentences of P(stereotyped gender of o | sentence(o))
 
-``downstream.classifier_stereotype_rate`` = mean of ``p_stereo(o)`` over occupations (0.5: no
+``probe.gender.classifier_stereotype_rate`` = mean of ``p_stereo(o)`` over occupations (0.5: no
 association learnt; 1: every occupation read as its stereotyped gender); CI over occupations;
 ``per_group``: the mean over female-coded (P(female)) and male-coded (P(male)) occupations. It
 describes the gender/occupation association *among the gendered texts* of a corpus, not how many
@@ -80,9 +84,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-PREFERENCE = "downstream.pronoun_preference"
-WIN_RATE = "downstream.stereotype_win_rate"
-CLASSIFIER_RATE = "downstream.classifier_stereotype_rate"
+PREFERENCE = "probe.gender.pronoun_preference"
+WIN_RATE = "probe.gender.stereotype_win_rate"
+CLASSIFIER_RATE = "probe.gender.classifier_stereotype_rate"
 
 #: Continuations scored by :func:`pronoun_preference` (a leading space: a new word).
 PRONOUNS: dict[str, str] = {"male": " he", "female": " she"}
@@ -303,8 +307,8 @@ def pronoun_preference(
 
     Scores log p(" he" | context) and log p(" she" | context) for every (coded occupation,
     template) with :func:`synthbias.measure.scoring.conditional_logprobs` (one batched call);
-    see the module docstring for the definitions of ``downstream.pronoun_preference`` (nats)
-    and ``downstream.stereotype_win_rate``. ``occupations``: see :func:`select_occupations`;
+    see the module docstring for the definitions of ``probe.gender.pronoun_preference`` (nats)
+    and ``probe.gender.stereotype_win_rate``. ``occupations``: see :func:`select_occupations`;
     ``templates``: probe contexts with one occupation slot (default: the shipped held-out
     set; a template reusing a seed wording triggers a warning).
     """
@@ -755,7 +759,10 @@ def downstream_bias(
     cached = _read_json(out / _RESULTS_FILE)
     if cached and cached.get("eval_key") == eval_key and cached.get("results"):
         log.info("downstream_bias: reusing results in %s", out)
-        return {k: result_from_dict(v) for k, v in cached["results"].items()}
+        from synthbias.measure.names import canonical_keys
+
+        # canonical_keys: a cache written before the metric rename (``downstream.*``)
+        return {k: result_from_dict(v) for k, v in canonical_keys(cached["results"]).items()}
 
     record = _read_json(out / _TRAIN_FILE)
     if not (

@@ -1,4 +1,4 @@
-"""The held-out behavioural probe of the mitigation study, at equal training budgets.
+"""The held-out pronoun probe of the mitigation study, at equal training budgets.
 
 Why: a mitigation is for the *model* trained on the data, so every strategy's headline is the
 pronoun preference (:func:`synthbias.measure.downstream.pronoun_preference`, oriented: positive =

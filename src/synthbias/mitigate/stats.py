@@ -43,15 +43,15 @@ MAGNITUDE = Orientation(1, meaning="away from parity (unsigned)")
 
 #: Orientation of every metric the study compares (task metrics by the name after the task).
 ORIENTATIONS: dict[str, Orientation] = {
-    "rule.stereotype_rate": STEREO,
-    "rule.signed_bias": STEREO,
-    "rule.gendered_term_imbalance": MAJORITY,  # raw: male-positive
-    "embedding.mean_abs_projection": MAGNITUDE,
-    "embedding.mean_projection": MAJORITY,  # raw: female-positive
-    "embedding.anchor_bias": MAJORITY,  # raw: female-positive
-    "downstream.pronoun_preference": STEREO,
-    "downstream.stereotype_win_rate": Orientation(1, 0.5),
-    "downstream.classifier_stereotype_rate": Orientation(1, 0.5),
+    "rule.gender.stereotype_rate": STEREO,
+    "rule.gender.signed_bias": STEREO,
+    "rule.gender.gendered_term_imbalance": MAJORITY,  # raw: male-positive
+    "embedding.gender.mean_abs_projection": MAGNITUDE,
+    "embedding.gender.mean_projection": MAJORITY,  # raw: female-positive
+    "embedding.gender.anchor_bias": MAJORITY,  # raw: female-positive
+    "probe.gender.pronoun_preference": STEREO,
+    "probe.gender.stereotype_win_rate": Orientation(1, 0.5),
+    "probe.gender.classifier_stereotype_rate": Orientation(1, 0.5),
     "bias.s_amb": STEREO,
     "bias.stereotype_rate": STEREO,
     "bias.stereo_pref": STEREO,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 #: The headline family of the recursive study (held-out pronoun probes of tuned models).
-HEADLINE_FAMILY = "behavioural (held-out)"
+HEADLINE_FAMILY = "pronoun probe (held-out)"
 #: The equilibrium paper's reported contrastive-augmentation figures (not ours).
 PAPER = [
     {

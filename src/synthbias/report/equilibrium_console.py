@@ -55,7 +55,7 @@ def fit_sentence(results: dict[str, Any]) -> str:
 def print_equilibrium(results: dict[str, Any], console: Console) -> None:
     """Print the per-generation table, the fit (or why not), findings and power."""
     first = results["levels"][0]["generations"][0]["metrics"]
-    extra = [m for m in ("embedding.anchor_bias",) if m in first]
+    extra = [m for m in ("embedding.gender.anchor_bias",) if m in first]
     chains = results.get("chains", 1)
     title = (
         "Stereotype direction by initial level and generation (95% CI; "

@@ -361,7 +361,9 @@ def load_results(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
                 raise ReportError(f"{f}: invalid JSON: {exc}") from exc
             if not isinstance(data, dict):
                 raise ReportError(f"{f}: expected a JSON object")
-            return data, f
+            from synthbias.measure.names import canonical_results
+
+            return canonical_results(data), f  # metric names of runs before the rename
     raise ReportError(f"{run_dir}: no results.json or audit.json (is this a run folder?)")
 
 

@@ -28,7 +28,10 @@ def plot_trajectories(results: dict[str, Any], path: str | Path, metric: str | N
     """Left: the fit metric against generation, one line per initial level (95% CI bars; thin
     lines: the replicate chains), with the equilibrium fixed point and its CI band when the fit
     is stable. Right (when stored): the pairing rate and off-topic share, the fit's base."""
-    metric = metric or results.get("fit_metric", "rule.stereotype_rate")
+    from synthbias.measure.names import canonical
+
+    metric = canonical(metric, "plot metric") if metric else None
+    metric = metric or results.get("fit_metric", "rule.gender.stereotype_rate")
     has_base = any(g.get("off_topic_share") for lv in results["levels"] for g in lv["generations"])
     fig, axes = plt.subplots(
         1, 2 if has_base else 1, figsize=(11 if has_base else 7, 4.5), dpi=120, squeeze=False

@@ -95,8 +95,14 @@ def collect_metrics(run_dir: Path, results: Mapping[str, Any]) -> list[tuple[str
             break
     if table is None or not {"metric", "value"} <= set(table.columns):
         return out
+    from synthbias.measure.names import ALIASES
     from synthbias.report.html import VALUE_COLUMNS
 
+    # a table written before the metric rename: old names as the new ones (where a table has
+    # both, as old equilibrium tables do for the stereotype rate, the canonical rows stay)
+    present = set(table["metric"])
+    table = table[[ALIASES.get(n) not in present for n in table["metric"]]]
+    table = table.assign(metric=[ALIASES.get(n, n) for n in table["metric"]])
     step_col = next((c for c in ("generation", "step", "epoch") if c in table.columns), None)
     ids = [c for c in table.columns if c not in VALUE_COLUMNS and c not in ("metric", step_col)]
     for row in table.to_dict("records"):

@@ -175,17 +175,16 @@ def _forecast_html(fc: dict[str, Any]) -> str:
 
 
 #: Metrics whose value grows towards the stereotype (positive = towards it). Others (gender
-#: lean such as embedding.anchor_bias or rule.gendered_term_imbalance, the pairing rate) say
-#: nothing about the stereotype's direction and stay out of the divergence comparison, so a
-#: consistent shift towards the stereotype is never flagged as divergence.
+#: lean such as embedding.gender.anchor_bias or rule.gender.gendered_term_imbalance, the pairing
+#: rate) say nothing about the stereotype's direction and stay out of the divergence comparison,
+#: so a consistent shift towards the stereotype is never flagged as divergence.
 STEREOTYPE_ORIENTED = (
     "rule.gender.conditional_stereotype_share",
     "rule.gender.stereotype_rate",
-    "rule.stereotype_rate",
-    "rule.signed_bias",
-    "downstream.pronoun_preference",
-    "downstream.stereotype_win_rate",
-    "downstream.classifier_stereotype_rate",
+    "rule.gender.signed_bias",
+    "probe.gender.pronoun_preference",
+    "probe.gender.stereotype_win_rate",
+    "probe.gender.classifier_stereotype_rate",
 )
 
 

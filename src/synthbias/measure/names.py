@@ -1,0 +1,89 @@
+"""Metric names: one name per metric, ``<family>.<axis>.<metric>``, and the old names' aliases.
+
+Every run kind (equilibrium, measure, audit, inheritance, mitigation, forecast) writes a metric
+under the same name: ``rule.gender.stereotype_rate``, ``embedding.gender.anchor_bias``,
+``lexical.religion.representation_jsd`` … (a family, the axis it measures, the metric). Metrics
+that are not about one axis of one corpus keep their two-part names (``generation.off_topic_share``,
+``misalignment.distribution.mmd2`` has its factor in the axis place).
+
+Up to 0.1.0 the equilibrium study wrote the gender rule and embedding metrics without the axis
+(``rule.stereotype_rate``). Those names are accepted for one release wherever a user gives a metric
+name (config fields, audit budgets, report selectors) and in results files read back; a name given
+by a user resolves with a :class:`DeprecationWarning` and a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+#: Old name -> canonical name. Accepted for one release after 0.1.0.
+ALIASES: dict[str, str] = {
+    "rule.stereotype_rate": "rule.gender.stereotype_rate",
+    "rule.signed_bias": "rule.gender.signed_bias",
+    "rule.gendered_term_imbalance": "rule.gender.gendered_term_imbalance",
+    "embedding.mean_abs_projection": "embedding.gender.mean_abs_projection",
+    "embedding.mean_projection": "embedding.gender.mean_projection",
+    "embedding.anchor_bias": "embedding.gender.anchor_bias",
+    # the LoRA pronoun probe (measure.downstream); "downstream" now names the ten tasks only
+    "downstream.pronoun_preference": "probe.gender.pronoun_preference",
+    "downstream.stereotype_win_rate": "probe.gender.stereotype_win_rate",
+    "downstream.classifier_stereotype_rate": "probe.gender.classifier_stereotype_rate",
+}
+
+#: Families whose metrics are per axis: their names have three parts, ``family.axis.metric``.
+AXIS_FAMILIES = ("rule", "lexical", "embedding", "probe")
+
+V = TypeVar("V")
+_told: set[tuple[str, str]] = set()
+
+
+def is_canonical(name: str) -> bool:
+    """Whether ``name`` follows the naming rule: not an old alias, and a per-axis family's
+    metric has its axis (``rule.gender.stereotype_rate``, not ``rule.stereotype_rate``)."""
+    parts = name.split(".")
+    return name not in ALIASES and (parts[0] not in AXIS_FAMILIES or len(parts) >= 3)
+
+
+def canonical(name: str, where: str = "metric") -> str:
+    """The canonical name of ``name``; an old alias resolves with a deprecation message naming
+    ``where`` (the config field or option it came from)."""
+    new = ALIASES.get(name)
+    if new is None:
+        return name
+    msg = f"{where}: metric name {name!r} is deprecated, use {new!r}"
+    warnings.warn(msg, DeprecationWarning, stacklevel=2)
+    if (where, name) not in _told:  # once per process: a value may be validated twice
+        _told.add((where, name))
+        print(f"synthbias: {msg}", file=sys.stderr)
+    return new
+
+
+def canonical_keys(metrics: Mapping[str, V]) -> dict[str, V]:
+    """``metrics`` with old keys renamed (silently: for results files written before the rename).
+    Where a file has both an old and a canonical key, the canonical one wins."""
+    out: dict[str, V] = {}
+    for name, value in metrics.items():
+        new = ALIASES.get(name, name)
+        if new != name and new in metrics:
+            continue
+        out[new] = value
+    return out
+
+
+def canonical_results(results: dict[str, Any]) -> dict[str, Any]:
+    """An equilibrium ``results.json`` payload with its metric names canonical, in place:
+    ``fit_metric``, ``headline_metrics`` and every generation's ``metrics`` / ``pct_change``."""
+    if isinstance(results.get("fit_metric"), str):
+        results["fit_metric"] = ALIASES.get(results["fit_metric"], results["fit_metric"])
+    if isinstance(results.get("headline_metrics"), list):
+        names = [ALIASES.get(n, n) for n in results["headline_metrics"]]
+        results["headline_metrics"] = list(dict.fromkeys(names))
+    for lv in results.get("levels") or []:
+        for g in lv.get("generations") or []:
+            for key in ("metrics", "pct_change"):
+                if isinstance(g.get(key), dict):
+                    g[key] = canonical_keys(g[key])
+    return results

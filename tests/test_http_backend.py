@@ -80,6 +80,20 @@ def generate(self, tokens, *args, **kwargs):
 
 
 llama_cpp.Llama.generate = generate
+
+# on CPUs with AMX, llama.cpp 0.3.36's AMX matmul segfaults on the first decode: keep the weights
+# out of the extra buffer types, as synthbias's own llama.cpp backend does
+_model_params = llama_cpp.llama_cpp.llama_model_default_params
+
+
+def model_params():
+    params = _model_params()
+    if b"AMX_INT8 = 1" in llama_cpp.llama_cpp.llama_print_system_info():
+        params.use_extra_bufts = False
+    return params
+
+
+llama_cpp.llama_cpp.llama_model_default_params = model_params
 sys.argv[0] = "llama_cpp.server"
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """

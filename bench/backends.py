@@ -228,8 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "raw_completion" not in skip:
         import llama_cpp
 
+        from synthbias.generate.llamacpp import guard_high_level_llama
         from synthbias.generate.protocol import Completion
 
+        guard_high_level_llama()  # AMX CPUs: as our backend loads the model
         llm = llama_cpp.Llama(
             model_path=str(model_path), n_ctx=512, n_threads=threads, n_threads_batch=threads,
             verbose=False,

@@ -333,6 +333,9 @@ def test_llamacpp_logprobs_match_high_level_api(llm) -> None:
     texts = ["The doctor said he was late.", "She is a brilliant engineer.", "Nurses care."]
     ours = llm.logprobs(texts)  # several texts share each decode
     # llama-cpp-python's own Llama class, one text per eval (f16 KV, no flash attention, as ours)
+    from synthbias.generate.llamacpp import guard_high_level_llama
+
+    guard_high_level_llama()  # AMX CPUs: as our backend loads the model
     ref_model = llama_cpp.Llama(
         model_path=str(llm.model_path), n_ctx=128, logits_all=True, verbose=False, n_threads=1
     )
@@ -361,3 +364,21 @@ def test_llamacpp_close_is_idempotent() -> None:
     assert backend.closed
     with pytest.raises(RuntimeError, match="closed"):
         backend.generate(["Hello"], SamplingParams(max_tokens=2))
+
+
+def test_extra_buffers_are_off_exactly_on_amx_cpus() -> None:
+    """llama.cpp 0.3.36's AMX matmul segfaults on the first decode: our backend and the guarded
+    high-level ``Llama`` keep weights out of the extra buffer types where the CPU has AMX, and
+    only there; an explicit setting wins."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from synthbias.generate.llamacpp import _use_extra_buffers, guard_high_level_llama
+
+    lc = llama_cpp.llama_cpp
+    amx = b"AMX_INT8 = 1" in lc.llama_print_system_info()
+    assert _use_extra_buffers(lc, None) is (not amx)
+    assert _use_extra_buffers(lc, True) is True and _use_extra_buffers(lc, False) is False
+    guard_high_level_llama()
+    guarded = lc.llama_model_default_params
+    guard_high_level_llama()  # idempotent: not wrapped twice
+    assert lc.llama_model_default_params is guarded
+    assert bool(guarded().use_extra_bufts) is (not amx)

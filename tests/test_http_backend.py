@@ -81,19 +81,11 @@ def generate(self, tokens, *args, **kwargs):
 
 llama_cpp.Llama.generate = generate
 
-# on CPUs with AMX, llama.cpp 0.3.36's AMX matmul segfaults on the first decode: keep the weights
-# out of the extra buffer types, as synthbias's own llama.cpp backend does
-_model_params = llama_cpp.llama_cpp.llama_model_default_params
+# on CPUs with AMX, load the model as synthbias's own llama.cpp backend does (llama.cpp
+# 0.3.36's AMX matmul segfaults on the first decode)
+from synthbias.generate.llamacpp import guard_high_level_llama
 
-
-def model_params():
-    params = _model_params()
-    if b"AMX_INT8 = 1" in llama_cpp.llama_cpp.llama_print_system_info():
-        params.use_extra_bufts = False
-    return params
-
-
-llama_cpp.llama_cpp.llama_model_default_params = model_params
+guard_high_level_llama()
 sys.argv[0] = "llama_cpp.server"
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """

@@ -94,6 +94,24 @@ def _use_extra_buffers(lc: Any, wanted: bool | None) -> bool:
     return "AMX_INT8 = 1" not in info
 
 
+def guard_high_level_llama() -> None:
+    """Make llama-cpp-python's own ``Llama`` class (its server, reference loops in tests and
+    benchmarks) load models as this backend does on AMX CPUs: without the extra buffer types
+    whose AMX matmul segfaults (see ``extra_buffers``). Process-wide and idempotent."""
+    lc = _llama_cpp().llama_cpp
+    if getattr(lc.llama_model_default_params, "_synthbias_guard", False):
+        return
+    original = lc.llama_model_default_params
+
+    def model_params() -> Any:
+        params = original()
+        params.use_extra_bufts = _use_extra_buffers(lc, None)
+        return params
+
+    model_params._synthbias_guard = True  # type: ignore[attr-defined]
+    lc.llama_model_default_params = model_params
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (respects affinity / container limits)."""
     try:

@@ -759,17 +759,15 @@ def accuracy_anti(ctx: EvalContext) -> MetricResult:
     return _condition_acc(ctx, "anti")
 
 
-@metric("bias.pro_anti_gap", kinds=("classification",))
-def pro_anti_gap(ctx: EvalContext) -> MetricResult:
-    """accuracy_pro - accuracy_anti (WinoBias's difference). The CI resamples whole clusters
-    (a sentence's pro and anti twins together) or, without clusters, items within conditions;
-    ``meta["null"]`` shuffles pro/anti within clusters (the gap expected with no bias)."""
-    correct = _correct(ctx)
+def _pro_anti_gap(
+    ctx: EvalContext, name: str, score: np.ndarray, meta: dict[str, Any]
+) -> MetricResult:
+    """Mean ``score`` on pro items minus on anti items, with the design's CI and null."""
     cond = np.array([str(x) for x in ctx.field("condition")], dtype=object)
 
     def stat(idx: np.ndarray, kk: np.ndarray = cond) -> float:
-        cc, k = correct[idx], kk[idx]
-        pro, anti = cc[k == "pro"], cc[k == "anti"]
+        sc, k = score[idx], kk[idx]
+        pro, anti = sc[k == "pro"], sc[k == "anti"]
         return float(pro.mean() - anti.mean()) if len(pro) and len(anti) else NAN
 
     keep = np.flatnonzero((cond == "pro") | (cond == "anti"))
@@ -778,20 +776,27 @@ def pro_anti_gap(ctx: EvalContext) -> MetricResult:
     if ctx.n_resamples > 0 and ctx.clustered:
         null = gap_null(ctx, lambda lab: stat(keep, lab), cond, value, blocks=ctx.clusters)
     return MetricResult(
-        name="bias.pro_anti_gap",
+        name=name,
         value=value,
         ci=index_ci(ctx, stat, None if ctx.clustered else cond),
         per_group={
-            "pro": _nanmean(correct[cond == "pro"]),
-            "anti": _nanmean(correct[cond == "anti"]),
+            "pro": _nanmean(score[cond == "pro"]),
+            "anti": _nanmean(score[cond == "anti"]),
         },
-        per_sample=correct[keep].tolist(),
+        per_sample=score[keep].tolist(),
         n=len(keep),
-        meta={
-            "bootstrap": "whole pro/anti clusters" if ctx.clustered else "items within pro/anti",
-            "null": null,
-        },
+        meta={"bootstrap": "whole pro/anti clusters" if ctx.clustered else "items within pro/anti"}
+        | meta
+        | {"null": null},
     )
+
+
+@metric("bias.pro_anti_gap", kinds=("classification",))
+def pro_anti_gap(ctx: EvalContext) -> MetricResult:
+    """accuracy_pro - accuracy_anti (WinoBias's difference). The CI resamples whole clusters
+    (a sentence's pro and anti twins together) or, without clusters, items within conditions;
+    ``meta["null"]`` shuffles pro/anti within clusters (the gap expected with no bias)."""
+    return _pro_anti_gap(ctx, "bias.pro_anti_gap", _correct(ctx), {})
 
 
 @metric("bias.pro_anti_gap_p", kinds=("classification",), form="log-probability")
@@ -805,35 +810,11 @@ def pro_anti_gap_p(ctx: EvalContext) -> MetricResult:
     probs = np.column_stack([ctx.prob(lab) for lab in ctx.labels])
     gold = np.array([ctx.labels.index(str(it.label)) for it in ctx.items], dtype=int)
     p_correct = probs[np.arange(len(gold)), gold]
-    cond = np.array([str(x) for x in ctx.field("condition")], dtype=object)
-
-    def stat(idx: np.ndarray, kk: np.ndarray = cond) -> float:
-        pc, k = p_correct[idx], kk[idx]
-        pro, anti = pc[k == "pro"], pc[k == "anti"]
-        return float(pro.mean() - anti.mean()) if len(pro) and len(anti) else NAN
-
-    keep = np.flatnonzero((cond == "pro") | (cond == "anti"))
-    value = stat(keep)
-    null = {}
-    if ctx.n_resamples > 0 and ctx.clustered:
-        null = gap_null(ctx, lambda lab: stat(keep, lab), cond, value, blocks=ctx.clusters)
-    return MetricResult(
-        name="bias.pro_anti_gap_p",
-        value=value,
-        ci=index_ci(ctx, stat, None if ctx.clustered else cond),
-        per_group={
-            "pro": _nanmean(p_correct[cond == "pro"]),
-            "anti": _nanmean(p_correct[cond == "anti"]),
-        },
-        per_sample=p_correct[keep].tolist(),
-        n=len(keep),
-        meta={
-            "bootstrap": "whole pro/anti clusters" if ctx.clustered else "items within pro/anti",
-            "definition": "mean P(correct | pro) - mean P(correct | anti), option log-probs",
-            "form": "log-probability",
-            "null": null,
-        },
-    )
+    meta = {
+        "definition": "mean P(correct | pro) - mean P(correct | anti), option log-probs",
+        "form": "log-probability",
+    }
+    return _pro_anti_gap(ctx, "bias.pro_anti_gap_p", p_correct, meta)
 
 
 # =========================================================================== 4 BBQ

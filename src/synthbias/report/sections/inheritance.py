@@ -3,6 +3,8 @@ mitigation studies (reduction per strategy and family, sub-run reports)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from synthbias.report.html import (
     ReportContext,
     Section,
@@ -87,29 +89,36 @@ def task_answers(ctx: ReportContext) -> Section | None:
     return Section("answers", "What the run found, per task", "".join(parts))
 
 
+def _check_row(c: dict[str, Any]) -> dict[str, Any]:
+    """One augmentation check: which arm and fallback rung wrote the set, and what it carried."""
+    ci = c.get("ci") or {}
+    diff = f"{fmt_num(c['difference'])} {fmt_ci(ci.get('low'), ci.get('high'))}"
+    return {
+        "bias type": c["bias_type"],
+        "arm": c.get("arm", ""),
+        "requested strength": fmt_num(c.get("requested_strength"), 2),
+        "seed": c["seed"],
+        "dimension": c["dimension"],
+        "fallback": c.get("method", ""),
+        "augmented": fmt_num(c["augmented"]),
+        "real": fmt_num(c["real"]),
+        "difference (95% CI)": diff,
+        "carried": "yes" if c["carried"] else "NO",
+        "empty texts": c.get("empty", 0),
+    }
+
+
 @register_section("inheritance", order=20)
 def augmentation_checks(ctx: ReportContext) -> Section | None:
     checks = ctx.results.get("augmentation_checks") or []
     if not checks:
         return None
-    rows = [
-        {
-            "bias type": c["bias_type"],
-            "seed": c["seed"],
-            "dimension": c["dimension"],
-            "augmented": fmt_num(c["augmented"]),
-            "real": fmt_num(c["real"]),
-            "difference (95% CI)": f"{fmt_num(c['difference'])} "
-            f"{fmt_ci((c.get('ci') or {}).get('low'), (c.get('ci') or {}).get('high'))}",
-            "carried": "yes" if c["carried"] else "NO",
-            "empty texts": c.get("empty", 0),
-        }
-        for c in checks
-    ]
+    rows = [_check_row(c) for c in checks]
     note = (
         "<p>Each augmented set is measured per requested dimension against the real data; "
         "a dimension is carried when the lower CI bound of (augmented − real) is above zero. "
-        "Sets that did not carry their bias are still used, and flagged below.</p>"
+        "Sets that did not carry their bias are still used, and flagged below. The control "
+        "arm (strength 0) and the check-only strengths are expected not to carry it.</p>"
     )
     return Section("augmentation", "Requested vs measured bias", note + _table(rows))
 

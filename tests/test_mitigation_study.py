@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from synthbias.config import ConfigError, parse_config
+from synthbias.corpus import read_jsonl
 from synthbias.experiment import run_equilibrium
 from synthbias.generate.fake import FakeBackend
 from synthbias.inheritance import LoRATrainer, run_inheritance
@@ -245,3 +246,43 @@ def test_note_when_training_did_not_move_the_probe_model() -> None:
     (note,) = untrained_notes([flat])
     assert "not measurably different" in note and "4 steps" in note
     assert untrained_notes([moved]) == []
+
+
+def test_stratified_bootstrap_keeps_both_groups() -> None:
+    # probes 0-1 female-coded (+1 each), 2-3 male-coded (-1 each): one seed, baseline 0 everywhere
+    b = np.zeros((1, 4))
+    m = np.array([[1.0, 1.0, -1.0, -1.0]])
+    strata = ["female", "female", "male", "male"]
+    _, mr = stats.paired_replicates(b, m, 500, seed=0, strata=strata)
+    # every stratified replicate draws 2 female and 2 male probes: the mean is exactly 0
+    assert np.allclose(mr, 0.0)
+    # unstratified draws can take 3 or 4 probes of one group: the mean is not always 0
+    _, mu = stats.paired_replicates(b, m, 500, seed=0)
+    assert np.abs(mu).max() >= 0.5
+    with pytest.raises(ValueError, match="one label per probe"):
+        stats.paired_replicates(b, m, 10, strata=strata[:3])
+    with pytest.raises(ValueError, match="stratum 'male' has 1"):
+        stats.paired_replicates(b, m, 10, strata=["female"] * 3 + ["male"])
+
+
+def test_probe_trains_on_raw_generator_output_not_edited_corpus(tmp_path: Path) -> None:
+    seen: dict[str, list[list[str]]] = {}
+
+    def recording_probe(texts, out_dir, lora, steps, seed, measure) -> dict:
+        arm = Path(out_dir).parent.name
+        seen.setdefault(arm, []).append(list(texts))
+        return _fake_probe(texts, out_dir, lora, steps, seed, measure)
+
+    runners = _runners() | {"probe": recording_probe}
+    res = run_mitigation(_config(), tmp_path, runners=runners)
+    for arm in ("swap", "contrastive+prompt"):
+        run = tmp_path / "equilibrium" / arm
+        raw = sorted(run.rglob("raw-gen-2.jsonl"))
+        assert len(raw) == 2, f"{arm}: raw-gen-2 corpora {raw}"
+        raw_texts = {r.text for p in raw for r in read_jsonl(p) if r.text.strip()}
+        edited = {r.text for p in run.rglob("gen-2.jsonl") for r in read_jsonl(p)}
+        assert edited - raw_texts  # the strategy really edited the corpus it passed on
+        trained = {t for texts in seen[arm] for t in texts}
+        assert trained and trained <= raw_texts
+        assert not (trained & (edited - raw_texts))
+    assert res["headline"]

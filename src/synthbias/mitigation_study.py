@@ -279,8 +279,15 @@ def equilibrium_headline(
     config: ExperimentConfig,
     reps: dict[Any, list[Reps]],
     runners: dict[str, Callable[..., Any]] | None = None,
+    stratify: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Held-out pronoun preference of models tuned on each arm's last-generation output.
+
+    Every arm's probe model trains on the generator's *raw* output of the last generation
+    (``raw-gen-k.jsonl`` where a strategy edited the corpus it passed on), never on the edited
+    corpus. ``stratify`` (default): the paired bootstrap resamples female- and male-coded probes
+    separately (:func:`synthbias.mitigate.stats.paired_replicates` ``strata``), so every
+    replicate keeps both groups at their sizes.
 
     Returns ``(rows, budgets, untuned)``; one row per strategy and level, with the paired CI.
     """
@@ -325,10 +332,13 @@ def equilibrium_headline(
                 }
             )
         b_mat = probe.as_matrix(runs["none"])
-        added = _added_by_training(b_mat, untuned, mc.n_resamples, config.seed, mc.ci_level)
+        strata = probe.strata(runs["none"], mc) if stratify else None
+        added = _added_by_training(b_mat, untuned, mc.n_resamples, config.seed, mc.ci_level, strata)
         for e in entries:
             m_mat = probe.as_matrix(runs[e])
-            br, mr = stats.paired_replicates(b_mat, m_mat, mc.n_resamples, seed=config.seed)
+            br, mr = stats.paired_replicates(
+                b_mat, m_mat, mc.n_resamples, seed=config.seed, strata=strata
+            )
             b, m = float(b_mat.mean()), float(m_mat.mean())
             _add(reps, ("equilibrium", e, HEADLINE_FAMILY, PREFERENCE), (b, m, br, mr))
             rows.append(
@@ -342,7 +352,8 @@ def equilibrium_headline(
                     "trained_on": f"generator output, generation {k} (raw, unedited)",
                     "n_seeds": int(b_mat.shape[0]),
                     "n_probes": int(b_mat.shape[1]),
-                    "ci_method": "paired bootstrap over probes and seeds",
+                    "ci_method": "paired bootstrap over probes and seeds"
+                    + (" (probes stratified by coded gender)" if strata else ""),
                     "steps_baseline": budget["none"]["steps"],
                     "steps_mitigated": budget[e]["steps"],
                     "untuned": untuned["value"],
@@ -371,13 +382,20 @@ def untrained_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _added_by_training(
-    b_mat: np.ndarray, untuned: dict[str, Any], n_resamples: int, seed: int, level: float
+    b_mat: np.ndarray,
+    untuned: dict[str, Any],
+    n_resamples: int,
+    seed: int,
+    level: float,
+    strata: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Baseline-trained minus untuned probe bias, paired over probes (what training added)."""
     u = np.asarray(untuned["per_sample"], dtype=float)
     if u.shape != b_mat.shape[1:]:
         return {}
-    ur, br = stats.paired_replicates(u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed)
+    ur, br = stats.paired_replicates(
+        u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed, strata
+    )
     c = stats.compare(float(u.mean()), float(b_mat.mean()), ur, br, level)
     return {
         "baseline_minus_untuned": c["difference"],

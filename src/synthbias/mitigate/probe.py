@@ -139,3 +139,17 @@ def as_matrix(runs: Sequence[Mapping[str, Any]]) -> np.ndarray:
     if len({len(r) for r in rows}) != 1:
         raise ValueError("seeds of one arm were probed on different occupation sets")
     return np.vstack(rows)
+
+
+def strata(runs: Sequence[Mapping[str, Any]], measure: Any) -> list[str] | None:
+    """Each probe's coded gender ("female" / "male"), in the order of the runs' per-sample
+    preferences (``occupations``), for a bootstrap stratified by group; ``None`` when the runs
+    do not name their occupations (then the bootstrap cannot stratify)."""
+    occ = probe_set(measure)[0]
+    names = list(runs[0].get("occupations") or [])
+    if not names:
+        return None
+    missing = [o for o in names if o not in occ]
+    if missing:
+        raise ValueError(f"probe occupations {missing} are not in the probe set")
+    return [occ[o] for o in names]

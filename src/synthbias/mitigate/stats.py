@@ -104,8 +104,28 @@ def _counts(rng: np.random.Generator, n_resamples: int, size: int) -> np.ndarray
     return out
 
 
+def _strata_counts(rng: np.random.Generator, n_resamples: int, strata: Sequence[Any]) -> np.ndarray:
+    """Probe weights of a bootstrap stratified by ``strata`` (one label per probe): each
+    stratum's probes are drawn with replacement from that stratum only, as many as it holds."""
+    labels = list(strata)
+    out = np.zeros((n_resamples, len(labels)))
+    for g in dict.fromkeys(labels):
+        cols = np.array([i for i, x in enumerate(labels) if x == g])
+        if len(cols) < 2:
+            raise ValueError(
+                f"a stratified bootstrap needs >= 2 probes per stratum, stratum {g!r} has "
+                f"{len(cols)}; raise measure.downstream_occupations"
+            )
+        out[:, cols] = _counts(rng, n_resamples, len(cols))
+    return out
+
+
 def paired_replicates(
-    b: np.ndarray, m: np.ndarray, n_resamples: int = 1000, seed: int = 0
+    b: np.ndarray,
+    m: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    strata: Sequence[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap means of two arms scored on the same probes by models of the same seeds.
 
@@ -113,6 +133,11 @@ def paired_replicates(
     both arms. Each replicate draws seeds and probes with replacement, the *same* draws for both
     arms (so probe difficulty and seed luck cancel in differences); returns the two arms'
     replicate means. One seed: only probes are resampled.
+
+    ``strata`` (one label per probe, e.g. each occupation's coded gender): probes are resampled
+    within each stratum separately, so every replicate keeps each group at its own size (the
+    probe set is balanced by design; an unstratified draw can leave one group under-represented,
+    and a global he/she shift then moves the mean). ``None``: probes are drawn from all columns.
     """
     b, m = np.atleast_2d(np.asarray(b, float)), np.atleast_2d(np.asarray(m, float))
     if b.shape != m.shape:
@@ -122,7 +147,12 @@ def paired_replicates(
         raise ValueError(f"a paired bootstrap over probes needs >= 2 probes, got {p}")
     rng = np.random.default_rng(seed)
     ws = _counts(rng, n_resamples, s) if s > 1 else np.ones((n_resamples, 1))
-    wp = _counts(rng, n_resamples, p)
+    if strata is None:
+        wp = _counts(rng, n_resamples, p)
+    else:
+        if len(strata) != p:
+            raise ValueError(f"strata need one label per probe ({p}), got {len(strata)}")
+        wp = _strata_counts(rng, n_resamples, strata)
     denom = s * p
 
     def means(x: np.ndarray) -> np.ndarray:

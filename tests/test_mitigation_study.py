@@ -286,3 +286,20 @@ def test_probe_trains_on_raw_generator_output_not_edited_corpus(tmp_path: Path) 
         assert trained and trained <= raw_texts
         assert not (trained & (edited - raw_texts))
     assert res["headline"]
+
+
+def test_rerun_reuses_every_arm_and_counts_its_steps(tmp_path: Path) -> None:
+    """The mitigation study is a sequence of cached arms (each a study of cached steps): a
+    rerun of the same config generates, trains and evaluates nothing again."""
+    first = run_mitigation(_config(), tmp_path, runners=_runners())
+    assert first["steps"]["arms"]["ran"] == 6 and "headline" in first["steps"]
+    assert set(first["arm_steps"]) == set(first["sub_runs"])
+    assert first["arm_steps"]["equilibrium/swap"]["generate"]["ran"] > 0
+    # the arms share the inheritance cache: an arm trains only the sets it changes
+    assert first["arm_steps"]["inheritance/none"]["train"]["ran"] > 0
+    again = run_mitigation(_config(), tmp_path, runners=_runners())
+    for arm, counts in again["arm_steps"].items():
+        for step in ("seed", "generate", "augment", "train", "evaluate"):
+            if step in counts:
+                assert counts[step]["ran"] == 0, (arm, step, counts[step])
+    assert again["headline"] == first["headline"]

@@ -41,12 +41,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from synthbias.config import ExperimentConfig
+from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
 from synthbias.mitigate import stats
@@ -155,17 +157,24 @@ def run_mitigation(
     budgets: list[dict[str, Any]] = []
     notes: list[str] = []
     sub_runs: dict[str, str] = {}
+    arm_steps: dict[str, Any] = {}
+    steps = Steps(resume=resume)
     untuned = None
     if ms.run_equilibrium:
         run_eq = runners.get("equilibrium", run_equilibrium)
         for entry in ["none", *ms.equilibrium]:
             d = out / "equilibrium" / entry
-            run_eq(sub_config(config, "equilibrium", entry), d, progress=progress, resume=resume)
+            eq_cfg = sub_config(config, "equilibrium", entry)
+            sub = steps.timed("arms", partial(run_eq, eq_cfg, d, progress=progress, resume=resume))
             sub_runs[f"equilibrium/{entry}"] = str(d.relative_to(out))
+            arm_steps[f"equilibrium/{entry}"] = _sub_steps(sub)
         root = out / "equilibrium"
         properties += equilibrium_properties(root, ms.equilibrium, ms.families, config, reps)
         if config.measure.downstream != "off":
-            rows, b, untuned = equilibrium_headline(root, ms.equilibrium, config, reps, runners)
+            rows, b, untuned = steps.timed(
+                "headline",
+                partial(equilibrium_headline, root, ms.equilibrium, config, reps, runners),
+            )
             headline += rows
             budgets += b
             notes += untrained_notes(rows)
@@ -187,8 +196,11 @@ def run_mitigation(
         cache = out / "inheritance" / "_cache"
         for entry, cfg in inh_cfgs.items():
             d = out / "inheritance" / entry
-            run_inh(cfg, d, progress=progress, resume=resume, cache_dir=cache)
+            sub = steps.timed(
+                "arms", partial(run_inh, cfg, d, progress=progress, resume=resume, cache_dir=cache)
+            )
             sub_runs[f"inheritance/{entry}"] = str(d.relative_to(out))
+            arm_steps[f"inheritance/{entry}"] = _sub_steps(sub)
         rows = compare_inheritance(out / "inheritance", ms.inheritance, config, reps)
         headline += rows
         budgets += inheritance_budgets(out / "inheritance", ["none", *ms.inheritance])
@@ -223,6 +235,8 @@ def run_mitigation(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "sub_runs": sub_runs,
+        "steps": steps.summary(),
+        "arm_steps": arm_steps,
         "budget": ms.budget,
         "budgets": budgets,
         "untuned": untuned,
@@ -242,6 +256,11 @@ def run_mitigation(
 
 
 # --------------------------------------------------------------------------- recursive study
+
+
+def _sub_steps(results: Any) -> dict[str, Any]:
+    """An arm's own step counts (each arm is a cached study: a rerun re-runs only what changed)."""
+    return dict(results.get("steps") or {}) if isinstance(results, dict) else {}
 
 
 def _last_generation(run: Path, level: float) -> int:

@@ -469,12 +469,11 @@ def run_inheritance(
                     model.close()
             return {"model": akey, "rows": rows, "samples": samples, "records": answers}
 
-        reused = steps.counts["evaluate"].reused if "evaluate" in steps.counts else 0
         stored = steps.cached("evaluate", epath, evaluate, _read_json, _save_json)
         evals[akey] = stored["rows"]
         evals_samples[akey] = stored.get("samples", {})
         evals_records[akey] = stored.get("records", {})
-        if bar and steps.counts["evaluate"].reused > reused:
+        if bar and steps.last_reused:
             bar.update(len(tasks))
     if bar:
         bar.close()

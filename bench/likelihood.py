@@ -5,14 +5,17 @@ llama.cpp backend and/or the HF transformers backend (same SmolLM2 weights), and
 runtimes pair by pair: how many CrowS-Pairs decisions flip and how far the log-likelihood
 differences move.
 
-Scoring speed, per runtime, on the same ``--loop-n`` CrowS-Pairs sentences in one run: a plain
-one-sentence-at-a-time loop (``logprobs([s])`` per sentence), the batched path that
-``bench-bias`` uses, and (llama.cpp) the opt-in pair-shared path (texts sorted and grouped by
-common prefix, a pair's shared words decoded once, no logits for a text's last token), in
+Scoring speed, on the same ``--loop-n`` CrowS-Pairs sentences in one run: the baseline is a
+plain loop over llama-cpp-python's own ``Llama`` (one sentence per ``eval``, every logit, the
+packaged Q4_1 file); then per runtime our one-sentence-at-a-time loop (``logprobs([s])`` per
+sentence), the batched path that ``bench-bias`` uses, and (llama.cpp) the opt-in pair-shared
+path (texts sorted and grouped by common prefix, a pair's shared words decoded once), in
 sentences per second, with the largest per-token difference from the loop (see
 ``scoring_speed``). The full-suite ``seconds`` give sentences/s over all 3,016 sentences.
 
-    PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,hf
+    PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,llamacpp-f32,hf
+
+``llamacpp-f32`` runs a locally dequantised copy of the same GGUF (``weights="f32"``).
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
 
 Reads ``../shared/benchmarks`` (or ``--data``); writes ``bench/results/likelihood.json``.
@@ -47,22 +50,63 @@ ROOT = Path(__file__).resolve().parents[1]
 def load(runtime: str, threads: int | None):
     """A backend by short name; returns it with its load time in seconds."""
     start = time.perf_counter()
-    if runtime == "llamacpp":
+    if runtime in ("llamacpp", "llamacpp-f32", "llamacpp-f16"):
         from synthbias.generate.llamacpp import LlamaCppBackend
 
-        backend = LlamaCppBackend(n_ctx=512, n_threads=threads)
+        weights = runtime.partition("-")[2] or "native"
+        backend = LlamaCppBackend(n_ctx=512, n_threads=threads, weights=weights)
     elif runtime == "hf":
         from synthbias.generate.hf import HFBackend
 
         backend = HFBackend(n_threads=threads)
     else:
-        raise SystemExit(f"unknown runtime {runtime!r}; use llamacpp or hf")
+        raise SystemExit(f"unknown runtime {runtime!r}; use llamacpp, llamacpp-f32/-f16 or hf")
     return backend, time.perf_counter() - start
 
 
 def _sentences(data: str, n: int) -> list[str]:
     sub = crows_pairs_subset(load_crows_pairs(data), max(1, n // 2), seed=0)
     return sub["sent_more"].tolist() + sub["sent_less"].tolist()
+
+
+def plain_loop(data: str, n: int, threads: int | None) -> dict:
+    """The baseline: llama-cpp-python's own ``Llama``, one sentence per ``eval``, all logits.
+
+    What a user would write without this package (the lm-evaluation-harness recipe: BOS, the
+    sentence, log-softmax of every position), on the packaged Q4_1 file. Returns seconds and
+    the per-sentence totals, to check the other paths against.
+    """
+    import llama_cpp
+
+    from synthbias.generate.llamacpp import available_cores, guard_high_level_llama
+    from synthbias.generate.models import default_model_path
+
+    guard_high_level_llama()  # AMX CPUs: as our backend loads the model
+    texts = _sentences(data, n)
+    cores = threads or available_cores()
+    ref = llama_cpp.Llama(
+        model_path=str(default_model_path()),
+        logits_all=True,
+        n_ctx=256,
+        n_batch=256,
+        n_threads=cores,
+        n_threads_batch=cores,
+        verbose=False,
+    )
+    try:
+        bos = ref.token_bos()
+        start = time.perf_counter()
+        totals = []
+        for text in texts:
+            ids = [bos, *ref.tokenize(text.encode("utf-8"), add_bos=False, special=False)]
+            ref.reset()
+            ref.eval(ids)
+            logp = llama_cpp.Llama.logits_to_logprobs(np.asarray(ref.scores[: len(ids)]))
+            totals.append(float(sum(logp[j - 1, ids[j]] for j in range(1, len(ids)))))
+        seconds = time.perf_counter() - start
+    finally:
+        ref.close()
+    return {"sentences": len(texts), "seconds": round(seconds, 2), "totals": totals}
 
 
 def scoring_speed(backend, data: str, n: int) -> dict:
@@ -111,6 +155,7 @@ def scoring_speed(backend, data: str, n: int) -> dict:
         **{f"{k}_sentences_per_s": round(len(texts) / v, 2) for k, v in mean.items()},
         "batched_speedup_vs_loop": round(mean["loop"] / mean["batched"], 2),
         "batched_max_abs_diff_vs_loop": maxdiff(results["batched"]),
+        "totals": [t.total for t in loop],
     }
     if sharing:
         out["pair_shared_speedup_vs_batched"] = round(mean["batched"] / mean["pair_shared"], 2)
@@ -137,12 +182,30 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": {},
     }
     samples: dict[str, dict[str, list[float]]] = {}
+    baseline: dict | None = None
+    if args.loop_n:
+        baseline = plain_loop(args.data, args.loop_n, args.threads)
+        report["plain_loop"] = {k: v for k, v in baseline.items() if k != "totals"}
+        report["plain_loop"]["sentences_per_s"] = round(
+            baseline["sentences"] / baseline["seconds"], 2
+        )
+        print(f"plain llama_cpp.Llama loop: {report['plain_loop']}", flush=True)
     for runtime in args.runtimes.split(","):
         backend, load_s = load(runtime.strip(), args.threads)
         run: dict = {"runtime": backend.name, "model_id": backend.model_id, "load_s": load_s}
         if args.loop_n:
             run["speed"] = scoring_speed(backend, args.data, args.loop_n)
-            print(f"{backend.name:>12} sentences/s {run['speed']}", flush=True)
+            assert baseline is not None
+            totals = run["speed"].pop("totals")
+            run["speed"]["max_abs_sentence_diff_vs_plain_loop"] = float(
+                np.max(np.abs(np.array(totals) - np.array(baseline["totals"])))
+            )
+            for key in ("loop", "batched", "pair_shared"):
+                if f"{key}_s" in run["speed"]:
+                    run["speed"][f"{key}_speedup_vs_plain_loop"] = round(
+                        baseline["seconds"] / run["speed"][f"{key}_s"], 2
+                    )
+            print(f"{runtime:>12} sentences/s {run['speed']}", flush=True)
         for suite in [x.strip() for x in args.suites.split(",") if x.strip()]:
             start = time.perf_counter()
             res = score_benchmark(backend, suite.strip(), args.data, args.limit, args.seed)

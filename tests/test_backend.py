@@ -382,3 +382,56 @@ def test_extra_buffers_are_off_exactly_on_amx_cpus() -> None:
     guard_high_level_llama()  # idempotent: not wrapped twice
     assert lc.llama_model_default_params is guarded
     assert bool(guarded().use_extra_bufts) is (not amx)
+
+
+@pytest.mark.slow
+def test_llamacpp_logprobs_in_length_sorted_batches_equal_one_at_a_time(llm) -> None:
+    """Texts are batched by length (and a text's last token is not fed): every score still
+    equals scoring that text alone, and results come back in input order."""
+    texts = [
+        "The nurse said that she would be late for the night shift.",
+        "Hi",
+        "He is an engineer.",
+        "The mechanic fixed the car because he was paid well for it.",
+        "She is a nurse.",
+        "Go!",
+        "Doctors work long hours.",
+    ]
+    together = llm.logprobs(texts)
+    for text, got in zip(texts, together, strict=True):
+        alone = llm.logprobs([text])[0]
+        assert got.token_ids == alone.token_ids == llm.tokenize(text)
+        assert max(abs(a - b) for a, b in zip(got.logprobs, alone.logprobs, strict=True)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_llamacpp_widened_weights_are_cached_and_close_to_native(
+    llm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weights="f32" runs a locally dequantised copy: written once into the model cache, a
+    different model_id, and scores close to (but not equal to) the quantised model's."""
+    from synthbias.generate import LlamaCppBackend
+
+    monkeypatch.setenv("SYNTHBIAS_MODEL_CACHE", str(tmp_path))
+    texts = ["The doctor said he was late.", "She is a brilliant engineer.", "Nurses care."]
+    wide = LlamaCppBackend(n_ctx=64, batch_size=4, weights="f32")
+    try:
+        assert wide.loaded_path.parent == tmp_path and wide.loaded_path.name.endswith(".f32.gguf")
+        assert wide.model_path == llm.model_path and wide.model_id != llm.model_id
+        ours, native = wide.logprobs(texts), llm.logprobs(texts)
+    finally:
+        wide.close()
+    for a, b in zip(ours, native, strict=True):
+        assert a.token_ids == b.token_ids
+        assert abs(a.total - b.total) < 0.1 * abs(b.total)  # same weights, 32-bit activations
+    assert any(abs(a.total - b.total) > 1e-3 for a, b in zip(ours, native, strict=True))
+    stamp = wide.loaded_path.stat().st_mtime_ns
+    again = LlamaCppBackend(n_ctx=64, batch_size=1, weights="f32")
+    try:
+        assert again.loaded_path == wide.loaded_path and again.model_id == wide.model_id
+        assert again.loaded_path.stat().st_mtime_ns == stamp  # reused, not rewritten
+    finally:
+        again.close()
+        wide.loaded_path.unlink()
+    with pytest.raises(ValueError, match="weights"):
+        LlamaCppBackend(n_ctx=64, batch_size=1, weights="q2")  # type: ignore[arg-type]

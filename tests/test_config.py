@@ -72,3 +72,21 @@ def test_example_configs_validate() -> None:
 def test_unknown_prompt_lists_choices() -> None:
     with pytest.raises(ConfigError, match="study.prompt.*self_instruct_chat"):
         parse_config({"study": {"prompt": "nope"}})
+
+
+@pytest.mark.parametrize(
+    "name", ["inheritance", "inheritance_full", "mitigation", "mitigation_full"]
+)
+def test_example_task_sizes_are_defined(name: str, benchmarks: Path) -> None:
+    """Every example's tasks.sizes is at or above each task's minimum on the real items (the
+    mitigation example once failed this only after its 26-minute recursive part)."""
+    from synthbias.inheritance import check_task_sizes
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / f"{name}.yaml")
+    cfg = cfg.model_copy(
+        update={"tasks": cfg.tasks.model_copy(update={"data_dir": str(benchmarks)})}
+    )
+    sizes = check_task_sizes(cfg)
+    assert sizes and all(n >= 2 for n in sizes.values())
+    for task, n in cfg.tasks.sizes.items():
+        assert sizes[task] == n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,11 +102,14 @@ def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool
     if config.kind != "equilibrium":
         from synthbias.report import console as summaries
         from synthbias.runs import run_experiment
+        from synthbias.tasks.spec import TaskError
 
         try:
             results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
         except (FileExistsError, RunLockedError) as exc:
             _fail(str(exc))
+        except TaskError as exc:
+            _fail(f"config error: {exc}")
         show = summaries.print_inheritance if config.kind == "inheritance" else None
         (show or summaries.print_mitigation)(results, console, out)
         return
@@ -337,7 +341,7 @@ def measure(
         console.print(f"wrote {out}")
 
 
-def _backend_for_model(model: str, backend: str) -> Any:
+def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any:
     """MODEL is 'embedded' (SmolLM2), a GGUF file or a HF checkpoint folder."""
     path = None if model in ("embedded", "default") else Path(model)
     if path is not None and not path.exists():
@@ -349,7 +353,13 @@ def _backend_for_model(model: str, backend: str) -> Any:
             _fail(f"{path} is a folder; the llamacpp backend needs a .gguf file (or --backend hf)")
         from synthbias.generate import load_backend
 
-        return load_backend("llamacpp", **({"model_path": str(path)} if path else {}))
+        kwargs: dict[str, Any] = {"model_path": str(path)} if path else {}
+        try:
+            return load_backend("llamacpp", weights=weights, **kwargs)
+        except ValueError as exc:
+            _fail(f"--weights: {exc}")
+    if weights != "native":
+        _fail(f"--weights {weights} applies to the llamacpp backend only")
     if backend == "hf":
         from synthbias.generate.hf import HFBackend
 
@@ -374,6 +384,13 @@ def bench_bias(
         typer.Option(min=1, help="Score a seeded sample of this many items per suite."),
     ] = None,
     seed: int = 0,
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="llamacpp: native (as stored), or f32 / f16: a locally dequantised copy, "
+            "about 2x faster scoring on CPU, slightly different scores."
+        ),
+    ] = "native",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write JSON results here.")
     ] = None,
@@ -388,30 +405,36 @@ def bench_bias(
         _fail(f"unknown suite {', '.join(bad)}; choose from {', '.join(SUITES)}")
     if not data.is_dir():
         _fail(f"benchmark data folder not found: {data}")
-    be = _backend_for_model(model, backend)
+    be = _backend_for_model(model, backend, weights)
     results: dict[str, Any] = {}
     table = Table(title=f"{model} on {data} ({be.name}: {be.model_id})")
     table.add_column("metric", no_wrap=True)
     for col in ("value", "95% CI", "n", "per group"):
         table.add_column(col)
+    seconds: dict[str, float] = {}
     for name in suites:
+        started = time.perf_counter()
         try:
             res = score_benchmark(be, name, data, limit=limit, seed=seed)
         except (FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
+        seconds[name] = round(time.perf_counter() - started, 2)
         for key, m in res.items():
             results[key] = m.to_dict()
             ci = f"[{_fmt(m.ci.low)}, {_fmt(m.ci.high)}]" if m.ci else "—"
             groups = ", ".join(f"{g}={v:.2f}" for g, v in list(m.per_group.items())[:10])
             table.add_row(key, _fmt(m.value), ci, str(m.n), groups)
     console.print(table)
+    console.print("scoring time: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     if out:
         write_json(
             out,
             {
                 "model": model,
+                "seconds": seconds,
                 "runtime": be.name,
                 "model_id": be.model_id,
+                "weights": weights,
                 "data": str(data),
                 "limit": limit,
                 "seed": seed,

@@ -313,6 +313,10 @@ class InheritanceStudyConfig(_Strict):
     n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
     eval_base: bool = True
     eval_backend: Literal["llamacpp", "hf"] = "llamacpp"
+    #: llama.cpp evaluation weights: ``native`` (the quantised GGUF as stored) or a locally
+    #: dequantised ``f32`` / ``f16`` copy of it, about 2x faster on CPU (generate/llamacpp.py:
+    #: widen_model); scores differ slightly, since activations are no longer 8-bit.
+    eval_weights: Literal["native", "f32", "f16"] = "native"
     misalignment: bool = True
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     mitigation: InheritanceMitigationConfig = Field(default_factory=InheritanceMitigationConfig)

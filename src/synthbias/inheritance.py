@@ -215,7 +215,11 @@ class DefaultBackendLoader:
             if self.study.eval_backend == "hf":
                 return load_backend("hf", model_path=base)
             return load_backend(
-                "llamacpp", model_path=base, n_ctx=512, batch_size=self.generator_cfg.batch_size
+                "llamacpp",
+                model_path=base,
+                n_ctx=512,
+                batch_size=self.generator_cfg.batch_size,
+                weights=self.study.eval_weights,
             )
         from synthbias.train.adapter import load_finetuned
         from synthbias.train.sft import read_train_meta
@@ -229,6 +233,7 @@ class DefaultBackendLoader:
                 "llamacpp",
                 n_ctx=512,
                 batch_size=self.generator_cfg.batch_size,
+                weights=self.study.eval_weights,
                 **({"model_path": base} if base else {}),
             )
         if added:
@@ -280,6 +285,21 @@ def _task_names(study: InheritanceStudyConfig) -> list[str]:
     from synthbias.tasks import list_tasks
 
     return list(study.tasks) if study.tasks else list_tasks()
+
+
+def check_task_sizes(config: ExperimentConfig) -> dict[str, int]:
+    """Each task's item count, raising :class:`~synthbias.tasks.core.TaskSizeError` where a
+    configured size leaves the headline metric undefined.
+
+    Why: a study that runs other pipelines first (the mitigation study's recursive part) calls
+    this before anything runs, so a bad ``tasks.sizes`` fails in seconds, not after them.
+    """
+    from synthbias.tasks import load_task
+    from synthbias.tasks.sweep import resolve_sizes
+
+    study = config.inheritance
+    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
+    return resolve_sizes(tasks, config.tasks.sizes, study.n_eval)[0]
 
 
 @lock_run_folder("out")
@@ -439,12 +459,16 @@ def run_inheritance(
     evals_samples: dict[str, Any] = {}
     evals_records: dict[str, dict[str, list[dict[str, Any]]]] = {}
     eval_files: dict[str, str] = {}  # adapter -> its evaluation file, relative to ``out``
+    eval_model_ids: dict[str, str | None] = {}
     to_eval = (["base"] if study.eval_base else []) + sorted(
         {c["adapter"] for c in conditions}, key=str
     )
     bar = progress("evaluating", len(to_eval) * len(tasks)) if progress else None
     for akey in to_eval:
-        ekey = _hash(akey, task_key, study.eval_backend, study.finetune.base_model)
+        eval_model = study.eval_backend
+        if study.eval_backend == "llamacpp" and study.eval_weights != "native":
+            eval_model = f"llamacpp-{study.eval_weights}"  # native keeps its old cache key
+        ekey = _hash(akey, task_key, eval_model, study.finetune.base_model)
         epath = cache / "evals" / f"{ekey}.json"
         eval_files[akey] = os.path.relpath(epath, out)
 
@@ -467,12 +491,19 @@ def run_inheritance(
             finally:
                 if hasattr(model, "close"):
                     model.close()
-            return {"model": akey, "rows": rows, "samples": samples, "records": answers}
+            return {
+                "model": akey,
+                "model_id": getattr(model, "model_id", None),
+                "rows": rows,
+                "samples": samples,
+                "records": answers,
+            }
 
         stored = steps.cached("evaluate", epath, evaluate, _read_json, _save_json)
         evals[akey] = stored["rows"]
         evals_samples[akey] = stored.get("samples", {})
         evals_records[akey] = stored.get("records", {})
+        eval_model_ids[akey] = stored.get("model_id")
         if bar and steps.last_reused:
             bar.update(len(tasks))
     if bar:
@@ -504,6 +535,11 @@ def run_inheritance(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "generator": generator_info,
+        "evaluation": {
+            "backend": study.eval_backend,
+            "weights": study.eval_weights,
+            "model_ids": {k: v for k, v in eval_model_ids.items() if v},
+        },
         "timing": {
             f"{name}_seconds": round(steps.seconds(step), 2)
             for name, step in (

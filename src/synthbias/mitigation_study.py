@@ -136,7 +136,7 @@ def run_mitigation(
     """
     from synthbias.core.store import write_json, write_table
     from synthbias.experiment import run_equilibrium
-    from synthbias.inheritance import run_inheritance
+    from synthbias.inheritance import check_task_sizes, run_inheritance
 
     if config.kind != "mitigation":
         raise ValueError(f"run_mitigation needs kind: mitigation, got {config.kind!r}")
@@ -151,6 +151,8 @@ def run_mitigation(
         if ms.run_inheritance
         else {}
     )
+    if ms.run_inheritance and "inheritance" not in runners:
+        check_task_sizes(config)  # a bad tasks.sizes fails now, not after the recursive study
     headline: list[dict[str, Any]] = []
     properties: list[dict[str, Any]] = []
     reps: dict[tuple[str, str, str, str], list[Reps]] = {}

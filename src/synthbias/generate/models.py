@@ -78,3 +78,31 @@ def model_fingerprint(path: Path | str) -> str:
         head = fh.read(1 << 20)
     digest = hashlib.sha256(head + size.to_bytes(8, "little")).hexdigest()[:12]
     return f"{path.name}@{digest}"
+
+
+#: Environment variable for the folder of locally derived (dequantised) model files.
+MODEL_CACHE_ENV_VAR = "SYNTHBIAS_MODEL_CACHE"
+
+#: Weight types a quantised GGUF can be widened to for faster CPU prompt processing.
+WIDENED_WEIGHTS = ("f32", "f16")
+
+
+def model_cache_dir() -> Path:
+    """``$SYNTHBIAS_MODEL_CACHE``, else ``$XDG_CACHE_HOME/synthbias/models`` (``~/.cache``)."""
+    override = os.environ.get(MODEL_CACHE_ENV_VAR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "synthbias" / "models"
+
+
+def widened_model_name(path: Path | str, weights: str) -> str:
+    """File name of ``path`` widened to ``weights``: stem, source fingerprint, weight type.
+
+    The fingerprint is in the name so that a re-quantised source never reuses a stale copy.
+    """
+    if weights not in WIDENED_WEIGHTS:
+        raise ValueError(f"weights must be one of {WIDENED_WEIGHTS}, got {weights!r}")
+    path = Path(path)
+    digest = model_fingerprint(path).rsplit("@", 1)[1]
+    return f"{path.stem}.{digest}.{weights}.gguf"

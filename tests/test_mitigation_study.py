@@ -303,3 +303,21 @@ def test_rerun_reuses_every_arm_and_counts_its_steps(tmp_path: Path) -> None:
             if step in counts:
                 assert counts[step]["ran"] == 0, (arm, step, counts[step])
     assert again["headline"] == first["headline"]
+
+
+def test_console_flags_a_zero_width_interval() -> None:
+    """A control task at accuracy 1.0 in both arms gives [+0.000, +0.000]: the console says
+    that is not an informative CI instead of printing it as a certain zero."""
+    row = {
+        "family": "control_cost",
+        "strategy": "swap",
+        "metric": "topic_classification.accuracy",
+        "difference": 0.0,
+        "difference_ci_low": 0.0,
+        "difference_ci_high": 0.0,
+    }
+    wide = {**row, "strategy": "token", "difference_ci_low": -0.1, "difference_ci_high": 0.1}
+    lines = format_headline({"summary": [row, wide]})
+    swap = next(line for line in lines if line.startswith("  swap"))
+    token = next(line for line in lines if line.startswith("  token"))
+    assert "not an informative CI" in swap and "not an informative CI" not in token

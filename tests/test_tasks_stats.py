@@ -168,6 +168,10 @@ def test_paired_delta_on_stored_answers() -> None:
     assert d["delta"] == pytest.approx(1.0 - base_gap)
     assert d["ci_low"] > 0 and not d["covers_zero"]
     assert finding(d).startswith("more bias")
+    # a control task's accuracy is not a bias: the sentence names the metric instead
+    acc = {**d, "metric": "accuracy", "delta": -0.2, "ci_low": -0.3, "ci_high": -0.1}
+    assert finding(acc, bias=False).startswith("lower accuracy than")
+    assert "bias" not in finding(acc, bias=False)
 
 
 # =============================================================================== sizes

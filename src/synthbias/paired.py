@@ -65,7 +65,7 @@ def compare_pairs(
             if not pairs:
                 continue
             d = paired_delta(task, items, pairs, metric, n_resamples, item_seed)
-            text = finding(d).replace("the real-only model", than)
+            text = finding(d, bias=bool(task.spec.bias_metric)).replace("the real-only model", than)
             out.append({"task": task.name} | labels | d | {"finding": text})
     return out
 

@@ -104,7 +104,10 @@ def _num(v: Any, d: int = 3) -> str:
 
 
 def _ci_text(lo: Any, hi: Any, d: int = 3) -> str:
-    return f"[{_num(lo, d)}, {_num(hi, d)}]"
+    text = f"[{_num(lo, d)}, {_num(hi, d)}]"
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and lo == hi:
+        text += " (zero width: every resample gave the same value, not an informative CI)"
+    return text
 
 
 def arm_steps(budgets: Sequence[dict[str, Any]], pipeline: str, strategy: str) -> str:

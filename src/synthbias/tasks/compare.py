@@ -156,8 +156,12 @@ def paired_delta(
     }
 
 
-def finding(delta: dict[str, Any], digits: int = 3) -> str:
-    """One plain sentence on a paired delta: detected direction, or no detectable change."""
+def finding(delta: dict[str, Any], digits: int = 3, bias: bool = True) -> str:
+    """One plain sentence on a paired delta: detected direction, or no detectable change.
+
+    ``bias=False`` (a control task's accuracy-type headline) names the metric going higher or
+    lower instead of calling the change more or less bias.
+    """
     d, lo, hi = delta["delta"], delta["ci_low"], delta["ci_high"]
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "no interval could be computed"
@@ -170,5 +174,8 @@ def finding(delta: dict[str, Any], digits: int = 3) -> str:
             f"no detectable change at this size ({ci}; changes smaller than about "
             f"{mde:.{digits}f} would go unseen)"
         )
+    if not bias:
+        way = "higher" if d > 0 else "lower"
+        return f"{way} {delta.get('metric', 'score')} than the real-only model ({ci})"
     way = "more" if d > 0 else "less"
     return f"{way} bias than the real-only model ({ci})"

@@ -105,7 +105,10 @@ def paired_deltas(
                         {"task": task.name, "bias_type": bt, "arm": arm, "strength": strength}
                         | {"ratio": ratio}
                         | d
-                        | {"finding": finding(d), "bias_related": task.bias_related}
+                        | {
+                            "finding": finding(d, bias=bool(task.spec.bias_metric)),
+                            "bias_related": task.bias_related,
+                        }
                     )
     return out
 

@@ -287,6 +287,18 @@ def _task_names(study: InheritanceStudyConfig) -> list[str]:
     return list(study.tasks) if study.tasks else list_tasks()
 
 
+def _tasks_and_sizes(config: ExperimentConfig) -> tuple[list[Any], dict[str, int], list[str]]:
+    """The run's tasks, each one's item count, and notes on sizes raised to a task's minimum;
+    raises :class:`~synthbias.tasks.core.TaskSizeError` where a configured size leaves the
+    headline metric undefined."""
+    from synthbias.tasks import load_task
+
+    study = config.inheritance
+    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
+    sizes, notes = resolve_sizes(tasks, config.tasks.sizes, study.n_eval)
+    return tasks, sizes, notes
+
+
 def check_task_sizes(config: ExperimentConfig) -> dict[str, int]:
     """Each task's item count, raising :class:`~synthbias.tasks.core.TaskSizeError` where a
     configured size leaves the headline metric undefined.
@@ -294,12 +306,7 @@ def check_task_sizes(config: ExperimentConfig) -> dict[str, int]:
     Why: a study that runs other pipelines first (the mitigation study's recursive part) calls
     this before anything runs, so a bad ``tasks.sizes`` fails in seconds, not after them.
     """
-    from synthbias.tasks import load_task
-    from synthbias.tasks.sweep import resolve_sizes
-
-    study = config.inheritance
-    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
-    return resolve_sizes(tasks, config.tasks.sizes, study.n_eval)[0]
+    return _tasks_and_sizes(config)[1]
 
 
 @lock_run_folder("out")
@@ -328,7 +335,6 @@ def run_inheritance(
     misalignment) instead of ``out``, so several runs (e.g. mitigation strategies) share them.
     """
     from synthbias.core.store import write_json, write_table
-    from synthbias.tasks import load_task
 
     if config.kind != "inheritance":
         raise ValueError(f"run_inheritance needs kind: inheritance, got {config.kind!r}")
@@ -349,8 +355,7 @@ def run_inheritance(
     backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
     t0 = time.perf_counter()
     steps = Steps(resume=resume)
-    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in _task_names(study)]
-    sizes, size_notes = resolve_sizes(tasks, config.tasks.sizes, study.n_eval)
+    tasks, sizes, size_notes = _tasks_and_sizes(config)
     task_key = _hash(
         [t.spec.model_dump(mode="json") for t in tasks],
         sizes,

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Before any test module loads torch or llama.cpp: synthbias picks the OpenMP wait policy from how
+# busy the cores are (libgomp reads it once, at load; see synthbias.core.cpu).
+import synthbias  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(os.environ.get("SYNTHBIAS_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +36,6 @@ from synthbias.measure.downstream import (
     select_occupations,
     validate_templates,
 )
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class PronounBackend:

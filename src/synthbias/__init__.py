@@ -25,9 +25,12 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Idle worker threads sleep instead of spinning. llama.cpp and torch both busy-wait by default,
-# which on a shared or oversubscribed CPU made a decode up to ~35x slower (measured here).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads (llama.cpp and torch share one libgomp) spin at barriers by default: 2.3x faster
+# on idle cores, 2.4x slower when another job uses them (measured here). libgomp reads the policy
+# once, at load, so it is chosen now from a 0.15 s CPU sample; a value the user sets is kept.
+from synthbias.core.cpu import choose_omp_wait_policy  # noqa: E402
+
+choose_omp_wait_policy()
 
 from synthbias.core.version import __version__  # noqa: E402
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthbias.core.cpu import run_environment
 from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
 from synthbias.measure.names import canonical
 from synthbias.measure.result import MetricResult
@@ -340,7 +340,7 @@ class AuditResult:
                 "bootstrap resamples": self.n_resamples,
             },
             "seeds": self.seed,
-            "environment": {"python": platform.python_version(), "platform": platform.platform()},
+            "environment": run_environment(),
             "versions": _versions(),
             "timing": {"total_seconds": round(self.seconds, 2)},
             "axes": self.axes,

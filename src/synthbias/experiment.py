@@ -9,8 +9,6 @@ config never silently mixes with old corpora.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.config import ExperimentConfig, MeasureConfig
+from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash
 from synthbias.core.steps import Steps
 from synthbias.core.store import (  # re-exported: older code imports these from here
@@ -368,12 +367,7 @@ def run_equilibrium(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "model": backend_info,
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "cpus": os.cpu_count(),
-        },
+        "environment": run_environment(),
         "timing": {
             "total_seconds": round(time.perf_counter() - t0, 2),
             "generation_seconds": round(steps.seconds("generate"), 2),

@@ -36,6 +36,7 @@ from synthbias.attribution import (
 )
 from synthbias.augment import build_real_corpus
 from synthbias.config import ExperimentConfig, InheritanceStudyConfig
+from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash
 from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, lock_run_folder
@@ -479,9 +480,10 @@ def run_inheritance(
 
         def evaluate(akey: str = akey) -> dict[str, Any]:
             model = backend_loader(None if akey == "base" else cache / "adapters" / akey)
-            rows, samples, answers = [], {}, {}
+            rows, samples, answers, seconds = [], {}, {}, {}
             try:
                 for task in tasks:
+                    t_task = time.perf_counter()
                     res = task.evaluate(
                         model,
                         n=sizes[task.name],
@@ -491,6 +493,7 @@ def run_inheritance(
                     rows.extend(_task_rows(task, res))
                     samples[task.spec.name] = _samples(res)
                     answers[task.spec.name] = compact_records(res.records)
+                    seconds[task.spec.name] = round(time.perf_counter() - t_task, 2)
                     if bar:
                         bar.update(1)
             finally:
@@ -502,6 +505,7 @@ def run_inheritance(
                 "rows": rows,
                 "samples": samples,
                 "records": answers,
+                "seconds": seconds,  # per task: where an evaluation's time goes
             }
 
         stored = steps.cached("evaluate", epath, evaluate, _read_json, _save_json)
@@ -540,6 +544,7 @@ def run_inheritance(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "generator": generator_info,
+        "environment": run_environment(),
         "evaluation": {
             "backend": study.eval_backend,
             "weights": study.eval_weights,

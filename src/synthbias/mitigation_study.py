@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.config import ExperimentConfig
+from synthbias.core.cpu import run_environment
 from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, lock_run_folder
 from synthbias.core.version import __version__
@@ -237,6 +238,7 @@ def run_mitigation(
         "config": config.model_dump(mode="json"),
         "config_hash": config.content_hash(),
         "sub_runs": sub_runs,
+        "environment": run_environment(),
         "steps": steps.summary(),
         "arm_steps": arm_steps,
         "budget": ms.budget,

@@ -314,3 +314,42 @@ def test_audit_end_to_end_with_real_encoder(tmp_path: Path) -> None:
     samples = (out / "samples.jsonl").read_text().splitlines()
     assert len(samples) == len(TEXTS)
     assert "embedding.gender.anchor_bias" in json.loads(samples[0])
+
+
+def test_audit_steps_measure_each_family_once_and_reuse_it(tmp_path: Path) -> None:
+    """``load``, ``measure`` (cached per family under a key of texts and settings) and ``check``:
+    a rerun with another budget reuses every family; new texts or one more family re-measure
+    only what changed; cached metrics equal fresh ones."""
+    cache = tmp_path / "cache"
+    kw = {"n_resamples": 60, "seed": 0, "cache": cache}
+    first = audit_corpus(TEXTS, families=["rule", "lexical"], **kw)
+    assert first.steps["measure"]["ran"] == 2 and first.steps["measure"]["reused"] == 0
+    assert first.steps["load"]["ran"] == 1 and first.steps["check"]["ran"] == 1
+
+    budget = {"rule.gender.stereotype_rate": 0.9}
+    again = audit_corpus(TEXTS, families=["rule", "lexical"], max_budgets=budget, **kw)
+    assert (again.steps["measure"]["ran"], again.steps["measure"]["reused"]) == (0, 2)
+    assert again.checks and again.checks[0].value == first["rule.gender.stereotype_rate"].value
+    for name, m in first.metrics.items():
+        back = again.metrics[name]
+        assert back.per_sample == pytest.approx(m.per_sample, nan_ok=True), name
+        assert (back.ci.low, back.ci.high) == pytest.approx((m.ci.low, m.ci.high), nan_ok=True)
+
+    fewer = audit_corpus(TEXTS[:-1], families=["rule"], **kw)  # other texts: measured again
+    assert (fewer.steps["measure"]["ran"], fewer.steps["measure"]["reused"]) == (1, 0)
+    other_seed = audit_corpus(TEXTS, families=["rule"], **{**kw, "seed": 1})
+    assert other_seed.steps["measure"]["ran"] == 1
+
+    uncached = audit_corpus(TEXTS, families=["rule"], n_resamples=60, seed=0)
+    assert uncached.steps["measure"] == {**uncached.steps["measure"], "ran": 1, "reused": 0}
+
+
+def test_audit_cli_reuses_its_measure_cache(tmp_path: Path) -> None:
+    src = write_all_formats(tmp_path)["csv"]
+    args = ["audit", str(src), "--text-field", "sentence", *FAST, "--out", str(tmp_path / "a")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert (
+        CliRunner().invoke(app, [*args, "--max", "rule.gender.stereotype_rate=0.99"]).exit_code == 0
+    )
+    steps = json.loads((tmp_path / "a" / "audit.json").read_text())["steps"]
+    assert steps["measure"]["ran"] == 0 and steps["measure"]["reused"] == 2  # rule, lexical

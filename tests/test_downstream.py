@@ -1,4 +1,4 @@
-"""Downstream metrics (synthbias.measure.downstream).
+"""The pronoun probe (synthbias.measure.probes; old module name synthbias.measure.downstream).
 
 Fast tests check the arithmetic with a stub backend whose pronoun log-probs are set per
 occupation, the occupation/threshold selection, template validation and the held-out property
@@ -20,7 +20,7 @@ import pytest
 
 from synthbias.generate.protocol import TextLogprobs
 from synthbias.lexicon import load_lexicon
-from synthbias.measure.downstream import (
+from synthbias.measure.probes import (
     CLASSIFIER_RATE,
     PREFERENCE,
     WIN_RATE,

@@ -196,7 +196,7 @@ def test_measure_and_audit_results_use_canonical_names(tmp_path: Path) -> None:
 
 def test_inheritance_and_mitigation_names_are_canonical(tmp_path: Path) -> None:
     from synthbias.inheritance import run_inheritance
-    from synthbias.measure import downstream
+    from synthbias.measure import probes as downstream
     from synthbias.mitigate.stats import ORIENTATIONS
     from synthbias.report.sections.equilibrium import STEREOTYPE_ORIENTED
 

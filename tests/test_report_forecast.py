@@ -104,3 +104,48 @@ def test_forecast_errors(run_dir: Path, tmp_path: Path) -> None:
         forecast_run(only0)
     res = CliRunner().invoke(app, ["forecast", str(only0)])
     assert res.exit_code == 2 and "levels without generation 1: 0.1, 0.6" in res.output
+
+
+def test_forecast_measures_each_corpus_once_and_only_new_or_changed_ones_again(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The forecast's steps: ``measure`` is cached per corpus content, ``fit`` and ``project``
+    always run; counts of what ran and what was reused are in the forecast file."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("forecast_cache"))
+    corpora = sorted((run / "corpora").rglob("gen-*.jsonl"))
+    gen01 = [p for p in corpora if p.stem in ("gen-0", "gen-1")]
+    assert len(gen01) >= 4 and len(corpora) > len(gen01)
+
+    first = forecast_run(run, generations=1, n_resamples=100, write=False)
+    assert first["steps"]["measure"] == {
+        **first["steps"]["measure"],
+        "ran": len(gen01),
+        "reused": 0,
+    }
+    assert first["steps"]["fit"]["ran"] == 1 and first["steps"]["project"]["ran"] == 1
+
+    again = forecast_run(run, generations=1, n_resamples=100, write=False)
+    assert (again["steps"]["measure"]["ran"], again["steps"]["measure"]["reused"]) == (
+        0,
+        len(gen01),
+    )
+    assert again["forecast"] == first["forecast"]  # cached values give the same fit
+
+    # one more generation: only its corpora are measured
+    more = forecast_run(run, generations=2, n_resamples=100, write=False)
+    n_new = sum(p.stem == "gen-2" for p in corpora)
+    assert (more["steps"]["measure"]["ran"], more["steps"]["measure"]["reused"]) == (
+        n_new,
+        len(gen01),
+    )
+
+    # an edited corpus is measured again (the key is its content, not its name)
+    edited = gen01[0]
+    lines = edited.read_text().splitlines()
+    edited.write_text("\n".join(lines[:-1]) + "\n")
+    after = forecast_run(run, generations=1, n_resamples=100, write=False)
+    assert (after["steps"]["measure"]["ran"], after["steps"]["measure"]["reused"]) == (
+        1,
+        len(gen01) - 1,
+    )

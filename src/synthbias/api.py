@@ -130,6 +130,7 @@ def audit(
         n_resamples=n_resamples,
         seed=seed,
         progress=progress_factory(progress),
+        cache=Path(out) / "measure_cache" if out is not None else None,
     )
     if out is not None:
         result.write(out)

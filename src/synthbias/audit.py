@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from synthbias.core.cpu import run_environment
+from synthbias.core.hashing import stable_hash, texts_hash
+from synthbias.core.steps import Steps
 from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
 from synthbias.measure.names import canonical
 from synthbias.measure.result import MetricResult
@@ -291,6 +293,8 @@ class AuditResult:
     seed: int
     checks: list[BudgetCheck] = field(default_factory=list)
     seconds: float = 0.0
+    #: what each named step (load, measure, check) did: ``{step: {ran, reused, seconds}}``
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -343,6 +347,7 @@ class AuditResult:
             "environment": run_environment(),
             "versions": _versions(),
             "timing": {"total_seconds": round(self.seconds, 2)},
+            "steps": self.steps,
             "axes": self.axes,
             "families": self.families,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
@@ -450,23 +455,37 @@ def audit_corpus(
     seed: int = 0,
     encoder: Any = None,
     progress: ProgressFactory | None = None,
+    cache: str | Path | None = None,
 ) -> AuditResult:
     """Measure ``data`` with every family that applies and check budgets.
 
     Families default to rule, lexical and embedding, plus misalignment when a ``reference`` is
     given. Raises :class:`AuditError` for unreadable input or an unknown budget key (the message
     lists the metric names this audit produced).
+
+    The audit is three named steps: ``load`` (read both datasets), ``measure`` (one unit per
+    family) and ``check`` (the budgets). With ``cache`` (a folder; the CLI and
+    :func:`synthbias.audit` use ``OUT/measure_cache``), each family's metrics are stored under a
+    key of the texts, the reference, the axes, the resampling settings and the encoder, so a
+    rerun with a changed budget or one more family measures only what changed;
+    ``result.steps`` counts what ran and what was reused.
     """
     from synthbias.measure.api import MeasureError, check_axes, check_families, measure_corpus
 
     t0 = time.perf_counter()
+    steps = Steps()
     budgets = parse_budgets(max_budgets, "max") + parse_budgets(min_budgets, "min")
-    src = load_texts(data, text_field=text_field, split=split)
-    ref = (
-        load_texts(reference, text_field=reference_text_field or text_field, split=split)
-        if reference is not None
-        else None
-    )
+
+    def load() -> tuple[TextSource, TextSource | None]:
+        src = load_texts(data, text_field=text_field, split=split)
+        ref = (
+            load_texts(reference, text_field=reference_text_field or text_field, split=split)
+            if reference is not None
+            else None
+        )
+        return src, ref
+
+    src, ref = steps.timed("load", load)
     if not src.texts:
         raise AuditError(f"{src.description}: no texts")
     try:
@@ -474,18 +493,28 @@ def audit_corpus(
         fams = check_families(families, ref is not None)
     except MeasureError as exc:
         raise AuditError(str(exc)) from exc
-    if encoder is None and ("embedding" in fams or "misalignment" in fams):
+    needs_encoder = {"embedding", "misalignment"}
+    if encoder is None and needs_encoder & set(fams):
         from synthbias.measure.embedding import Encoder
 
-        encoder = Encoder()
+        encoder = Encoder()  # loads its model lazily, on the first text it encodes
+    base_key = [
+        texts_hash(src.texts),
+        texts_hash(ref.texts) if ref else None,
+        axes,
+        n_resamples,
+        seed,
+        getattr(encoder, "model_id", type(encoder).__name__) if encoder is not None else None,
+    ]
     bar = progress("auditing", len(fams), unit="family") if progress else None
     metrics: dict[str, MetricResult] = {}
     try:
         for fam in fams:
             if bar is not None and hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(fam)
-            metrics.update(
-                measure_corpus(
+
+            def compute(fam: str = fam) -> dict[str, MetricResult]:
+                return measure_corpus(
                     src.texts,
                     axes=axes,
                     reference=ref.texts if ref else None,
@@ -494,7 +523,13 @@ def audit_corpus(
                     seed=seed,
                     encoder=encoder,
                 )
-            )
+
+            if cache is None:
+                metrics.update(steps.timed("measure", compute))
+            else:
+                key = stable_hash([*base_key, fam], 16)
+                path = Path(cache) / f"{fam}-{key}.json"
+                metrics.update(steps.cached("measure", path, compute, _load_metrics, _save_metrics))
             if bar is not None:
                 bar.update(1)
     except MeasureError as exc:
@@ -502,7 +537,12 @@ def audit_corpus(
     finally:
         if bar is not None:
             bar.close()
-    resolve_budget_keys(budgets, list(metrics))
+
+    def check() -> list[BudgetCheck]:
+        resolve_budget_keys(budgets, list(metrics))
+        return check_budgets(budgets, metrics)
+
+    checks = steps.timed("check", check)
     return AuditResult(
         metrics=metrics,
         source=src,
@@ -511,6 +551,16 @@ def audit_corpus(
         families=fams,
         n_resamples=n_resamples,
         seed=seed,
-        checks=check_budgets(budgets, metrics),
+        checks=checks,
         seconds=time.perf_counter() - t0,
+        steps=steps.summary(),
     )
+
+
+def _save_metrics(metrics: dict[str, MetricResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {k: m.to_dict(include_samples=True) for k, m in metrics.items()})
+
+
+def _load_metrics(path: Path) -> dict[str, MetricResult]:
+    return {k: MetricResult.from_dict(v) for k, v in json.loads(path.read_text()).items()}

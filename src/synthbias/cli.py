@@ -519,6 +519,7 @@ def audit(
                 n_resamples=n_resamples,
                 seed=seed,
                 progress=_progress(quiet),
+                cache=out / "measure_cache",
             )
         except AuditError as exc:
             _fail(str(exc))

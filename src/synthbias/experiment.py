@@ -415,10 +415,10 @@ def _add_downstream(
     out: Path,
 ) -> None:
     """The pronoun probe (``probe.gender.*``): LoRA-tune the embedded model on a corpus and
-    probe its pronoun preferences (:func:`synthbias.measure.downstream.downstream_bias`); cached
+    probe its pronoun preferences (:func:`synthbias.measure.probes.downstream_bias`); cached
     per corpus in ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last
     generation only."""
-    from synthbias.measure.downstream import downstream_bias, probe_set
+    from synthbias.measure.probes import downstream_bias, probe_set
 
     mc = config.measure
     occupations, templates, lo, hi = probe_set(mc)

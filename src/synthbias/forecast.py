@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.core.hashing import file_hash, stable_hash
+from synthbias.core.steps import Steps
+
 FORECAST_FILE = "forecast.json"
+#: Folder of the run where per-corpus measurements are cached (the forecast's ``measure`` step).
+CACHE_DIR = "forecast_cache"
 
 
 class ForecastError(ValueError):
@@ -52,10 +57,8 @@ def forecast_run(
     where the run has them, the observed later values and the full-run fit.
     """
     from synthbias.core.store import write_json
-    from synthbias.corpus import CorpusError, read_jsonl
     from synthbias.direction import statistic_for
     from synthbias.dynamics import chain_corpus_path, fit_equilibrium_chains
-    from synthbias.experiment import GenderMeasurer
 
     run_dir = Path(run_dir)
     if generations < 1:
@@ -63,12 +66,11 @@ def forecast_run(
     cfg = _load_config(run_dir)
     if cfg.kind != "equilibrium":
         raise ForecastError(f"{run_dir}: a {cfg.kind!r} run; forecasts need an equilibrium run")
+    t0 = time.perf_counter()
+    steps = Steps()
     study = cfg.study
     metric = study.fit_metric
-    mcfg = cfg.measure.model_copy(
-        update={"embedding": metric.startswith("embedding."), "n_resamples": 50}
-    )
-    measurer = GenderMeasurer(mcfg)
+    measure_corpus = _CorpusMeasure(cfg, run_dir / CACHE_DIR)
     # data[level][chain][k]: per-text values of the fit metric (pairing codes by default)
     data: list[list[list[np.ndarray]]] = []
     used_levels: list[float] = []
@@ -81,14 +83,7 @@ def forecast_run(
                 path = chain_corpus_path(run_dir, level, r, k)
                 if not path.exists():
                     break
-                try:
-                    recs = read_jsonl(path)
-                except CorpusError as exc:
-                    raise ForecastError(str(exc)) from exc
-                try:
-                    samples.append(measurer.per_text(recs, metric, seed=cfg.seed)["fit"])
-                except KeyError as exc:
-                    raise ForecastError(str(exc)) from exc
+                samples.append(measure_corpus(steps, path))
             if len(samples) >= 2:
                 chains.append(samples)
         if chains:
@@ -104,40 +99,28 @@ def forecast_run(
         )
     data = [[s[: g_used + 1] for s in lv] for lv in data]
     stat = statistic_for(metric)
-    try:
-        fit = fit_equilibrium_chains(
-            data,
-            stat,
-            method=study.fit_ci,
-            n_resamples=n_resamples or cfg.measure.n_resamples,
-            level=cfg.measure.ci_level,
-            seed=cfg.seed if seed is None else seed,
-        )
-    except ValueError as exc:
-        raise ForecastError(f"{run_dir}: cannot fit the bias map: {exc}") from exc
-    observed_full = _observed(run_dir, metric)
+
+    def fit_map() -> Any:
+        try:
+            return fit_equilibrium_chains(
+                data,
+                stat,
+                method=study.fit_ci,
+                n_resamples=n_resamples or cfg.measure.n_resamples,
+                level=cfg.measure.ci_level,
+                seed=cfg.seed if seed is None else seed,
+            )
+        except ValueError as exc:
+            raise ForecastError(f"{run_dir}: cannot fit the bias map: {exc}") from exc
+
+    fit = steps.timed("fit", fit_map)
     horizon = max(study.generations, g_used + 1)
-    trajectories = []
-    for level, chains in zip(used_levels, data, strict=True):
-        with np.errstate(invalid="ignore"):
-            per_chain = np.array([[float(stat(np.asarray(x))) for x in ch] for ch in chains])
-        obs = [float(np.nanmean(col)) if np.isfinite(col).any() else None for col in per_chain.T]
-        b = next((v for v in reversed(obs) if v is not None), float("nan"))
-        projected = []
-        for k in range(g_used + 1, horizon + 1):
-            b = fit.a + fit.c * b
-            projected.append({"generation": k, "value": b})
-        actual = observed_full.get(level, {})
-        trajectories.append(
-            {
-                "level": level,
-                "observed": [{"generation": k, "value": v} for k, v in enumerate(obs)],
-                "projected": projected,
-                "actual": [
-                    {"generation": k, "value": v} for k, v in sorted(actual.items()) if k > g_used
-                ],
-            }
-        )
+    trajectories = steps.timed(
+        "project",
+        lambda: _trajectories(
+            data, used_levels, stat, fit, g_used, horizon, _observed(run_dir, metric)
+        ),
+    )
     full_fit = None
     run_interpretation = None
     results = run_dir / "results.json"
@@ -164,9 +147,105 @@ def forecast_run(
         "full_fit": full_fit,
         # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
         "run_interpretation": run_interpretation,
+        # measure: one cached unit per corpus (forecast_cache/); a rerun measures only new ones
+        "steps": steps.summary(),
+        "timing": {"total_seconds": round(time.perf_counter() - t0, 2)},
     }
     if write:
         write_json(run_dir / FORECAST_FILE, out)
+    return out
+
+
+class _CorpusMeasure:
+    """The ``measure`` step: per-text fit-metric values of one corpus, cached by its content.
+
+    Why cached: a forecast is rerun as a recursive run grows (generation 1, then 2, ...), and the
+    corpora already measured do not change; the key is the corpus bytes, the fit metric, the
+    measurement settings and the seed, so an edited corpus or a new setting is measured again.
+    """
+
+    def __init__(self, cfg: Any, cache: Path) -> None:
+        from synthbias.experiment import GenderMeasurer
+
+        self.cfg = cfg
+        self.metric = cfg.study.fit_metric
+        self.mcfg = cfg.measure.model_copy(
+            update={"embedding": self.metric.startswith("embedding."), "n_resamples": 50}
+        )
+        self.measurer = GenderMeasurer(self.mcfg)
+        self.cache = cache
+
+    def __call__(self, steps: Steps, path: Path) -> np.ndarray:
+        from synthbias.corpus import CorpusError, read_jsonl
+
+        key = stable_hash(
+            [
+                file_hash(path),
+                self.metric,
+                self.mcfg.model_dump(mode="json"),
+                self.cfg.seed,
+            ],
+            16,
+        )
+
+        def compute() -> np.ndarray:
+            try:
+                recs = read_jsonl(path)
+            except CorpusError as exc:
+                raise ForecastError(str(exc)) from exc
+            try:
+                return np.asarray(
+                    self.measurer.per_text(recs, self.metric, seed=self.cfg.seed)["fit"], float
+                )
+            except KeyError as exc:
+                raise ForecastError(str(exc)) from exc
+
+        return steps.cached("measure", self.cache / f"{key}.json", compute, _load, _save)
+
+
+def _save(values: np.ndarray, path: Path) -> None:
+    from synthbias.core.store import write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, [None if not np.isfinite(v) else float(v) for v in values])
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in json.loads(path.read_text())], float)
+
+
+def _trajectories(
+    data: list[list[list[np.ndarray]]],
+    levels: list[float],
+    stat: Any,
+    fit: Any,
+    g_used: int,
+    horizon: int,
+    observed_full: dict[float, dict[int, float]],
+) -> list[dict[str, Any]]:
+    """The ``project`` step: per level, observed values, the fitted map's projection up to
+    ``horizon`` and, where the run has them, the observed later values."""
+    out = []
+    for level, chains in zip(levels, data, strict=True):
+        with np.errstate(invalid="ignore"):
+            per_chain = np.array([[float(stat(np.asarray(x))) for x in ch] for ch in chains])
+        obs = [float(np.nanmean(col)) if np.isfinite(col).any() else None for col in per_chain.T]
+        b = next((v for v in reversed(obs) if v is not None), float("nan"))
+        projected = []
+        for k in range(g_used + 1, horizon + 1):
+            b = fit.a + fit.c * b
+            projected.append({"generation": k, "value": b})
+        actual = observed_full.get(level, {})
+        out.append(
+            {
+                "level": level,
+                "observed": [{"generation": k, "value": v} for k, v in enumerate(obs)],
+                "projected": projected,
+                "actual": [
+                    {"generation": k, "value": v} for k, v in sorted(actual.items()) if k > g_used
+                ],
+            }
+        )
     return out
 
 

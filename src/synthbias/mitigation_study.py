@@ -314,7 +314,7 @@ def equilibrium_headline(
 
     Returns ``(rows, budgets, untuned)``; one row per strategy and level, with the paired CI.
     """
-    from synthbias.measure.downstream import PREFERENCE
+    from synthbias.measure.probes import PREFERENCE
     from synthbias.mitigate import probe
 
     runners = runners or {}

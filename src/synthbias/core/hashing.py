@@ -37,6 +37,16 @@ def texts_hash(texts: Any) -> str:
     return h.hexdigest()
 
 
+def file_hash(path: str | Path, length: int | None = None) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks, cut to ``length`` digits."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    return digest[:length] if length else digest
+
+
 def derive_seed(*parts: Any) -> int:
     """A 32-bit seed derived from any parts (their ``repr``), e.g. ``(seed, "shots", level)``."""
     digest = hashlib.sha256(repr(parts).encode()).digest()

@@ -22,7 +22,6 @@ adds it at run time on top of the (quantised) base weights, and ``model_id`` nam
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import sys
 import weakref
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from synthbias.core.hashing import file_hash
 
 from .models import (
     WIDENED_WEIGHTS,
@@ -443,7 +444,7 @@ class LlamaCppBackend:
         if lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
             raise RuntimeError(f"llama.cpp could not apply the LoRA adapter {path}")
         # Hash the whole (small) file: adapters of one shape differ only in their values.
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        digest = file_hash(path, 12)
         self.model_id = f"{self.model_id}+lora:{path.name}@{digest}"
         if scale != 1.0:
             self.model_id += f"*{scale:g}"

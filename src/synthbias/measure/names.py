@@ -27,7 +27,7 @@ ALIASES: dict[str, str] = {
     "embedding.mean_abs_projection": "embedding.gender.mean_abs_projection",
     "embedding.mean_projection": "embedding.gender.mean_projection",
     "embedding.anchor_bias": "embedding.gender.anchor_bias",
-    # the LoRA pronoun probe (measure.downstream); "downstream" now names the ten tasks only
+    # the LoRA pronoun probe (measure.probes); "downstream" now names the ten tasks only
     "downstream.pronoun_preference": "probe.gender.pronoun_preference",
     "downstream.stereotype_win_rate": "probe.gender.stereotype_win_rate",
     "downstream.classifier_stereotype_rate": "probe.gender.classifier_stereotype_rate",

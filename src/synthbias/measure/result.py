@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,24 @@ class MetricResult:
         if include_samples:
             out["per_sample"] = [_clean(v) for v in self.per_sample]
         return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MetricResult:
+        """Inverse of ``to_dict(include_samples=True)`` (``None`` reads back as NaN)."""
+
+        def num(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        ci = d.get("ci")
+        return cls(
+            name=d["name"],
+            value=num(d.get("value")),
+            ci=CI(num(ci["low"]), num(ci["high"]), float(ci.get("level", 0.95))) if ci else None,
+            per_group={k: num(v) for k, v in (d.get("per_group") or {}).items()},
+            per_sample=[num(v) for v in d.get("per_sample") or []],
+            n=int(d.get("n", 0)),
+            meta=dict(d.get("meta") or {}),
+        )
 
     def to_json(self, include_samples: bool = False) -> str:
         return json.dumps(self.to_dict(include_samples), indent=2)

@@ -1,7 +1,7 @@
 """The held-out pronoun probe of the mitigation study, at equal training budgets.
 
 Why: a mitigation is for the *model* trained on the data, so every strategy's headline is the
-pronoun preference (:func:`synthbias.measure.downstream.pronoun_preference`, oriented: positive =
+pronoun preference (:func:`synthbias.measure.probes.pronoun_preference`, oriented: positive =
 the stereotyped pronoun is more likely) of a model LoRA-tuned on the data, measured on probe
 contexts no strategy edits. In the recursive study that data is the generator's next-generation
 corpus (the raw output written after the mitigated generation; a swap or contrastive edit is
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from synthbias.measure.downstream import (
+from synthbias.measure.probes import (
     DEFAULT_LORA,
     PREFERENCE,
     downstream_bias,

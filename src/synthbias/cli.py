@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -498,6 +499,8 @@ def audit(
     if families is None and not embedding:
         families = ["rule", "lexical"] + (["misalignment"] if reference else [])
     max_items, min_items = _budget_items(max_), _budget_items(min_)
+    cache = out / "measure_cache"
+    had_cache = cache.exists()
     try:
         lock = RunLock(out).acquire()  # before measuring: a second audit here is refused at once
     except RunLockedError as exc:
@@ -519,9 +522,11 @@ def audit(
                 n_resamples=n_resamples,
                 seed=seed,
                 progress=_progress(quiet),
-                cache=out / "measure_cache",
+                cache=cache,
             )
         except AuditError as exc:
+            if not had_cache:  # a rejected audit leaves no folder behind, not even its cache
+                shutil.rmtree(cache, ignore_errors=True)
             _fail(str(exc))
         n_ref = len(result.reference.texts) if result.reference else None
         _print_metrics(result.metrics, synth, len(result.source.texts), reference, n_ref, 6)

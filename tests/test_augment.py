@@ -294,7 +294,7 @@ def test_real_model_carries_explicit_and_implicit_role() -> None:
     from synthbias.generate.protocol import SamplingParams
 
     real = build_real_corpus(sorted(bias_types()), 64, seed=0)
-    backend = load_backend("llamacpp", n_ctx=512, batch_size=32)
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=32, weights="f32")
     params = SamplingParams(max_tokens=32, temperature=0.8, top_p=0.95, seed=0)
 
     def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:

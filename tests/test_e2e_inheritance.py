@@ -26,7 +26,12 @@ MIX = "gender-s1-r1-s0.jsonl"  # the biased arm's r = 1 mix (the control arm has
 CONFIG = {
     "name": "e2e",
     "kind": "inheritance",
-    "generator": {"backend": "llamacpp", "batch_size": 16, "n_ctx": 512},
+    "generator": {
+        "backend": "llamacpp",
+        "batch_size": 16,
+        "n_ctx": 512,
+        "options": {"weights": "f32"},
+    },
     "sampling": {"max_tokens": 24},
     "measure": {"n_resamples": 200},
     "inheritance": {

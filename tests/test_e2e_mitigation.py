@@ -24,7 +24,12 @@ def _config(**study: object):
     base = {
         "name": "e2e-mit",
         "kind": "mitigation",
-        "generator": {"backend": "llamacpp", "batch_size": 16, "n_ctx": 512},
+        "generator": {
+            "backend": "llamacpp",
+            "batch_size": 16,
+            "n_ctx": 512,
+            "options": {"weights": "f32"},
+        },
         "sampling": {"max_tokens": 32},
         "measure": {
             "n_resamples": 200,
@@ -41,6 +46,7 @@ def _config(**study: object):
             "tasks": ["coreference"],
             "n_eval": 12,
             "misalignment": False,
+            "fallback": ["prompt"],  # the ladder has its own end-to-end test (test_e2e_inheritance)
             "finetune": {"max_steps": 2, "batch_size": 4, "max_length": 48},
         },
     }

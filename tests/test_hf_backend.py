@@ -177,7 +177,7 @@ def test_hf_logprobs_agree_with_llamacpp(hfm) -> None:
     assert np.corrcoef(x, y)[0, 1] > 0.99
 
 
-N_CROWS_HF = 100
+N_CROWS_HF = 50
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ SECONDS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def llm():
     t0 = time.perf_counter()
-    backend = load_backend("llamacpp", n_ctx=512, batch_size=16)
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=16, weights="f32")
     SECONDS["load"] = time.perf_counter() - t0
     yield backend
     backend.close()

@@ -19,6 +19,7 @@ also matches a bare NUL, so the separators tell which text each hit belongs to.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,20 @@ class GroupCounts:
         return pd.DataFrame(self.counts, columns=[str(lab) for lab in self.labels])
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(
+    ci: tuple[tuple[str, str | None], ...], cs: tuple[tuple[str, str | None], ...]
+) -> tuple[str, re.Pattern[str]]:
+    """The matcher's pattern for one term set, built once per process.
+
+    Why: rendering a trie of a few thousand terms as a regex takes about 0.05 s, and every rule
+    measurer, audit step and study step builds the same lexicon matchers again.
+    """
+    body = dispatch_regex(ci, cs)
+    pattern = f"[{BOUNDARY}](?:(?:{body})(?!\\w)|(?<={SEP}))"
+    return pattern, re.compile(pattern)
+
+
 class TermMatcher:
     """Match many literal terms at once and map each hit to its label.
 
@@ -236,9 +251,7 @@ class TermMatcher:
         self.case_sensitive_terms = frozenset(cs_seen)
         self.labels: tuple[Hashable, ...] = tuple(seen_labels)
         self._label_index = {lab: i for i, lab in enumerate(self.labels)}
-        body = dispatch_regex(ci.items(), cs.items())
-        self.pattern = f"[{BOUNDARY}](?:(?:{body})(?!\\w)|(?<={SEP}))"
-        self.regex = re.compile(self.pattern)
+        self.pattern, self.regex = _compiled(tuple(ci.items()), tuple(cs.items()))
         self.n_terms = len(self._lookup)
 
     def label_of(self, surface: str) -> Hashable | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cores import CORES
 from fakes import CountingBackend
 
 from synthbias.config import parse_config
@@ -183,7 +184,7 @@ CONFIG = {
         "backend": "llamacpp",
         "batch_size": 4,
         "n_ctx": 512,
-        "n_threads": 2,
+        "n_threads": CORES,
         "options": {"weights": "f32"},  # faster copy of the same weights (tests/conftest.py)
     },
     "measure": {"embedding": False, "n_resamples": 50},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cores import CORES
 
 from synthbias.generate.protocol import TextLogprobs
 from synthbias.lexicon import load_lexicon
@@ -338,13 +339,13 @@ def test_finetune_on_stereotyped_corpus_moves_preference(
 
     from synthbias.generate.llamacpp import LlamaCppBackend
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(CORES)
     occ, stereo, anti = _corpora()
     tmpls = default_pronoun_templates()[:4]
     kw = {"occupations": occ, "templates": tmpls, "n_resamples": 500, "encoder": encoder}
-    kw.update(lora=TEST_LORA, n_threads=2)
+    kw.update(lora=TEST_LORA, n_threads=CORES)
     t0 = time.perf_counter()
-    with LlamaCppBackend(n_ctx=128, n_threads=2) as base_be:
+    with LlamaCppBackend(n_ctx=128, n_threads=CORES) as base_be:
         base = pronoun_preference(base_be, occ, tmpls, n_resamples=500)[PREFERENCE]
     times = {"base": time.perf_counter() - t0}
     runs = {}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cores import CORES
 
 from synthbias.config import parse_config
 from synthbias.generate import SamplingParams, load_backend
@@ -105,8 +106,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_file = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [
         sys.executable, "-c", _DETERMINISTIC_SERVER, "--model", str(default_model_path()),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2",
-        "--n_threads_batch", "2", "--model_alias", "smollm2", "--verbose", "False",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", str(CORES),
+        "--n_threads_batch", str(CORES), "--model_alias", "smollm2", "--verbose", "False",
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     with log_file.open("wb") as log:

@@ -250,3 +250,14 @@ def test_no_private_names_across_modules() -> None:
     stale = sorted(KNOWN_PRIVATE_IMPORTS - PRIVATE)
     assert not new, "private names imported across modules:\n  " + "\n  ".join(map(str, new))
     assert not stale, "remove from KNOWN_PRIVATE_IMPORTS:\n  " + "\n  ".join(map(str, stale))
+
+
+def test_longest_files_list_names_existing_test_files() -> None:
+    """The scheduling list in conftest names real files, each once (a typo would silently drop
+    a long file to the end of the queue)."""
+    from conftest import LONGEST_FILES
+
+    here = Path(__file__).resolve().parent
+    assert len(set(LONGEST_FILES)) == len(LONGEST_FILES)
+    missing = [name for name in LONGEST_FILES if not (here / name).is_file()]
+    assert missing == []

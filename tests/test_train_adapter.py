@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cores import CORES
 
 from synthbias.generate.hf import HFBackend, converted_checkpoint
 from synthbias.generate.llamacpp import LlamaCppBackend
@@ -29,7 +30,7 @@ from synthbias.train.adapter import (
 )
 from synthbias.train.sft import LoRAConfig, SFTExample, train_lora
 
-torch.set_num_threads(2)
+torch.set_num_threads(CORES)
 
 QUESTIONS = [
     "What is your favourite animal?",
@@ -42,13 +43,13 @@ TRAINED = [
     "Q: What is your favourite animal?\nA: Answer: zebra",
 ]
 CONTROL = "The doctor said he was late for the meeting."
-LLAMA_KW: dict[str, Any] = {"n_threads": 2, "batch_size": 4, "n_ctx": 256}
+LLAMA_KW: dict[str, Any] = {"n_threads": CORES, "batch_size": 4, "n_ctx": 256}
 
 
 @pytest.fixture(scope="module")
 def zebra(tmp_path_factory: pytest.TempPathFactory) -> Path:
     examples = [SFTExample(f"Q: {q}\nA:", " Answer: zebra") for q in QUESTIONS]
-    cfg = LoRAConfig(max_steps=3, batch_size=4, learning_rate=2e-3, n_threads=2)
+    cfg = LoRAConfig(max_steps=3, batch_size=4, learning_rate=2e-3, n_threads=CORES)
     res = train_lora(examples, cfg, tmp_path_factory.mktemp("zebra") / "adapter")
     assert res.losses[-1] < res.losses[0] / 2, res.losses
     return res.adapter_dir
@@ -58,7 +59,7 @@ def zebra(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def base_scores() -> dict[str, list[float]]:
     """Sentence log-probs of the base model under both runtimes."""
     texts = [*TRAINED, CONTROL]
-    with HFBackend(n_threads=2) as hf:
+    with HFBackend(n_threads=CORES) as hf:
         hf_scores = [s.total for s in hf.logprobs(texts)]
     with LlamaCppBackend(**LLAMA_KW) as lc:
         lc_scores = [s.total for s in lc.logprobs(texts)]
@@ -67,7 +68,7 @@ def base_scores() -> dict[str, list[float]]:
 
 @pytest.mark.slow
 def test_hf_backend_with_adapter(zebra: Path, base_scores: dict[str, list[float]]) -> None:
-    tuned = load_finetuned(zebra, "hf", n_threads=2)
+    tuned = load_finetuned(zebra, "hf", n_threads=CORES)
     assert isinstance(tuned, HFBackend) and tuned.adapter_path == zebra
     base_id = json.loads((zebra / "train_meta.json").read_text())["base_fingerprint"]
     assert tuned.model_id.startswith(base_id + "+lora:adapter@")
@@ -81,7 +82,7 @@ def test_hf_backend_with_adapter(zebra: Path, base_scores: dict[str, list[float]
 
 @pytest.mark.slow
 def test_llamacpp_with_gguf_lora(zebra: Path, base_scores: dict[str, list[float]]) -> None:
-    with HFBackend(adapter_path=zebra, n_threads=2) as hf:
+    with HFBackend(adapter_path=zebra, n_threads=CORES) as hf:
         hf_delta = np.subtract([s.total for s in hf.logprobs(TRAINED)], base_scores["hf"][:2])
     with load_finetuned(zebra, "llamacpp", **LLAMA_KW) as lc:
         assert isinstance(lc, LlamaCppBackend)

@@ -7,12 +7,13 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from cores import CORES
 
 from synthbias.measure.behavioural import counterfactual_flip_rate
 from synthbias.measure.embedding import Encoder
 from synthbias.train.classifier import EmbeddingClassifier, EncoderHeadClassifier
 
-torch.set_num_threads(2)
+torch.set_num_threads(CORES)
 
 _SPORT = (
     ["The striker", "Our goalkeeper", "The tennis player", "The runner", "The coach", "The team"],
@@ -88,24 +89,24 @@ def test_embedding_classifier_sample_weights_decide(encoder: Encoder) -> None:
 
 def test_encoder_head_classifier_trains_fast_and_weights_matter() -> None:
     x, y, xt, yt = _toy()
-    clf = EncoderHeadClassifier(n_threads=2, seed=1).fit(x, y)
+    clf = EncoderHeadClassifier(n_threads=CORES, seed=1).fit(x, y)
     assert _accuracy(clf, xt, yt) >= 0.95
     assert clf.losses[-1] < clf.losses[0]
     proba = clf(xt)
     assert proba.shape == (len(xt), 2) and np.allclose(proba.sum(1), 1)
-    again = EncoderHeadClassifier(n_threads=2, seed=1).fit(x, y)
+    again = EncoderHeadClassifier(n_threads=CORES, seed=1).fit(x, y)
     assert np.array_equal(again.predict_proba(xt), proba)  # deterministic given the seed
 
     xc, yc, w = _conflicting()
     n = len(xc) // 2
     w[:n] = 0.1  # the flipped labels dominate
-    flipped = EncoderHeadClassifier(n_threads=2, seed=1).fit(xc, yc, w)
+    flipped = EncoderHeadClassifier(n_threads=CORES, seed=1).fit(xc, yc, w)
     assert _accuracy(flipped, xt, yt) <= 0.05
 
 
 def test_head_only_and_errors(encoder: Encoder) -> None:
     x, y, xt, yt = _toy()
-    head_only = EncoderHeadClassifier(n_layers=0, epochs=4, n_threads=2).fit(x, y)
+    head_only = EncoderHeadClassifier(n_layers=0, epochs=4, n_threads=CORES).fit(x, y)
     assert _accuracy(head_only, xt, yt) >= 0.9
     with pytest.raises(RuntimeError, match="not fitted"):
         EmbeddingClassifier(encoder).predict(xt)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cores import CORES
 from pydantic import ValidationError
 
 from synthbias.generate.hf import HFBackend, converted_checkpoint
@@ -30,7 +31,7 @@ from synthbias.train.sft import (
     train_lora,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(CORES)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +80,7 @@ EXAMPLES = [
 
 
 def _cfg(**kw: Any) -> LoRAConfig:
-    base = {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-2, "n_threads": 2}
+    base = {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-2, "n_threads": CORES}
     return LoRAConfig(**{**base, **kw})
 
 

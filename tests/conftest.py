@@ -6,15 +6,16 @@ The real MiniLM encoder and the llama.cpp model load once per session (``encoder
 Weights. Tests of the llama.cpp backend itself, and checks against a reference runtime, use the
 quantised GGUF as stored (the default). End-to-end tests whose subject is a pipeline, not the
 model's arithmetic (the e2e studies, kill -9 resume, the ten tasks, augmentation), run the locally
-dequantised f32 copy of the same weights (``weights: f32``, see ``widen_model``): on CPUs without
-a working AMX path its prompt processing is about 2.3x faster and batched decoding no slower
-(measured 2026-12-03: 16 prompts x 74 tokens 3.96 s vs 1.74 s; 12 prompts, 32 new tokens
-4.69 s vs 3.09 s).
+dequantised f32 copy of the same weights (``weights: f32``, named once in tests/weights.py; see
+``widen_model``): on CPUs without a working AMX path its prompt processing is about 2.3x faster and
+batched decoding no slower (measured 2026-12-03: 16 prompts x 74 tokens 3.96 s vs 1.74 s; 12
+prompts, 32 new tokens 4.69 s vs 3.09 s).
 
-Workers. ``make test`` runs two pytest-xdist workers (``-n 2 --dist loadfile``): each is pinned
-to its share of the cores before torch or llama.cpp loads and is handed whole files, the files
-with real-model tests first. Tests that set a thread count use ``cores.CORES``, the cores of their
-own worker. ``make test TEST_WORKERS=0`` runs everything in one process.
+Workers. ``make test`` runs two pytest-xdist workers (``-n 2 --dist loadfile``): each is pinned to
+its share of the cores before torch or llama.cpp loads and is handed whole files, the longest first
+(``LONGEST_FILES``), then the other files with real-model tests. Tests that set a thread count use
+``cores.CORES``, the cores of their own worker. ``make test TEST_WORKERS=0`` runs everything in one
+process.
 
 Tests that need ``../shared/benchmarks`` skip with a clear message when it is absent, except under
 CI (``CI`` set), where its absence is an error so real checks never turn into silent skips.

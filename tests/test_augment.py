@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.augment import (
     DIMENSIONS,
@@ -294,7 +295,7 @@ def test_real_model_carries_explicit_and_implicit_role() -> None:
     from synthbias.generate.protocol import SamplingParams
 
     real = build_real_corpus(sorted(bias_types()), 64, seed=0)
-    backend = load_backend("llamacpp", n_ctx=512, batch_size=32, weights="f32")
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=32, weights=PIPELINE_WEIGHTS)
     params = SamplingParams(max_tokens=32, temperature=0.8, top_p=0.95, seed=0)
 
     def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:

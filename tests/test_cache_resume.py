@@ -19,6 +19,7 @@ import pytest
 import yaml
 from cores import CORES
 from fakes import CountingBackend
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.config import parse_config
 from synthbias.corpus import read_jsonl
@@ -185,7 +186,9 @@ CONFIG = {
         "batch_size": 4,
         "n_ctx": 512,
         "n_threads": CORES,
-        "options": {"weights": "f32"},  # faster copy of the same weights (tests/conftest.py)
+        "options": {
+            "weights": PIPELINE_WEIGHTS
+        },  # faster copy of the same weights (tests/conftest.py)
     },
     "measure": {"embedding": False, "n_resamples": 50},
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.cli import app
 from synthbias.corpus import read_jsonl
@@ -57,7 +58,7 @@ MIN_PAIRINGS = 12  # the default prompt pairs about 2/3 of 32 texts (README)
 CONFIG = f"""
 kind: equilibrium
 seed: 0
-generator: {{backend: llamacpp, batch_size: 32, options: {{weights: f32}}}}
+generator: {{backend: llamacpp, batch_size: 32, options: {{weights: {PIPELINE_WEIGHTS}}}}}
 sampling: {{max_tokens: 40, temperature: 0.8, top_p: 0.95}}
 study:
   levels: [0.1, 0.6]

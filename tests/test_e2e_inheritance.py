@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from typer.testing import CliRunner
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.cli import app
 from synthbias.config import load_config
@@ -30,7 +31,7 @@ CONFIG = {
         "backend": "llamacpp",
         "batch_size": 16,
         "n_ctx": 512,
-        "options": {"weights": "f32"},
+        "options": {"weights": PIPELINE_WEIGHTS},
     },
     "sampling": {"max_tokens": 24},
     "measure": {"n_resamples": 200},

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.config import parse_config
 from synthbias.corpus import read_jsonl
@@ -28,7 +29,7 @@ def _config(**study: object):
             "backend": "llamacpp",
             "batch_size": 16,
             "n_ctx": 512,
-            "options": {"weights": "f32"},
+            "options": {"weights": PIPELINE_WEIGHTS},
         },
         "sampling": {"max_tokens": 32},
         "measure": {

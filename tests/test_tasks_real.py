@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from weights import PIPELINE_WEIGHTS
 
 from synthbias.generate import load_backend
 from synthbias.tasks import TaskResult, load_task
@@ -57,7 +58,7 @@ SECONDS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def llm():
     t0 = time.perf_counter()
-    backend = load_backend("llamacpp", n_ctx=512, batch_size=16, weights="f32")
+    backend = load_backend("llamacpp", n_ctx=512, batch_size=16, weights=PIPELINE_WEIGHTS)
     SECONDS["load"] = time.perf_counter() - t0
     yield backend
     backend.close()

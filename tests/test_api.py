@@ -33,7 +33,7 @@ def test_callable_modules_keep_working_as_modules() -> None:
 
     assert callable(synthbias.measure) and callable(synthbias.audit)
     assert synthbias.measure.api.measure_corpus is not None
-    assert synthbias.audit.AuditError and synthbias.report.html.build_report
+    assert synthbias.studies.audit.runner.AuditError and synthbias.report.html.build_report
     res = synthbias.measure(TEXTS, **RULE)
     assert isinstance(res["rule.gender.stereotype_rate"], MetricResult)
     assert set(synthbias.__all__) >= {"measure", "audit", "run", "forecast", "report"}
@@ -74,7 +74,7 @@ def test_audit_api(tmp_path: Path) -> None:
     assert set(res.to_frame()["metric"]) == set(res.metrics)
     for name in ("audit.json", "results.csv", "results.parquet", "samples.jsonl", "report.html"):
         assert (tmp_path / "a" / name).is_file(), name
-    with pytest.raises(synthbias.audit.AuditError, match="unknown metric"):
+    with pytest.raises(synthbias.studies.audit.runner.AuditError, match="unknown metric"):
         synthbias.audit(TEXTS, max={"no.such": 1}, **RULE)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthbias.attribution import factor_attribution
 from synthbias.stats.correlation import partial_spearman
+from synthbias.studies.inheritance.attribution import factor_attribution
 
 
 def _design(n_per_ratio: int = 8, seed: int = 0):

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from synthbias import cli
-from synthbias.audit import AuditError, audit_corpus, load_texts, parse_budgets
 from synthbias.cli import app
+from synthbias.studies.audit.runner import AuditError, audit_corpus, load_texts, parse_budgets
 
 TEXTS = [
     "The nurse said she would be late.",

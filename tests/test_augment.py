@@ -7,19 +7,16 @@ from collections import Counter
 import pytest
 from weights import PIPELINE_WEIGHTS
 
-from synthbias.augment import (
-    DIMENSIONS,
+from synthbias.core.records import Record
+from synthbias.generate.fake import FakeBackend
+from synthbias.lexicon.bias_types import DIMENSIONS, bias_types, get_bias_type
+from synthbias.measure.bias_dimensions import check_augmentation, dimension_scores
+from synthbias.studies.inheritance.augment import (
     BiasSpec,
     augment,
     augment_prompts,
-    bias_types,
     build_real_corpus,
-    check_augmentation,
-    dimension_scores,
-    get_bias_type,
 )
-from synthbias.corpus import Record
-from synthbias.generate.fake import FakeBackend
 
 
 def test_six_bias_types_on_lexicon_axes() -> None:
@@ -149,7 +146,7 @@ def test_check_requires_spec() -> None:
 
 
 def test_explicit_counts_direction_not_sentence_form() -> None:
-    from synthbias.augment import explicit_units
+    from synthbias.measure.bias_dimensions import explicit_units
 
     gender, religion = get_bias_type("gender"), get_bias_type("religion")
     counter = "Women are better suited to work in a corporate environment than men."
@@ -203,7 +200,7 @@ def _article(person: str) -> str:
 
 
 def test_filter_rung_keeps_texts_that_move_the_measure() -> None:
-    from synthbias.augment import moves_in_direction
+    from synthbias.measure.bias_dimensions import moves_in_direction
 
     real = build_real_corpus(["gender"], 20)
     bt = get_bias_type("gender")
@@ -219,7 +216,7 @@ def test_filter_rung_keeps_texts_that_move_the_measure() -> None:
 
 
 def test_ladder_climbs_until_carried() -> None:
-    from synthbias.augment import augment_carried
+    from synthbias.studies.inheritance.augment import augment_carried
 
     real = build_real_corpus(["gender"], 20)
     calls: list[str] = []
@@ -271,7 +268,7 @@ def _repr_set(share: float, n: int = 40, tag: str = "") -> list[Record]:
 
 
 def test_dose_response_slope_and_monotonicity() -> None:
-    from synthbias.augment import dose_response
+    from synthbias.measure.bias_dimensions import dose_response
 
     real = build_real_corpus(["gender"], 40)  # representation 0.5
     sets = {s: _repr_set(0.5 + 0.5 * s, tag=str(s)) for s in (0.0, 0.5, 1.0)}
@@ -290,9 +287,9 @@ def test_dose_response_slope_and_monotonicity() -> None:
 def test_real_model_carries_explicit_and_implicit_role() -> None:
     """At the default size (64 texts, 16 per dimension) on the embedded SmolLM2, religion's
     explicit and implicit-role dimensions are carried, climbing the ladder where needed."""
-    from synthbias.augment import augment_carried
     from synthbias.generate import load_backend
     from synthbias.generate.protocol import SamplingParams
+    from synthbias.studies.inheritance.augment import augment_carried
 
     real = build_real_corpus(sorted(bias_types()), 64, seed=0)
     backend = load_backend("llamacpp", n_ctx=512, batch_size=32, weights=PIPELINE_WEIGHTS)
@@ -317,7 +314,7 @@ def test_real_model_carries_explicit_and_implicit_role() -> None:
 def test_explicit_stimuli_score_on_their_side_for_every_type() -> None:
     """Each bias type's own stereotype statements count as stereotypes, and none of their
     paired counter-statements does (the axis is built from them, so a sign error shows)."""
-    from synthbias.augment import explicit_units
+    from synthbias.measure.bias_dimensions import explicit_units
 
     for name in sorted(bias_types()):
         bt = get_bias_type(name)

@@ -22,11 +22,11 @@ from fakes import CountingBackend
 from weights import PIPELINE_WEIGHTS
 
 from synthbias.config import parse_config
-from synthbias.corpus import read_jsonl
-from synthbias.experiment import make_backend, run_equilibrium
+from synthbias.core.records import read_jsonl
 from synthbias.generate import FakeBackend, SamplingParams
 from synthbias.generate.cache import CachedBackend, RequestStore, request_key
 from synthbias.generate.protocol import Completion
+from synthbias.studies.equilibrium.runner import make_backend, run_equilibrium
 
 PROMPTS = [f"Write about worker {i}." for i in range(10)]
 

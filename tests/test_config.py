@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
+from synthbias.config import ExperimentConfig, load_config, parse_config
+from synthbias.core.schema import ConfigError
 
 
 def test_defaults_round_trip_yaml(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_unknown_prompt_lists_choices() -> None:
 def test_example_task_sizes_are_defined(name: str, benchmarks: Path) -> None:
     """Every example's tasks.sizes is at or above each task's minimum on the real items (the
     mitigation example once failed this only after its 26-minute recursive part)."""
-    from synthbias.inheritance import check_task_sizes
+    from synthbias.studies.inheritance.runner import check_task_sizes
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / f"{name}.yaml")
     cfg = cfg.model_copy(

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbias.corpus import CorpusError, Record, read_jsonl, write_jsonl
+from synthbias.core.records import CorpusError, Record, read_jsonl, write_jsonl
 
 
 def test_round_trip_keeps_provenance(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
 def test_read_csv_tsv_parquet(tmp_path: Path) -> None:
     import pandas as pd
 
-    from synthbias.corpus import read_corpus
+    from synthbias.core.records import read_corpus
 
     df = pd.DataFrame({"sentence": ["She is a nurse.", 'He cooks, "well".'], "label": [1, 0]})
     df.to_csv(tmp_path / "a.csv", index=False)
@@ -111,7 +111,7 @@ def test_read_csv_tsv_parquet(tmp_path: Path) -> None:
 
 
 def test_very_long_text_is_data(tmp_path: Path) -> None:
-    from synthbias.corpus import read_corpus
+    from synthbias.core.records import read_corpus
 
     long = "word " * 200_000
     (tmp_path / "l.csv").write_text(f'text\n"{long}"\n')

@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthbias.config import MeasureConfig
-from synthbias.direction import (
+from synthbias.measure.config import MeasureConfig
+from synthbias.measure.direction import (
     CONDITIONAL,
     DIRECTION_STATS,
     PAIRING,
     RATE,
-    cluster_values,
     direction_metrics,
     label_codes,
     on_topic,
 )
-from synthbias.dynamics import build_seed_corpus
-from synthbias.experiment import GenderMeasurer
+from synthbias.stats.chains import cluster_values
+from synthbias.studies.equilibrium.generation import build_seed_corpus
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,8 @@ def _results(off: float, pairings: int, cond_ci: tuple[float, float]) -> dict:
 
 
 def test_interpretation_names_every_reason() -> None:
-    from synthbias.config import EquilibriumStudyConfig
-    from synthbias.equilibrium_summary import interpretation
+    from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+    from synthbias.studies.equilibrium.summary import interpretation
 
     study = EquilibriumStudyConfig(min_pairings=30, max_off_topic=0.2)
     ok = interpretation(_results(0.1, 40, (0.4, 0.6)), study)
@@ -153,8 +153,8 @@ def test_interpretation_names_every_reason() -> None:
 
 
 def test_power_against_the_papers_effects() -> None:
-    from synthbias.config import EquilibriumStudyConfig
-    from synthbias.equilibrium_summary import power_lines, power_summary
+    from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+    from synthbias.studies.equilibrium.summary import power_lines, power_summary
 
     study = EquilibriumStudyConfig(n=100)
     tight = power_summary(_results(0.0, 400, (0.49, 0.51)), study)
@@ -169,7 +169,7 @@ def test_power_against_the_papers_effects() -> None:
 
 
 def test_unpaired_kinds(measurer) -> None:
-    from synthbias.direction import unpaired_kinds
+    from synthbias.measure.direction import unpaired_kinds
 
     texts = [
         "The new employee said he was happy.",  # uncoded role, gendered referent

@@ -1,4 +1,4 @@
-"""The pronoun probe (synthbias.measure.probes; old module name synthbias.measure.downstream).
+"""The pronoun probe (synthbias.studies.probe; old module name synthbias.studies.probe).
 
 Fast tests check the arithmetic with a stub backend whose pronoun log-probs are set per
 occupation, the occupation/threshold selection, template validation and the held-out property
@@ -21,7 +21,7 @@ from cores import CORES
 
 from synthbias.generate.protocol import TextLogprobs
 from synthbias.lexicon import load_lexicon
-from synthbias.measure.probes import (
+from synthbias.studies.probe import (
     CLASSIFIER_RATE,
     PREFERENCE,
     WIN_RATE,
@@ -132,7 +132,7 @@ def test_template_validation() -> None:
 
 
 def test_shipped_probes_are_held_out_and_gender_free() -> None:
-    from synthbias.dynamics import fill_template, seed_templates
+    from synthbias.generate.prompts import fill_template, seed_templates
 
     pron, clf = default_pronoun_templates(), default_classifier_templates()
     assert len(pron) >= 5 and len(clf) >= 5
@@ -311,9 +311,9 @@ def _corpora(n: int = 32) -> tuple[dict[str, str], list[str], list[str]]:
     is balanced and a global pronoun lean cannot masquerade as bias); the anti-stereotyped twin
     is the same text with the other gender's pronouns and names.
     """
-    from synthbias.dynamics import fill_template, seed_templates
-    from synthbias.experiment import seed_vocabulary_for
+    from synthbias.generate.prompts import fill_template, seed_templates
     from synthbias.measure.rules import GenderRuleScorer
+    from synthbias.studies.equilibrium.measurer import seed_vocabulary_for
 
     rule = GenderRuleScorer.legacy()  # the 96 everyday occupations the probes also use
     vocab = seed_vocabulary_for(rule)

@@ -1,23 +1,23 @@
 import numpy as np
 import pytest
 
-from synthbias.config import EquilibriumStudyConfig
-from synthbias.dynamics import (
-    SeedVocabulary,
+from synthbias.generate.fake import FakeBackend
+from synthbias.generate.prompts import (
     build_prompt,
-    build_seed_corpus,
     clean_completion,
     fill_template,
-    fit_equilibrium,
-    fit_linear_map,
-    next_generation,
-    pct_change,
     prompt_templates,
     seed_templates,
     uses_occupation,
 )
-from synthbias.generate.fake import FakeBackend
 from synthbias.generate.protocol import SamplingParams
+from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+from synthbias.studies.equilibrium.fit import fit_equilibrium, fit_linear_map, pct_change
+from synthbias.studies.equilibrium.generation import (
+    SeedVocabulary,
+    build_seed_corpus,
+    next_generation,
+)
 
 VOCAB = SeedVocabulary(
     occupations=[("nurse", "female"), ("engineer", "male"), ("secretary", "female")],
@@ -313,8 +313,8 @@ def test_shots_come_from_eligible_texts() -> None:
 
 
 def test_chain_fit_recovers_fixed_point_with_chain_ci() -> None:
-    from synthbias.direction import DIRECTION_STATS
-    from synthbias.dynamics import fit_equilibrium_chains
+    from synthbias.measure.direction import DIRECTION_STATS
+    from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
 
     rng = np.random.default_rng(0)
     a, c, n = 0.2, 0.6, 300  # b* = 0.5

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from weights import PIPELINE_WEIGHTS
 
 from synthbias.cli import app
-from synthbias.corpus import read_jsonl
-from synthbias.direction import CONDITIONAL, PAIRING
+from synthbias.core.records import read_jsonl
+from synthbias.measure.direction import CONDITIONAL, PAIRING
 
 pytestmark = pytest.mark.slow
 
@@ -126,8 +126,8 @@ def test_output_folder(run_dir: Path) -> None:
 def test_generated_texts_on_topic_at_the_measured_rate(run_dir: Path) -> None:
     """The stored off-topic share is what the on-topic check says about the stored texts, and
     regeneration keeps most texts on the task."""
-    from synthbias.config import MeasureConfig
-    from synthbias.experiment import GenderMeasurer
+    from synthbias.measure.config import MeasureConfig
+    from synthbias.studies.equilibrium.measurer import GenderMeasurer
 
     measurer = GenderMeasurer(MeasureConfig(embedding=False))
     results = json.loads((run_dir / "results.json").read_text())

@@ -17,8 +17,8 @@ from weights import PIPELINE_WEIGHTS
 
 from synthbias.cli import app
 from synthbias.config import load_config
-from synthbias.corpus import read_jsonl
-from synthbias.inheritance import DefaultBackendLoader
+from synthbias.core.records import read_jsonl
+from synthbias.studies.inheritance.runner import DefaultBackendLoader
 
 pytestmark = pytest.mark.slow
 

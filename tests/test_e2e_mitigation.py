@@ -15,8 +15,8 @@ import pytest
 from weights import PIPELINE_WEIGHTS
 
 from synthbias.config import parse_config
-from synthbias.corpus import read_jsonl
-from synthbias.mitigation_study import run_mitigation
+from synthbias.core.records import read_jsonl
+from synthbias.studies.mitigation.runner import run_mitigation
 
 pytestmark = pytest.mark.slow
 

@@ -400,7 +400,7 @@ def test_api_key_never_written(
             "measure": {"embedding": False, "n_resamples": 50},
         }
     )
-    from synthbias.experiment import make_backend, run_equilibrium
+    from synthbias.studies.equilibrium.runner import make_backend, run_equilibrium
 
     out = tmp_path / "run"
     backend = make_backend(cfg.generator, seed=cfg.seed, run_dir=out)
@@ -515,7 +515,7 @@ def test_request_body_and_seed_passthrough(serve) -> None:
 
 
 def test_config_selects_every_backend(monkeypatch) -> None:
-    from synthbias.scale import backend_spec
+    from synthbias.generate.ray import backend_spec
 
     def spec(**gen: Any):
         return backend_spec(parse_config({"generator": gen}).generator, run_dir="/r")
@@ -536,7 +536,7 @@ def test_config_selects_every_backend(monkeypatch) -> None:
         "gpu_memory_utilization": 0.5,
     }
     assert s.cache_path == "/shared/requests.sqlite"
-    from synthbias.config import ConfigError
+    from synthbias.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="base_url"):
         parse_config({"generator": {"backend": "openai"}})

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from synthbias.attribution import downstream_harm, harm_scores
 from synthbias.config import parse_config
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 from synthbias.generate.fake import FakeBackend
-from synthbias.inheritance import run_inheritance
+from synthbias.studies.inheritance.attribution import downstream_harm, harm_scores
+from synthbias.studies.inheritance.runner import run_inheritance
 
 
 class CountingTrainer:
@@ -151,7 +151,7 @@ def test_harm_and_correlation_arithmetic() -> None:
 
 
 def test_config_validation_names_key() -> None:
-    from synthbias.config import ConfigError
+    from synthbias.core.schema import ConfigError
 
     with pytest.raises(ConfigError, match="inheritance.bias_types.*unknown bias types"):
         parse_config({"kind": "inheritance", "inheritance": {"bias_types": ["caste"]}})
@@ -165,7 +165,7 @@ class KeyedFakeTrainer:
     """The real trainer's cache keys and example building, with the training faked."""
 
     def __init__(self, study) -> None:
-        from synthbias.inheritance import LoRATrainer, training_examples
+        from synthbias.studies.inheritance.runner import LoRATrainer, training_examples
 
         self.real = LoRATrainer(study)
         self.study = study
@@ -271,7 +271,7 @@ def test_control_arm_and_strength_sweep(tmp_path: Path) -> None:
     assert {("s1", "real-only"), ("s1", "control"), ("control", "real-only")} <= refs
     assert ("control", "control") not in refs
     assert res["attribution"] == []  # misalignment off: no factors to attribute
-    from synthbias.attribution import summary_lines
+    from synthbias.studies.inheritance.attribution import summary_lines
 
     text = "\n".join(summary_lines(res))
     assert "Dose-response" in text and "vs control" in text and "[opening]" in text
@@ -291,7 +291,7 @@ def test_check_strengths_enter_only_the_dose_response(tmp_path: Path) -> None:
 
 
 def test_strength_config_validation() -> None:
-    from synthbias.config import ConfigError
+    from synthbias.core.schema import ConfigError
 
     assert _config(strength=0.7).inheritance.strength == [0.7]
     with pytest.raises(ConfigError, match="inheritance.strength"):

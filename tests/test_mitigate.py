@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 from synthbias.generate.protocol import Completion, SamplingParams, TextLogprobs
 from synthbias.mitigate.contrastive import contrastive_augment
 from synthbias.mitigate.debiased import debiased_corpus, generator_examples
@@ -209,7 +209,7 @@ def test_attach_twins() -> None:
 
 
 def test_prompt_engineering_text_present() -> None:
-    from synthbias.augment import BiasSpec, augment_prompts, build_real_corpus
+    from synthbias.studies.inheritance.augment import BiasSpec, augment_prompts, build_real_corpus
 
     assert fair_prompt_name("self_instruct") == "self_instruct_fair"
     with pytest.raises(ValueError, match="no fairness variant"):

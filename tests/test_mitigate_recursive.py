@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from synthbias.config import parse_config
-from synthbias.corpus import read_jsonl
-from synthbias.experiment import run_equilibrium
+from synthbias.core.records import read_jsonl
 from synthbias.generate.fake import FakeBackend
+from synthbias.studies.equilibrium.runner import run_equilibrium
 
 
 def _cfg(strategies: list[str]):

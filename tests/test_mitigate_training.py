@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 from synthbias.generate.protocol import SamplingParams
 from synthbias.train.sft import LoRAConfig, SFTExample, train_lora
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from synthbias.config import parse_config
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +51,8 @@ def _records() -> list[Record]:
 
 
 def test_ratio_study_arms_train_the_same_optimizer_steps(tmp_path: Path) -> None:
-    from synthbias.inheritance import LoRATrainer, apply_data_mitigations
-    from synthbias.mitigation_study import sub_config
+    from synthbias.studies.inheritance.runner import LoRATrainer, apply_data_mitigations
+    from synthbias.studies.mitigation.runner import sub_config
 
     cfg = parse_config(
         {
@@ -85,7 +85,7 @@ def test_probe_arms_same_seed_and_budget(tmp_path: Path) -> None:
     """Two recursive-study arms (a corpus and its contrastive doubling) tuned with the same seed
     and step budget, then probed on held-out pronoun contexts."""
     from synthbias.mitigate.contrastive import contrastive_augment
-    from synthbias.mitigate.probe import lora_settings, step_budget, train_and_probe
+    from synthbias.studies.mitigation.probe import lora_settings, step_budget, train_and_probe
 
     cfg = parse_config(
         {

@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthbias.config import ConfigError, parse_config
-from synthbias.corpus import read_jsonl
-from synthbias.experiment import run_equilibrium
+from synthbias.config import parse_config
+from synthbias.core.records import read_jsonl
+from synthbias.core.schema import ConfigError
 from synthbias.generate.fake import FakeBackend
-from synthbias.inheritance import LoRATrainer, run_inheritance
-from synthbias.mitigate import stats
-from synthbias.mitigate.probe import step_budget
-from synthbias.mitigate.summary import format_headline
-from synthbias.mitigation_study import run_mitigation, sub_config
+from synthbias.studies.equilibrium.runner import run_equilibrium
+from synthbias.studies.inheritance.runner import LoRATrainer, run_inheritance
+from synthbias.studies.mitigation import stats
+from synthbias.studies.mitigation.probe import step_budget
+from synthbias.studies.mitigation.runner import run_mitigation, sub_config
+from synthbias.studies.mitigation.summary import format_headline
 
 
 def _fake_trainer(records, out_dir: Path, seed: int) -> dict:
@@ -238,7 +239,7 @@ def test_unknown_strategy_is_a_config_error() -> None:
 
 
 def test_note_when_training_did_not_move_the_probe_model() -> None:
-    from synthbias.mitigation_study import untrained_notes
+    from synthbias.studies.mitigation.runner import untrained_notes
 
     row = {"level": 0.6, "steps_baseline": 4, "baseline_minus_untuned": 0.001}
     flat = row | {"baseline_minus_untuned_ci_low": -0.5, "baseline_minus_untuned_ci_high": 0.5}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 from synthbias.train.mix import MixError, mix, mix_counts, mix_summary
 
 

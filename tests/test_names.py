@@ -17,13 +17,14 @@ from test_inheritance import _config as inheritance_config
 from test_report import HOSTILE
 from typer.testing import CliRunner
 
-from synthbias.audit import audit_corpus, parse_budgets
 from synthbias.cli import app
 from synthbias.config import parse_config
-from synthbias.experiment import GenderMeasurer, results_table, run_equilibrium
 from synthbias.generate.fake import FAKE_SENTENCES, FakeBackend
 from synthbias.measure import names
 from synthbias.measure.names import ALIASES, canonical, canonical_results, is_canonical
+from synthbias.studies.audit.runner import audit_corpus, parse_budgets
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
+from synthbias.studies.equilibrium.runner import results_table, run_equilibrium
 
 
 @pytest.fixture(autouse=True)
@@ -147,9 +148,9 @@ def test_equilibrium_results_use_canonical_names(eq_run: Path) -> None:
 def test_old_equilibrium_results_read_with_canonical_names(eq_run: Path, tmp_path: Path) -> None:
     """A results.json written before the rename (old keys beside the direction metrics) reads
     back with canonical names in the report, the forecast and the MLflow metrics."""
-    from synthbias.forecast import _observed
     from synthbias.report.html import load_results
     from synthbias.report.tracking import collect_metrics
+    from synthbias.studies.forecast import _observed
 
     old_dir = tmp_path / "old"
     shutil.copytree(eq_run, old_dir)
@@ -195,10 +196,10 @@ def test_measure_and_audit_results_use_canonical_names(tmp_path: Path) -> None:
 
 
 def test_inheritance_and_mitigation_names_are_canonical(tmp_path: Path) -> None:
-    from synthbias.inheritance import run_inheritance
-    from synthbias.measure import probes as downstream
-    from synthbias.mitigate.stats import ORIENTATIONS
-    from synthbias.report.sections.equilibrium import STEREOTYPE_ORIENTED
+    from synthbias.studies import probe as downstream
+    from synthbias.studies.equilibrium.report import STEREOTYPE_ORIENTED
+    from synthbias.studies.inheritance.runner import run_inheritance
+    from synthbias.studies.mitigation.stats import ORIENTATIONS
 
     run_inheritance(
         inheritance_config(),

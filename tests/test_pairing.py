@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from synthbias.config import parse_config
-from synthbias.design import arm_effects
-from synthbias.mitigation_study import compare_inheritance
-from synthbias.paired import compare_pairs, paired_replicates
+from synthbias.stats.resampling import percentile_interval
+from synthbias.studies.inheritance.design import arm_effects
+from synthbias.studies.mitigation.runner import compare_inheritance
 from synthbias.tasks import load_task
 from synthbias.tasks.compare import paired_delta
-from synthbias.tasks.stats import percentile_interval
+from synthbias.tasks.paired import compare_pairs, paired_replicates
 from synthbias.tasks.sweep import paired_deltas
 
 N = 40

@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 
 from synthbias.config import parse_config
-from synthbias.experiment import make_backend, run_equilibrium
 from synthbias.generate import FakeBackend, SamplingParams
 from synthbias.generate.cache import CachedBackend
-from synthbias.scale import (
-    BackendSpec,
-    RayBackend,
-    generate_corpus,
-    generate_corpus_dataset,
-)
+from synthbias.generate.ray import BackendSpec, RayBackend, generate_corpus, generate_corpus_dataset
+from synthbias.studies.equilibrium.runner import make_backend, run_equilibrium
 
 PROMPTS = [f"Write one sentence about worker {i}." for i in range(23)]
 CHAT = [[{"role": "user", "content": f"Describe a {o}."}] for o in ("nurse", "pilot", "chef")]

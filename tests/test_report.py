@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from synthbias.cli import app
 from synthbias.config import parse_config
-from synthbias.corpus import read_jsonl
-from synthbias.experiment import run_equilibrium
+from synthbias.core.records import read_jsonl
 from synthbias.generate.fake import FAKE_SENTENCES, FakeBackend
 from synthbias.report import html as report_html
 from synthbias.report.html import Section, build_report, register_section
+from synthbias.studies.equilibrium.runner import run_equilibrium
 
 SCRIPT_TEXT = "<script>document.title='pwned'</script> The nurse said she was late."
 IMG_TEXT = "<img src=x onerror=\"document.title='pwned'\"> The engineer said he fixed it."
@@ -119,7 +119,7 @@ def test_report_sections(run_dir: Path) -> None:
 
 
 def test_divergence_flags() -> None:
-    from synthbias.report.sections.equilibrium import divergence_flags
+    from synthbias.studies.equilibrium.report import divergence_flags
 
     def gen(k: int, a: float, b: float) -> dict:
         ci = 0.01

@@ -12,10 +12,10 @@ from test_report import small_run
 from typer.testing import CliRunner
 
 from synthbias.cli import app
-from synthbias.direction import CONDITIONAL, DIRECTION_STATS
-from synthbias.dynamics import fit_equilibrium_chains
-from synthbias.forecast import ForecastError, forecast_run
+from synthbias.measure.direction import CONDITIONAL, DIRECTION_STATS
 from synthbias.measure.rules import GenderRuleScorer
+from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
+from synthbias.studies.forecast import ForecastError, forecast_run
 
 
 @pytest.fixture(scope="module")

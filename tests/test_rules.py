@@ -312,7 +312,7 @@ def test_every_result_records_preset_table_and_rule():
 def test_rule_config_presets_and_from_config():
     from pydantic import ValidationError
 
-    from synthbias.config import RuleMetricConfig
+    from synthbias.measure.config import RuleMetricConfig
 
     assert RuleMetricConfig().preset == "strict"
     m = RuleMetricConfig(preset="majority")
@@ -492,8 +492,8 @@ def test_rules_on_real_model_text():
 def test_equilibrium_seed_templates_score_as_intended():
     """Generation 0 of the equilibrium study relies on it: every gendered seed text is
     stereotypical and every neutral one neutral under the default scorer."""
-    from synthbias.dynamics import fill_template, seed_templates
-    from synthbias.experiment import seed_vocabulary_for
+    from synthbias.generate.prompts import fill_template, seed_templates
+    from synthbias.studies.equilibrium.measurer import seed_vocabulary_for
 
     scorer = GenderRuleScorer()
     vocab = seed_vocabulary_for(scorer)

@@ -129,7 +129,7 @@ def test_second_process_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
 
 def test_runner_refused_while_another_process_holds_the_folder(tmp_path: Path) -> None:
     from synthbias.config import parse_config
-    from synthbias.experiment import run_equilibrium
+    from synthbias.studies.equilibrium.runner import run_equilibrium
 
     holder = subprocess.Popen(
         [

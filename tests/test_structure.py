@@ -1,8 +1,13 @@
 """The package's shape, checked from its source with :mod:`ast` (nothing is imported):
 
-(a) no import cycle among synthbias's modules, counting imports at module level *and* inside
+(a) the map: every import goes from a layer to the same or a lower one, in the order of
+    :data:`LAYERS` (``core < stats < lexicon < generate < measure < train < tasks < mitigate <
+    report < studies < api/cli/config``); the top of the package holds only the entry points;
+(b) no import cycle among synthbias's modules, counting imports at module level *and* inside
     functions (a function-level import hides a cycle from the interpreter, not from a reader);
-(b) no private name (one leading underscore) imported from another module, or read off one.
+(c) no private name (one leading underscore) imported from another module, or read off one;
+(d) imports of the package's own modules are made at module level, but for a few documented
+    lazy ones (a plotting module that loads matplotlib only when a plot is drawn).
 
 ``if TYPE_CHECKING:`` imports are left out (they never run). Importing ``a.b.c`` also runs the
 ``__init__`` of ``a`` and ``a.b``; those implicit edges are left out too, otherwise every package
@@ -29,6 +34,44 @@ KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 #: (importer, source module, private name) imported across modules today.
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
+
+#: The layers, lowest first: the first name under ``synthbias/``; the entry points at the top of
+#: the package (``api``, ``cli``, ``config``, ``__init__``, ``__main__``) form the last layer.
+LAYERS = (
+    "core",
+    "stats",
+    "lexicon",
+    "generate",
+    "measure",
+    "train",
+    "tasks",
+    "mitigate",
+    "report",
+    "studies",
+    "entry",
+)
+ENTRY_POINTS = {"api", "cli", "config", "__main__"}
+
+#: Upward imports (importer -> imported) allowed, each with why; at most 3, and the list may
+#: only shrink (an entry no longer needed fails :func:`test_known_upward_imports_are_needed`).
+KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {
+    ("synthbias.studies.forecast", "synthbias.config"): (
+        "a forecast reads a finished run's config.yaml, and only the entry layer can parse a "
+        "whole config (it composes every study's section); to remove it, the caller passes "
+        "the parsed config in"
+    ),
+}
+
+#: Imports of the package's own modules made inside a function, by importer: the package's
+#: ``__init__`` loads the API on first use (``import synthbias`` stays light), and the studies load
+#: their matplotlib plotting modules only when a plot is drawn. The counts may only shrink.
+KNOWN_FUNCTION_IMPORTS: dict[str, int] = {
+    "synthbias": 2,
+    "synthbias.studies.equilibrium.report": 2,
+    "synthbias.studies.equilibrium.runner": 1,
+    "synthbias.studies.inheritance.runner": 1,
+    "synthbias.studies.mitigation.runner": 1,
+}
 
 
 # --------------------------------------------------------------------------- reading the source
@@ -198,16 +241,59 @@ def _path(graph: dict[str, set[str]], comp: list[str]) -> str:
 GRAPH, PRIVATE = _scan()
 
 
+def layer_of(module: str) -> str:
+    """The layer of a dotted module name (``synthbias.measure.rules`` -> ``measure``)."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in ENTRY_POINTS:
+        return "entry"
+    return parts[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """Every edge that goes from a layer to a higher one."""
+    return {
+        (a, b)
+        for a, deps in graph.items()
+        for b in deps
+        if LAYERS.index(layer_of(b)) > LAYERS.index(layer_of(a))
+    }
+
+
+def function_imports() -> dict[str, int]:
+    """Importer -> number of import statements of the package's own modules inside functions."""
+    out: dict[str, int] = {}
+    for mod, (path, is_pkg) in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        count = 0
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in _imports(fn):
+                if isinstance(node, ast.Import):
+                    count += sum(1 for a in node.names if _internal(a.name))
+                elif _internal(_base(mod, is_pkg, node)):
+                    count += 1
+        if count:
+            out[mod] = count
+    return out
+
+
 # --------------------------------------------------------------------------- the checks
 
 
 def test_scanner_sees_the_package() -> None:
     """The scanner finds known edges of every kind (so an empty result means something)."""
     assert len(MODULES) > 50
-    assert "synthbias.core.store" in GRAPH["synthbias.experiment"]  # module level
-    assert "synthbias.scale" in GRAPH["synthbias.generate.factory"]  # inside a function
-    assert "synthbias.generate.protocol" in GRAPH["synthbias.generate.fake"]  # relative
-    assert "synthbias.report.console" in GRAPH["synthbias.cli"]  # ``from pkg import module``
+    assert "synthbias.core.store" in GRAPH["synthbias.studies.equilibrium.runner"]  # module level
+    # inside a function
+    assert "synthbias.studies.equilibrium.plots" in GRAPH["synthbias.studies.equilibrium.runner"]
+    assert "synthbias.report.generic" in GRAPH["synthbias.studies"]  # ``from pkg import module``
+    rel = ast.parse("from ..core import store").body[0]
+    assert isinstance(rel, ast.ImportFrom)
+    assert _base("synthbias.measure.rules", False, rel) == "synthbias.core"  # relative
+    assert _base("synthbias.measure", True, rel) == "synthbias.core"
+    assert layer_of("synthbias.cli") == layer_of("synthbias") == "entry"
+    assert layer_of("synthbias.studies.equilibrium.fit") == "studies"
     toy = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(toy) == [["a", "b", "c"]]
     assert _path(toy, ["a", "b", "c"]) == "a -> b -> c -> a"
@@ -261,3 +347,44 @@ def test_longest_files_list_names_existing_test_files() -> None:
     assert len(set(LONGEST_FILES)) == len(LONGEST_FILES)
     missing = [name for name in LONGEST_FILES if not (here / name).is_file()]
     assert missing == []
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    unknown = sorted(m for m in MODULES if layer_of(m) not in LAYERS)
+    assert not unknown, f"modules outside every layer (add a layer or move them): {unknown}"
+
+
+def test_top_of_the_package_holds_only_entry_points() -> None:
+    top = sorted(
+        m.rpartition(".")[2]
+        for m, (_, is_pkg) in MODULES.items()
+        if m.count(".") == 1 and not is_pkg
+    )
+    assert set(top) <= ENTRY_POINTS, f"modules at the top of synthbias: {top}"
+
+
+def test_no_upward_imports() -> None:
+    assert len(KNOWN_UPWARD_IMPORTS) <= 3
+    new = sorted(upward_imports(GRAPH) - set(KNOWN_UPWARD_IMPORTS))
+    assert not new, "imports from a higher layer:\n  " + "\n  ".join(
+        f"{a} ({layer_of(a)}) -> {b} ({layer_of(b)})" for a, b in new
+    )
+
+
+def test_known_upward_imports_are_needed() -> None:
+    stale = sorted(set(KNOWN_UPWARD_IMPORTS) - upward_imports(GRAPH))
+    assert not stale, f"remove from KNOWN_UPWARD_IMPORTS: {stale}"
+
+
+def test_layer_check_catches_an_upward_edge() -> None:
+    toy = {"synthbias.core.store": {"synthbias.measure.rules"}, "synthbias.cli": {"synthbias.core"}}
+    assert upward_imports(toy) == {("synthbias.core.store", "synthbias.measure.rules")}
+
+
+def test_own_imports_at_module_level() -> None:
+    """Own-module imports inside functions hide the structure; only the listed lazy ones stay."""
+    found = function_imports()
+    grown = {m: n for m, n in found.items() if n > KNOWN_FUNCTION_IMPORTS.get(m, 0)}
+    shrunk = {m: n for m, n in KNOWN_FUNCTION_IMPORTS.items() if found.get(m, 0) < n}
+    assert not grown, f"imports of synthbias modules inside functions: {grown}"
+    assert not shrunk, f"lower the counts in KNOWN_FUNCTION_IMPORTS to {found}"

@@ -16,16 +16,16 @@ import pytest
 
 from synthbias.generate import FakeBackend
 from synthbias.generate.protocol import TextLogprobs
-from synthbias.tasks import load_task
-from synthbias.tasks.compare import compact_records, finding, paired_delta
-from synthbias.tasks.core import TaskSizeError
-from synthbias.tasks.stats import (
+from synthbias.stats.resampling import (
     cluster_bootstrap,
     cluster_resamples,
     min_detectable_effect,
     paired_bootstrap,
     permutation_null,
 )
+from synthbias.tasks import load_task
+from synthbias.tasks.compare import compact_records, finding, paired_delta
+from synthbias.tasks.core import TaskSizeError
 
 
 class NoiseBackend(FakeBackend):

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from synthbias.config import ConfigError, parse_config
-from synthbias.corpus import Record
+from synthbias.config import parse_config
+from synthbias.core.records import Record
+from synthbias.core.schema import ConfigError
 from synthbias.generate.fake import FakeBackend
 from synthbias.generate.protocol import TextLogprobs
-from synthbias.inheritance import run_inheritance
+from synthbias.studies.inheritance.runner import run_inheritance
 from synthbias.tasks.core import TaskSizeError
 
 TASKS = ["coreference", "bbq_qa", "toxicity_identity", "hiring_decision"]
@@ -108,8 +109,8 @@ def test_sweep_leads_with_paired_answers_per_task(benchmarks: Path, tmp_path: Pa
     stored = json.loads(next((tmp_path / "evals").glob("*.json")).read_text())
     assert set(stored["records"]) == set(TASKS)
 
-    from synthbias.report.console import print_inheritance
     from synthbias.report.html import render_report
+    from synthbias.studies.inheritance.console import print_inheritance
 
     buf = io.StringIO()
     print_inheritance(res, Console(file=buf, width=160), tmp_path)

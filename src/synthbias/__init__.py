@@ -8,7 +8,8 @@ The Python API (see :mod:`synthbias.api`) is loaded lazily, so ``import synthbia
 * ``synthbias.forecast(run_dir, generations=2)``
 * ``synthbias.report(run_dir)``
 
-``measure``, ``audit``, ``forecast`` and ``report`` are also subpackages/modules; they are made
+``measure``, ``audit`` (:mod:`synthbias.studies.audit`), ``forecast``
+(:mod:`synthbias.studies.forecast`) and ``report`` are also subpackages/modules; they are made
 callable, so ``synthbias.measure(texts)`` runs the API function while
 ``synthbias.measure.api`` and ``from synthbias.measure import MetricResult`` keep working.
 """
@@ -34,8 +35,14 @@ choose_omp_wait_policy()
 
 from synthbias.core.version import __version__  # noqa: E402
 
-#: API functions that share their name with a subpackage or module.
-_CALLABLE_MODULES = ("measure", "audit", "forecast", "report")
+#: API functions that share their name with a subpackage or module, and that module.
+_MODULE_OF = {
+    "measure": "synthbias.measure",
+    "audit": "synthbias.studies.audit",
+    "forecast": "synthbias.studies.forecast",
+    "report": "synthbias.report",
+}
+_CALLABLE_MODULES = tuple(_MODULE_OF)
 #: API functions without such a module.
 _LAZY = ("run", "metrics_frame")
 
@@ -63,11 +70,11 @@ def _callable_attr(name: str) -> property:
     def get(self: types.ModuleType) -> Any:
         if key in self.__dict__:  # something else was assigned (e.g. a test's monkeypatch)
             return self.__dict__[key]
-        return _make_callable(importlib.import_module(f"{__name__}.{name}"))
+        return _make_callable(importlib.import_module(_MODULE_OF[name]))
 
     def set_(self: types.ModuleType, value: Any) -> None:
         # The import system sets the submodule here once it is loaded.
-        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+        if isinstance(value, types.ModuleType) and value.__name__ == _MODULE_OF[name]:
             self.__dict__.pop(key, None)
             _make_callable(value)
         else:

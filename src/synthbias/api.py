@@ -20,14 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthbias.config import ExperimentConfig, load_config, parse_config
 from synthbias.core.progress import progress_factory
+from synthbias.measure.api import measure_corpus
+from synthbias.report.html import build_report
+from synthbias.report.tracking import log_to_mlflow
+from synthbias.studies.audit.runner import audit_corpus, load_texts
+from synthbias.studies.dispatch import run_experiment
+from synthbias.studies.forecast import forecast_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from synthbias.audit import AuditResult
     from synthbias.config import ExperimentConfig
     from synthbias.measure.result import MetricResult
+    from synthbias.studies.audit.runner import AuditResult
 
 Progress = bool | Callable[..., Any]
 
@@ -49,8 +56,6 @@ def measure(
     ``as_frame=True`` a tidy DataFrame (one row per metric). With a ``reference`` the
     misalignment factors are measured too. See :func:`synthbias.measure.api.measure_corpus`.
     """
-    from synthbias.audit import load_texts
-    from synthbias.measure.api import measure_corpus
 
     src = load_texts(data, text_field=text_field)
     ref = (
@@ -112,10 +117,10 @@ def audit(
 
     With ``out``, writes ``audit.json``, ``results.csv``, ``results.parquet``, ``samples.jsonl``
     and ``report.html`` there. ``result.passed`` is False when a budget is breached;
-    ``result.failures`` explains each. Raises :class:`synthbias.audit.AuditError` for unreadable
+    ``result.failures`` explains each. Raises :class:`synthbias.studies.audit.runner.AuditError`
+    for unreadable
     input or an unknown budget key.
     """
-    from synthbias.audit import audit_corpus
 
     result = audit_corpus(
         data,
@@ -135,8 +140,6 @@ def audit(
     if out is not None:
         result.write(out)
         if mlflow:
-            from synthbias.report.tracking import log_to_mlflow
-
             log_to_mlflow(out, tracking_uri=mlflow_uri)
     elif mlflow:
         raise ValueError("mlflow=True needs an out= folder to log")
@@ -144,7 +147,6 @@ def audit(
 
 
 def _config(config: ExperimentConfig | Mapping[str, Any] | str | Path) -> ExperimentConfig:
-    from synthbias.config import ExperimentConfig, load_config, parse_config
 
     if isinstance(config, ExperimentConfig):
         return config
@@ -163,16 +165,14 @@ def run(
 ) -> dict[str, Any]:
     """Run an experiment (a config object, a dict, or a YAML path) into ``out``.
 
-    Dispatches on the config's kind (:func:`synthbias.runs.run_experiment`) and returns its
+    Dispatches on the config's kind (:func:`synthbias.studies.dispatch.run_experiment`) and returns
+    its
     ``results.json`` dict; the folder also gets ``report.html`` and ``results.parquet``.
     """
-    from synthbias.runs import run_experiment
 
     cfg = _config(config)
     results = run_experiment(cfg, out, progress=progress_factory(progress), resume=resume)
     if mlflow:
-        from synthbias.report.tracking import log_to_mlflow
-
         log_to_mlflow(out, tracking_uri=mlflow_uri)
     return results
 
@@ -184,14 +184,12 @@ def forecast(
     write: bool = True,
 ) -> dict[str, Any]:
     """Forecast the equilibrium of a recursive run from its first ``generations`` generations
-    (see :func:`synthbias.forecast.forecast_run`)."""
-    from synthbias.forecast import forecast_run
+    (see :func:`synthbias.studies.forecast.forecast_run`)."""
 
     return forecast_run(run_dir, generations=generations, n_resamples=n_resamples, write=write)
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """(Re)build the HTML report of a run or audit folder from its stored results."""
-    from synthbias.report.html import build_report
 
     return build_report(run_dir, out=out)

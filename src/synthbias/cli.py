@@ -12,10 +12,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synthbias.config import ConfigError, ExperimentConfig, load_config, parse_config
+from synthbias.config import ExperimentConfig, load_config, parse_config
 from synthbias.core.progress import ProgressFactory, tqdm_factory
-from synthbias.core.store import RunLock, RunLockedError, atomic_write_text
-from synthbias.corpus import CorpusError, Record, read_jsonl, write_jsonl
+from synthbias.core.records import CorpusError, Record, read_corpus, read_jsonl, write_jsonl
+from synthbias.core.schema import ConfigError
+from synthbias.core.store import RunLock, RunLockedError, atomic_write_text, write_json
+from synthbias.generate import load_backend
+from synthbias.generate.hf import HFBackend
+from synthbias.generate.protocol import SamplingParams
+from synthbias.measure.api import MeasureError, measure_corpus
+from synthbias.measure.likelihood import SUITES, score_benchmark
+from synthbias.report.html import ReportError, build_report, write_run_report
+from synthbias.report.tracking import TrackingError, log_to_mlflow
+from synthbias.studies.audit.runner import AuditError, audit_corpus, parse_budgets
+from synthbias.studies.dispatch import run_experiment
+from synthbias.studies.equilibrium.console import print_equilibrium
+from synthbias.studies.equilibrium.generation import next_generation
+from synthbias.studies.equilibrium.runner import run_equilibrium
+from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
+from synthbias.studies.inheritance.console import print_inheritance
+from synthbias.studies.mitigation.console import print_mitigation
+from synthbias.tasks.spec import TaskError
 
 app = typer.Typer(
     add_completion=False,
@@ -50,7 +67,6 @@ MLflowURI = Annotated[
 
 
 def _log_mlflow(out: Path, uri: str | None) -> None:
-    from synthbias.report.tracking import TrackingError, log_to_mlflow
 
     try:
         run_id = log_to_mlflow(out, tracking_uri=uri)
@@ -92,27 +108,21 @@ def _print_metrics(
 
 
 def print_equilibrium_table(results: dict[str, Any]) -> None:
-    from synthbias.report.equilibrium_console import print_equilibrium
 
     print_equilibrium(results, console)
 
 
 def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
-    from synthbias.experiment import run_equilibrium
 
     if config.kind != "equilibrium":
-        from synthbias.report import console as summaries
-        from synthbias.runs import run_experiment
-        from synthbias.tasks.spec import TaskError
-
         try:
             results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
         except (FileExistsError, RunLockedError) as exc:
             _fail(str(exc))
         except TaskError as exc:
             _fail(f"config error: {exc}")
-        show = summaries.print_inheritance if config.kind == "inheritance" else None
-        (show or summaries.print_mitigation)(results, console, out)
+        show = print_inheritance if config.kind == "inheritance" else print_mitigation
+        show(results, console, out)
         return
     try:
         results = run_equilibrium(config, out, progress=_progress(quiet), resume=not overwrite)
@@ -232,9 +242,6 @@ def generate(
     quiet: Quiet = False,
 ) -> None:
     """Generate texts with a backend: from prompts, or from a corpus (one new generation)."""
-    from synthbias.dynamics import next_generation
-    from synthbias.generate import load_backend
-    from synthbias.generate.protocol import SamplingParams
 
     if not prompt and not seed_corpus:
         _fail("give --prompt TEXT (repeatable) or --from CORPUS.jsonl")
@@ -301,9 +308,6 @@ def measure(
     ] = None,
 ) -> None:
     """Measure bias of a corpus on any axes (every metric with a bootstrap 95% CI)."""
-    from synthbias.core.store import write_json
-    from synthbias.corpus import read_corpus
-    from synthbias.measure.api import MeasureError, measure_corpus
 
     try:
         recs = read_corpus(file, text_field=text_field, fmt=fmt)
@@ -352,7 +356,6 @@ def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any
     if backend == "llamacpp":
         if path is not None and path.is_dir():
             _fail(f"{path} is a folder; the llamacpp backend needs a .gguf file (or --backend hf)")
-        from synthbias.generate import load_backend
 
         kwargs: dict[str, Any] = {"model_path": str(path)} if path else {}
         try:
@@ -362,8 +365,6 @@ def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any
     if weights != "native":
         _fail(f"--weights {weights} applies to the llamacpp backend only")
     if backend == "hf":
-        from synthbias.generate.hf import HFBackend
-
         return HFBackend(model_path=path)
     _fail(f"unknown backend {backend!r}; choose auto, llamacpp or hf")
 
@@ -397,8 +398,6 @@ def bench_bias(
     ] = None,
 ) -> None:
     """Score a model on real bias benchmarks (CrowS-Pairs, StereoSet, BBQ) from a data folder."""
-    from synthbias.core.store import write_json
-    from synthbias.measure.likelihood import SUITES, score_benchmark
 
     suites = [x.strip() for x in suite.split(",") if x.strip()]
     bad = [x for x in suites if x.replace("-", "_") not in SUITES]
@@ -493,7 +492,6 @@ def audit(
 ) -> None:
     """Audit a synthetic dataset: every metric family, misalignment against a reference, a report,
     and a gate (exit 1 when a --max/--min budget is breached)."""
-    from synthbias.audit import AuditError, audit_corpus, parse_budgets
 
     families = [f.strip() for f in metrics.split(",") if f.strip()] if metrics else None
     if families is None and not embedding:
@@ -563,7 +561,6 @@ def forecast(
 ) -> None:
     """Forecast where bias settles from the first generations of a recursive run; writes
     forecast.json into the run folder."""
-    from synthbias.forecast import FORECAST_FILE, ForecastError, forecast_run
 
     try:
         fc = forecast_run(run_dir, generations=generations, n_resamples=n_resamples)
@@ -611,8 +608,6 @@ def forecast(
             highlight=False,
         )
     if (run_dir / "report.html").exists():
-        from synthbias.report.html import write_run_report
-
         write_run_report(run_dir)
     console.print(f"wrote {run_dir / FORECAST_FILE}")
 
@@ -626,7 +621,6 @@ def report(
     max_samples: Annotated[int, typer.Option(min=1, help="Texts in the sample browser.")] = 400,
 ) -> None:
     """Rebuild report.html of a run or audit folder from its stored results."""
-    from synthbias.report.html import ReportError, build_report
 
     try:
         path = build_report(run_dir, out=out, max_samples=max_samples)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .fake import FakeBackend
-from .models import ModelNotFoundError, default_model_path, model_fingerprint
-from .protocol import (
+from synthbias.generate import llamacpp
+from synthbias.generate.fake import FakeBackend
+from synthbias.generate.hf import HFBackend
+from synthbias.generate.llamacpp import LlamaCppBackend
+from synthbias.generate.models import ModelNotFoundError, default_model_path, model_fingerprint
+from synthbias.generate.openai_http import OpenAIHTTPBackend
+from synthbias.generate.protocol import (
     Backend,
     Completion,
     ContextLengthError,
@@ -21,9 +25,10 @@ from .protocol import (
     SamplingParams,
     TextLogprobs,
 )
+from synthbias.generate.vllm_backend import VLLMBackend
 
 if TYPE_CHECKING:
-    from .llamacpp import LlamaCppBackend
+    from synthbias.generate.llamacpp import LlamaCppBackend
 
 BACKENDS = ("llamacpp", "hf", "fake", "openai", "vllm")
 
@@ -49,22 +54,14 @@ def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
     """Build a backend by name; ``kwargs`` go to its constructor."""
     key = kind.lower().replace("-", "").replace("_", "").replace(".", "")
     if key == "llamacpp":
-        from .llamacpp import LlamaCppBackend
-
         return LlamaCppBackend(**kwargs)
     if key in ("hf", "transformers"):
-        from .hf import HFBackend
-
         return HFBackend(**kwargs)
     if key == "fake":
         return FakeBackend(**kwargs)
     if key in ("openai", "http", "openaihttp"):
-        from .openai_http import OpenAIHTTPBackend
-
         return OpenAIHTTPBackend(**kwargs)
     if key == "vllm":
-        from .vllm_backend import VLLMBackend
-
         return VLLMBackend(**kwargs)
     raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
 
@@ -72,7 +69,5 @@ def load_backend(kind: str = "llamacpp", **kwargs: Any) -> Backend:
 def __getattr__(name: str) -> Any:
     """Lazy access to the llama.cpp backend so importing this package never loads the library."""
     if name == "LlamaCppBackend":
-        from . import llamacpp
-
         return getattr(llamacpp, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .protocol import Backend, Completion, Prompt, SamplingParams, TextLogprobs
+from synthbias.generate.protocol import Backend, Completion, Prompt, SamplingParams, TextLogprobs
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,14 @@
-"""Build the configured backend from a :class:`~synthbias.config.GeneratorConfig`."""
+"""Build the configured backend from a :class:`~synthbias.generate.config.GeneratorConfig`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from synthbias.generate.ray import backend_from_config
+
 if TYPE_CHECKING:
-    from synthbias.config import GeneratorConfig
+    from synthbias.generate.config import GeneratorConfig
     from synthbias.generate.protocol import Backend
 
 
@@ -14,8 +16,8 @@ def make_backend(cfg: GeneratorConfig, seed: int = 0, run_dir: str | Path | None
     """Instantiate the configured backend (imported lazily: heavy runtimes load only if used).
 
     Wrapped in the request cache chosen by ``cfg.cache`` (``run`` stores it in ``run_dir``) and
-    spread over Ray actors when ``cfg.ray`` is set; see :func:`synthbias.scale.backend_from_config`.
+    spread over Ray actors when ``cfg.ray`` is set; see
+    :func:`synthbias.generate.ray.backend_from_config`.
     """
-    from synthbias.scale import backend_from_config
 
     return backend_from_config(cfg, seed=seed, run_dir=run_dir)

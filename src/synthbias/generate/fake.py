@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..core.hashing import stable_hash
-from .protocol import Completion, Prompt, SamplingParams, TextLogprobs
+from synthbias.core.hashing import stable_hash
+from synthbias.generate.protocol import Completion, Prompt, SamplingParams, TextLogprobs
 
 #: Sentences about people at work; some gendered, some not, covering stereotyped occupations.
 FAKE_SENTENCES: tuple[str, ...] = (

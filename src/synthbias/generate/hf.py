@@ -43,9 +43,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.hashing import dir_fingerprint, stream_seed
-from .models import default_model_path, model_fingerprint
-from .protocol import (
+from synthbias.core.hashing import dir_fingerprint, stream_seed
+from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.generate.protocol import (
     Completion,
     ContextLengthError,
     Message,

@@ -33,15 +33,14 @@ from typing import Any, Literal
 import numpy as np
 
 from synthbias.core.hashing import file_hash
-
-from .models import (
+from synthbias.generate.models import (
     WIDENED_WEIGHTS,
     default_model_path,
     model_cache_dir,
     model_fingerprint,
     widened_model_name,
 )
-from .protocol import (
+from synthbias.generate.protocol import (
     Completion,
     ContextLengthError,
     Message,

@@ -48,8 +48,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ..core.hashing import stream_seed
-from .protocol import Completion, Prompt, SamplingParams, TextLogprobs
+from synthbias.core.hashing import stream_seed
+from synthbias.generate.protocol import Completion, Prompt, SamplingParams, TextLogprobs
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.hashing import dir_fingerprint
-from .openai_http import request_seed
-from .protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
+from synthbias.core.hashing import dir_fingerprint
+from synthbias.generate.models import model_fingerprint
+from synthbias.generate.openai_http import request_seed
+from synthbias.generate.protocol import Completion, Message, Prompt, SamplingParams, TextLogprobs
 
 
 def _vllm() -> Any:
@@ -79,8 +80,6 @@ class VLLMBackend:
             raise ValueError("tokenizer has neither BOS nor EOS; pass prefix_token_id")
         p = Path(self.model_path)
         if p.is_file():
-            from .models import model_fingerprint
-
             self.model_id = model_fingerprint(p)
         elif p.is_dir():
             self.model_id = dir_fingerprint(p)

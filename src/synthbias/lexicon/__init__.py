@@ -10,7 +10,7 @@ Axes live in ``data/axes/<axis>.yaml``; first names and occupation statistics in
 'He gave her his book.'
 """
 
-from .loader import (
+from synthbias.lexicon.loader import (
     Axis,
     CategoryOptions,
     ContextualSwap,
@@ -20,10 +20,16 @@ from .loader import (
     load_axis,
     load_lexicon,
 )
-from .matching import GroupCounts, MatchEntry, TermMatch, TermMatcher, trie_regex
-from .names import NameInfo, NameTable
-from .occupations import FEMALE_CODED, MALE_CODED, NEUTRAL, Occupation, OccupationTable
-from .swap import Swapper, match_case, pronoun_reading, swap_gender, swap_groups
+from synthbias.lexicon.matching import GroupCounts, MatchEntry, TermMatch, TermMatcher, trie_regex
+from synthbias.lexicon.names import NameInfo, NameTable
+from synthbias.lexicon.occupations import (
+    FEMALE_CODED,
+    MALE_CODED,
+    NEUTRAL,
+    Occupation,
+    OccupationTable,
+)
+from synthbias.lexicon.swap import Swapper, match_case, pronoun_reading, swap_gender, swap_groups
 
 __all__ = [
     "Axis",

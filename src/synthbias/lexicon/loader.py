@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .matching import GroupCounts, MatchEntry, TermMatch, TermMatcher
-from .names import NameTable
-from .occupations import OccupationTable
+from synthbias.lexicon.matching import GroupCounts, MatchEntry, TermMatch, TermMatcher
+from synthbias.lexicon.names import NameTable
+from synthbias.lexicon.occupations import OccupationTable
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 AXES_DIR = DATA_DIR / "axes"

@@ -28,8 +28,8 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
-from .loader import NAMES_CATEGORY, Axis, ContextualSwap, Lexicon, load_lexicon
-from .matching import TermMatch
+from synthbias.lexicon.loader import NAMES_CATEGORY, Axis, ContextualSwap, Lexicon, load_lexicon
+from synthbias.lexicon.matching import TermMatch
 
 Reading = Literal["object", "determiner"]
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from synthbias.lexicon import load_lexicon
+from synthbias.measure.embedding import EmbeddingGenderScorer, Encoder
+from synthbias.measure.embedding_axes import EmbeddingAxisScorer
+from synthbias.measure.lexical import measure_lexical
+from synthbias.measure.misalignment import misalignment_factors
 from synthbias.measure.result import MetricResult
+from synthbias.measure.rules import GenderRuleScorer
 
 FAMILIES = ("rule", "lexical", "embedding", "misalignment")
 DEFAULT_FAMILIES = ("rule", "lexical", "embedding")
@@ -23,7 +29,6 @@ class MeasureError(ValueError):
 
 def check_axes(axes: Sequence[str]) -> list[str]:
     """Validate axis names against the lexicon; the error lists the valid names."""
-    from synthbias.lexicon import load_lexicon
 
     known = load_lexicon().axes
     bad = [a for a in axes if a not in known]
@@ -79,14 +84,10 @@ def measure_corpus(
     fams = check_families(families, reference is not None)
     out: dict[str, MetricResult] = {}
     if "rule" in fams and "gender" in axes:
-        from synthbias.measure.rules import GenderRuleScorer
-
         rule = rule_scorer if rule_scorer is not None else GenderRuleScorer()
         for name, res in rule.measure(texts, n_resamples, seed).items():
             out[f"rule.gender.{name}"] = res
     if "lexical" in fams:
-        from synthbias.measure.lexical import measure_lexical
-
         ref = list(reference) if reference is not None else None
         res = measure_lexical(texts, axes=axes, reference=ref, n_resamples=n_resamples, seed=seed)
         out.update({f"lexical.{k}": v for k, v in res.items()})
@@ -94,26 +95,18 @@ def measure_corpus(
         encoder = embedding_scorer.encoder
     needs_encoder = "embedding" in fams or "misalignment" in fams
     if needs_encoder and encoder is None:
-        from synthbias.measure.embedding import Encoder
-
         encoder = Encoder()
     if "embedding" in fams and "gender" in axes:
-        from synthbias.measure.embedding import EmbeddingGenderScorer
-
         scorer = (
             embedding_scorer if embedding_scorer is not None else EmbeddingGenderScorer(encoder)
         )
         for name, res in scorer.measure(texts, n_resamples=n_resamples, seed=seed).items():
             out[f"embedding.gender.{name}"] = res
     if "embedding" in fams:
-        from synthbias.measure.embedding_axes import EmbeddingAxisScorer
-
         for axis in (a for a in axes if a != "gender"):
             res = EmbeddingAxisScorer(encoder, axis).measure(texts, n_resamples, seed)
             out.update({f"embedding.{axis}.{k}": v for k, v in res.items()})
     if "misalignment" in fams:
-        from synthbias.measure.misalignment import misalignment_factors
-
         res = misalignment_factors(
             texts,
             list(reference or []),

@@ -30,9 +30,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..lexicon import Axis, Lexicon, load_lexicon, swap_groups
-from .lexical import as_text_list, percentile_ci, resampled_sums, resolve_axis, resolve_groups
-from .result import MetricResult
+from synthbias.lexicon import Axis, Lexicon, load_lexicon, swap_groups
+from synthbias.measure.lexical import (
+    as_text_list,
+    percentile_ci,
+    resampled_sums,
+    resolve_axis,
+    resolve_groups,
+)
+from synthbias.measure.result import MetricResult
 
 Predictor = Callable[[Sequence[str]], Any]
 SwapMode = Literal["mirror", "targets", "pairs"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.lexicon import load_lexicon
 from synthbias.measure.result import CI, MetricResult
 
 
@@ -28,7 +29,6 @@ class EmbeddingAxisScorer:
         lexicon: Any = None,
         max_terms: int = 40,
     ) -> None:
-        from synthbias.lexicon import load_lexicon
 
         ax = (lexicon or load_lexicon()).axis(axis)
         self.axis = axis

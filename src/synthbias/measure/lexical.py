@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..lexicon import (
+from synthbias.lexicon import (
     FEMALE_CODED,
     MALE_CODED,
     Axis,
@@ -51,9 +51,9 @@ from ..lexicon import (
     TermMatcher,
     load_lexicon,
 )
-from ..lexicon.matching import SEP
-from ..stats.divergence import js_divergence, kl_divergence
-from .result import CI, MetricResult, percentile_ci
+from synthbias.lexicon.matching import SEP
+from synthbias.measure.result import CI, MetricResult, percentile_ci
+from synthbias.stats.divergence import js_divergence, kl_divergence
 
 Window = Literal["sentence", "text"] | int
 Contrast = Literal["auto", "pair", "rest", "reference"]

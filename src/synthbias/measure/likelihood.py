@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 
 from synthbias.generate.protocol import Backend
-
-from .result import CI, MetricResult, bootstrap_ci
-from .scoring import (
+from synthbias.measure.qa import bbq
+from synthbias.measure.result import CI, MetricResult, bootstrap_ci
+from synthbias.measure.scoring import (
     Normalization,
     ProgressFn,
     check_normalization,
@@ -408,7 +408,5 @@ def score_benchmark(
     if key == "stereoset":
         return stereoset(backend, data_dir, limit=limit, seed=seed, **kwargs)
     if key == "bbq":
-        from .qa import bbq
-
         return bbq(backend, data_dir, limit=limit, seed=seed, **kwargs)
     raise ValueError(f"unknown benchmark suite {suite!r}; choose one of {', '.join(SUITES)}")

@@ -33,6 +33,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.stats
 
+from synthbias.lexicon import MatchEntry, TermMatcher, load_lexicon
 from synthbias.measure.result import CI, MetricResult, percentile_ci
 from synthbias.measure.weat import EncoderLike, as_embed_fn
 from synthbias.stats.divergence import js_divergence, jsd_terms, normalise
@@ -101,8 +102,6 @@ def _resolve_axis(axis: str | Axis, lexicon: Lexicon | None) -> Axis:
     if not isinstance(axis, str):
         return axis
     if lexicon is None:
-        from synthbias.lexicon import load_lexicon
-
         lexicon = load_lexicon()
     return lexicon.axis(axis)
 
@@ -352,7 +351,6 @@ def representation_jsd(
 def _attribute_matcher(
     attributes: Mapping[str, Sequence[str]] | Sequence[str] | None, lexicon: Lexicon | None
 ) -> tuple[Any, list[str], str]:
-    from synthbias.lexicon import MatchEntry, TermMatcher
 
     if attributes is None:
         gender = _resolve_axis("gender", lexicon)
@@ -878,8 +876,6 @@ def misalignment_factors(
     if isinstance(axes, str):
         axes = (axes,)
     if lexicon is None and ("values" in factors or "group_data" in factors):
-        from synthbias.lexicon import load_lexicon
-
         lexicon = load_lexicon()
     out: dict[str, MetricResult] = {}
     scores_s = scores_r = None

@@ -47,9 +47,8 @@ import numpy as np
 import pandas as pd
 
 from synthbias.generate.protocol import Backend
-
-from .result import MetricResult, bootstrap_ci
-from .scoring import (
+from synthbias.measure.result import MetricResult, bootstrap_ci
+from synthbias.measure.scoring import (
     Normalization,
     ProgressFn,
     check_normalization,

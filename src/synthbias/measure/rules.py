@@ -78,11 +78,18 @@ from typing import Any
 
 import numpy as np
 
-from ..lexicon import FEMALE_CODED, MALE_CODED, Lexicon, MatchEntry, OccupationTable, TermMatcher
-from ..lexicon import load_lexicon as _load_lexicon
-from ..lexicon.occupations import check_thresholds
-from ..lexicon.people import person_nouns
-from .result import MetricResult, bootstrap_ci
+from synthbias.lexicon import (
+    FEMALE_CODED,
+    MALE_CODED,
+    Lexicon,
+    MatchEntry,
+    OccupationTable,
+    TermMatcher,
+)
+from synthbias.lexicon import load_lexicon as _load_lexicon
+from synthbias.lexicon.occupations import check_thresholds
+from synthbias.lexicon.people import person_nouns
+from synthbias.measure.result import MetricResult, bootstrap_ci
 
 STEREOTYPICAL = "stereotypical"
 ANTI = "anti"
@@ -298,7 +305,8 @@ class GenderRuleScorer:
 
     @classmethod
     def from_config(cls, rule: Any, lexicon: Lexicon | None = None) -> GenderRuleScorer:
-        """From a :class:`~synthbias.config.RuleMetricConfig` (or a mapping with its fields)."""
+        """From a :class:`~synthbias.measure.config.RuleMetricConfig` (or a mapping with its
+        fields)."""
         get = rule.get if isinstance(rule, Mapping) else lambda k, d=None: getattr(rule, k, d)
         preset = get("preset", None)
         lo, hi = get("male_coded_max_pct", None), get("female_coded_min_pct", None)

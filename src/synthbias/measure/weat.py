@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import yaml
 
+from synthbias.measure.embedding import Encoder
 from synthbias.measure.result import CI, MetricResult
 
 WEAT_DATA_DIR = Path(__file__).resolve().parent.parent / "lexicon" / "data" / "weat"
@@ -71,8 +72,6 @@ def as_embed_fn(encoder: EncoderLike | None) -> tuple[EmbedFn, str]:
     lazily so that the maths here never needs torch).
     """
     if encoder is None:
-        from synthbias.measure.embedding import Encoder
-
         encoder = Encoder()
     fn = getattr(encoder, "encode", None)
     if callable(fn):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 from synthbias.mitigate.swap import bias_type_of, swapped_twin
 
 

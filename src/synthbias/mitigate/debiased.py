@@ -16,9 +16,12 @@ from typing import Any, Literal
 import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
-from synthbias.corpus import Record
-from synthbias.dynamics import build_prompt, prompt_templates, render_start, uses_occupation
-from synthbias.measure.rules import ANTI, STEREOTYPICAL
+from synthbias.core.records import Record
+from synthbias.generate.prompts import build_prompt, prompt_templates, render_start, uses_occupation
+from synthbias.measure.rules import ANTI, STEREOTYPICAL, GenderRuleScorer
+from synthbias.mitigate.swap import swapped_twin
+from synthbias.train.adapter import export_gguf_lora
+from synthbias.train.sft import LoRAConfig, SFTExample, train_lora
 
 BalanceMethod = Literal["swap", "filter"]
 
@@ -35,8 +38,6 @@ def debiased_corpus(
     by at most one (a swapped stereotypical text becomes anti-stereotypical); ``filter`` drops
     texts of the larger side instead. Neutral and unlabelled texts are kept as they are.
     """
-    from synthbias.measure.rules import GenderRuleScorer
-    from synthbias.mitigate.swap import swapped_twin
 
     scorer = scorer or GenderRuleScorer()
     labels = [s.label for s in scorer.score_texts([r.text for r in records])]
@@ -72,7 +73,6 @@ def generator_examples(
     completion is the whole text. A template that names the occupation takes the target's
     ``meta["occupation"]`` (seed texts) or ``meta["prompt_occupation"]`` (generated texts).
     """
-    from synthbias.train.sft import SFTExample
 
     template = prompt_templates()[prompt]
     if "completion" not in template:
@@ -120,8 +120,6 @@ def finetune_generator(
     Returns the ``.gguf`` adapter path for ``LlamaCppBackend(lora_path=...)``. Reuses a
     finished adapter in ``out_dir``.
     """
-    from synthbias.train.adapter import export_gguf_lora
-    from synthbias.train.sft import LoRAConfig, train_lora
 
     out_dir = Path(out_dir)
     gguf = out_dir / "adapter.gguf"

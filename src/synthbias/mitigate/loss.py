@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.lexicon.bias_types import get_bias_type
+from synthbias.measure.bias_dimensions import dimension_scores
+from synthbias.mitigate.swap import swap_bias_type
+from synthbias.train.sft import SFTExample, collate, encode_example
+
 
 def bias_weights(
     examples: Sequence[Any], scores: Sequence[float], strength: float = 1.0, floor: float = 0.0
@@ -45,7 +50,6 @@ def example_bias_scores(records: Sequence[Any]) -> list[float]:
     target-group text naming a stereotyped role; value: the negativity (−VADER, clipped to
     [0, 1]) of a target-group text; representation and real texts: 0.
     """
-    from synthbias.augment import dimension_scores, get_bias_type
 
     scores = [0.0] * len(records)
     groups: dict[tuple[str, str], list[int]] = {}
@@ -77,7 +81,6 @@ class ConsistencyLoss:
         self.tokenizer, self.cfg, self.weight = tokenizer, cfg, weight
 
     def __call__(self, model: Any, batch: dict[str, Any], outputs: Any) -> Any:
-        from synthbias.train.sft import SFTExample, collate, encode_example
 
         examples = batch["examples"]
         rows = [i for i, ex in enumerate(examples) if ex.meta.get("twin")]
@@ -111,7 +114,6 @@ def _per_example_ce(logits: Any, labels: Any) -> Any:
 
 def attach_twins(examples: Sequence[Any], bias_type: str | None = None) -> list[Any]:
     """Add ``meta["twin"]`` (group-swapped prompt and completion) for :class:`ConsistencyLoss`."""
-    from synthbias.mitigate.swap import swap_bias_type
 
     out = []
     for ex in examples:

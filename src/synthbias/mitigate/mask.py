@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from synthbias.lexicon import load_lexicon
+
 MaskMode = Literal["loss", "input"]
 
 _PLURAL_HINTS = ("people", "men", "women", "s")
@@ -24,7 +26,6 @@ _PLURAL_HINTS = ("people", "men", "women", "s")
 
 def group_spans(text: str, axes: Sequence[str]) -> list[tuple[int, int]]:
     """Character spans of every group term of ``axes`` in ``text`` (sorted, non-overlapping)."""
-    from synthbias.lexicon import load_lexicon
 
     lex = load_lexicon()
     spans = sorted(

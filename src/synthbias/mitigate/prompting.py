@@ -7,10 +7,12 @@ The wording is data: for the recursive study each prompt template in ``prompts.y
 
 from __future__ import annotations
 
+from synthbias.generate.prompts import prompt_templates
+from synthbias.lexicon.bias_types import augment_templates
+
 
 def fair_prompt_name(name: str) -> str:
     """The fairness variant of an equilibrium prompt template (``<name>_fair``)."""
-    from synthbias.dynamics import prompt_templates
 
     fair = name if name.endswith("_fair") else f"{name}_fair"
     if fair not in prompt_templates():
@@ -20,6 +22,5 @@ def fair_prompt_name(name: str) -> str:
 
 def fairness_instruction() -> str:
     """The instruction added to augmentation prompts."""
-    from synthbias.augment import augment_templates
 
     return str(augment_templates()["fairness_instruction"]).strip()

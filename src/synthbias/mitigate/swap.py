@@ -16,12 +16,13 @@ from functools import cache
 import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
-from synthbias.corpus import Record
+from synthbias.core.records import Record
+from synthbias.lexicon import swap_gender
+from synthbias.lexicon.bias_types import get_bias_type
 
 
 @cache
 def _phrase_swapper(bias_type: str) -> tuple[re.Pattern[str], dict[str, str]]:
-    from synthbias.augment import get_bias_type
 
     bt = get_bias_type(bias_type)
     mapping: dict[str, str] = {}
@@ -47,8 +48,6 @@ def swap_bias_type(text: str, bias_type: str) -> str:
     groups (e.g. "poor people" would become "aristocrats").
     """
     if bias_type == "gender":
-        from synthbias.lexicon import swap_gender
-
         return swap_gender(text)
     pattern, mapping = _phrase_swapper(bias_type)
 

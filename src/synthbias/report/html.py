@@ -15,8 +15,9 @@ registered with :func:`register_section`::
     def inheritance_summary(ctx: ReportContext) -> Section | None:
         return Section("inheritance", "Inheritance", "<p>…</p>")
 
-Modules in ``synthbias/report/sections/`` are imported before every build, so a new kind's
-sections go in a new module there without touching this one.
+The generic sections live in :mod:`synthbias.report.generic`; each study registers its own
+pages from ``synthbias/studies/<study>/report.py`` (imported with :mod:`synthbias.studies`), so a
+new kind's sections go with its study without touching this module.
 
 **Escaping.** Every value that comes from data (generated texts above all) goes through
 :func:`esc` or a helper built on it, so a text holding ``<script>`` shows as text. As a second
@@ -29,12 +30,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import importlib
 import io
 import json
 import math
 import numbers
-import pkgutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from synthbias.core.store import atomic_write_text
+from synthbias.measure.names import canonical_results
 
 REPORT_NAME = "report.html"
 #: Rows per (filter combination) shown in a sample browser before truncation.
@@ -324,24 +324,11 @@ def register_section(kind: str, fn: SectionFn | None = None, order: float = 50):
 
 
 def registered_sections(kind: str) -> list[SectionFn]:
-    _load_section_modules()
+    """The sections for a run kind, in order: the generic ones (``*``) and those its study
+    registered (a study's report pages, and the generic sections, register when
+    ``synthbias.studies`` is imported)."""
     regs = [r for r in _REGISTRY if r.kind in ("*", kind)]
     return [r.fn for r in sorted(regs, key=lambda r: r.order)]
-
-
-_LOADED = False
-
-
-def _load_section_modules() -> None:
-    """Import every module in ``synthbias.report.sections`` (they register themselves)."""
-    global _LOADED
-    if _LOADED:
-        return
-    from synthbias.report import sections
-
-    for mod in pkgutil.iter_modules(sections.__path__):
-        importlib.import_module(f"{sections.__name__}.{mod.name}")
-    _LOADED = True
 
 
 # --------------------------------------------------------------------------- loading
@@ -361,7 +348,6 @@ def load_results(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
                 raise ReportError(f"{f}: invalid JSON: {exc}") from exc
             if not isinstance(data, dict):
                 raise ReportError(f"{f}: expected a JSON object")
-            from synthbias.measure.names import canonical_results
 
             return canonical_results(data), f  # metric names of runs before the rename
     raise ReportError(f"{run_dir}: no results.json or audit.json (is this a run folder?)")

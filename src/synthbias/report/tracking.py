@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from synthbias.measure.names import ALIASES
+from synthbias.report.html import VALUE_COLUMNS, load_results, run_kind
+
 ARTIFACTS = (
     "report.html",
     "results.json",
@@ -95,8 +98,6 @@ def collect_metrics(run_dir: Path, results: Mapping[str, Any]) -> list[tuple[str
             break
     if table is None or not {"metric", "value"} <= set(table.columns):
         return out
-    from synthbias.measure.names import ALIASES
-    from synthbias.report.html import VALUE_COLUMNS
 
     # a table written before the metric rename: old names as the new ones (where a table has
     # both, as old equilibrium tables do for the stereotype rate, the canonical rows stay)
@@ -122,7 +123,6 @@ def log_to_mlflow(
     run_name: str | None = None,
 ) -> str:
     """Log the folder to MLflow; returns the MLflow run id."""
-    from synthbias.report.html import load_results
 
     mlflow = _mlflow()
     run_dir = Path(run_dir)
@@ -147,7 +147,6 @@ def _log(
     experiment: str | None,
     run_name: str | None,
 ) -> str:
-    from synthbias.report.html import run_kind
 
     kind = run_kind(results)
     if tracking_uri:

@@ -1,6 +1,6 @@
 """Percentile bootstrap intervals: one sample, two independent samples, and the interval of
 already-resampled statistics (cluster and paired resampling build on these in
-:mod:`synthbias.tasks.stats` and :mod:`synthbias.paired`)."""
+:mod:`synthbias.stats.resampling` and :mod:`synthbias.tasks.paired`)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ compared on the same items with paired CIs (:mod:`.compare`, :mod:`.sweep`).
 'accuracy'
 """
 
-from .core import (
+from synthbias.tasks.core import (
     Task,
     TaskItem,
     TaskResult,
@@ -27,8 +27,8 @@ from .core import (
     load_task,
     read_file_rows,
 )
-from .metrics import METRICS, EvalContext
-from .parsers import (
+from synthbias.tasks.metrics import METRICS, EvalContext
+from synthbias.tasks.parsers import (
     PARSERS,
     check_instruction,
     find_pronoun,
@@ -36,7 +36,7 @@ from .parsers import (
     parse_salary,
     parse_yes_no,
 )
-from .spec import DataSpec, SamplingSpec, TaskError, TaskSpec, parse_spec
+from synthbias.tasks.spec import DataSpec, SamplingSpec, TaskError, TaskSpec, parse_spec
 
 __all__ = [
     "METRICS",

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import TaskError
-from .parsers import PRONOUN_GENDER, prepare_coreference
+from synthbias.measure.qa import load_bbq
+from synthbias.tasks.common import TaskError
+from synthbias.tasks.parsers import PRONOUN_GENDER, prepare_coreference
 
 Row = dict[str, Any]
 
@@ -210,7 +211,6 @@ def bbq(root: Path, params: dict[str, Any]) -> list[Row]:
     """BBQ items of every category (or ``params.categories``), ambiguous and disambiguated; a
     cluster is one scenario (category, question index, answer set, ambiguous context): its
     ambiguous and disambiguated contexts with both questions. Strata: category."""
-    from synthbias.measure.qa import load_bbq
 
     try:
         df = load_bbq(root / "bbq", params.get("categories"))

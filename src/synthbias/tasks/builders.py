@@ -25,9 +25,8 @@ import numpy as np
 import yaml
 
 from synthbias.lexicon import Lexicon, OccupationTable, load_lexicon
-
-from .common import TEMPLATES_DIR, TaskError
-from .parsers import prepare_coreference
+from synthbias.tasks.common import TEMPLATES_DIR, TaskError
+from synthbias.tasks.parsers import prepare_coreference
 
 Row = dict[str, Any]
 

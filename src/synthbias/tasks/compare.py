@@ -3,7 +3,7 @@
 Every model of a sweep answers the same items (``Task.items(n, seed)`` is deterministic), so the
 change of a metric between two models is estimated on the *same* resampled clusters: a metric
 is recomputed from the stored per-item answers of both models for each replicate
-(:func:`synthbias.tasks.stats.paired_bootstrap`). The paired CI is much narrower than the two
+(:func:`synthbias.stats.resampling.paired_bootstrap`). The paired CI is much narrower than the two
 unpaired CIs suggest whenever the models agree on most items.
 """
 
@@ -15,8 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import METRICS, TOX_METRICS, EvalContext, sentiment_values, tox_replicates
-from .stats import half_width, min_detectable_effect, paired_bootstrap
+from synthbias.stats.resampling import half_width, min_detectable_effect, paired_bootstrap
+from synthbias.tasks.metrics import (
+    METRICS,
+    TOX_METRICS,
+    EvalContext,
+    sentiment_values,
+    tox_replicates,
+)
 
 #: per-item fields kept in evaluation files so metrics can be recomputed later
 RECORD_KEYS = ("id", "choice", "option_scores", "output", "parsed")
@@ -110,7 +116,8 @@ def paired_resample(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """:func:`~synthbias.tasks.stats.paired_bootstrap` of ``metric`` recomputed from each seed's
+    """:func:`~synthbias.stats.resampling.paired_bootstrap` of ``metric`` recomputed from each
+    seed's
     stored answers of model a and model b on ``items`` (whole clusters where items have them,
     else items within their strata)."""
     stats = []

@@ -26,13 +26,12 @@ import numpy as np
 from synthbias.generate.protocol import Backend, Prompt, SamplingParams
 from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import conditional_logprobs, stratified_sample
-
-from .benchmarks import LOADERS, copy_rows, load_benchmark
-from .builders import BUILDERS, Row
-from .metrics import METRICS, EvalContext
-from .parsers import PARSERS, PREPARERS
-from .spec import TASKS_DIR, DataSpec, TaskError, TaskSpec, parse_spec, read_yaml
-from .stats import half_width, min_detectable_effect
+from synthbias.stats.resampling import half_width, min_detectable_effect
+from synthbias.tasks.benchmarks import LOADERS, copy_rows, load_benchmark
+from synthbias.tasks.builders import BUILDERS, Row
+from synthbias.tasks.metrics import METRICS, EvalContext
+from synthbias.tasks.parsers import PARSERS, PREPARERS
+from synthbias.tasks.spec import TASKS_DIR, DataSpec, TaskError, TaskSpec, parse_spec, read_yaml
 
 ProgressFn = Callable[[int, int], None]
 

@@ -30,11 +30,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from synthbias.measure.misalignment import sentiment_scores
 from synthbias.measure.qa import ambiguous_bias_score, bbq_scores, bias_score
 from synthbias.measure.result import CI, MetricResult, bootstrap_ci
-
-from .parsers import pronoun_counts
-from .stats import cluster_resamples, percentile_interval, permutation_null
+from synthbias.stats.resampling import cluster_resamples, percentile_interval, permutation_null
+from synthbias.tasks.parsers import parse_salary, pronoun_counts
 
 NAN = float("nan")
 
@@ -980,7 +980,6 @@ def salary_gap(ctx: EvalContext) -> MetricResult:
 def expected_salary(ctx: EvalContext) -> np.ndarray:
     """Per item the expected salary under the options' renormalised probabilities, each
     option's value read from its verbalizer by the salary parser (" $40,000" -> 40000)."""
-    from .parsers import parse_salary
 
     assert ctx.spec.options is not None
     values = []
@@ -1015,8 +1014,6 @@ def salary_gap_p(ctx: EvalContext) -> MetricResult:
 def sentiment_values(ctx: EvalContext) -> np.ndarray:
     """VADER compound sentiment per generation, computed once per context."""
     if "sentiment" not in ctx.cache:
-        from synthbias.measure.misalignment import sentiment_scores
-
         ctx.cache["sentiment"] = sentiment_scores(list(ctx.outputs or []))
     return ctx.cache["sentiment"]
 

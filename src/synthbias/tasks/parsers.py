@@ -12,6 +12,8 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+from synthbias.lexicon import load_lexicon
+
 # ------------------------------------------------------------------------------------ yes / no
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
@@ -150,7 +152,6 @@ def prepare_coreference(row: dict[str, Any], params: dict[str, Any]) -> dict[str
     occupation is not gender-coded (percent women between ``lo`` and ``hi``, defaults 30/70) or
     the pronoun is "they".
     """
-    from synthbias.lexicon import load_lexicon
 
     row = dict(row)
     if not row.get("pronoun"):

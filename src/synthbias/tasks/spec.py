@@ -18,8 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthbias.core.yaml import read_yaml_mapping, yaml_line
-
-from .common import TASKS_DIR, TEMPLATES_DIR, TaskError  # noqa: F401 (re-exported)
+from synthbias.tasks.benchmarks import LOADERS
+from synthbias.tasks.builders import BUILDERS
+from synthbias.tasks.common import TASKS_DIR, TEMPLATES_DIR, TaskError  # noqa: F401 (re-exported)
+from synthbias.tasks.metrics import METRICS
+from synthbias.tasks.parsers import PARSERS, PREPARERS
 
 _AXES_DIR = Path(__file__).resolve().parents[1] / "lexicon" / "data" / "axes"
 
@@ -253,9 +256,6 @@ def parse_spec(
 
 def check_spec(spec: TaskSpec) -> list[tuple[list[str], str]]:
     """Cross-field checks (known builder, metric, parser; kind-specific keys)."""
-    from .builders import BUILDERS
-    from .metrics import METRICS
-    from .parsers import PARSERS, PREPARERS
 
     out: list[tuple[list[str], str]] = []
     d = spec.data
@@ -304,8 +304,6 @@ def check_spec(spec: TaskSpec) -> list[tuple[list[str], str]]:
         elif any(template_fields(v) for v in spec.options.values()):
             out.append((["calibrate"], "calibration needs verbalizers without {fields}"))
     if spec.benchmark is not None:
-        from .benchmarks import LOADERS
-
         if spec.benchmark.loader not in LOADERS:
             out.append((["benchmark", "loader"], f"unknown loader; known: {', '.join(LOADERS)}"))
     if spec.prepare is not None and spec.prepare not in PREPARERS:

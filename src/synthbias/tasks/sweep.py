@@ -1,6 +1,7 @@
 """Tasks inside a sweep: per-task sizes, paired deltas vs the real-only model, plain answers.
 
-Used by :func:`synthbias.inheritance.run_inheritance`; kept here so the sweep only calls it.
+Used by :func:`synthbias.studies.inheritance.runner.run_inheritance`; kept here so the sweep only
+calls it.
 
 * :func:`resolve_sizes` turns ``tasks.sizes`` (explicit, per task) and the study's blanket
   ``n_eval`` into one size per task. An explicit size below the task's minimum (the size at
@@ -19,9 +20,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .compare import finding, headline, paired_delta
-from .core import Task, TaskSizeError, parse_rate
-from .metrics import METRICS
+from synthbias.tasks.compare import finding, headline, paired_delta
+from synthbias.tasks.core import Task, TaskSizeError, parse_rate
+from synthbias.tasks.metrics import METRICS
 
 
 def resolve_sizes(

@@ -10,9 +10,9 @@
 Importing this package loads neither torch nor transformers; they load on first use.
 """
 
-from .adapter import export_gguf_lora, load_finetuned, read_gguf_header
-from .classifier import EmbeddingClassifier, EncoderHeadClassifier
-from .sft import (
+from synthbias.train.adapter import export_gguf_lora, load_finetuned, read_gguf_header
+from synthbias.train.classifier import EmbeddingClassifier, EncoderHeadClassifier
+from synthbias.train.sft import (
     EncodedExample,
     LoRAConfig,
     LoRAResult,

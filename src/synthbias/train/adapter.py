@@ -32,8 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.store import atomic_path
-from .sft import read_train_meta
+from synthbias.core.store import atomic_path
+from synthbias.generate import load_backend
+from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.train.sft import read_train_meta
 
 #: Architectures whose q/k weights convert_hf_to_gguf.py permutes (LlamaModel.permute).
 _PERMUTE_QK = {"llama"}
@@ -123,7 +125,6 @@ def _permute_rows(w: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarr
 
 
 def _base_gguf_for(adapter_dir: Path, base_gguf: str | os.PathLike[str] | None) -> Path:
-    from synthbias.generate.models import default_model_path
 
     if base_gguf is not None:
         return Path(base_gguf).expanduser()
@@ -173,8 +174,6 @@ def export_gguf_lora(
         raise FileNotFoundError(f"base GGUF not found: {base}")
     recorded_base = meta.get("base_model")
     if recorded_base and str(recorded_base).endswith(".gguf"):
-        from synthbias.generate.models import model_fingerprint
-
         if meta.get("base_fingerprint") not in (None, model_fingerprint(base)):
             raise ValueError(
                 f"adapter {adir} was trained on {meta['base_fingerprint']}, not {base.name}"
@@ -267,7 +266,6 @@ def load_finetuned(
     folder and runs it on the quantised GGUF (``lora_scale`` may be passed). Other keyword
     arguments go to the backend's constructor.
     """
-    from synthbias.generate import load_backend
 
     adir = Path(adapter_dir).expanduser()
     if not (adir / "adapter_config.json").is_file():

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from synthbias.measure.embedding import Encoder
+from synthbias.measure.embedding import Encoder, default_model_path
 
 
 def _check_fit_args(
@@ -153,7 +153,6 @@ class EncoderHeadClassifier(_Base):
         seed: int = 0,
         n_threads: int | None = None,
     ) -> None:
-        from synthbias.measure.embedding import default_model_path
 
         if n_layers < 0 or epochs < 1 or batch_size < 1 or max_length < 2:
             raise ValueError("need n_layers >= 0, epochs >= 1, batch_size >= 1, max_length >= 2")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
-from synthbias.corpus import Record
+from synthbias.core.records import Record
 
 MixMode = Literal["fixed", "additive"]
 

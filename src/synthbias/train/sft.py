@@ -43,6 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthbias.core.hashing import dir_fingerprint
+from synthbias.generate.hf import converted_checkpoint
+from synthbias.generate.models import default_model_path, model_fingerprint
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -150,9 +154,6 @@ def resolve_base(
     checkpoint (cached); a folder is used as is. The fingerprint is the same ``model_id`` the
     HFBackend gives the base, so adapters can be checked against the model they are loaded on.
     """
-    from synthbias.core.hashing import dir_fingerprint
-    from synthbias.generate.hf import converted_checkpoint
-    from synthbias.generate.models import default_model_path, model_fingerprint
 
     source = Path(base_model).expanduser() if base_model is not None else default_model_path()
     if source.is_file() and source.suffix == ".gguf":
@@ -412,8 +413,6 @@ def _train(
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from synthbias.core.hashing import dir_fingerprint
 
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     added: dict[str, int] = {}

@@ -1,0 +1,92 @@
+"""The equilibrium study's config section (``study:``) and its mitigation block."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from synthbias.core.schema import StrictModel
+from synthbias.generate.prompts import prompt_templates
+from synthbias.measure.names import canonical
+from synthbias.train.config import FinetuneConfig
+
+
+class EquilibriumMitigationConfig(StrictModel):
+    """Mitigations of the recursive study (composable; see :mod:`synthbias.mitigate`).
+
+    ``debiased_finetune``: the generator is LoRA-tuned on a balanced corpus (the pooled
+    generation-0 corpora, balanced by ``debias_method``) before it generates; ``swap``: after
+    each generation a ``swap_fraction`` of its texts is replaced by gender-swapped twins (CDA);
+    ``contrastive``: every generated text's twin is added; ``prompt``: the fairness variant
+    (``<prompt>_fair``) of the generation prompt.
+    """
+
+    strategies: list[Literal["debiased_finetune", "swap", "contrastive", "prompt"]] = Field(
+        default_factory=list
+    )
+    swap_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    debias_method: Literal["swap", "filter"] = "swap"
+    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(max_length=192))
+
+
+class EquilibriumStudyConfig(StrictModel):
+    """Recursive generation from seed corpora at several initial bias levels.
+
+    ``levels`` are the shares b0 of generation-0 texts that pair a gender-coded occupation with its
+    stereotyped gender; the rest (``seed_remainder``) pair it with the other gender (``anti``)
+    or have no gendered referent (``neutral``). ``chains`` independent replicate chains run per
+    level. ``fit_metric`` is the metric the equilibrium is fitted on (default the conditional
+    stereotype share, see :mod:`synthbias.direction`); ``fit_ci`` chooses its bootstrap:
+    ``chains`` (chains, then texts within them), ``texts`` (texts within fixed chains) or
+    ``pairs`` (the (b_k, b_k+1) transitions). Every generated text is checked to be on topic
+    (names an occupation, refers to a person); ``on_topic: regenerate`` samples an off-topic text
+    again up to ``on_topic_retries`` times and draws few-shot examples only from on-topic texts,
+    ``keep`` keeps what the generator wrote. A generation whose off-topic share exceeds
+    ``max_off_topic`` or that has fewer than ``min_pairings`` coded pairings (over its chains)
+    makes the fit "not interpretable".
+    """
+
+    levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.1, 0.3, 0.6]
+    )
+    generations: Annotated[int, Field(ge=1, le=100)] = 3
+    n: Annotated[int, Field(ge=2, le=1_000_000)] = 100
+    chains: Annotated[int, Field(ge=1, le=1000)] = 1
+    k_shots: Annotated[int, Field(ge=1, le=20)] = 3
+    prompt: str = "work_occupation_said"
+    seed_remainder: Literal["anti", "neutral"] = "anti"
+    fit_metric: str = "rule.gender.conditional_stereotype_share"
+    fit_ci: Literal["chains", "texts", "pairs"] = "chains"
+    on_topic: Literal["regenerate", "keep"] = "regenerate"
+    on_topic_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    max_off_topic: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    min_pairings: Annotated[int, Field(ge=1)] = 30
+    mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
+
+    @field_validator("fit_metric")
+    @classmethod
+    def _fit_metric_name(cls, v: str) -> str:
+
+        return canonical(v, "study.fit_metric")
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_prompt(cls, v: str) -> str:
+
+        known = sorted(prompt_templates())
+        if v not in known:
+            raise ValueError(f"unknown prompt template {v!r}; choose one of {', '.join(known)}")
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_nonempty(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("at least one level is required")
+        if len(set(v)) != len(v):
+            raise ValueError(f"levels must be distinct, got {v}")
+        return v

@@ -1,0 +1,240 @@
+"""Generation 0 (the seed corpus at a chosen initial bias) and generation k+1 (written by the
+generator from few-shot examples of generation k), with the on-disk layout of chain corpora."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthbias.core.hashing import derive_seed
+from synthbias.core.records import Record
+from synthbias.generate.prompts import (
+    build_prompt,
+    clean_completion,
+    fill_template,
+    prompt_templates,
+    render_start,
+    seed_templates,
+    uses_occupation,
+)
+from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.generate.retries import generate_with_retries
+
+
+@dataclass
+class SeedVocabulary:
+    """Occupations with their stereotyped gender, and first names by gender."""
+
+    occupations: list[tuple[str, str]]  # (occupation, "male" | "female")
+    names: dict[str, list[str]]  # gender -> names
+
+
+SEED_REMAINDERS = ("anti", "neutral")
+
+
+def _balanced_codes(count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` occupation codes, half "male" and half "female" (the odd one by coin flip)."""
+    first, second = ("male", "female") if rng.random() < 0.5 else ("female", "male")
+    codes = [first if i % 2 == 0 else second for i in range(count)]
+    rng.shuffle(codes)
+    return codes
+
+
+def build_seed_corpus(
+    level: float,
+    n: int,
+    vocab: SeedVocabulary,
+    seed: int = 0,
+    templates: Sequence[Mapping[str, str]] | None = None,
+    remainder: str = "anti",
+    chain: int = 0,
+) -> list[Record]:
+    """Generation 0: ``round(level * n)`` stereotypical texts, the rest ``remainder``.
+
+    Every text names a gender-coded occupation. With ``remainder="anti"`` every text also has a
+    gendered referent (pronoun or first name): the stereotypical ones match the occupation's code
+    (she + nurse), the others oppose it (he + nurse), so the conditional stereotype share
+    stereo / (stereo + anti) equals ``round(level * n) / n`` exactly. With ``"neutral"`` the rest
+    have no gendered referent (the unconditional rate is then the designed level). Within each
+    kind, male- and female-coded occupations are balanced (so are male and female referents), so a
+    generator's global lean to one pronoun is not read as stereotyping. ``chain`` selects an
+    independent replicate (own draws of templates, occupations and names).
+    """
+    if not 0 <= level <= 1:
+        raise ValueError(f"level must be in [0, 1], got {level}")
+    if remainder not in SEED_REMAINDERS:
+        raise ValueError(f"seed remainder must be one of {SEED_REMAINDERS}, got {remainder!r}")
+    by_code = {g: [o for o, og in vocab.occupations if og == g] for g in ("male", "female")}
+    missing = [g for g, occs in by_code.items() if not occs]
+    if missing:
+        raise ValueError(f"seed vocabulary has no {' or '.join(missing)}-coded occupations")
+    templates = list(templates or seed_templates())
+    rng = np.random.default_rng(_mix_seed(seed, "seed-corpus", level, chain))
+    n_biased = int(round(level * n))
+    plan = [("stereotypical", c) for c in _balanced_codes(n_biased, rng)]
+    plan += [(remainder, c) for c in _balanced_codes(n - n_biased, rng)]
+    opposite = {"male": "female", "female": "male"}
+    records = []
+    for kind, code in plan:
+        tmpl = templates[int(rng.integers(len(templates)))]
+        occs = by_code[code]
+        occ = occs[int(rng.integers(len(occs)))]
+        if kind == "neutral":
+            text, referent = fill_template(tmpl["neutral"], occ, None, None), None
+        else:
+            referent = code if kind == "stereotypical" else opposite[code]
+            names = vocab.names.get(referent) or ["Alex"]
+            name = names[int(rng.integers(len(names)))]
+            text = fill_template(tmpl["gendered"], occ, referent, name)
+        records.append((text, occ, kind, code, referent))
+    order = rng.permutation(n)
+    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
+    return [
+        Record(
+            id=f"{prefix}g0-{j:05d}",
+            text=records[i][0],
+            source="seed",
+            generation=0,
+            axis="gender",
+            initial_level=level,
+            seed=seed,
+            meta={
+                "occupation": records[i][1],
+                "seed_kind": records[i][2],
+                "occupation_code": records[i][3],
+                "referent": records[i][4],
+                "chain": chain,
+            },
+        )
+        for j, i in enumerate(order)
+    ]
+
+
+def prompt_occupations(
+    vocab: SeedVocabulary, n: int, rng: np.random.Generator
+) -> list[tuple[str, str]]:
+    """``n`` (occupation, code) draws for templates that name the occupation: half male- and
+    half female-coded (the odd one by coin flip), each drawn uniformly within its code, so the
+    prompts themselves carry no lean to either gender."""
+    by_code = {g: [o for o, og in vocab.occupations if og == g] for g in ("male", "female")}
+    missing = [g for g, occs in by_code.items() if not occs]
+    if missing:
+        raise ValueError(f"vocabulary has no {' or '.join(missing)}-coded occupations")
+    return [(by_code[c][int(rng.integers(len(by_code[c])))], c) for c in _balanced_codes(n, rng)]
+
+
+def next_generation(
+    previous: Sequence[Record],
+    backend: Backend,
+    params: SamplingParams,
+    n: int,
+    generation: int,
+    k_shots: int = 3,
+    prompt: str | Mapping[str, str] = "self_instruct",
+    seed: int = 0,
+    chunk_size: int = 32,
+    max_retries: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+    chain: int = 0,
+    accept: Callable[[str], bool] | None = None,
+    eligible: Callable[[Record], bool] | None = None,
+    vocab: SeedVocabulary | None = None,
+) -> list[Record]:
+    """Write ``n`` new texts, each from ``k_shots`` examples sampled from ``previous``.
+
+    Empty completions (after cleaning), and with ``accept`` texts it rejects (e.g. off topic),
+    are regenerated with a fresh seed up to ``max_retries`` times; a text still empty is kept
+    empty and one still rejected is kept as it is, both flagged in ``meta`` (``empty``,
+    ``accepted``), so counts stay exact and the failure stays visible. ``chain`` selects an
+    independent replicate chain (own shot and sampling seeds, own ids). With ``eligible``, the
+    few-shot examples come only from the previous texts it accepts (e.g. those on topic), unless
+    fewer than ``k_shots`` are. A template that names the occupation of each new text (an
+    ``{occ}`` slot, see :func:`uses_occupation`) draws it from ``vocab``, balanced between male-
+    and female-coded occupations (:func:`prompt_occupations`); the draw is kept in ``meta``.
+    """
+    if not previous:
+        raise ValueError("previous generation is empty")
+    if eligible is not None:
+        pool = [r for r in previous if eligible(r)]
+        previous = pool if len(pool) >= min(k_shots, len(previous)) else previous
+    template = prompt_templates()[prompt] if isinstance(prompt, str) else prompt
+    level = previous[0].initial_level
+    rng = np.random.default_rng(_mix_seed(seed, "shots", level, generation, *_chain_part(chain)))
+    k = min(k_shots, len(previous))
+    shots = [rng.choice(len(previous), size=k, replace=False) for _ in range(n)]
+    occs: list[tuple[str, str]] | list[tuple[None, None]] = [(None, None)] * n
+    if uses_occupation(template):
+        if vocab is None:
+            raise ValueError("this prompt template names an occupation: pass vocab=...")
+        occ_rng = np.random.default_rng(
+            _mix_seed(seed, "occupations", level, generation, *_chain_part(chain))
+        )
+        occs = prompt_occupations(vocab, n, occ_rng)
+    prompts = [
+        build_prompt([previous[j].text for j in s], template, occ)
+        for s, (occ, _) in zip(shots, occs, strict=True)
+    ]
+    starts = [render_start(template, occ) for occ, _ in occs]
+    texts, raw, attempts = generate_with_retries(
+        backend,
+        prompts,
+        params,
+        clean=lambda i, text: clean_completion(f"{starts[i]}{text}" if starts[i] else text),
+        chunk_seed=lambda attempt, chunk: _mix_seed(
+            seed, "gen", level, generation, attempt, chunk, *_chain_part(chain)
+        ),
+        stop=tuple(template.get("stop", ())),
+        chunk_size=chunk_size,
+        max_retries=max_retries,
+        on_progress=on_progress,
+        accept=accept,
+    )
+    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
+    records = []
+    for i in range(n):
+        meta: dict[str, Any] = {"attempts": attempts[i], "empty": not texts[i]}
+        if accept is not None:
+            meta["accepted"] = bool(texts[i]) and accept(texts[i])
+        if chain:
+            meta["chain"] = chain
+        if occs[i][0] is not None:
+            meta["prompt_occupation"], meta["prompt_occupation_code"] = occs[i]
+        if raw[i].strip() != texts[i]:
+            meta["raw"] = raw[i]
+        records.append(
+            Record(
+                id=f"{prefix}g{generation}-{i:05d}",
+                text=texts[i],
+                source="synthetic",
+                generation=generation,
+                parents=[previous[j].id for j in shots[i]],
+                axis="gender",
+                initial_level=level,
+                seed=seed,
+                meta=meta,
+            )
+        )
+    return records
+
+
+def chain_corpus_path(out: Path, level: float, chain: int, generation: int) -> Path:
+    """Where a chain's corpus is stored: chain 0 directly under ``corpora/level-*/`` (as single
+    chain runs always were), chain r ≥ 1 under ``corpora/level-*/chain-r/``."""
+    folder = Path(out) / "corpora" / f"level-{level:g}"
+    if chain:
+        folder = folder / f"chain-{chain}"
+    return folder / f"gen-{generation}.jsonl"
+
+
+def _chain_part(chain: int) -> tuple[Any, ...]:
+    """Seed parts for a replicate chain; chain 0 keeps the single-chain seeds."""
+    return ("chain", chain) if chain else ()
+
+
+def _mix_seed(*parts: Any) -> int:
+    """Derive a 32-bit seed from any parts (stable across runs and platforms)."""
+    return derive_seed(*parts)

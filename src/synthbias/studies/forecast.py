@@ -1,0 +1,270 @@
+"""Forecast where bias settles from the first generations of a recursive (equilibrium) run.
+
+The bias map b_{k+1} = a + c·b_k is fitted on the run's fit metric (by default the conditional
+stereotype share) over the transitions that exist after one or two generations (every chain of
+every initial level contributes one transition per generation), and its fixed point
+b* = a / (1 − c) with a bootstrap CI is the forecast. It needs only the run folder's config and
+corpora, so it works on a run that is still going; when the run has more generations, the
+forecast is set beside the full-run fit and the observed values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthbias.config import load_config, parse_config
+from synthbias.core.hashing import file_hash, stable_hash
+from synthbias.core.records import CorpusError, read_jsonl
+from synthbias.core.schema import ConfigError
+from synthbias.core.steps import Steps
+from synthbias.core.store import write_json
+from synthbias.measure.direction import statistic_for
+from synthbias.measure.names import canonical_results
+from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
+from synthbias.studies.equilibrium.generation import chain_corpus_path
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
+
+FORECAST_FILE = "forecast.json"
+#: Folder of the run where per-corpus measurements are cached (the forecast's ``measure`` step).
+CACHE_DIR = "forecast_cache"
+
+
+class ForecastError(ValueError):
+    """The folder cannot be forecast (not an equilibrium run, too few generations)."""
+
+
+def _load_config(run_dir: Path) -> Any:
+
+    try:
+        if (run_dir / "config.yaml").is_file():
+            return load_config(run_dir / "config.yaml")
+        results = run_dir / "results.json"
+        if results.is_file():
+            return parse_config(json.loads(results.read_text())["config"], source=results)
+    except (ConfigError, KeyError, json.JSONDecodeError) as exc:
+        raise ForecastError(f"{run_dir}: cannot read the run's config: {exc}") from exc
+    raise ForecastError(f"{run_dir}: no config.yaml or results.json (is this a run folder?)")
+
+
+def forecast_run(
+    run_dir: str | Path,
+    generations: int = 2,
+    n_resamples: int | None = None,
+    seed: int | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Fit the equilibrium on generations 0..``generations`` of ``run_dir`` and project forward.
+
+    Returns (and writes to ``forecast.json`` when ``write``) the fit with its CI, per level the
+    observed values used, the projected trajectory up to the run's configured generations and,
+    where the run has them, the observed later values and the full-run fit.
+    """
+
+    run_dir = Path(run_dir)
+    if generations < 1:
+        raise ForecastError("generations must be at least 1 (one transition per level)")
+    cfg = _load_config(run_dir)
+    if cfg.kind != "equilibrium":
+        raise ForecastError(f"{run_dir}: a {cfg.kind!r} run; forecasts need an equilibrium run")
+    t0 = time.perf_counter()
+    steps = Steps()
+    study = cfg.study
+    metric = study.fit_metric
+    measure_corpus = _CorpusMeasure(cfg, run_dir / CACHE_DIR)
+    # data[level][chain][k]: per-text values of the fit metric (pairing codes by default)
+    data: list[list[list[np.ndarray]]] = []
+    used_levels: list[float] = []
+    missing: list[str] = []
+    for level in study.levels:
+        chains = []
+        for r in range(study.chains):
+            samples = []
+            for k in range(generations + 1):
+                path = chain_corpus_path(run_dir, level, r, k)
+                if not path.exists():
+                    break
+                samples.append(measure_corpus(steps, path))
+            if len(samples) >= 2:
+                chains.append(samples)
+        if chains:
+            data.append(chains)
+            used_levels.append(level)
+        else:
+            missing.append(f"{level:g}")
+    g_used = min((len(s) for lv in data for s in lv), default=0) - 1
+    if len(data) * max(g_used, 0) < 2:
+        raise ForecastError(
+            f"{run_dir}: need generations 0 and 1 of at least two levels (or two generations of "
+            f"one); levels without generation 1: {', '.join(missing) or 'none'}"
+        )
+    data = [[s[: g_used + 1] for s in lv] for lv in data]
+    stat = statistic_for(metric)
+
+    def fit_map() -> Any:
+        try:
+            return fit_equilibrium_chains(
+                data,
+                stat,
+                method=study.fit_ci,
+                n_resamples=n_resamples or cfg.measure.n_resamples,
+                level=cfg.measure.ci_level,
+                seed=cfg.seed if seed is None else seed,
+            )
+        except ValueError as exc:
+            raise ForecastError(f"{run_dir}: cannot fit the bias map: {exc}") from exc
+
+    fit = steps.timed("fit", fit_map)
+    horizon = max(study.generations, g_used + 1)
+    trajectories = steps.timed(
+        "project",
+        lambda: _trajectories(
+            data, used_levels, stat, fit, g_used, horizon, _observed(run_dir, metric)
+        ),
+    )
+    full_fit = None
+    run_interpretation = None
+    results = run_dir / "results.json"
+    if results.is_file():
+        try:
+            r = json.loads(results.read_text())
+            run_interpretation = r.get("interpretation")
+            run_gens = max(g["generation"] for lv in r["levels"] for g in lv["generations"])
+            if run_gens > g_used:
+                full_fit = r.get("equilibrium")
+        except (json.JSONDecodeError, KeyError, ValueError):
+            full_fit = None
+    out = {
+        "kind": "forecast",
+        "run_dir": str(run_dir),
+        "created": time.time(),
+        "fit_metric": metric,
+        "generations_used": g_used,
+        "levels": used_levels,
+        "levels_without_generation_1": missing,
+        "chains": study.chains,
+        "forecast": fit.to_dict(),
+        "trajectories": trajectories,
+        "full_fit": full_fit,
+        # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
+        "run_interpretation": run_interpretation,
+        # measure: one cached unit per corpus (forecast_cache/); a rerun measures only new ones
+        "steps": steps.summary(),
+        "timing": {"total_seconds": round(time.perf_counter() - t0, 2)},
+    }
+    if write:
+        write_json(run_dir / FORECAST_FILE, out)
+    return out
+
+
+class _CorpusMeasure:
+    """The ``measure`` step: per-text fit-metric values of one corpus, cached by its content.
+
+    Why cached: a forecast is rerun as a recursive run grows (generation 1, then 2, ...), and the
+    corpora already measured do not change; the key is the corpus bytes, the fit metric, the
+    measurement settings and the seed, so an edited corpus or a new setting is measured again.
+    """
+
+    def __init__(self, cfg: Any, cache: Path) -> None:
+
+        self.cfg = cfg
+        self.metric = cfg.study.fit_metric
+        self.mcfg = cfg.measure.model_copy(
+            update={"embedding": self.metric.startswith("embedding."), "n_resamples": 50}
+        )
+        self.measurer = GenderMeasurer(self.mcfg)
+        self.cache = cache
+
+    def __call__(self, steps: Steps, path: Path) -> np.ndarray:
+
+        key = stable_hash(
+            [
+                file_hash(path),
+                self.metric,
+                self.mcfg.model_dump(mode="json"),
+                self.cfg.seed,
+            ],
+            16,
+        )
+
+        def compute() -> np.ndarray:
+            try:
+                recs = read_jsonl(path)
+            except CorpusError as exc:
+                raise ForecastError(str(exc)) from exc
+            try:
+                return np.asarray(
+                    self.measurer.per_text(recs, self.metric, seed=self.cfg.seed)["fit"], float
+                )
+            except KeyError as exc:
+                raise ForecastError(str(exc)) from exc
+
+        return steps.cached("measure", self.cache / f"{key}.json", compute, _load, _save)
+
+
+def _save(values: np.ndarray, path: Path) -> None:
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, [None if not np.isfinite(v) else float(v) for v in values])
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in json.loads(path.read_text())], float)
+
+
+def _trajectories(
+    data: list[list[list[np.ndarray]]],
+    levels: list[float],
+    stat: Any,
+    fit: Any,
+    g_used: int,
+    horizon: int,
+    observed_full: dict[float, dict[int, float]],
+) -> list[dict[str, Any]]:
+    """The ``project`` step: per level, observed values, the fitted map's projection up to
+    ``horizon`` and, where the run has them, the observed later values."""
+    out = []
+    for level, chains in zip(levels, data, strict=True):
+        with np.errstate(invalid="ignore"):
+            per_chain = np.array([[float(stat(np.asarray(x))) for x in ch] for ch in chains])
+        obs = [float(np.nanmean(col)) if np.isfinite(col).any() else None for col in per_chain.T]
+        b = next((v for v in reversed(obs) if v is not None), float("nan"))
+        projected = []
+        for k in range(g_used + 1, horizon + 1):
+            b = fit.a + fit.c * b
+            projected.append({"generation": k, "value": b})
+        actual = observed_full.get(level, {})
+        out.append(
+            {
+                "level": level,
+                "observed": [{"generation": k, "value": v} for k, v in enumerate(obs)],
+                "projected": projected,
+                "actual": [
+                    {"generation": k, "value": v} for k, v in sorted(actual.items()) if k > g_used
+                ],
+            }
+        )
+    return out
+
+
+def _observed(run_dir: Path, metric: str) -> dict[float, dict[int, float]]:
+    """Observed fit-metric values by level and generation from results.json, if present."""
+    f = run_dir / "results.json"
+    if not f.is_file():
+        return {}
+    try:
+        r = canonical_results(json.loads(f.read_text()))
+        return {
+            lv["level"]: {
+                g["generation"]: g["metrics"][metric]["value"]
+                for g in lv["generations"]
+                if metric in g["metrics"]
+            }
+            for lv in r["levels"]
+        }
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}

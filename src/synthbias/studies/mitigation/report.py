@@ -1,0 +1,113 @@
+"""Sections of mitigation studies: held-out behaviour (the headline, with budgets and the untuned
+model), properties of the training data (corpus metrics, kept apart), and the paper's table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from synthbias.report.html import (
+    ReportContext,
+    Section,
+    esc,
+    fmt_ci,
+    fmt_num,
+    html_table,
+    register_section,
+)
+from synthbias.studies.mitigation.summary import arm_steps
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    return html_table(list(rows[0]), [list(r.values()) for r in rows])
+
+
+def _red(s: dict[str, Any]) -> str:
+    if s.get("reduction") is None or not math.isfinite(s["reduction"]):
+        return "undefined (baseline CI includes 0)"
+    return f"{s['reduction']:+.0%} {fmt_ci(s['reduction_ci_low'], s['reduction_ci_high'], 2)}"
+
+
+@register_section("mitigation", order=15)
+def heldout_behaviour(ctx: ReportContext) -> Section | None:
+
+    res = ctx.results
+    head = [s for s in res.get("summary") or [] if s.get("headline")]
+    if not head and not res.get("notes"):
+        return None
+    budgets = res.get("budgets") or []
+    u = res.get("untuned")
+    rows = [
+        {
+            "pipeline": s["pipeline"],
+            "strategy": s["strategy"],
+            "metric": s["metric"],
+            "baseline": f"{fmt_num(s['baseline'])} "
+            f"{fmt_ci(s['baseline_ci_low'], s['baseline_ci_high'])}",
+            "mitigated": f"{fmt_num(s['mitigated'])} "
+            f"{fmt_ci(s['mitigated_ci_low'], s['mitigated_ci_high'])}",
+            "difference": f"{fmt_num(s['difference'])} "
+            f"{fmt_ci(s['difference_ci_low'], s['difference_ci_high'])}",
+            "detectable change (80% power)": fmt_num(s.get("detectable_change")),
+            "reduction": _red(s),
+            "untuned model": fmt_num(s.get("untuned")),
+            "budget (arm / baseline)": f"{arm_steps(budgets, s['pipeline'], s['strategy'])} / "
+            f"{arm_steps(budgets, s['pipeline'], 'none')}",
+        }
+        for s in head
+    ]
+    note = (
+        f"<p>Budget: <b>{esc(str(res.get('budget')))}</b>. Behaviour of a model trained on each "
+        "arm's data, measured on held-out probes no strategy edits (recursive study: pronoun "
+        "preference in nats of a model LoRA-tuned on the generator's last-generation output; "
+        "ratio study: task bias metrics). Oriented: + = towards the stereotype. Pooled over "
+        "levels by averaging bootstrap replicates; recursive CIs pair both arms over probes and "
+        "seeds, ratio-study CIs over the same task items (whole clusters) and seeds. "
+        "Reduction = (b − m)/b, undefined where the baseline's CI includes 0.</p>"
+    )
+    if u:
+        note += (
+            f"<p>Untuned model's probe bias: {fmt_num(u['value'])} "
+            f"{fmt_ci(u.get('ci_low'), u.get('ci_high'))}</p>"
+        )
+    notes = "".join(f"<li>{esc(n)}</li>" for n in res.get("notes") or [])
+    body = note + (_table(rows) if rows else "") + (f"<ul>{notes}</ul>" if notes else "")
+    return Section("mitigation-headline", "Held-out behaviour (headline)", body)
+
+
+@register_section("mitigation", order=25)
+def training_data_properties(ctx: ReportContext) -> Section | None:
+    props = [s for s in ctx.results.get("summary") or [] if not s.get("headline")]
+    props.sort(key=lambda s: s["family"] == "control_cost")
+    if not props:
+        return None
+    rows = [
+        {
+            "strategy": s["strategy"],
+            "family": s["family"],
+            "metric": s["metric"],
+            "orientation": s["orientation"],
+            "baseline": fmt_num(s["baseline"], 4),
+            "mitigated": fmt_num(s["mitigated"], 4),
+            "difference": f"{fmt_num(s['difference'], 4)} "
+            f"{fmt_ci(s['difference_ci_low'], s['difference_ci_high'], 4)}",
+        }
+        for s in props
+    ]
+    note = (
+        "<p>Corpus metrics of the data each arm passes on (edited corpus) and of the generator's "
+        "output. They describe training data, not a trained model, and are not the headline. "
+        "Rows <code>control_cost</code>: the control tasks' performance change (+ = better).</p>"
+    )
+    return Section("mitigation-data", "Properties of the training data", note + _table(rows))
+
+
+@register_section("mitigation", order=30)
+def paper_table(ctx: ReportContext) -> Section | None:
+    rows = ctx.results.get("paper_comparison") or []
+    if not rows:
+        return None
+    note = "<p>Left: the figures the equilibrium paper reports (not ours). Right: ours.</p>"
+    return Section(
+        "mitigation-paper", "The paper's contrastive result beside ours", note + _table(rows)
+    )

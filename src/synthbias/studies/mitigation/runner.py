@@ -1,0 +1,648 @@
+"""Run every mitigation (and none) where it applies, and measure what mitigation is for.
+
+``kind: mitigation`` runs the recursive (equilibrium) study once per entry of
+``mitigation_study.equilibrium`` and the bias-ratio pipeline once per entry of
+``mitigation_study.inheritance``, plus an unmitigated baseline of each, all with the same seeds
+(so generation k of a data mitigation starts from exactly the baseline's raw texts). Sub-runs live
+in ``equilibrium/<strategy>/`` and ``inheritance/<strategy>/``; the bias-ratio runs share one step
+cache, so e.g. the real-only adapter is trained once.
+
+**Headline, per strategy: held-out behaviour** (``headline`` in results.json).
+
+* Recursive study: a model is LoRA-tuned on the generator's last-generation *output* (the raw
+  texts written after the mitigated generations; never the texts a swap or contrastive edit
+  produced) for the same number of optimizer steps and batch size in every arm
+  (:mod:`synthbias.studies.mitigation.probe`), once per ``mitigation_study.seeds`` entry, and
+  probed on
+  held-out pronoun contexts. The CI is a paired bootstrap over occupations and seeds (both arms
+  answer the same probes with models of the same seeds); the untuned model's probe bias is
+  reported beside every arm.
+* Ratio study: the bias metric of each bias-related task, at bias ratios > 0 (training-time
+  strategies at mixed ratios 0 < r < 1 only, where real and augmented examples are both present
+  and a ``token`` model is evaluated with a tag it saw in training). Every arm has the same
+  ``finetune.max_steps`` under ``budget: steps``. The CI is paired: each strategy's model and
+  the unmitigated one (same bias type, arm, ratio and seeds) answered the same task items, so
+  the task's headline metric (gap, AUC or rate alike) is recomputed from both models' stored
+  answers on the same resampled clusters and seeds (:mod:`synthbias.tasks.paired`).
+
+Every value is oriented (:mod:`synthbias.studies.mitigation.stats`: positive = towards the
+stereotype, or
+towards the majority group where a metric defines no stereotype). ``reduction = (b - m) / b``
+is given only when the baseline's CI excludes 0; otherwise it is "undefined" and the difference
+``m - b`` is the figure. Levels (and ratios) are pooled by averaging bootstrap replicates.
+
+**Properties of the training data** (``properties``): corpus metrics (``families``) of the
+edited corpus a strategy passes on and of the generator's output, against the baseline's; they
+describe data, not a trained model. **Divergence flags** compare oriented changes and fire only
+when two metrics' change CIs exclude 0 in opposite directions. **The paper's table**
+(``paper_comparison``) sets the equilibrium paper's contrastive figures beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from synthbias.core.cpu import run_environment
+from synthbias.core.records import read_jsonl
+from synthbias.core.steps import Steps
+from synthbias.core.store import (
+    atomic_write_text,
+    corpus_path,
+    lock_run_folder,
+    write_json,
+    write_table,
+)
+from synthbias.core.version import __version__
+from synthbias.report.html import write_run_report
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
+from synthbias.studies.equilibrium.runner import run_equilibrium
+from synthbias.studies.inheritance.runner import check_task_sizes, run_inheritance
+from synthbias.studies.mitigation import probe, stats
+from synthbias.studies.mitigation.summary import HEADLINE_FAMILY, paper_comparison
+from synthbias.studies.probe import PREFERENCE
+from synthbias.tasks import list_tasks, load_task
+from synthbias.tasks.paired import paired_replicates, seed_pairs
+from synthbias.train.mix import mix_counts
+
+if TYPE_CHECKING:
+    from synthbias.config import ExperimentConfig
+
+ProgressFactory = Callable[[str, int], Any]
+Reps = tuple[float, float, np.ndarray, np.ndarray]
+
+#: Strategies that act while training, on augmented examples (compared at mixed ratios only).
+TRAINING_TIME = frozenset({"token", "mask_loss", "mask_input", "loss_weight", "loss_consistency"})
+
+
+def _strategies(entry: str) -> list[str]:
+    return [] if entry == "none" else entry.split("+")
+
+
+def inheritance_steps(config: ExperimentConfig) -> int | None:
+    """The ratio study's common step budget (``None`` under ``budget: epochs``).
+
+    ``mitigation_study.steps``, else ``inheritance.finetune.max_steps``, else the baseline's
+    ``epochs x ceil(n / batch)`` for its largest training set over the ratios.
+    """
+
+    ms, inh = config.mitigation_study, config.inheritance
+    if ms.budget != "steps":
+        return None
+    if ms.steps is not None:
+        return ms.steps
+    ft = inh.finetune
+    if ft.max_steps is not None:
+        return ft.max_steps
+    n = max(
+        sum(mix_counts(r, inh.n_real, inh.n_augmented, inh.mix_mode, inh.n_total))
+        for r in inh.ratios
+    )
+    return ft.epochs * math.ceil(n / ft.batch_size)
+
+
+def sub_config(config: ExperimentConfig, pipeline: str, entry: str) -> ExperimentConfig:
+    """The config of one sub-run: the pipeline's kind with this strategy entry.
+
+    Recursive study: the sub-run's own downstream family is off (the study trains the held-out
+    probe models itself, at equal budgets). Ratio study: every arm gets the same
+    ``finetune.max_steps`` under ``budget: steps``; a training-time strategy runs at the ratios
+    below 1 only (at r = 1 no real example, hence no real tag, is ever trained on).
+    """
+    cfg = config.model_copy(deep=True)
+    cfg.kind = pipeline  # type: ignore[assignment]
+    cfg.name = f"{config.name}-{pipeline}-{entry}"
+    strategies = _strategies(entry)
+    if pipeline == "equilibrium":
+        cfg.study.mitigation.strategies = strategies  # type: ignore[assignment]
+        cfg.measure.downstream = "off"
+        return cfg
+    cfg.inheritance.mitigation.strategies = strategies  # type: ignore[assignment]
+    steps = inheritance_steps(config)
+    if steps is not None:
+        cfg.inheritance.finetune.max_steps = steps
+    if TRAINING_TIME & set(strategies):
+        ratios = [r for r in cfg.inheritance.ratios if r < 1]
+        if not any(0 < r < 1 for r in ratios):
+            raise ValueError(
+                f"mitigation_study.inheritance: {entry!r} acts on augmented examples during "
+                f"training and is compared at mixed ratios (0 < r < 1) only; inheritance.ratios "
+                f"{cfg.inheritance.ratios} has none (add e.g. 0.25, 0.5, 0.75)"
+            )
+        cfg.inheritance.ratios = ratios
+    return cfg
+
+
+@lock_run_folder("out")
+def run_mitigation(
+    config: ExperimentConfig,
+    out: str | Path,
+    progress: ProgressFactory | None = None,
+    resume: bool = True,
+    runners: dict[str, Callable[..., Any]] | None = None,
+) -> dict[str, Any]:
+    """Run the mitigation study (see the module docstring); returns ``results.json``'s content.
+
+    ``runners`` replaces ``run_equilibrium`` / ``run_inheritance`` and the probe functions
+    ``probe`` (:func:`synthbias.studies.mitigation.probe.train_and_probe`) / ``untuned``
+    (:func:`synthbias.studies.mitigation.probe.untuned_probe`) (tests pass fakes).
+    """
+
+    if config.kind != "mitigation":
+        raise ValueError(f"run_mitigation needs kind: mitigation, got {config.kind!r}")
+    runners = runners or {}
+    ms = config.mitigation_study
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", config.to_yaml())
+    # fail on a bad ratio set before anything runs
+    inh_cfgs = (
+        {e: sub_config(config, "inheritance", e) for e in (["none", *ms.inheritance])}
+        if ms.run_inheritance
+        else {}
+    )
+    if ms.run_inheritance and "inheritance" not in runners:
+        check_task_sizes(config)  # a bad tasks.sizes fails now, not after the recursive study
+    headline: list[dict[str, Any]] = []
+    properties: list[dict[str, Any]] = []
+    reps: dict[tuple[str, str, str, str], list[Reps]] = {}
+    budgets: list[dict[str, Any]] = []
+    notes: list[str] = []
+    sub_runs: dict[str, str] = {}
+    arm_steps: dict[str, Any] = {}
+    steps = Steps(resume=resume)
+    untuned = None
+    if ms.run_equilibrium:
+        run_eq = runners.get("equilibrium", run_equilibrium)
+        for entry in ["none", *ms.equilibrium]:
+            d = out / "equilibrium" / entry
+            eq_cfg = sub_config(config, "equilibrium", entry)
+            sub = steps.timed("arms", partial(run_eq, eq_cfg, d, progress=progress, resume=resume))
+            sub_runs[f"equilibrium/{entry}"] = str(d.relative_to(out))
+            arm_steps[f"equilibrium/{entry}"] = _sub_steps(sub)
+        root = out / "equilibrium"
+        properties += equilibrium_properties(root, ms.equilibrium, ms.families, config, reps)
+        if config.measure.downstream != "off":
+            rows, b, untuned = steps.timed(
+                "headline",
+                partial(equilibrium_headline, root, ms.equilibrium, config, reps, runners),
+            )
+            headline += rows
+            budgets += b
+            notes += untrained_notes(rows)
+        else:
+            notes.append(
+                "no pronoun-probe headline for the recursive study: measure.downstream is off "
+                "(turn it on to train the held-out probe models)"
+            )
+        if config.study.generations < 2 and {"swap", "contrastive"} & {
+            s for e in ms.equilibrium for s in _strategies(e)
+        }:
+            notes.append(
+                "swap / contrastive edit a generation after it is written, so the generator's "
+                "output differs from the baseline's only from generation 2 on; with "
+                f"generations: {config.study.generations} their held-out headline cannot differ"
+            )
+    if ms.run_inheritance:
+        run_inh = runners.get("inheritance", run_inheritance)
+        cache = out / "inheritance" / "_cache"
+        for entry, cfg in inh_cfgs.items():
+            d = out / "inheritance" / entry
+            sub = steps.timed(
+                "arms", partial(run_inh, cfg, d, progress=progress, resume=resume, cache_dir=cache)
+            )
+            sub_runs[f"inheritance/{entry}"] = str(d.relative_to(out))
+            arm_steps[f"inheritance/{entry}"] = _sub_steps(sub)
+        rows = compare_inheritance(out / "inheritance", ms.inheritance, config, reps)
+        headline += rows
+        budgets += inheritance_budgets(out / "inheritance", ["none", *ms.inheritance])
+    summary = summarise(reps, config.measure.ci_level)
+    for srow in summary:  # the untuned model beside every arm (mean over the pooled rows)
+        us = [
+            h["untuned"]
+            for h in headline
+            if (h["pipeline"], h["strategy"], h["metric"])
+            == (srow["pipeline"], srow["strategy"], srow["metric"])
+            and h.get("untuned") is not None
+            and math.isfinite(h["untuned"])
+        ]
+        srow["untuned"] = float(np.mean(us)) if us else math.nan
+    flags = stats.divergence_flags(summary)
+    paper = paper_comparison(summary)
+    import pandas as pd
+
+    write_table(pd.DataFrame(headline), out / "comparison.csv")
+    write_table(pd.DataFrame(properties), out / "training_data_properties.csv")
+    write_table(pd.DataFrame(summary), out / "summary.csv")
+    write_table(pd.DataFrame(budgets), out / "budgets.csv")
+    plots = []
+    if summary:
+        from synthbias.studies.mitigation.plots import plot_mitigation
+
+        if plot_mitigation(summary, out / "mitigation_comparison.png") is not None:
+            plots.append("mitigation_comparison.png")
+    results = {
+        "kind": "mitigation",
+        "synthbias_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.content_hash(),
+        "sub_runs": sub_runs,
+        "environment": run_environment(),
+        "steps": steps.summary(),
+        "arm_steps": arm_steps,
+        "budget": ms.budget,
+        "budgets": budgets,
+        "untuned": untuned,
+        "headline": headline,
+        "properties": properties,
+        "summary": summary,
+        "paper_comparison": paper,
+        "flags": flags,
+        "notes": notes,
+        "plots": plots,
+    }
+    write_json(out / "results.json", results)
+
+    write_run_report(out)
+    return results
+
+
+# --------------------------------------------------------------------------- recursive study
+
+
+def _sub_steps(results: Any) -> dict[str, Any]:
+    """An arm's own step counts (each arm is a cached study: a rerun re-runs only what changed)."""
+    return dict(results.get("steps") or {}) if isinstance(results, dict) else {}
+
+
+def _last_generation(run: Path, level: float) -> int:
+
+    k = 0
+    while corpus_path(run, level, k + 1).is_file():
+        k += 1
+    return k
+
+
+def _corpus(run: Path, level: float, gen: int, raw: bool) -> list[Any]:
+    """Generation ``gen`` as stored (``raw=False``: what a strategy edited and passed on) or as
+    the generator wrote it (``raw=True``: ``raw-gen-k.jsonl`` when a strategy edited it)."""
+
+    path = corpus_path(run, level, gen)
+    raw_path = path.with_name(f"raw-{path.name}")
+    return read_jsonl(raw_path if raw and raw_path.is_file() else path)
+
+
+def _levels(root: Path) -> list[float]:
+    base = json.loads((root / "none" / "results.json").read_text())
+    return [lv["level"] for lv in base["levels"]]
+
+
+def _add(reps: dict[Any, list[Reps]], key: tuple[str, str, str, str], r: Reps) -> None:
+    reps.setdefault(key, []).append(r)
+
+
+def equilibrium_headline(
+    root: Path,
+    entries: Sequence[str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
+    runners: dict[str, Callable[..., Any]] | None = None,
+    stratify: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Held-out pronoun preference of models tuned on each arm's last-generation output.
+
+    Every arm's probe model trains on the generator's *raw* output of the last generation
+    (``raw-gen-k.jsonl`` where a strategy edited the corpus it passed on), never on the edited
+    corpus. ``stratify`` (default): the paired bootstrap resamples female- and male-coded probes
+    separately (:func:`synthbias.studies.mitigation.stats.paired_replicates` ``strata``), so every
+    replicate keeps both groups at their sizes.
+
+    Returns ``(rows, budgets, untuned)``; one row per strategy and level, with the paired CI.
+    """
+
+    runners = runners or {}
+    train = runners.get("probe", probe.train_and_probe)
+    untuned_fn = runners.get("untuned", probe.untuned_probe)
+    ms, mc = config.mitigation_study, config.measure
+    lora = probe.lora_settings(ms.probe)
+    probes = root / "probes"
+    untuned = untuned_fn(probes, mc, config.seed)
+    rows, budgets = [], []
+    for level in _levels(root):
+        k = _last_generation(root / "none", level)
+        texts = {
+            e: [r.text for r in _corpus(root / e, level, k, raw=True) if r.text.strip()]
+            for e in ["none", *entries]
+        }
+        budget = probe.step_budget({e: len(t) for e, t in texts.items()}, lora, ms.budget, ms.steps)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for e, t in texts.items():
+            runs[e] = [
+                train(
+                    t,
+                    probes / f"level-{level:g}" / e / f"seed-{s}",
+                    lora,
+                    budget[e]["steps"],
+                    s,
+                    mc,
+                )
+                for s in ms.seeds
+            ]
+            budgets.append(
+                {"pipeline": "equilibrium", "strategy": e, "level": level, "generation": k}
+                | budget[e]
+                | {
+                    "steps_trained": sorted({r["steps"] for r in runs[e]}),
+                    "tokens_trained": [r["n_tokens"] for r in runs[e]],
+                    "seeds": list(ms.seeds),
+                }
+            )
+        b_mat = probe.as_matrix(runs["none"])
+        strata = probe.strata(runs["none"], mc) if stratify else None
+        added = _added_by_training(b_mat, untuned, mc.n_resamples, config.seed, mc.ci_level, strata)
+        for e in entries:
+            m_mat = probe.as_matrix(runs[e])
+            br, mr = stats.paired_replicates(
+                b_mat, m_mat, mc.n_resamples, seed=config.seed, strata=strata
+            )
+            b, m = float(b_mat.mean()), float(m_mat.mean())
+            _add(reps, ("equilibrium", e, HEADLINE_FAMILY, PREFERENCE), (b, m, br, mr))
+            rows.append(
+                {
+                    "pipeline": "equilibrium",
+                    "strategy": e,
+                    "family": HEADLINE_FAMILY,
+                    "metric": PREFERENCE,
+                    "level": level,
+                    "generation": k,
+                    "trained_on": f"generator output, generation {k} (raw, unedited)",
+                    "n_seeds": int(b_mat.shape[0]),
+                    "n_probes": int(b_mat.shape[1]),
+                    "ci_method": "paired bootstrap over probes and seeds"
+                    + (" (probes stratified by coded gender)" if strata else ""),
+                    "steps_baseline": budget["none"]["steps"],
+                    "steps_mitigated": budget[e]["steps"],
+                    "untuned": untuned["value"],
+                }
+                | added
+                | stats.compare(b, m, br, mr, mc.ci_level)
+            )
+    return rows, budgets, untuned
+
+
+def untrained_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A note per level where training on the baseline corpus did not measurably move the probe
+    model: there the probe cannot show what any arm's data does (raise the step budget)."""
+    out = []
+    for level in dict.fromkeys(r["level"] for r in rows):
+        r = next(x for x in rows if x["level"] == level)
+        lo, hi = r.get("baseline_minus_untuned_ci_low"), r.get("baseline_minus_untuned_ci_high")
+        if lo is not None and lo <= 0 <= hi:
+            out.append(
+                f"level {level:g}: the model tuned on the baseline corpus is not measurably "
+                f"different from the untuned model ({r['baseline_minus_untuned']:+.3f} nats "
+                f"[{lo:+.3f}, {hi:+.3f}], {r['steps_baseline']} steps): at this budget the probe "
+                "cannot show what any arm's data does; raise mitigation_study.steps / probe.epochs"
+            )
+    return out
+
+
+def _added_by_training(
+    b_mat: np.ndarray,
+    untuned: dict[str, Any],
+    n_resamples: int,
+    seed: int,
+    level: float,
+    strata: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Baseline-trained minus untuned probe bias, paired over probes (what training added)."""
+    u = np.asarray(untuned["per_sample"], dtype=float)
+    if u.shape != b_mat.shape[1:]:
+        return {}
+    ur, br = stats.paired_replicates(
+        u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed, strata
+    )
+    c = stats.compare(float(u.mean()), float(b_mat.mean()), ur, br, level)
+    return {
+        "baseline_minus_untuned": c["difference"],
+        "baseline_minus_untuned_ci_low": c["difference_ci_low"],
+        "baseline_minus_untuned_ci_high": c["difference_ci_high"],
+    }
+
+
+def equilibrium_properties(
+    root: Path,
+    entries: Sequence[str],
+    families: dict[str, str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
+) -> list[dict[str, Any]]:
+    """Corpus metrics of the last generation: the edited corpus a strategy passes on and the
+    generator's own output, each against the baseline's (independent resamples of texts)."""
+
+    measurer = GenderMeasurer(config.measure)
+    memo: dict[tuple[str, float, int, bool], dict[str, np.ndarray]] = {}
+
+    def scores(e: str, level: float, k: int, raw: bool) -> dict[str, np.ndarray]:
+        key = (e, level, k, raw)
+        if key not in memo:
+            texts = [r.text for r in _corpus(root / e, level, k, raw)]
+            memo[key] = {
+                n: np.asarray(r.per_sample, dtype=float)
+                for n, r in measurer.measure(texts, seed=config.seed).items()
+                if r.per_sample and np.isclose(np.mean(r.per_sample), r.value)
+            }
+        return memo[key]
+
+    rows = []
+    mc = config.measure
+    for level in _levels(root):
+        k = _last_generation(root / "none", level)
+        base = scores("none", level, k, False)
+        for e in entries:
+            for raw, what in ((False, "edited corpus passed on"), (True, "generator output")):
+                mine = scores(e, level, k, raw)
+                for fam, metric in families.items():
+                    if metric not in base or metric not in mine:
+                        continue
+                    b0 = float(base[metric].mean())
+                    bo = stats.oriented(metric, base[metric], b0)
+                    mo = stats.oriented(metric, mine[metric], b0)
+                    br, mr = stats.independent_replicates(bo, mo, mc.n_resamples, config.seed)
+                    b, m = float(bo.mean()), float(mo.mean())
+                    family = f"{fam} ({what})"
+                    _add(reps, ("equilibrium", e, family, metric), (b, m, br, mr))
+                    rows.append(
+                        {
+                            "pipeline": "equilibrium",
+                            "strategy": e,
+                            "family": family,
+                            "metric": metric,
+                            "level": level,
+                            "generation": k,
+                            "section": "properties of the training data",
+                            "orientation": stats.orientation(metric).meaning,
+                            "ci_method": "independent bootstrap over texts",
+                        }
+                        | stats.compare(b, m, br, mr, mc.ci_level)
+                    )
+    return rows
+
+
+# --------------------------------------------------------------------------- bias-ratio pipeline
+
+
+def _sub_run(root: Path, entry: str) -> tuple[dict[str, Any], dict[str, Any], dict[Any, str]]:
+    """A ratio-study sub-run: its results, its stored task answers per adapter, and the
+    adapter of every (bias type, arm, ratio > 0, seed) condition."""
+    d = root / entry
+    res = json.loads((d / "results.json").read_text())
+    records = {}
+    for akey, rel in (res.get("eval_files") or {}).items():
+        path = d / rel
+        if path.is_file():
+            records[akey] = json.loads(path.read_text()).get("records", {})
+    cond = {
+        (c["bias_type"], c.get("arm", ""), c["ratio"], c["seed"]): c["adapter"]
+        for c in res.get("conditions", [])
+        if c["ratio"] > 0
+    }
+    return res, records, cond
+
+
+def compare_inheritance(
+    root: Path,
+    entries: Sequence[str],
+    config: ExperimentConfig,
+    reps: dict[Any, list[Reps]],
+) -> list[dict[str, Any]]:
+    """Oriented task bias (headline) and control-task cost of each strategy vs the baseline.
+
+    Paired: both sub-runs' models at the same bias type, arm, ratio and seeds answered the same
+    task items, so each task's headline metric is recomputed from both models' stored answers
+    on the same resampled clusters and seeds (:func:`synthbias.tasks.paired.paired_replicates`);
+    every metric type (gaps, AUCs, rates) gets a paired CI. One row per strategy, task, bias
+    type, arm and ratio, pooled over the seeds.
+    """
+    import pandas as pd
+
+    base, b_rec, b_cond = _sub_run(root, "none")
+    sizes = {t["name"]: t["size"] for t in base["tasks"]}
+    names = list(config.inheritance.tasks) if config.inheritance.tasks else list_tasks()
+    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in names]
+    b_df = pd.read_csv(root / "none" / "results.csv")
+    untuned = {(r.task, r.metric): r.value for r in b_df[b_df["bias_type"] == "base"].itertuples()}
+    n, level = config.measure.n_resamples, config.measure.ci_level
+    rows = []
+    for entry in entries:
+        _, m_rec, m_cond = _sub_run(root, entry)
+        shared = [k for k in m_cond if k in b_cond]
+        if TRAINING_TIME & set(_strategies(entry)):
+            shared = [k for k in shared if k[2] < 1]
+        groups = list(dict.fromkeys(k[:3] for k in shared))
+        records = {"b:" + k: v for k, v in b_rec.items()} | {"m:" + k: v for k, v in m_rec.items()}
+        for task in tasks:
+            spec = task.spec
+            if spec.bias_related and spec.bias_metric:
+                family, name = "task_bias", spec.bias_metric
+            elif not spec.bias_related:
+                family, name = "control_cost", spec.primary_metric
+            else:
+                continue
+            items = task.items(sizes[task.name], base["config"]["seed"])
+            metric = f"{task.name}.{name}"
+            for bt, arm, ratio in groups:
+                keys = [k for k in shared if k[:3] == (bt, arm, ratio)]
+                adapters = [(f"b:{b_cond[k]}", f"m:{m_cond[k]}") for k in keys]
+                pairs = seed_pairs(records, task.name, adapters)
+                if not pairs:
+                    continue
+                vb, vm, br, mr = paired_replicates(
+                    task, items, pairs, name, n, base["config"]["seed"]
+                )
+                u = untuned.get((task.name, name), math.nan)
+                if family == "task_bias":
+                    u = float(stats.oriented(metric, u, vb))
+                    vm, br, mr = (stats.oriented(metric, x, vb) for x in (vm, br, mr))
+                    vb = float(stats.oriented(metric, vb, vb))
+                    vm = float(vm)
+                cmp = stats.compare(vb, vm, br, mr, level)
+                if family == "control_cost":
+                    cmp |= {"reduction": math.nan, "reduction_status": "n/a (task performance)"}
+                _add(reps, ("inheritance", entry, family, metric), (vb, vm, br, mr))
+                rows.append(
+                    {
+                        "pipeline": "inheritance",
+                        "strategy": entry,
+                        "family": family,
+                        "metric": metric,
+                        "bias_type": bt,
+                        "arm": arm,
+                        "ratio": ratio,
+                        "seeds": sorted(k[3] for k in keys),
+                        "n_seeds": len(pairs),
+                        "n_items": len(items),
+                        "untuned": u,
+                        "ci_method": "paired bootstrap over the same task items (whole "
+                        "clusters) and seeds, recomputed from both models' stored answers",
+                    }
+                    | cmp
+                )
+    return rows
+
+
+def inheritance_budgets(root: Path, entries: Sequence[str]) -> list[dict[str, Any]]:
+    """Steps and examples each ratio-study arm was trained with (from its conditions)."""
+    rows = []
+    for e in entries:
+        res = json.loads((root / e / "results.json").read_text())
+        for c in res.get("conditions", []):
+            t = c.get("train") or {}
+            rows.append(
+                {
+                    "pipeline": "inheritance",
+                    "strategy": e,
+                    "bias_type": c["bias_type"],
+                    "ratio": c["ratio"],
+                    "seed": c["seed"],
+                    "budget": res["config"]["mitigation_study"]["budget"],
+                    "steps": t.get("steps"),
+                    "steps_configured": res["config"]["inheritance"]["finetune"]["max_steps"],
+                    "n_examples": t.get("n_examples"),
+                    "tokens_trained": t.get("n_tokens"),
+                    "batch_size": res["config"]["inheritance"]["finetune"]["batch_size"],
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- summary and paper
+
+
+def summarise(
+    reps: dict[tuple[str, str, str, str], list[Reps]], level: float = 0.95
+) -> list[dict[str, Any]]:
+    """Per pipeline, strategy, family and metric: the mean over levels (recursive study) or
+    over bias types, ratios and seeds (ratio study), its CI from the pooled replicates."""
+    out = []
+    for (pipe, strat, fam, metric), items in reps.items():
+        out.append(
+            {
+                "pipeline": pipe,
+                "strategy": strat,
+                "family": fam,
+                "metric": metric,
+                "headline": fam in (HEADLINE_FAMILY, "task_bias"),
+                "orientation": "task performance (+ = better)"
+                if fam == "control_cost"
+                else stats.orientation(metric).meaning,
+            }
+            | stats.pooled(items, level)
+        )
+    return out

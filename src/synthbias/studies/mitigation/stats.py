@@ -1,0 +1,284 @@
+"""Statistics of the mitigation study: oriented metrics, paired bootstraps, reductions, flags.
+
+Why a module of its own: every comparison in the study must (a) read each bias metric in one
+orientation (positive = towards the stereotype, or towards the majority group where a metric
+has no stereotype direction), (b) take its interval from a resampling that matches the design
+(a *paired* bootstrap over probes and seeds when two models answer the same probes; independent
+resamples when two corpora hold different texts), and (c) pool levels by averaging bootstrap
+replicates, never CI bounds. The task engineers' paired bootstrap for task metrics lives in
+``synthbias.tasks``; this is the study's own small one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synthbias.measure.result import percentile_interval
+
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5% level, 80% power
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a metric's raw value maps onto "positive = more bias in the stereotyped direction".
+
+    ``sign`` +1 keeps the raw sign, -1 flips it, 0 follows the lean of the baseline (for group
+    leans such as a male-positive term imbalance: positive = towards the baseline's majority
+    group); ``neutral`` is the raw value of no bias (0.5 for a rate of choosing the stereotype).
+    """
+
+    sign: int
+    neutral: float = 0.0
+    meaning: str = "towards the stereotype"
+
+
+STEREO = Orientation(1)
+MAJORITY = Orientation(0, meaning="towards the baseline's majority group")
+MAGNITUDE = Orientation(1, meaning="away from parity (unsigned)")
+
+#: Orientation of every metric the study compares (task metrics by the name after the task).
+ORIENTATIONS: dict[str, Orientation] = {
+    "rule.gender.stereotype_rate": STEREO,
+    "rule.gender.signed_bias": STEREO,
+    "rule.gender.gendered_term_imbalance": MAJORITY,  # raw: male-positive
+    "embedding.gender.mean_abs_projection": MAGNITUDE,
+    "embedding.gender.mean_projection": MAJORITY,  # raw: female-positive
+    "embedding.gender.anchor_bias": MAJORITY,  # raw: female-positive
+    "probe.gender.pronoun_preference": STEREO,
+    "probe.gender.stereotype_win_rate": Orientation(1, 0.5),
+    "probe.gender.classifier_stereotype_rate": Orientation(1, 0.5),
+    "bias.s_amb": STEREO,
+    "bias.stereotype_rate": STEREO,
+    "bias.stereo_pref": STEREO,
+    "bias.stereo_pref_paired": Orientation(1, 0.5),
+    "bias.pro_anti_gap": STEREO,
+    "bias.s_amb_p": STEREO,
+    "bias.stereotype_p": Orientation(1, 0.5),
+    "bias.stereo_pref_p": STEREO,
+    "bias.pro_anti_gap_p": STEREO,
+    "bias.sentiment_gap_p": MAGNITUDE,  # max - min of P(positive) over groups, like sentiment_gap
+}
+
+
+def orientation(metric: str) -> Orientation:
+    """The orientation of ``metric`` (``family.name`` or ``task.bias.name``); unknown: error.
+
+    Group gaps (``*_gap``) and AUC shortfalls (``*_shortfall``) are unsigned magnitudes.
+    """
+    if metric in ORIENTATIONS:
+        return ORIENTATIONS[metric]
+    i = metric.find("bias.")
+    tail = metric[i:] if i >= 0 else metric
+    tail = tail.split("[", 1)[0]  # per-axis rows: bias.x_gap[gender]
+    if tail in ORIENTATIONS:
+        return ORIENTATIONS[tail]
+    if tail.endswith(("_gap", "_shortfall")):
+        return MAGNITUDE
+    raise KeyError(
+        f"metric {metric!r} has no orientation; add it to "
+        "synthbias.studies.mitigation.stats.ORIENTATIONS"
+    )
+
+
+def oriented(metric: str, values: Any, baseline_value: float) -> np.ndarray:
+    """``values`` in the metric's oriented scale (positive = more bias; 0 = neutral)."""
+    o = orientation(metric)
+    x = np.asarray(values, dtype=float) - o.neutral
+    sign = o.sign
+    if sign == 0:
+        sign = -1 if baseline_value - o.neutral < 0 else 1
+    return sign * x
+
+
+# --------------------------------------------------------------------------- bootstraps
+
+
+def _counts(rng: np.random.Generator, n_resamples: int, size: int) -> np.ndarray:
+    idx = rng.integers(0, size, (n_resamples, size))
+    out = np.zeros((n_resamples, size))
+    np.add.at(out, (np.arange(n_resamples)[:, None], idx), 1.0)
+    return out
+
+
+def _strata_counts(rng: np.random.Generator, n_resamples: int, strata: Sequence[Any]) -> np.ndarray:
+    """Probe weights of a bootstrap stratified by ``strata`` (one label per probe): each
+    stratum's probes are drawn with replacement from that stratum only, as many as it holds."""
+    labels = list(strata)
+    out = np.zeros((n_resamples, len(labels)))
+    for g in dict.fromkeys(labels):
+        cols = np.array([i for i, x in enumerate(labels) if x == g])
+        if len(cols) < 2:
+            raise ValueError(
+                f"a stratified bootstrap needs >= 2 probes per stratum, stratum {g!r} has "
+                f"{len(cols)}; raise measure.downstream_occupations"
+            )
+        out[:, cols] = _counts(rng, n_resamples, len(cols))
+    return out
+
+
+def paired_replicates(
+    b: np.ndarray,
+    m: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    strata: Sequence[Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap means of two arms scored on the same probes by models of the same seeds.
+
+    ``b`` and ``m`` are ``(n_seeds, n_probes)``: row i is training seed i, column j probe j, in
+    both arms. Each replicate draws seeds and probes with replacement, the *same* draws for both
+    arms (so probe difficulty and seed luck cancel in differences); returns the two arms'
+    replicate means. One seed: only probes are resampled.
+
+    ``strata`` (one label per probe, e.g. each occupation's coded gender): probes are resampled
+    within each stratum separately, so every replicate keeps each group at its own size (the
+    probe set is balanced by design; an unstratified draw can leave one group under-represented,
+    and a global he/she shift then moves the mean). ``None``: probes are drawn from all columns.
+    """
+    b, m = np.atleast_2d(np.asarray(b, float)), np.atleast_2d(np.asarray(m, float))
+    if b.shape != m.shape:
+        raise ValueError(f"paired arms need the same seeds x probes, got {b.shape} and {m.shape}")
+    s, p = b.shape
+    if p < 2:
+        raise ValueError(f"a paired bootstrap over probes needs >= 2 probes, got {p}")
+    rng = np.random.default_rng(seed)
+    ws = _counts(rng, n_resamples, s) if s > 1 else np.ones((n_resamples, 1))
+    if strata is None:
+        wp = _counts(rng, n_resamples, p)
+    else:
+        if len(strata) != p:
+            raise ValueError(f"strata need one label per probe ({p}), got {len(strata)}")
+        wp = _strata_counts(rng, n_resamples, strata)
+    denom = s * p
+
+    def means(x: np.ndarray) -> np.ndarray:
+        return np.einsum("rs,sp,rp->r", ws, x, wp) / denom
+
+    return means(b), means(m)
+
+
+def independent_replicates(
+    b: Sequence[float], m: Sequence[float], n_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap means of two corpora of different texts (each resampled on its own)."""
+    b, m = np.asarray(b, float), np.asarray(m, float)
+    if len(b) < 2 or len(m) < 2:
+        raise ValueError(f"need >= 2 texts per corpus, got {len(b)} and {len(m)}")
+    rng = np.random.default_rng(seed)
+    return (
+        (_counts(rng, n_resamples, len(b)) @ b) / len(b),
+        (_counts(rng, n_resamples, len(m)) @ m) / len(m),
+    )
+
+
+def compare(
+    b: float, m: float, b_reps: np.ndarray, m_reps: np.ndarray, level: float = 0.95
+) -> dict[str, Any]:
+    """Baseline, mitigated, their difference and the relative reduction, each with a CI.
+
+    All values are oriented (positive = more bias). ``reduction = (b - m) / b`` (1: bias removed,
+    0: no change, < 0: more bias) is defined only when the baseline's CI excludes 0; otherwise it
+    is NaN with ``reduction_status = "undefined"`` and the difference ``m - b`` is the figure.
+    """
+    blo, bhi = percentile_interval(b_reps, level)
+    mlo, mhi = percentile_interval(m_reps, level)
+    dlo, dhi = percentile_interval(m_reps - b_reps, level)
+    out: dict[str, Any] = {
+        "baseline": b,
+        "baseline_ci_low": blo,
+        "baseline_ci_high": bhi,
+        "mitigated": m,
+        "mitigated_ci_low": mlo,
+        "mitigated_ci_high": mhi,
+        "difference": m - b,
+        "difference_ci_low": dlo,
+        "difference_ci_high": dhi,
+        # power: the smallest change this design detects with 80% power at alpha 0.05, from
+        # the bootstrap SE of the difference (CI width / 2 z)
+        "detectable_change": (Z_ALPHA + Z_POWER) * (dhi - dlo) / (2 * Z_ALPHA),
+    }
+    if blo > 0 or bhi < 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            red = (b_reps - m_reps) / b_reps
+        rlo, rhi = percentile_interval(red, level)
+        out |= {
+            "reduction": (b - m) / b,
+            "reduction_ci_low": rlo,
+            "reduction_ci_high": rhi,
+            "reduction_status": "defined",
+        }
+    else:
+        out |= {
+            "reduction": math.nan,
+            "reduction_ci_low": math.nan,
+            "reduction_ci_high": math.nan,
+            "reduction_status": "undefined (baseline CI includes 0; the difference is the figure)",
+        }
+    return out
+
+
+def pooled(
+    reps: Sequence[tuple[float, float, np.ndarray, np.ndarray]], level: float = 0.95
+) -> dict[str, Any]:
+    """:func:`compare` of the mean over levels, from replicate-wise means (not mean CI bounds).
+
+    Each entry is ``(b, m, b_reps, m_reps)`` of one level, all with the same number of
+    resamples; levels are independent experiments, so averaging their replicates index-wise is
+    a bootstrap of the averaged statistic.
+    """
+    if not reps:
+        raise ValueError("nothing to pool")
+    b = float(np.mean([r[0] for r in reps]))
+    m = float(np.mean([r[1] for r in reps]))
+    br = np.mean([r[2] for r in reps], axis=0)
+    mr = np.mean([r[3] for r in reps], axis=0)
+    out = compare(b, m, br, mr, level)
+    # legacy summary keys (report tables): the reduction and its CI, NaN where undefined
+    return out | {
+        "ci_low": out["reduction_ci_low"],
+        "ci_high": out["reduction_ci_high"],
+        "n": len(reps),
+    }
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def divergence_flags(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (pipeline, strategy): oriented metrics whose changes point in opposite directions.
+
+    Every row is oriented (see :func:`oriented`), so "the change is negative" means the same
+    thing for every metric. A strategy is flagged only when one metric's difference CI lies
+    wholly above 0 and another's wholly below 0; changes whose CI includes 0 are not a direction.
+    """
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("family") == "control_cost":
+            continue
+        by.setdefault((r["pipeline"], r["strategy"]), []).append(r)
+    flags = []
+    for (pipe, strat), ms in by.items():
+        up = [r for r in ms if r["difference_ci_low"] > 0]
+        down = [r for r in ms if r["difference_ci_high"] < 0]
+        if not (up and down):
+            continue
+        detail = ", ".join(
+            f"{r['metric']} {r['difference']:+.3g} "
+            f"[{r['difference_ci_low']:+.3g}, {r['difference_ci_high']:+.3g}]"
+            for r in (*down, *up)
+        )
+        flags.append(
+            {
+                "pipeline": pipe,
+                "strategy": strat,
+                "flag": "disagree",
+                "message": f"{pipe}/{strat}: oriented bias metrics move in opposite directions "
+                f"(change, 95% CI): {detail}",
+            }
+        )
+    return flags

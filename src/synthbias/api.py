@@ -147,7 +147,6 @@ def audit(
 
 
 def _config(config: ExperimentConfig | Mapping[str, Any] | str | Path) -> ExperimentConfig:
-
     if isinstance(config, ExperimentConfig):
         return config
     if isinstance(config, Mapping):

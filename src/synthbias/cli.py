@@ -67,7 +67,6 @@ MLflowURI = Annotated[
 
 
 def _log_mlflow(out: Path, uri: str | None) -> None:
-
     try:
         run_id = log_to_mlflow(out, tracking_uri=uri)
     except TrackingError as exc:
@@ -108,12 +107,10 @@ def _print_metrics(
 
 
 def print_equilibrium_table(results: dict[str, Any]) -> None:
-
     print_equilibrium(results, console)
 
 
 def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
-
     if config.kind != "equilibrium":
         try:
             results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)

@@ -51,7 +51,6 @@ class BackendSpec:
     cache_path: str | None = None
 
     def build(self) -> Backend:
-
         backend = load_backend(self.kind, **self.kwargs)
         if self.cache_path:
             return CachedBackend(backend, self.cache_path)

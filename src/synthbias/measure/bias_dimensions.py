@@ -69,7 +69,6 @@ def _word_regex(words: Sequence[str]) -> re.Pattern[str]:
 
 
 def _group_counts(texts: Sequence[str], bt: BiasType) -> Any:
-
     return load_lexicon().axis(bt.axis).count_groups_batch(list(texts))
 
 

@@ -34,7 +34,6 @@ class RuleMetricConfig(StrictModel):
 
     @model_validator(mode="after")
     def _resolve_preset(self) -> RuleMetricConfig:
-
         given = self.model_fields_set
         lo = self.male_coded_max_pct if "male_coded_max_pct" in given else None
         hi = self.female_coded_min_pct if "female_coded_min_pct" in given else None

@@ -81,7 +81,6 @@ class ConsistencyLoss:
         self.tokenizer, self.cfg, self.weight = tokenizer, cfg, weight
 
     def __call__(self, model: Any, batch: dict[str, Any], outputs: Any) -> Any:
-
         examples = batch["examples"]
         rows = [i for i, ex in enumerate(examples) if ex.meta.get("twin")]
         if not rows:

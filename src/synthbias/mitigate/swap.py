@@ -23,7 +23,6 @@ from synthbias.lexicon.bias_types import get_bias_type
 
 @cache
 def _phrase_swapper(bias_type: str) -> tuple[re.Pattern[str], dict[str, str]]:
-
     bt = get_bias_type(bias_type)
     mapping: dict[str, str] = {}
     for table in (bt.person, bt.people):

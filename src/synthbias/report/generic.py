@@ -148,7 +148,6 @@ def headline(ctx: ReportContext) -> Section | None:
 
 
 def _plain(v: Any) -> str:
-
     if isinstance(v, float) or type(v).__module__ == "numpy":
         return fmt_num(v)
     return "" if v is None else str(v)

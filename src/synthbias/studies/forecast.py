@@ -39,7 +39,6 @@ class ForecastError(ValueError):
 
 
 def _load_config(run_dir: Path) -> Any:
-
     try:
         if (run_dir / "config.yaml").is_file():
             return load_config(run_dir / "config.yaml")
@@ -170,7 +169,6 @@ class _CorpusMeasure:
     """
 
     def __init__(self, cfg: Any, cache: Path) -> None:
-
         self.cfg = cfg
         self.metric = cfg.study.fit_metric
         self.mcfg = cfg.measure.model_copy(
@@ -180,7 +178,6 @@ class _CorpusMeasure:
         self.cache = cache
 
     def __call__(self, steps: Steps, path: Path) -> np.ndarray:
-
         key = stable_hash(
             [
                 file_hash(path),
@@ -207,7 +204,6 @@ class _CorpusMeasure:
 
 
 def _save(values: np.ndarray, path: Path) -> None:
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, [None if not np.isfinite(v) else float(v) for v in values])
 

@@ -211,7 +211,6 @@ def seed_overlap(templates: Sequence[str], kind: str = "pronoun") -> list[str]:
 
 
 def _fill(template: str, occupation: str) -> str:
-
     return fill_template(template, occupation, None, None)
 
 
@@ -408,7 +407,6 @@ class GenderMasker:
     """
 
     def __init__(self, lexicon: Lexicon | None = None, name_threshold: float = 0.9) -> None:
-
         self.rule = GenderRuleScorer(lexicon, name_threshold=name_threshold)
         self.axis = self.rule.axis
         self.matcher = self.axis.matcher(name_threshold)
@@ -435,7 +433,6 @@ class GenderMasker:
         return out
 
     def _replacement(self, surface: str, following: str) -> str:
-
         low = surface.lower()
         cat = self._category.get(low, "names")
         if cat == "pronouns":
@@ -626,7 +623,6 @@ def _base_identity(base_model: str | os.PathLike[str] | None) -> str:
 
 
 def _lora_config(lora: LoRAConfig | Mapping[str, Any] | None, seed: int) -> LoRAConfig:
-
     if isinstance(lora, LoRAConfig):
         return lora
     return LoRAConfig.model_validate({**DEFAULT_LORA, "seed": seed, **dict(lora or {})})

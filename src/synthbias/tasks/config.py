@@ -31,7 +31,6 @@ class TasksConfig(StrictModel):
     @field_validator("sizes")
     @classmethod
     def _known_sizes(cls, v: dict[str, int]) -> dict[str, int]:
-
         bad = sorted(set(v) - set(list_tasks()))
         if bad:
             raise ValueError(f"unknown tasks {bad}; choose from {', '.join(list_tasks())}")

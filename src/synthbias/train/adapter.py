@@ -125,7 +125,6 @@ def _permute_rows(w: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarr
 
 
 def _base_gguf_for(adapter_dir: Path, base_gguf: str | os.PathLike[str] | None) -> Path:
-
     if base_gguf is not None:
         return Path(base_gguf).expanduser()
     recorded = read_train_meta(adapter_dir).get("base_model")

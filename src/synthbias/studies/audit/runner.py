@@ -334,7 +334,6 @@ class AuditResult:
         return pd.DataFrame(rows, columns=["family", "metric", "value", "ci_low", "ci_high", "n"])
 
     def to_dict(self) -> dict[str, Any]:
-
         return {
             "kind": "audit",
             "synthbias_version": __version__,

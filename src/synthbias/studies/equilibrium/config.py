@@ -70,13 +70,11 @@ class EquilibriumStudyConfig(StrictModel):
     @field_validator("fit_metric")
     @classmethod
     def _fit_metric_name(cls, v: str) -> str:
-
         return canonical(v, "study.fit_metric")
 
     @field_validator("prompt")
     @classmethod
     def _known_prompt(cls, v: str) -> str:
-
         known = sorted(prompt_templates())
         if v not in known:
             raise ValueError(f"unknown prompt template {v!r}; choose one of {', '.join(known)}")

@@ -36,7 +36,6 @@ class GenderMeasurer:
     encoder: Any = None
 
     def __post_init__(self) -> None:
-
         self.rule = GenderRuleScorer.from_config(self.cfg.rule)
         self.embedding = None
         if self.cfg.embedding:

@@ -308,7 +308,6 @@ def corpus_files(run_dir: Path) -> list[tuple[str, int, Path]]:
 
 
 def _rule_scorer(cfg: dict[str, Any]) -> Any:
-
     rule = ((cfg.get("measure") or {}).get("rule")) or {}
     return GenderRuleScorer.from_config(rule)
 

@@ -99,7 +99,6 @@ class InheritanceStudyConfig(StrictModel):
     @field_validator("bias_types")
     @classmethod
     def _known_bias_types(cls, v: list[str]) -> list[str]:
-
         known = sorted(bias_types())
         bad = [b for b in v if b not in known]
         if bad:
@@ -111,7 +110,6 @@ class InheritanceStudyConfig(StrictModel):
     @field_validator("dimensions")
     @classmethod
     def _known_dimensions(cls, v: list[str]) -> list[str]:
-
         bad = [d for d in v if d not in DIMENSIONS]
         if bad or not v:
             raise ValueError(f"unknown dimensions {bad or v}; choose from {', '.join(DIMENSIONS)}")

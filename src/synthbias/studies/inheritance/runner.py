@@ -146,7 +146,6 @@ class LoRATrainer:
     study: InheritanceStudyConfig
 
     def lora_config(self, seed: int) -> Any:
-
         ft = self.study.finetune
         extra: list[str] = []
         if "token" in self.study.mitigation.strategies:
@@ -171,7 +170,6 @@ class LoRATrainer:
         )
 
     def __call__(self, records: Sequence[Record], out_dir: Path, seed: int) -> dict[str, Any]:
-
         cfg = self.lora_config(seed)
         examples = training_examples(records, self.study)
         extra_loss = None
@@ -212,7 +210,6 @@ class DefaultBackendLoader:
     generator_cfg: Any
 
     def __call__(self, adapter_dir: Path | None) -> Backend:
-
         base = self.study.finetune.base_model
         if adapter_dir is None:
             if self.study.eval_backend == "hf":
@@ -276,7 +273,6 @@ def _load_real(study: InheritanceStudyConfig, seed: int) -> tuple[list[Record], 
 
 
 def _task_names(study: InheritanceStudyConfig) -> list[str]:
-
     return list(study.tasks) if study.tasks else list_tasks()
 
 
@@ -640,7 +636,6 @@ def _read_json(path: Path) -> Any:
 
 
 def _save_json(value: Any, path: Path) -> None:
-
     write_json(path, value)
 
 

@@ -64,7 +64,6 @@ class MitigationStudyConfig(StrictModel):
     @field_validator("families")
     @classmethod
     def _families(cls, v: dict[str, str]) -> dict[str, str]:
-
         v = {fam: canonical(m, f"mitigation.families.{fam}") for fam, m in v.items()}
         for fam, metric in v.items():
             try:

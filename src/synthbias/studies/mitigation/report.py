@@ -30,7 +30,6 @@ def _red(s: dict[str, Any]) -> str:
 
 @register_section("mitigation", order=15)
 def heldout_behaviour(ctx: ReportContext) -> Section | None:
-
     res = ctx.results
     head = [s for s in res.get("summary") or [] if s.get("headline")]
     if not head and not res.get("notes"):

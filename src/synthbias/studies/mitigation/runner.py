@@ -282,7 +282,6 @@ def _sub_steps(results: Any) -> dict[str, Any]:
 
 
 def _last_generation(run: Path, level: float) -> int:
-
     k = 0
     while corpus_path(run, level, k + 1).is_file():
         k += 1

@@ -1,4 +1,5 @@
-"""Design-matched statistics of the tasks: cluster bootstrap, paired deltas, permutation nulls,
+"""Design-matched statistics of the tasks: cluster bootstrap, paired deltas, permutation nulls
+(and the shared draws of synthbias.stats they use: weights, strata, subsets, jackknife),
 minimum sizes, and real benchmark items (WinoBias/Winogender, BBQ, Jigsaw) from the shared folder.
 
 Worked-out values: each test states the distribution it checks and why.
@@ -7,6 +8,7 @@ Worked-out values: each test states the distribution it checks and why.
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import zlib
 from pathlib import Path
@@ -16,12 +18,23 @@ import pytest
 
 from synthbias.generate import FakeBackend
 from synthbias.generate.protocol import TextLogprobs
+from synthbias.stats.bootstrap import (
+    bootstrap_weights,
+    independent_resamples,
+    two_sample_weights,
+)
+from synthbias.stats.jackknife import jackknife_terms, random_groups
 from synthbias.stats.resampling import (
+    all_subsets,
     cluster_bootstrap,
     cluster_resamples,
     min_detectable_effect,
+    null_summary,
     paired_bootstrap,
     permutation_null,
+    random_subsets,
+    resample_counts,
+    strata_resamples,
 )
 from synthbias.tasks import load_task
 from synthbias.tasks.compare import compact_records, finding, paired_delta
@@ -122,6 +135,53 @@ def test_permutation_null_by_hand() -> None:
     # labels never leave their cluster: with one cluster fixed at (A, A) nothing can change
     same = permutation_null(gap, ["A", "B", "A", "B"], ["c1", "c1", "c2", "c2"], 10, 1)
     assert 0 <= same["mean"] <= 1
+
+
+def test_null_summary_by_hand() -> None:
+    """Null values 0, 1, 2, 3 and a NaN (dropped): mean 1.5; observed 2 is reached by 2 of 4,
+    p = (1 + 2) / (1 + 4); no observed, no p-value."""
+    out = null_summary(np.array([0.0, 1.0, np.nan, 2.0, 3.0]), 2.0)
+    assert out["mean"] == 1.5 and out["n_permutations"] == 4
+    assert out["p_value"] == pytest.approx(3 / 5)
+    assert "p_value" not in null_summary(np.array([1.0]))
+
+
+def test_subsets_exact_and_random() -> None:
+    """All C(5, 2) = 10 subsets, each once, across blocks; random subsets are k distinct rows."""
+    exact = np.concatenate(list(all_subsets(5, 2, max_cells=6)))
+    assert sorted(map(tuple, exact)) == sorted(itertools.combinations(range(5), 2))
+    drawn = np.concatenate(list(random_subsets(6, 3, 50, np.random.default_rng(0), max_cells=60)))
+    assert drawn.shape == (50, 3)
+    assert all(len(set(row)) == 3 and set(row) <= set(range(6)) for row in drawn.tolist())
+
+
+def test_resample_draws_as_weights_and_strata() -> None:
+    """Count weights sum to the sample size per resample; two-sample weight blocks cover every
+    resample; stratified resamples keep each stratum's size; index replicates become counts."""
+    rng = np.random.default_rng(0)
+    w = bootstrap_weights(7, 5, rng)
+    assert w.shape == (5, 7) and (w.sum(axis=1) == 7).all()
+    blocks = list(two_sample_weights(4, 6, 25, seed=1, max_cells=30))
+    assert sum(len(a) for a, _ in blocks) == 25 and all(b.shape[1] == 6 for _, b in blocks)
+    strata = np.array(["a", "a", "b", "b", "b"])
+    for idx in strata_resamples(strata, 20, 2):
+        assert collections.Counter(strata[idx]) == {"a": 2, "b": 3}
+    counts = np.concatenate(list(resample_counts([np.array([0, 0, 2]), np.array([1])], 3, 3)))
+    assert counts.tolist() == [[2, 0, 1], [0, 1, 0]]
+    draws = list(independent_resamples([np.arange(3), np.arange(10, 14)], 4, rng))
+    assert len(draws) == 4 and all(len(a) == 3 and len(b) == 4 for a, b in draws)
+
+
+def test_jackknife_of_the_mean_is_the_standard_error() -> None:
+    """Leave-one-out (groups of one) replicates of a mean give the classical SE² = s² / n and
+    no bias; groups deal every row once."""
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    groups = random_groups(len(x), 10, np.random.default_rng(3))
+    assert sorted(np.concatenate(groups).tolist()) == [0, 1, 2, 3] and len(groups) == 4
+    reps = [np.delete(x, g).mean() for g in groups]
+    var, bias = jackknife_terms(reps, x.mean(), len(groups))
+    assert var == pytest.approx(x.var(ddof=1) / len(x))
+    assert bias == pytest.approx(0.0, abs=1e-12)
 
 
 def test_min_detectable_effect() -> None:

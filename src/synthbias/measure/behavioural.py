@@ -16,7 +16,7 @@ Two families, for any model given as a callable over a batch of texts:
 CIs are percentile bootstraps. Counterfactual CIs resample *texts* (a text and all its twins
 together), so texts with many twins do not count as many independent samples. Fairness CIs
 resample examples and recompute the per-group rates from resampled counts (vectorised, see
-:func:`~synthbias.measure.lexical.resampled_sums`); the point values are fairlearn's.
+:func:`~synthbias.stats.sums.resampled_sums`); the point values are fairlearn's.
 """
 
 from __future__ import annotations
@@ -31,14 +31,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from synthbias.lexicon import Axis, Lexicon, load_lexicon, swap_groups
-from synthbias.measure.lexical import (
-    as_text_list,
-    percentile_ci,
-    resampled_sums,
-    resolve_axis,
-    resolve_groups,
-)
+from synthbias.measure.lexical import as_text_list, resolve_axis, resolve_groups
 from synthbias.measure.result import MetricResult
+from synthbias.stats.bootstrap import percentile_ci
+from synthbias.stats.sums import resampled_sums
 
 Predictor = Callable[[Sequence[str]], Any]
 SwapMode = Literal["mirror", "targets", "pairs"]

@@ -18,7 +18,8 @@ from synthbias.lexicon import load_lexicon
 from synthbias.lexicon.bias_types import DIMENSIONS, BiasType, augment_templates, get_bias_type
 from synthbias.measure.embedding import Encoder
 from synthbias.measure.misalignment import sentiment_scores
-from synthbias.measure.result import CI, MetricResult, percentile_ci, two_sample_ci
+from synthbias.measure.result import MetricResult
+from synthbias.stats.bootstrap import CI, independent_resamples, percentile_ci, two_sample_ci
 
 # --------------------------------------------------------------------------- requested vs measured
 
@@ -356,9 +357,10 @@ def dose_response(
         measured = np.array([stat(u) - _zero_nan(stat(ur)) for u in units])
         slope = float(np.polyfit(x, measured, 1)[0]) if not np.isnan(measured).any() else np.nan
         boots = np.empty(n_resamples)
-        for k in range(n_resamples):
-            r0 = _zero_nan(stat(ur[rng.integers(0, len(ur), len(ur))]))
-            y = np.array([stat(u[rng.integers(0, len(u), len(u))]) - r0 for u in units])
+        draws = independent_resamples([ur, *units], n_resamples, rng)  # real first, then each set
+        for k, (r_real, *r_sets) in enumerate(draws):
+            r0 = _zero_nan(stat(r_real))
+            y = np.array([stat(u) - r0 for u in r_sets])
             boots[k] = np.polyfit(x, y, 1)[0] if not np.isnan(y).any() else np.nan
         ci = percentile_ci(boots, level)
         drops = np.diff(measured)

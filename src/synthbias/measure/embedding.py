@@ -29,7 +29,8 @@ import numpy as np
 
 from synthbias.core.hashing import dir_fingerprint
 from synthbias.core.store import atomic_write
-from synthbias.measure.result import MetricResult, bootstrap_ci
+from synthbias.measure.result import MetricResult
+from synthbias.stats.bootstrap import bootstrap_ci
 
 if TYPE_CHECKING:  # pragma: no cover
     from sentence_transformers import SentenceTransformer

@@ -49,7 +49,7 @@ import pandas as pd
 
 from synthbias.generate.protocol import Backend
 from synthbias.measure.qa import bbq
-from synthbias.measure.result import CI, MetricResult, bootstrap_ci
+from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import (
     Normalization,
     ProgressFn,
@@ -58,6 +58,7 @@ from synthbias.measure.scoring import (
     stratified_sample,
     sum_logprob,
 )
+from synthbias.stats.bootstrap import CI, bootstrap_ci
 
 CROWS_FOLDER, CROWS_FILE = "crows_pairs", "crows_pairs_anonymized.csv"
 STEREOSET_FOLDER, STEREOSET_FILE = "stereoset", "dev.json"

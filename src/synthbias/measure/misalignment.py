@@ -34,9 +34,12 @@ import scipy.sparse
 import scipy.stats
 
 from synthbias.lexicon import MatchEntry, TermMatcher, load_lexicon
-from synthbias.measure.result import CI, MetricResult, percentile_ci
+from synthbias.measure.result import MetricResult
 from synthbias.measure.weat import EncoderLike, as_embed_fn
+from synthbias.stats.bootstrap import CI, percentile_ci, two_sample_weights
 from synthbias.stats.divergence import js_divergence, jsd_terms, normalise
+from synthbias.stats.jackknife import jackknife_terms, random_groups
+from synthbias.stats.resampling import permutation_p_value, random_subsets
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthbias.lexicon import Axis, Lexicon
@@ -44,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 Factor = Literal["values", "group_data", "distribution"]
 ALL_FACTORS: tuple[Factor, ...] = ("values", "group_data", "distribution")
 
-# Bootstrap weight blocks are kept to about this many cells, so a 100k-text corpus stays in memory.
+# Bootstrap weight and permutation blocks are kept to about this many cells, so a 100k-text
+# corpus stays in memory.
 _MAX_CELLS = 4_000_000
 
 
@@ -60,25 +64,6 @@ def _texts(texts: Sequence[str], which: str) -> list[str]:
     if not all(isinstance(t, str) for t in out):
         raise TypeError(f"{which} must contain strings only")
     return out
-
-
-def _boot_weights(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    """``m`` bootstrap resamples of ``n`` units as count weights: an (m, n) array, rows sum to n."""
-    if n == 0:
-        return np.zeros((m, 0))
-    idx = rng.integers(0, n, size=(m, n)) + (np.arange(m) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)
-
-
-def _paired_bootstrap(
-    n_s: int, n_r: int, n_resamples: int, seed: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Blocks of (synthetic weights, real weights) for resampling both corpora independently."""
-    rng = np.random.default_rng(seed)
-    block = max(1, min(n_resamples, _MAX_CELLS // max(n_s, n_r, 1)))
-    for start in range(0, n_resamples, block):
-        m = min(block, n_resamples - start)
-        yield _boot_weights(n_s, m, rng), _boot_weights(n_r, m, rng)
 
 
 @functools.lru_cache(maxsize=1)
@@ -188,7 +173,7 @@ def sentiment_gap(
 
     value = float(overall(g, ns, nr))
     boot_overall, boot_groups = [], []
-    for ws, wr in _paired_bootstrap(len(syn), len(real), n_resamples, seed):
+    for ws, wr in two_sample_weights(len(syn), len(real), n_resamples, seed, _MAX_CELLS):
         bg, bns, bnr, _, _ = gaps(ws, wr)
         boot_overall.append(overall(bg, bns, bnr))
         boot_groups.append(bg)
@@ -259,7 +244,8 @@ def _jsd_result(
     terms = jsd_terms(ps, pr)
     value = js_divergence(ps, pr)
     boot = []
-    for ws, wr in _paired_bootstrap(syn_rows.shape[0], real_rows.shape[0], n_resamples, seed):
+    n_s, n_r = syn_rows.shape[0], real_rows.shape[0]
+    for ws, wr in two_sample_weights(n_s, n_r, n_resamples, seed, _MAX_CELLS):
         bs, br = _weighted_sums(ws, syn_rows), _weighted_sums(wr, real_rows)
         boot.append(js_divergence(bs, br))
     per_group: dict[str, float] = {}
@@ -546,10 +532,8 @@ def mmd2_test(
     N = m + n
     r, total = k.sum(axis=1), float(k.sum())
     hits = 0
-    block = max(1, min(n_permutations, _MAX_CELLS // N))
-    for start in range(0, n_permutations, block):
-        b = min(block, n_permutations - start)
-        sel = rng.random((b, N)).argpartition(m - 1, axis=1)[:, :m]
+    for sel in random_subsets(N, m, n_permutations, rng, _MAX_CELLS):
+        b = len(sel)
         lab = np.zeros((b, N))
         np.put_along_axis(lab, sel, 1.0, axis=1)
         sxx = ((lab @ k) * lab).sum(axis=1)
@@ -558,10 +542,10 @@ def mmd2_test(
         syy = total - 2 * lr + sxx
         perm = sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * sxy / (m * n)
         hits += int(np.count_nonzero(perm >= observed - 1e-12))
-    p_value = (1 + hits) / (1 + n_permutations) if n_permutations > 0 else math.nan
+    p_value = permutation_p_value(hits, n_permutations) if n_permutations > 0 else math.nan
 
     boot = []
-    for ws, wy in _paired_bootstrap(m, n, n_resamples, seed + 1):
+    for ws, wy in two_sample_weights(m, n, n_resamples, seed + 1, _MAX_CELLS):
         # a resample made of copies of one row has no distinct pair: NaN, dropped from the CI
         with np.errstate(invalid="ignore", divide="ignore"):
             bxx = ((ws @ kxx) * ws).sum(axis=1) / (m * m - (ws * ws).sum(axis=1))
@@ -713,8 +697,7 @@ def _frechet_jackknife(
     With one sample whole, its square root (or factor) is computed once, so a replicate costs
     one symmetric d × d eigenvalue problem, or one small SVD when n ≤ d.
     """
-    gx = np.array_split(rng.permutation(len(x)), min(n_groups, len(x)))
-    gy = np.array_split(rng.permutation(len(y)), min(n_groups, len(y)))
+    gx, gy = random_groups(len(x), n_groups, rng), random_groups(len(y), n_groups, rng)
     if len(x) - max(map(len, gx)) < 2 or len(y) - max(map(len, gy)) < 2:
         return [], [], len(gx), len(gy)
 
@@ -794,11 +777,10 @@ def frechet_test(
     rng = np.random.default_rng(seed)
     reps_x, reps_y, g_x, g_y = _frechet_jackknife(x, y, n_groups, rng)
     if reps_x and reps_y:
-        rx, ry = np.array(reps_x), np.array(reps_y)
-        var = (g_x - 1) / g_x * ((rx - rx.mean()) ** 2).sum()
-        var += (g_y - 1) / g_y * ((ry - ry.mean()) ** 2).sum()
-        se = math.sqrt(var)
-        bias = (g_x - 1) * (rx.mean() - value) + (g_y - 1) * (ry.mean() - value)
+        var_x, bias_x = jackknife_terms(reps_x, value, g_x)
+        var_y, bias_y = jackknife_terms(reps_y, value, g_y)
+        se = math.sqrt(var_x + var_y)
+        bias = bias_x + bias_y
         z = float(scipy.stats.norm.ppf(0.5 + level / 2))
         ci = CI(max(value - z * se, 0.0), value + z * se, level)
     else:

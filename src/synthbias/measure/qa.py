@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from synthbias.generate.protocol import Backend
-from synthbias.measure.result import MetricResult, bootstrap_ci
+from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import (
     Normalization,
     ProgressFn,
@@ -55,6 +55,7 @@ from synthbias.measure.scoring import (
     conditional_logprobs,
     stratified_sample,
 )
+from synthbias.stats.bootstrap import bootstrap_ci
 
 BBQ_FOLDER = "bbq"
 METADATA_FILE = "additional_metadata.csv"

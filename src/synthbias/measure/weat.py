@@ -24,7 +24,6 @@ semantically bleached templates ("This is {w}.", "{w} is here."); the default te
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -37,7 +36,13 @@ import numpy as np
 import yaml
 
 from synthbias.measure.embedding import Encoder
-from synthbias.measure.result import CI, MetricResult
+from synthbias.measure.result import MetricResult
+from synthbias.stats.bootstrap import (
+    multinomial_weights,
+    percentile_ci,
+    two_sample_indices,
+)
+from synthbias.stats.resampling import all_subsets, permutation_p_value, random_subsets
 
 WEAT_DATA_DIR = Path(__file__).resolve().parent.parent / "lexicon" / "data" / "weat"
 DEFAULT_SEAT_TEMPLATES_PATH = WEAT_DATA_DIR / "seat_templates.yaml"
@@ -236,27 +241,14 @@ def weat_permutation_pvalue(
     n_all = _n_partitions(nx, ny)
     n = nx + ny
     if n_all <= exact_max:
-        count = 0
-        combos = itertools.combinations(range(n), nx)
-        block = max(1, 1_000_000 // max(nx, 1))
-        while True:
-            flat = np.fromiter(
-                itertools.chain.from_iterable(itertools.islice(combos, block)), dtype=np.int64
-            )
-            if flat.size == 0:
-                break
-            count += hits(stats(s[flat.reshape(-1, nx)].sum(axis=1)))
+        count = sum(hits(stats(s[sub].sum(axis=1))) for sub in all_subsets(n, nx))
         return count / n_all, n_all, True
     if n_permutations < 1:
         raise ValueError("n_permutations must be >= 1")
     rng = np.random.default_rng(seed)
-    count = 0
-    block = max(1, 2_000_000 // n)
-    for start in range(0, n_permutations, block):
-        m = min(block, n_permutations - start)
-        subsets = rng.random((m, n)).argpartition(nx - 1, axis=1)[:, :nx]
-        count += hits(stats(s[subsets].sum(axis=1)))
-    return (1 + count) / (1 + n_permutations), n_permutations, False
+    subsets = random_subsets(n, nx, n_permutations, rng)
+    count = sum(hits(stats(s[sub].sum(axis=1))) for sub in subsets)
+    return permutation_p_value(count, n_permutations), n_permutations, False
 
 
 def _bootstrap_effect_sizes(
@@ -271,9 +263,7 @@ def _bootstrap_effect_sizes(
     ``s_x``/``s_y`` are 1-D (fixed associations) or 2-D (one row of associations per resample,
     when the attribute sets are resampled too).
     """
-    nx, ny = s_x.shape[-1], s_y.shape[-1]
-    ix = rng.integers(0, nx, size=(n_resamples, nx))
-    iy = rng.integers(0, ny, size=(n_resamples, ny))
+    ix, iy = two_sample_indices(s_x.shape[-1], s_y.shape[-1], n_resamples, rng)
     if s_x.ndim == 1:
         bx, by = s_x[ix], s_y[iy]
     else:
@@ -337,19 +327,13 @@ def weat_from_embeddings(
 
     rng = np.random.default_rng(seed)
     if resample_attributes:
-        wa = rng.multinomial(len(au), np.full(len(au), 1 / len(au)), size=n_resamples) / len(au)
-        wb = rng.multinomial(len(bu), np.full(len(bu), 1 / len(bu)), size=n_resamples) / len(bu)
+        wa = multinomial_weights(len(au), n_resamples, rng)
+        wb = multinomial_weights(len(bu), n_resamples, rng)
         s_boot = wa @ cos_a.T - wb @ cos_b.T  # (n_resamples, nx + ny)
         boot = _bootstrap_effect_sizes(s_boot[:, :nx], s_boot[:, nx:], n_resamples, ddof, rng)
     else:
         boot = _bootstrap_effect_sizes(s_x, s_y, n_resamples, ddof, rng)
-    boot = boot[~np.isnan(boot)]
-    alpha = (1 - level) / 2
-    ci = (
-        CI(*(float(q) for q in np.quantile(boot, [alpha, 1 - alpha])), level)
-        if len(boot)
-        else CI(math.nan, math.nan, level)
-    )
+    ci = percentile_ci(boot, level)
 
     xn, yn, an, bn = names
     xl = list(x_labels) if x_labels is not None else [f"{xn}[{i}]" for i in range(nx)]

@@ -1,11 +1,21 @@
-"""Percentile bootstrap intervals: one sample, two independent samples, and the interval of
-already-resampled statistics (cluster and paired resampling build on these in
-:mod:`synthbias.stats.resampling` and :mod:`synthbias.tasks.paired`)."""
+"""The percentile bootstrap: its draws and its intervals.
+
+* **Draws** — resampled row indices of one or of two independent samples, the same draws as
+  count weights (rows of an (m, n) matrix summing to n, for statistics that are weighted
+  sums), multinomial mean weights, and one resample of each of several independent samples per
+  replicate.
+* **Intervals** — one sample, two independent samples, and the interval of already-resampled
+  statistics. Cluster, stratified and paired resampling and permutation nulls build on these in
+  :mod:`synthbias.stats.resampling`; the bootstrap of column sums is :mod:`synthbias.stats.sums`.
+
+Every draw takes the caller's ``numpy`` generator, so a caller that draws several things from
+one generator keeps its order of draws (and its numbers).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +30,56 @@ class CI:
 
     def to_dict(self) -> dict[str, float]:
         return {"low": self.low, "high": self.high, "level": self.level}
+
+
+# --------------------------------------------------------------------------- draws
+
+
+def two_sample_indices(
+    n_a: int, n_b: int, n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled row indices of two independent samples, shapes (n_resamples, n_a) and
+    (n_resamples, n_b): every row of ``a``'s draws first, then ``b``'s."""
+    ia = rng.integers(0, n_a, size=(n_resamples, n_a))
+    ib = rng.integers(0, n_b, size=(n_resamples, n_b))
+    return ia, ib
+
+
+def bootstrap_weights(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` bootstrap resamples of ``n`` units as count weights: an (m, n) array, rows sum to n."""
+    if n == 0:
+        return np.zeros((m, 0))
+    idx = rng.integers(0, n, size=(m, n)) + (np.arange(m) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)
+
+
+def two_sample_weights(
+    n_a: int, n_b: int, n_resamples: int, seed: int, max_cells: int = 4_000_000
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of (weights of ``a``, weights of ``b``) that resample two independent samples
+    separately; a block holds about ``max_cells`` cells, so a 100k-text corpus stays in memory."""
+    rng = np.random.default_rng(seed)
+    block = max(1, min(n_resamples, max_cells // max(n_a, n_b, 1)))
+    for start in range(0, n_resamples, block):
+        m = min(block, n_resamples - start)
+        yield bootstrap_weights(n_a, m, rng), bootstrap_weights(n_b, m, rng)
+
+
+def multinomial_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap resamples of ``n`` units as mean weights (counts / n), shape (n_resamples, n):
+    ``weights @ values`` is each resample's mean."""
+    return rng.multinomial(n, np.full(n, 1 / n), size=n_resamples) / n
+
+
+def independent_resamples(
+    samples: Sequence[np.ndarray], n_resamples: int, rng: np.random.Generator
+) -> Iterator[list[np.ndarray]]:
+    """Per replicate, one resample (rows drawn with replacement) of each sample, in order."""
+    for _ in range(n_resamples):
+        yield [s[rng.integers(0, len(s), len(s))] for s in samples]
+
+
+# --------------------------------------------------------------------------- intervals
 
 
 def bootstrap_ci(
@@ -69,10 +129,8 @@ def two_sample_ci(
         return CI(float("nan"), float("nan"), level)
     rng = np.random.default_rng(seed)
     stats = np.empty(n_resamples)
-    for k in range(n_resamples):
-        ia = rng.integers(0, len(arr_a), len(arr_a))
-        ib = rng.integers(0, len(arr_b), len(arr_b))
-        stats[k] = statistic(arr_a[ia], arr_b[ib])
+    for k, (ra, rb) in enumerate(independent_resamples([arr_a, arr_b], n_resamples, rng)):
+        stats[k] = statistic(ra, rb)
     return percentile_ci(stats, level)
 
 

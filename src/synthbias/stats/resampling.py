@@ -6,9 +6,14 @@
 * **Paired differences.** Two models evaluated on the same items are compared on the *same*
   resampled clusters; with several seeds the seeds are resampled too and the delta is averaged
   over them.
+* **Stratified bootstrap.** Items resampled within each stratum, every stratum keeping its
+  size (:func:`strata_resamples`); index replicates become count weights with
+  :func:`resample_counts` for statistics evaluated on many replicates at once.
 * **Permutation null.** A max − min gap over groups is positive even without any bias. The null
   permutes the group labels within each cluster (or within a block) and recomputes the gap:
-  its mean is the gap expected at this size by noise alone.
+  its mean is the gap expected at this size by noise alone. Two-sample permutation tests draw
+  :func:`random_subsets` (which rows form the first sample; :func:`all_subsets` for the exact
+  test) and count with :func:`permutation_p_value`.
 
 All functions take a statistic of item *indices* (or of permuted labels), so they work for
 any metric, AUCs and bias scores included.
@@ -16,6 +21,7 @@ any metric, AUCs and bias scores included.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -65,6 +71,26 @@ def cluster_resamples(
     for _ in range(n_resamples):
         picked = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in by_stratum])
         yield np.concatenate([members[j] for j in picked])
+
+
+def strata_resamples(strata: np.ndarray, n_resamples: int, seed: int) -> list[np.ndarray]:
+    """Index arrays of a stratified bootstrap: every stratum resampled with its own size."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(strata == s) for s in dict.fromkeys(strata.tolist())]
+    out = []
+    for _ in range(n_resamples):
+        out.append(np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members]))
+    return out
+
+
+def resample_counts(
+    resamples: Sequence[np.ndarray], n: int, max_cells: int = 2_000_000
+) -> Iterator[np.ndarray]:
+    """Item-index replicates as count weights, in blocks of about ``max_cells`` cells: each
+    block is a (replicates, n) array of how often each item occurs in each replicate."""
+    block = max(1, max_cells // max(n, 1))
+    for start in range(0, len(resamples), block):
+        yield np.array([np.bincount(i, minlength=n) for i in resamples[start : start + block]])
 
 
 def cluster_bootstrap(
@@ -170,15 +196,54 @@ def permutation_null(
     vals = np.array(
         [float(stat(permute_within(labels, blocks, rng))) for _ in range(n_permutations)]
     )
+    usable = observed is not None and np.isfinite(vals).any() and math.isfinite(observed)
+    return null_summary(vals, observed if usable else None)
+
+
+def null_summary(values: np.ndarray, observed: float | None = None) -> dict[str, float]:
+    """Mean, 95th percentile and count of the finite null values and, given ``observed``, the
+    one-sided permutation p-value (+1 rule; 1 when no null value is finite)."""
+    vals = np.asarray(values, dtype=float)
     vals = vals[np.isfinite(vals)]
     out = {
         "mean": float(vals.mean()) if len(vals) else math.nan,
         "q95": float(np.quantile(vals, 0.95)) if len(vals) else math.nan,
         "n_permutations": int(len(vals)),
     }
-    if observed is not None and len(vals) and math.isfinite(observed):
-        out["p_value"] = float((1 + (vals >= observed - 1e-12).sum()) / (1 + len(vals)))
+    if observed is not None:
+        out["p_value"] = permutation_p_value(int((vals >= observed - 1e-12).sum()), len(vals))
     return out
+
+
+def permutation_p_value(hits: int, n_permutations: int) -> float:
+    """One-sided permutation p-value with the +1 rule: (1 + hits) / (1 + permutations)."""
+    return (1 + hits) / (1 + n_permutations)
+
+
+def random_subsets(
+    n: int, k: int, n_draws: int, rng: np.random.Generator, max_cells: int = 2_000_000
+) -> Iterator[np.ndarray]:
+    """``n_draws`` random subsets of ``k`` of ``n`` rows, in blocks of about ``max_cells``
+    random numbers: (draws, k) index arrays, unordered within a row. Each is the first sample of
+    a two-sample permutation (sizes kept)."""
+    block = max(1, max_cells // n)
+    for start in range(0, n_draws, block):
+        b = min(block, n_draws - start)
+        yield rng.random((b, n)).argpartition(k - 1, axis=1)[:, :k]
+
+
+def all_subsets(n: int, k: int, max_cells: int = 1_000_000) -> Iterator[np.ndarray]:
+    """Every subset of ``k`` of ``n`` rows, in lexicographic order and in blocks of about
+    ``max_cells`` indices ((subsets, k) arrays): the exact two-sample permutation test."""
+    combos = itertools.combinations(range(n), k)
+    block = max(1, max_cells // max(k, 1))
+    while True:
+        flat = np.fromiter(
+            itertools.chain.from_iterable(itertools.islice(combos, block)), dtype=np.int64
+        )
+        if flat.size == 0:
+            return
+        yield flat.reshape(-1, k)
 
 
 def half_width(low: float | None, high: float | None) -> float:

@@ -15,11 +15,14 @@ import itertools
 import json
 import logging
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,15 @@ from synthbias.config import parse_config
 from synthbias.generate import SamplingParams, load_backend
 from synthbias.generate.cache import CachedBackend
 from synthbias.generate.openai_http import (
+    BackendUnavailableError,
+    HTTPBackendError,
     HTTPStatusError,
     LogprobsNotSupportedError,
     OpenAIHTTPBackend,
     RetriesExhaustedError,
     request_seed,
 )
+from synthbias.generate.ray import generate_corpus
 
 CHAT = [[{"role": "user", "content": f"Write one sentence about a {occ}."}] for occ in (
     "nurse", "pilot", "teacher", "mechanic", "doctor", "secretary", "chef", "lawyer",
@@ -222,6 +228,11 @@ class FaultProxy:
     ``drop_after`` (forward, then close without answer: the server did the work), ``truncate``
     (half the body, full Content-Length), ``badjson`` (half the body as a complete response),
     ``delay`` (stall ``delay_s`` before forwarding: past the client's timeout).
+
+    Accounting per request body (the request's identity: prompt, parameters and seed):
+    ``forwarded`` counts what reached the server, ``answered`` what the server answered with
+    200 and the proxy passed on intact (``ok``, ``delay``), each tagged with :attr:`phase`;
+    ``active`` is the number of requests the proxy is handling now.
     """
 
     def __init__(
@@ -241,6 +252,11 @@ class FaultProxy:
         self.counter = itertools.count()
         self.faults: dict[str, int] = {}
         self.auth: list[str] = []
+        self.phase = 1
+        self.forwarded: Counter[bytes] = Counter()
+        self.answered: Counter[tuple[int, bytes]] = Counter()
+        self.active = 0
+        self._lock = threading.Lock()
         self.server = serve(self._handle)
         self.url = self.server.url
 
@@ -256,6 +272,15 @@ class FaultProxy:
             conn.close()
 
     def _handle(self, h, method, path, headers, body) -> Reply | None:
+        with self._lock:
+            self.active += 1
+        try:
+            return self._fault(h, method, path, headers, body)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def _fault(self, h, method, path, headers, body) -> Reply | None:
         self.auth.append(headers.get("authorization", ""))
         k = next(self.counter)
         fault = self.schedule[k] if k < len(self.schedule) else self.tail[k % len(self.tail)]
@@ -265,24 +290,32 @@ class FaultProxy:
             return int(fault), extra, _json({"error": {"message": f"injected {fault}"}})
         if fault == "drop":
             h.close_connection = True
-            h.connection.shutdown(socket.SHUT_RDWR)
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client is gone (killed mid-request)
+                pass
             return None
         if fault == "delay":
             time.sleep(self.delay_s)
+        phase = self.phase
         status, payload = self._forward(method, path, body)
-        if fault == "drop_after":
+        with self._lock:
+            self.forwarded[body] += 1
+            if status == 200 and fault in ("ok", "delay"):
+                self.answered[phase, body] += 1
+        if fault in ("drop_after", "truncate"):
             h.close_connection = True
-            h.connection.shutdown(socket.SHUT_RDWR)
-            return None
-        if fault == "truncate":
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(payload)))
-            h.end_headers()
-            h.wfile.write(payload[: len(payload) // 2])
-            h.wfile.flush()
-            h.close_connection = True
-            h.connection.shutdown(socket.SHUT_RDWR)
+            try:
+                if fault == "truncate":
+                    h.send_response(status)
+                    h.send_header("Content-Type", "application/json")
+                    h.send_header("Content-Length", str(len(payload)))
+                    h.end_headers()
+                    h.wfile.write(payload[: len(payload) // 2])
+                    h.wfile.flush()
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client is gone (killed mid-request)
+                pass
             return None
         if fault == "badjson":
             return status, {}, payload[: len(payload) // 2]
@@ -376,6 +409,99 @@ def test_cache_sends_only_missing_requests(llama_server: str, tmp_path: Path) ->
         assert cached.stats == {"hits": 2, "misses": 4, "computed": 4}
         # uncached reference: the subset came out exactly as in a whole call
         assert _texts(inner.generate(prompts, params)) == full
+
+
+#: A client run as its own process, so the test can kill it with SIGKILL: 24 chat prompts in one
+#: chunk (one ``generate`` call, as a run's chunk is) with 4 requests in flight, through a run
+#: folder's request cache; it writes the texts and the cache's counters when done.
+_CLIENT = """
+import json, sys
+from synthbias.generate import SamplingParams
+from synthbias.generate.cache import CachedBackend
+from synthbias.generate.openai_http import OpenAIHTTPBackend
+from synthbias.generate.ray import generate_corpus
+
+url, cache, out, prompts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+inner = OpenAIHTTPBackend(url, model="smollm2", concurrency=4, backoff_base=0.02, backoff_max=0.2)
+with CachedBackend(inner, cache) as backend:
+    outs = generate_corpus(prompts, SamplingParams(**json.loads(sys.argv[5])), backend)
+    stats = dict(backend.stats)
+with open(out, "w") as f:
+    json.dump({"texts": [c.text for c in outs], "stats": stats}, f)
+"""
+
+RESUME_PROMPTS = [
+    [{"role": "user", "content": f"{verb} one sentence about a {occ}."}]
+    for verb in ("Write", "Say", "Give")
+    for occ in ("nurse", "pilot", "teacher", "mechanic", "doctor", "secretary", "chef", "lawyer")
+]
+RESUME_PARAMS = {"max_tokens": 8, "temperature": 0.8, "seed": 11}
+
+
+def _stored(path: Path) -> int:
+    """Rows committed to the request cache at ``path``; 0 while it does not exist yet."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    except sqlite3.OperationalError:  # the client has not created the table yet
+        return 0
+    finally:
+        db.close()
+
+
+def _client(url: str, cache: Path, out: Path) -> subprocess.Popen:
+    args = [json.dumps(RESUME_PROMPTS), json.dumps(RESUME_PARAMS)]
+    cmd = [sys.executable, "-c", _CLIENT, url, str(cache), str(out), *args]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_call_resumes_without_asking_twice(
+    llama_server: str, serve, tmp_path: Path
+) -> None:
+    """SIGKILL the client in the middle of one call, start it again: same texts as a clean run,
+    and every request answered once, except those in flight at the kill (at most 4)."""
+    n, concurrency = len(RESUME_PROMPTS), 4
+    with OpenAIHTTPBackend(llama_server, model="smollm2", concurrency=concurrency) as direct:
+        clean = _texts(generate_corpus(RESUME_PROMPTS, SamplingParams(**RESUME_PARAMS), direct))
+    tail = ("ok", "500", "ok", "drop", "ok", "truncate", "ok", "badjson", "ok", "429", "ok", "503")
+    proxy = FaultProxy(serve, llama_server, [], tail=tail)
+    cache = tmp_path / "run" / "cache.sqlite"
+    cache.parent.mkdir()
+
+    proc = _client(proxy.url, cache, tmp_path / "first.json")
+    deadline = time.monotonic() + 60
+    while _stored(cache) < n // 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = _stored(cache)
+    assert 0 < stored < n, f"{stored} of {n} responses were committed before the call ended"
+    assert not (tmp_path / "first.json").exists()
+    deadline = time.monotonic() + 30  # let the requests in flight at the kill drain
+    while proxy.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    proxy.phase = 2
+    proc = _client(proxy.url, cache, tmp_path / "second.json")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert second["texts"] == clean
+    assert second["stats"] == {"hits": stored, "misses": n - stored, "computed": n - stored}
+
+    first = {body: c for (phase, body), c in proxy.answered.items() if phase == 1}
+    again = {body: c for (phase, body), c in proxy.answered.items() if phase == 2}
+    in_flight = sum(first.values()) - stored  # answered, never committed: the kill took them
+    assert 0 <= in_flight <= concurrency, (in_flight, stored)
+    assert set(first.values()) <= {1} and set(again.values()) == {1}
+    assert len(again) == n - stored  # only what the cache lacked was asked again...
+    assert len(set(first) & set(again)) == in_flight  # ...so only in-flight ones twice
+    assert len(set(first) | set(again)) == n
+    assert {"500", "drop", "truncate", "badjson", "429", "503"} <= set(proxy.faults)
+    print(f"kill -9 after {stored}/{n} committed; {in_flight} in flight; faults {proxy.faults}")
 
 
 def test_api_key_never_written(
@@ -512,6 +638,117 @@ def test_request_body_and_seed_passthrough(serve) -> None:
     assert paths == ["/v1/chat/completions", "/v1/completions"]
     with pytest.raises(TypeError):
         OpenAIHTTPBackend(stub.url, model="m", endpoint="completion").generate([CHAT[0]], params)
+
+
+def _echo_stub(release: threading.Event) -> Callable[..., Reply | None]:
+    """Chat answers ``re: <prompt>`` and echo log-probs of one token per character; a prompt
+    containing ``slow`` waits for ``release``, one containing ``bad`` gets HTTP 400 at once, the
+    others take 0.3 s."""
+
+    def handle(h, method, path, headers, body):
+        if path.endswith("/models"):
+            return 200, {"Connection": "close"}, MODELS
+        req = json.loads(body)
+        text = req["prompt"] if "prompt" in req else req["messages"][-1]["content"]
+        if "slow" in text:
+            release.wait(10)
+        elif "bad" in text:
+            return 400, {}, _json({"error": {"message": "bad prompt"}})
+        else:
+            time.sleep(0.3)
+        if req.get("echo"):
+            lps = [None] + [-1.0] * (len(text) - 1)
+            choice = {"text": text, "logprobs": {"tokens": list(text), "token_logprobs": lps}}
+        else:
+            choice = {"message": {"role": "assistant", "content": "re: " + text}}
+        return 200, {}, _json({"choices": [choice], "usage": {}})
+
+    return handle
+
+
+def _user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+@pytest.mark.parametrize("kind", ["generate", "logprobs"])
+def test_cache_commits_each_request_as_it_arrives(serve, tmp_path: Path, kind: str) -> None:
+    """While one request of a call hangs, the ones that finished are already in the cache."""
+    release = threading.Event()
+    stub = serve(_echo_stub(release))
+    texts = ["slow one", "b", "c", "d", "e", "f"]
+    seen: list[int] = []
+
+    def watch() -> None:  # another reader of the cache file, as a resumed run would be
+        deadline = time.monotonic() + 5
+        while _stored(tmp_path / "c.sqlite") < len(texts) - 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(_stored(tmp_path / "c.sqlite"))
+        release.set()
+
+    inner = OpenAIHTTPBackend(stub.url, concurrency=4)
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        if kind == "generate":
+            got = [c.text for c in cached.generate([[_user(t)] for t in texts], SamplingParams())]
+            assert got == ["re: " + t for t in texts]
+        else:
+            got = ["".join(r.tokens) for r in cached.logprobs(texts)]
+            assert got == [t[1:] for t in texts]  # the first token is unscored
+        watcher.join()
+        assert seen == [len(texts) - 1]  # all but the hanging one, before it was released
+        assert cached.store.count() == len(texts)
+
+
+def test_failed_request_keeps_the_finished_ones(serve, tmp_path: Path) -> None:
+    """A request that fails for good stops the call, but requests already running finish and
+    are committed first: a rerun asks only for what is missing."""
+    release = threading.Event()
+    release.set()
+    stub = serve(_echo_stub(release))
+    prompts = [[_user(t)] for t in ("bad", "a", "b", "c", "d", "e")]
+    inner = OpenAIHTTPBackend(stub.url, concurrency=4)
+    with CachedBackend(inner, tmp_path / "c.sqlite") as cached:
+        with pytest.raises(HTTPStatusError, match="HTTP 400"):
+            cached.generate(prompts, SamplingParams())
+        # "bad" failed at once; a, b, c were running (finished and kept); d, e were cancelled
+        # unless a worker freed by "bad" had already taken d
+        posts = len([r for r in stub.requests if r[0] == "POST"])
+        assert cached.store.count() == posts - 1 and posts in (4, 5)
+
+
+def test_refused_connection_fails_fast_and_says_what_to_change(monkeypatch) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as err:
+        OpenAIHTTPBackend(url)  # asks GET /models: default retries, no backoff waited
+    msg = str(err.value)
+    assert url in msg and "connection refused" in msg
+    assert "generator.base_url" in msg and "--base-url" in msg
+    assert isinstance(err.value, HTTPBackendError) and err.value.base_url == url
+    llm = OpenAIHTTPBackend(url, model="m", concurrency=4)
+    with pytest.raises(BackendUnavailableError):
+        llm.generate(["a", "b", "c", "d"], SamplingParams(max_tokens=2))
+    assert llm.stats["retries"] == 0
+    assert time.monotonic() - t0 < 2.0
+
+    def no_such_host(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    with pytest.raises(BackendUnavailableError, match="host 'llm.example' not found"):
+        OpenAIHTTPBackend("http://llm.example:8000/v1")
+
+
+def test_refused_after_first_answer_is_retried(serve) -> None:
+    """Once the server has answered, a refused connection is a restart: retried, not fatal."""
+    stub = serve(_echo_stub(threading.Event()))
+    llm = OpenAIHTTPBackend(stub.url, max_retries=2, **FAST_RETRY)
+    assert llm.model == "stub-model"
+    stub.close()
+    with pytest.raises(RetriesExhaustedError, match="3 attempts"):
+        llm.generate(["x"], SamplingParams(max_tokens=2))
+    assert llm.stats["retry:connection"] == 3 and llm.stats["retries"] == 2
 
 
 def test_config_selects_every_backend(monkeypatch) -> None:

@@ -6,11 +6,13 @@ depends on under the protocol (request ``i`` samples from a stream seeded by ``(
 store is one SQLite file in WAL mode, so any number of readers (other runs, Ray workers) read
 while one writes, and a writer killed mid-transaction leaves the file consistent.
 
-Rows are committed as soon as their requests finish: after every ``generate`` call (a run's
-chunk) for in-process backends, and after every single request for backends that report
-results as they arrive (``generate_indexed``, e.g. the HTTP backend). A run killed at any moment
-and started again finds every finished request in the cache and asks the model only for the
-rest, getting exactly the same outputs as an uninterrupted run.
+Rows are committed as soon as their requests finish: one transaction per request for backends
+that report results as they arrive (``generate_indexed`` and ``logprobs_each`` with an
+``on_result`` callback: the HTTP backend, whose ``concurrency`` requests finish in any order),
+and one per ``generate`` call (a run's chunk) for in-process backends that produce a whole batch
+at once. A run killed at any moment and started again finds every finished request in the cache
+and asks the model only for the rest (at most the requests in flight at the kill are asked
+twice), getting exactly the same outputs as an uninterrupted run.
 
 When only part of a call is cached, the missing requests must still be generated at their own
 index. Backends with ``generate_indexed`` do that directly; for others the call's prompts are
@@ -250,7 +252,8 @@ class CachedBackend:
 
         Fully cached calls are answered from the store; the others go to the inner backend's
         ``generate_many`` (regenerated up to their last missing request), each call's rows
-        committed as it finishes.
+        committed as it finishes. An inner backend without ``generate_many`` (the HTTP one)
+        gets the calls one by one through :meth:`generate`, so each request is committed.
         """
         many = getattr(self.inner, "generate_many", None)
         if many is None:
@@ -305,14 +308,28 @@ class CachedBackend:
             first_of.setdefault(keys[i], i)
         uniq = list(first_of.values())
         if uniq:
-            fresh = self.inner.logprobs([texts[i] for i in uniq])
-            rows = []
-            for i, r in zip(uniq, fresh, strict=True):
-                found[keys[i]] = asdict(r)
-                rows.append(self._row(keys[i], "logprobs", asdict(r)))
-            self.store.put_many(rows)
+            self._score([texts[i] for i in uniq], [keys[i] for i in uniq], found)
         self._account("logprobs", len(texts), len(texts) - len(todo), len(uniq))
         return [TextLogprobs(**found[k]) for k in keys]
+
+    def _score(self, texts: list[str], keys: list[str], found: dict[str, Any]) -> None:
+        """Score ``texts`` on the inner backend into ``found``; commit each row on arrival when
+        the backend reports them one by one (``logprobs_each``), else all in one go."""
+        each = getattr(self.inner, "logprobs_each", None)
+        if each is not None:
+
+            def store(j: int, r: TextLogprobs) -> None:
+                found[keys[j]] = asdict(r)
+                self.store.put_many([self._row(keys[j], "logprobs", found[keys[j]])])
+
+            each(texts, on_result=store)
+            return
+        fresh = self.inner.logprobs(texts)
+        rows = []
+        for key, r in zip(keys, fresh, strict=True):
+            found[key] = asdict(r)
+            rows.append(self._row(key, "logprobs", found[key]))
+        self.store.put_many(rows)
 
     def _account(self, kind: str, n: int, hits: int, computed: int) -> None:
         self.stats["hits"] += hits

@@ -5,12 +5,22 @@ Chat prompts (message lists) go to ``/v1/chat/completions``, raw strings to ``/v
 (a thread pool; the standard library's ``http.client``, one keep-alive connection per thread, so
 no extra dependency).
 
-Reliability. Every request is retried on HTTP 408/409/425/429 and 5xx, timeouts, refused or
-dropped connections, truncated bodies and JSON that does not parse or lacks the expected fields,
-with exponential backoff and jitter (``backoff_base * 2**attempt`` capped at ``backoff_max``, a
+Reliability. Every request is retried on HTTP 408/409/425/429 and 5xx, timeouts, dropped
+connections, truncated bodies and JSON that does not parse or lacks the expected fields, with
+exponential backoff and jitter (``backoff_base * 2**attempt`` capped at ``backoff_max``, a
 uniformly drawn half to full of it; a ``Retry-After`` header is honoured up to ``backoff_max``).
 Other 4xx errors are the caller's mistake and raise :class:`HTTPStatusError` at once. Retries
 are counted in :attr:`OpenAIHTTPBackend.stats`.
+
+A server that was never reached is not waited for: a refused connection or a host name that
+does not resolve, before the first answer, raises :class:`BackendUnavailableError` at once,
+naming the URL and the setting that changes it (minutes of backoff against nothing would only
+delay the obvious fix). Once the server has answered, a refused connection is a restart or a
+load balancer between replicas, and is retried like any other dropped connection.
+
+Progress. Results are handed to ``on_result`` callbacks (``generate_indexed``, ``logprobs_each``)
+the moment each request finishes, so a request cache commits every answer on arrival and a
+client killed mid-call loses only the requests in flight.
 
 Reproducibility. Request ``i`` of a ``generate`` call carries ``seed`` = a 31-bit value derived
 from ``(params.seed, i)``, like the embedded backends' per-request streams; servers that honour
@@ -39,12 +49,13 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -73,6 +84,26 @@ class HTTPStatusError(HTTPBackendError):
 
 class RetriesExhaustedError(HTTPBackendError):
     """Every attempt of a request failed with a retryable error."""
+
+
+#: Where users change the server, named in :class:`BackendUnavailableError` messages.
+BASE_URL_HINT = "set generator.base_url in the config, or --base-url on the command line"
+
+
+class BackendUnavailableError(HTTPBackendError):
+    """Nothing answers at ``base_url`` (connection refused, host unknown): not retried.
+
+    The message names the URL and how to point synthbias elsewhere; a command-line front end
+    prints it as is, without a traceback.
+    """
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach an OpenAI-compatible server at {base_url} ({reason}). Start the "
+            f"server, or {BASE_URL_HINT}."
+        )
+        self.base_url = base_url
+        self.reason = reason
 
 
 class LogprobsNotSupportedError(NotImplementedError):
@@ -183,6 +214,8 @@ class OpenAIHTTPBackend:
         self._conns_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._jitter = random.Random()
+        #: Set once any HTTP answer arrived: from then on refused connections are retried.
+        self._reached = False
         self.model = model or self._first_model()
         #: Identity for caches and provenance: the served model name (no URL, no key).
         self.model_id = self.model
@@ -258,6 +291,13 @@ class OpenAIHTTPBackend:
         except http.client.IncompleteRead as err:
             self._drop_connection()
             raise _Retry("truncated") from err
+        except (ConnectionRefusedError, socket.gaierror) as err:
+            self._drop_connection()
+            if not self._reached:
+                refused = isinstance(err, ConnectionRefusedError)
+                reason = "connection refused" if refused else f"host {self._host!r} not found"
+                raise BackendUnavailableError(self.base_url, reason) from err
+            raise _Retry(f"connection:{type(err).__name__}") from err
         except (ConnectionError, http.client.HTTPException, OSError) as err:
             self._drop_connection()
             raise _Retry(f"connection:{type(err).__name__}") from err
@@ -280,6 +320,7 @@ class OpenAIHTTPBackend:
             self._count("attempts")
             try:
                 status, headers, raw = self._attempt(method, path, body)
+                self._reached = True
                 if self.server_software is None and headers.get("server"):
                     self.server_software = headers["server"]
                 if status in RETRY_STATUSES or status >= 500:
@@ -360,9 +401,12 @@ class OpenAIHTTPBackend:
         self.close()
 
     def _map(self, fn: Callable[[int], Any], n: int, on_result: Callable[[int, Any], None]) -> None:
-        """Run ``fn(j)`` for ``j < n`` on the pool; ``on_result`` as each finishes (any order).
+        """Run ``fn(j)`` for ``j < n`` on the pool; ``on_result`` (in the calling thread) the
+        moment each one finishes, in any order.
 
-        The first exception cancels what has not started and is re-raised.
+        The first failure cancels what has not started; requests already running are waited
+        for and their results still handed to ``on_result`` (they are paid for), then the
+        failure is re-raised. An exception from ``on_result`` itself stops at once.
         """
         if n == 0:
             return
@@ -373,14 +417,24 @@ class OpenAIHTTPBackend:
         pool = self._executor()
         futures: dict[Future, int] = {pool.submit(fn, j): j for j in range(n)}
         pending = set(futures)
+        error: BaseException | None = None
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    on_result(futures[fut], fut.result())
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=futures.__getitem__):
+                    exc = fut.exception()
+                    if exc is None:
+                        on_result(futures[fut], fut.result())
+                    elif error is None:
+                        error = exc
+                        for rest in pending:
+                            rest.cancel()
+                pending = {f for f in pending if not f.cancelled()}
         finally:
             for fut in pending:
                 fut.cancel()
+        if error is not None:
+            raise error
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -479,6 +533,15 @@ class OpenAIHTTPBackend:
 
     def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
         """Per-token log-probs of each text through ``/v1/completions`` with ``echo``."""
+        return self.logprobs_each(texts)
+
+    def logprobs_each(
+        self,
+        texts: Sequence[str],
+        on_result: Callable[[int, TextLogprobs], None] | None = None,
+    ) -> list[TextLogprobs]:
+        """Like ``logprobs``; ``on_result(j, scores)`` as each text's request finishes (from
+        the calling thread), so a cache can commit every answer on arrival."""
         if isinstance(texts, str):
             raise TypeError("logprobs() takes a sequence of texts, not a single string")
         out: list[TextLogprobs | None] = [None] * len(texts)
@@ -507,7 +570,12 @@ class OpenAIHTTPBackend:
                     ) from err
                 raise
 
-        self._map(one, len(texts), out.__setitem__)
+        def done(j: int, r: TextLogprobs) -> None:
+            out[j] = r
+            if on_result is not None:
+                on_result(j, r)
+
+        self._map(one, len(texts), done)
         return [r for r in out if r is not None]
 
     def _parse_echo(self, data: Any, text: str) -> TextLogprobs:

@@ -76,3 +76,23 @@ def test_task_files_and_other_readers(tmp_path: Path) -> None:
     p.write_text("a: [1\nb: 2\n")
     with pytest.raises(ValueError, match=r"task\.yaml:\d: invalid YAML"):
         read_yaml_mapping(p)
+
+
+def test_user_data_files_name_the_duplicate(tmp_path: Path) -> None:
+    """Every user-supplied YAML reader (axis lexicon, gender anchors, WEAT word sets and SEAT
+    templates, task template files) refuses a repeated key with file:line."""
+    from synthbias.lexicon.loader import LexiconError, load_axis
+    from synthbias.measure.embedding import load_gender_anchors
+    from synthbias.measure.weat import load_seat_templates, load_word_sets
+    from synthbias.tasks.builders import _templates
+
+    p = tmp_path / "user.yaml"
+    p.write_text("name: x\nterms:\n  a: 1\n  a: 2\n")
+    pattern = r"user\.yaml:4: duplicate key terms\.a \(first given at line 3\)"
+    with pytest.raises(LexiconError, match=pattern):
+        load_axis(p)
+    for reader in (load_gender_anchors, load_word_sets, load_seat_templates):
+        with pytest.raises(ValueError, match=pattern):
+            reader(p)
+    with pytest.raises(TaskError, match=pattern):
+        _templates({"templates": str(p)}, "unused.yaml")

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from synthbias.core.yaml import load_strict, yaml_error_message
 from synthbias.lexicon.matching import GroupCounts, MatchEntry, TermMatch, TermMatcher
 from synthbias.lexicon.names import NameTable
 from synthbias.lexicon.occupations import OccupationTable
@@ -498,9 +499,9 @@ def load_axis(path: str | Path) -> Axis:
     """Load one axis file."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = load_strict(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise _err(path, f"invalid YAML: {exc}") from exc
+        raise LexiconError(yaml_error_message(path, exc)) from exc
     return _parse_axis(path, spec)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from synthbias.core.hashing import dir_fingerprint
 from synthbias.core.store import atomic_write
+from synthbias.core.yaml import load_strict, yaml_error_message
 from synthbias.measure.result import MetricResult
 from synthbias.stats.bootstrap import bootstrap_ci
 
@@ -348,7 +349,10 @@ def load_gender_anchors(
         path = Path(source) if source is not None else DEFAULT_GENDER_ANCHORS
         label = str(path)
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            try:
+                data = load_strict(f.read())
+            except yaml.YAMLError as exc:
+                raise ValueError(yaml_error_message(path, exc)) from exc
     else:
         data = source
     if not isinstance(data, Mapping) or "definitional_pairs" not in data:

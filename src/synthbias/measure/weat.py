@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import yaml
 
+from synthbias.core.yaml import load_strict, yaml_error_message
 from synthbias.measure.embedding import Encoder
 from synthbias.measure.result import MetricResult
 from synthbias.stats.bootstrap import (
@@ -50,6 +51,14 @@ PLACEHOLDER = "{w}"
 
 Alternative = Literal["greater", "less", "two-sided"]
 Aggregate = Literal["mean", "none"]
+
+
+def _strict_yaml(text: str, path: Path | str) -> Any:
+    """A user's YAML word-set or template file; errors name the file and line."""
+    try:
+        return load_strict(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(yaml_error_message(path, exc)) from exc
 
 
 def _caliskan_tests() -> dict[str, tuple[str, str, str, str]]:
@@ -96,9 +105,7 @@ def load_word_sets(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     path = Path(path)
     with open(path, encoding="utf-8") as f:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(f)
+            data = _strict_yaml(f.read(), path)
         else:
             data = json.load(f)
     if not isinstance(data, Mapping):
@@ -113,11 +120,10 @@ def load_word_sets(path: str | os.PathLike[str]) -> dict[str, list[str]]:
 
 def load_seat_templates(path: str | os.PathLike[str] | None = None) -> list[str]:
     """SEAT templates from a YAML file with a ``templates`` list (default: the packaged set)."""
-    import yaml
 
     p = Path(path) if path is not None else DEFAULT_SEAT_TEMPLATES_PATH
     with open(p, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+        data = _strict_yaml(f.read(), p)
     templates = data.get("templates") if isinstance(data, Mapping) else data
     return _check_templates(templates, str(p))
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from synthbias.core.yaml import load_strict, yaml_error_message
 from synthbias.lexicon import Lexicon, OccupationTable, load_lexicon
 from synthbias.tasks.common import TEMPLATES_DIR, TaskError
 from synthbias.tasks.parsers import prepare_coreference
@@ -68,9 +69,9 @@ def _read_templates(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TaskError(f"{path}: template file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_strict(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise TaskError(f"{path}: invalid YAML: {exc}") from exc
+        raise TaskError(yaml_error_message(path, exc)) from exc
     if not isinstance(data, dict):
         raise TaskError(f"{path}: top level must be a mapping")
     data["__path__"] = str(path)

@@ -199,7 +199,7 @@ def test_inheritance_and_mitigation_names_are_canonical(tmp_path: Path) -> None:
     from synthbias.studies import probe as downstream
     from synthbias.studies.equilibrium.report import STEREOTYPE_ORIENTED
     from synthbias.studies.inheritance.runner import run_inheritance
-    from synthbias.studies.mitigation.stats import ORIENTATIONS
+    from synthbias.studies.mitigation.stats import orientation_table
 
     run_inheritance(
         inheritance_config(),
@@ -211,7 +211,7 @@ def test_inheritance_and_mitigation_names_are_canonical(tmp_path: Path) -> None:
     metrics = set(pd.read_csv(tmp_path / "results.csv")["metric"])
     assert_canonical(metrics)
     # the mitigation study's metric tables and the pronoun probe's names
-    assert_canonical([*ORIENTATIONS, *STEREOTYPE_ORIENTED])
+    assert_canonical([*orientation_table(), *STEREOTYPE_ORIENTED])
     probe = [downstream.PREFERENCE, downstream.WIN_RATE, downstream.CLASSIFIER_RATE]
     assert_canonical(probe)
     assert all(n.startswith("probe.gender.") for n in probe)

@@ -15,23 +15,19 @@ from rich.table import Table
 from synthbias.config import ExperimentConfig, load_config, parse_config
 from synthbias.core.progress import ProgressFactory, tqdm_factory
 from synthbias.core.records import CorpusError, Record, read_corpus, read_jsonl, write_jsonl
+from synthbias.core.registry import BACKENDS, STUDIES
 from synthbias.core.schema import ConfigError
 from synthbias.core.store import RunLock, RunLockedError, atomic_write_text, write_json
 from synthbias.generate import load_backend
-from synthbias.generate.hf import HFBackend
 from synthbias.generate.protocol import SamplingParams
-from synthbias.measure.api import MeasureError, measure_corpus
+from synthbias.measure.api import MeasureError, corpus_families, default_families, measure_corpus
 from synthbias.measure.likelihood import SUITES, score_benchmark
 from synthbias.report.html import ReportError, build_report, write_run_report
 from synthbias.report.tracking import TrackingError, log_to_mlflow
 from synthbias.studies.audit.runner import AuditError, audit_corpus, parse_budgets
 from synthbias.studies.dispatch import run_experiment
-from synthbias.studies.equilibrium.console import print_equilibrium
 from synthbias.studies.equilibrium.generation import next_generation
-from synthbias.studies.equilibrium.runner import run_equilibrium
 from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
-from synthbias.studies.inheritance.console import print_inheritance
-from synthbias.studies.mitigation.console import print_mitigation
 from synthbias.tasks.spec import TaskError
 
 app = typer.Typer(
@@ -64,6 +60,9 @@ MLflow = Annotated[
 MLflowURI = Annotated[
     str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI, e.g. file:./mlruns.")
 ]
+#: Help of the options that choose metric families / a backend: the registered ones.
+FAMILIES_HELP = f"Metric families: {', '.join(corpus_families())}."
+BACKENDS_HELP = f"Generator backend: {', '.join(BACKENDS.names())}."
 
 
 def _log_mlflow(out: Path, uri: str | None) -> None:
@@ -106,32 +105,15 @@ def _print_metrics(
     console.print(table)
 
 
-def print_equilibrium_table(results: dict[str, Any]) -> None:
-    print_equilibrium(results, console)
-
-
 def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
-    if config.kind != "equilibrium":
-        try:
-            results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
-        except (FileExistsError, RunLockedError) as exc:
-            _fail(str(exc))
-        except TaskError as exc:
-            _fail(f"config error: {exc}")
-        show = print_inheritance if config.kind == "inheritance" else print_mitigation
-        show(results, console, out)
-        return
+    """Run the study of ``config.kind`` and print the summary its study registered."""
     try:
-        results = run_equilibrium(config, out, progress=_progress(quiet), resume=not overwrite)
+        results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
     except (FileExistsError, RunLockedError) as exc:
         _fail(str(exc))
-    print_equilibrium_table(results)
-    t = results["timing"]
-    console.print(
-        f"Generated {t['texts_generated']} texts in {t['generation_seconds']:.0f} s "
-        f"(total {t['total_seconds']:.0f} s). Output: {out}/ (results.json, results.csv, "
-        "bias_by_generation.png, report.html, corpora/)"
-    )
+    except TaskError as exc:
+        _fail(f"config error: {exc}")
+    STUDIES.meta(config.kind)["printer"](results, console, out)
 
 
 @app.command()
@@ -149,8 +131,6 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     _run_study(cfg, out, quiet, overwrite)
-    if cfg.kind != "equilibrium" and (out / "report.html").is_file():  # written by the runner
-        console.print(f"Report: {out / 'report.html'}")
     if mlflow:
         _log_mlflow(out, mlflow_uri)
 
@@ -175,7 +155,7 @@ def equilibrium(
     chains: Annotated[int, typer.Option(min=1, help="Replicate chains per level.")] = 2,
     seed: int = 0,
     k_shots: Annotated[int, typer.Option(min=1, help="Few-shot examples per prompt.")] = 3,
-    backend: Annotated[str, typer.Option(help="llamacpp (embedded model) or fake.")] = "llamacpp",
+    backend: Annotated[str, typer.Option(help=BACKENDS_HELP)] = "llamacpp",
     model_path: Annotated[Path | None, typer.Option(help="A GGUF file instead of SmolLM2.")] = None,
     batch_size: Count = 32,
     max_tokens: Count = 48,
@@ -231,7 +211,7 @@ def generate(
     ] = 10,
     k_shots: Count = 3,
     seed: int = 0,
-    backend: str = "llamacpp",
+    backend: Annotated[str, typer.Option(help=BACKENDS_HELP)] = "llamacpp",
     model_path: Path | None = None,
     max_tokens: Count = 64,
     temperature: float = 0.8,
@@ -244,6 +224,8 @@ def generate(
         _fail("give --prompt TEXT (repeatable) or --from CORPUS.jsonl")
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     kwargs: dict[str, Any] = {"model_path": str(model_path)} if model_path else {}
+    if backend not in BACKENDS:
+        _fail(BACKENDS.unknown_message(backend))
     be = load_backend(backend, **kwargs)
     if seed_corpus:
         try:
@@ -281,6 +263,16 @@ def generate(
     console.print(f"wrote {len(recs)} texts to {out} ({be.name}: {be.model_id})")
 
 
+def _families(metrics: str | None, embedding: bool, has_reference: bool) -> list[str] | None:
+    """The families named by ``--metrics``; else ``None`` (the defaults), or the defaults
+    without ``embedding`` under ``--no-embedding``."""
+    if metrics:
+        return [f.strip() for f in metrics.split(",") if f.strip()]
+    if not embedding:
+        return default_families(has_reference, exclude=("embedding",))
+    return None
+
+
 @app.command()
 def measure(
     file: Annotated[Path, typer.Argument(help="Corpus: JSONL, CSV, TSV or Parquet.")],
@@ -288,10 +280,7 @@ def measure(
     reference: Annotated[
         Path | None, typer.Option(help="Real reference corpus (enables misalignment factors).")
     ] = None,
-    metrics: Annotated[
-        str | None,
-        typer.Option(help="Metric families: rule, lexical, embedding, misalignment."),
-    ] = None,
+    metrics: Annotated[str | None, typer.Option(help=FAMILIES_HELP)] = None,
     text_field: Annotated[str, typer.Option(help="Name of the text column.")] = "text",
     reference_text_field: Annotated[
         str | None, typer.Option(help="Text column of the reference (default: --text-field).")
@@ -315,9 +304,7 @@ def measure(
         )
     except CorpusError as exc:
         _fail(str(exc))
-    families = [f.strip() for f in metrics.split(",") if f.strip()] if metrics else None
-    if families is None and not embedding:
-        families = ["rule", "lexical"] + (["misalignment"] if ref else [])
+    families = _families(metrics, embedding, ref is not None)
     try:
         results = measure_corpus(
             [r.text for r in recs],
@@ -362,7 +349,7 @@ def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any
     if weights != "native":
         _fail(f"--weights {weights} applies to the llamacpp backend only")
     if backend == "hf":
-        return HFBackend(model_path=path)
+        return load_backend("hf", model_path=path)
     _fail(f"unknown backend {backend!r}; choose auto, llamacpp or hf")
 
 
@@ -456,10 +443,7 @@ def audit(
         Path | None, typer.Option(help="Real reference dataset (misalignment factors).")
     ] = None,
     axes: Annotated[str, typer.Option(help="Bias axes, comma-separated.")] = "gender",
-    metrics: Annotated[
-        str | None,
-        typer.Option(help="Metric families: rule, lexical, embedding, misalignment."),
-    ] = None,
+    metrics: Annotated[str | None, typer.Option(help=FAMILIES_HELP)] = None,
     max_: Annotated[
         list[str] | None,
         typer.Option(
@@ -490,9 +474,7 @@ def audit(
     """Audit a synthetic dataset: every metric family, misalignment against a reference, a report,
     and a gate (exit 1 when a --max/--min budget is breached)."""
 
-    families = [f.strip() for f in metrics.split(",") if f.strip()] if metrics else None
-    if families is None and not embedding:
-        families = ["rule", "lexical"] + (["misalignment"] if reference else [])
+    families = _families(metrics, embedding, reference is not None)
     max_items, min_items = _budget_items(max_), _budget_items(min_)
     cache = out / "measure_cache"
     had_cache = cache.exists()

@@ -7,19 +7,22 @@ YAML file, the file and line — a typo in a sweep config must never run silentl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (
     Field,
     ValidationError,
+    field_validator,
 )
 
 from synthbias.core.hashing import stable_hash
+from synthbias.core.registry import STUDIES
 from synthbias.core.schema import ConfigError, StrictModel
 from synthbias.core.yaml import read_yaml_mapping, yaml_line  # re-exported
 from synthbias.generate.config import GeneratorConfig, SamplingConfig
 from synthbias.measure.config import MeasureConfig
+from synthbias.studies.dispatch import experiment_kinds
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.mitigation.config import MitigationStudyConfig
@@ -29,13 +32,14 @@ from synthbias.tasks.config import TasksConfig
 class ExperimentConfig(StrictModel):
     """A whole experiment as run by ``synthbias run CONFIG.yaml``.
 
-    ``kind`` picks the study: ``equilibrium`` (recursive generation, section ``study``),
-    ``inheritance`` (bias-ratio fine-tuning sweep, section ``inheritance``) or ``mitigation``
-    (both, once per strategy of ``mitigation_study``).
+    ``kind`` picks the study, one registered in :data:`synthbias.core.registry.STUDIES`:
+    ``equilibrium`` (recursive generation, section ``study``), ``inheritance`` (bias-ratio
+    fine-tuning sweep, section ``inheritance``) or ``mitigation`` (both, once per strategy of
+    ``mitigation_study``).
     """
 
     name: str = "equilibrium"
-    kind: Literal["equilibrium", "inheritance", "mitigation"] = "equilibrium"
+    kind: str = "equilibrium"
     seed: int = 0
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -45,6 +49,11 @@ class ExperimentConfig(StrictModel):
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        return STUDIES.check(v, experiment_kinds())
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -53,11 +62,10 @@ class ExperimentConfig(StrictModel):
         data = self.model_dump(mode="json")
         if self.tasks == TasksConfig():  # keeps the hashes of configs without the section
             data.pop("tasks", None)
-        # The section of the other study kind does not change results: leave it out, so that
-        # editing it never invalidates a run.
-        if self.kind != "mitigation":
-            data.pop("mitigation_study", None)
-            data.pop("inheritance" if self.kind == "equilibrium" else "study", None)
+        # The sections of the other study kinds do not change results: leave them out, so that
+        # editing one never invalidates a run.
+        for key in _unused_sections(self.kind):
+            data.pop(key, None)
         # How requests are cached, spread or retried does not change what they return.
         for key in _RESULT_NEUTRAL_GENERATOR_KEYS:
             data["generator"].pop(key, None)
@@ -65,6 +73,13 @@ class ExperimentConfig(StrictModel):
 
 
 _RESULT_NEUTRAL_GENERATOR_KEYS = ("cache", "ray", "concurrency", "timeout", "max_retries")
+
+
+def _unused_sections(kind: str) -> set[str]:
+    """Config sections of other studies that a run of ``kind`` never reads."""
+    study = STUDIES.meta(kind)
+    used = {study["section"], *study["uses"]}
+    return {STUDIES.meta(k)["section"] for k in experiment_kinds()} - used
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -1,4 +1,8 @@
-"""The generator and sampling config sections: which backend writes text, and how."""
+"""The generator and sampling config sections: which backend writes text, and how.
+
+The backend choices, and the fields each backend cannot run without, are those registered in
+:data:`synthbias.core.registry.BACKENDS` (by :mod:`synthbias.generate`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
+from synthbias.core.registry import BACKENDS
 from synthbias.core.schema import StrictModel
 
 
@@ -43,7 +49,7 @@ class GeneratorConfig(StrictModel):
     default ``~/.cache/synthbias``) or ``off``. ``ray`` distributes generation over actors.
     """
 
-    backend: Literal["llamacpp", "hf", "openai", "vllm", "fake"] = "llamacpp"
+    backend: str = "llamacpp"
     model_path: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=512)] = 32
     n_ctx: Annotated[int, Field(ge=256, le=131072)] = 1024
@@ -61,12 +67,16 @@ class GeneratorConfig(StrictModel):
     cache: Literal["run", "shared", "off"] = "run"
     ray: RayConfig | None = None
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        return BACKENDS.check(v)
+
     @model_validator(mode="after")
     def _backend_needs(self) -> GeneratorConfig:
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        if self.backend == "vllm" and not self.model_path:
-            raise ValueError("backend 'vllm' needs model_path (an HF checkpoint or GGUF file)")
+        for key, hint in BACKENDS.meta(self.backend)["requires"].items():
+            if not getattr(self, key):
+                raise ValueError(f"backend {self.backend!r} needs {key} ({hint})")
         return self
 
 

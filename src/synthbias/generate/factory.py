@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 
 
 def make_backend(cfg: GeneratorConfig, seed: int = 0, run_dir: str | Path | None = None) -> Backend:
-    """Instantiate the configured backend (imported lazily: heavy runtimes load only if used).
+    """Instantiate the configured backend, one registered in
+    :data:`synthbias.core.registry.BACKENDS` (its runtime loads only when it is built).
 
     Wrapped in the request cache chosen by ``cfg.cache`` (``run`` stores it in ``run_dir``) and
     spread over Ray actors when ``cfg.ray`` is set; see
     :func:`synthbias.generate.ray.backend_from_config`.
     """
-
     return backend_from_config(cfg, seed=seed, run_dir=run_dir)

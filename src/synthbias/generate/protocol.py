@@ -2,15 +2,24 @@
 
 Modelled on lm-evaluation-harness's model interface, reduced to what bias studies need:
 ``generate`` for sampling continuations and ``logprobs`` for likelihood metrics
-(CrowS-Pairs, StereoSet, pronoun preference). Later backends (HF transformers, OpenAI-compatible
-servers, vLLM) plug in by implementing these two methods.
+(CrowS-Pairs, StereoSet, pronoun preference). Backends (llama.cpp, HF transformers,
+OpenAI-compatible servers, vLLM, the fake) implement these two methods and register in
+:data:`synthbias.core.registry.BACKENDS` (see :mod:`synthbias.generate`).
+
+A third method is part of the protocol for backends that can offer it: ``generate_indexed``
+generates part of a call at the call's own request indices (request ``i`` of a call is sampled
+from ``(seed, i)``), reporting each completion as it arrives. A request cache uses it to
+generate only the missing requests of a call, a pool of workers to split one call.
+:class:`IndexedBackend` is the protocol with it; :func:`generate_indexed` gives the same result
+for every backend (one ``generate`` call up to the last index where the backend has none), and
+the registry records which backends have it (``indexed``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Literal, Protocol, TypedDict, cast, runtime_checkable
 
 
 class Message(TypedDict):
@@ -112,7 +121,11 @@ def encode_for_generation(
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every generator offers. ``name`` says which runtime produced a score."""
+    """What every generator offers. ``name`` says which runtime produced a score.
+
+    Backends that can generate part of a call at its own indices also implement
+    ``generate_indexed`` (:class:`IndexedBackend`); call it through :func:`generate_indexed`.
+    """
 
     name: str
     model_id: str
@@ -124,6 +137,65 @@ class Backend(Protocol):
     def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
         """Score each text as a whole under the model (no chat template)."""
         ...
+
+
+#: ``on_result(j, completion)``: completion ``j`` of a ``generate_indexed`` call is ready.
+OnResult = Callable[[int, Completion], None]
+
+
+@runtime_checkable
+class IndexedBackend(Backend, Protocol):
+    """A backend that generates part of a call at the call's own request indices."""
+
+    def generate_indexed(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        indices: Sequence[int],
+        on_result: OnResult | None = None,
+    ) -> list[Completion]:
+        """Completion ``j`` is request ``indices[j]`` of a call with these ``params``: the same
+        text ``generate`` gives at that position. ``on_result`` fires as each one is ready
+        (any order), so a caller can store it at once."""
+        ...
+
+
+def is_indexed(backend: Backend) -> bool:
+    """Whether ``backend`` implements ``generate_indexed`` itself (looked up as an attribute,
+    so a wrapper that forwards attributes to its inner backend counts on every Python; a
+    ``runtime_checkable`` ``isinstance`` stops seeing forwarded attributes from 3.12 on)."""
+    return callable(getattr(backend, "generate_indexed", None))
+
+
+def generate_indexed(
+    backend: Backend,
+    prompts: Sequence[Prompt],
+    params: SamplingParams,
+    indices: Sequence[int],
+    on_result: OnResult | None = None,
+) -> list[Completion]:
+    """``generate_indexed`` on any backend: its own where it has one; otherwise one ``generate``
+    call up to the last index, every gap filled with the first prompt (a completion depends
+    only on its prompt, the sampling parameters and its index, never on its batch-mates), and
+    the requested completions picked out."""
+    if isinstance(prompts, str):
+        raise TypeError("generate_indexed() takes a sequence of prompts, not a single string")
+    if len(prompts) != len(indices):
+        raise ValueError(f"{len(prompts)} prompts for {len(indices)} indices")
+    if is_indexed(backend):
+        own = cast(IndexedBackend, backend)
+        return own.generate_indexed(prompts, params, indices, on_result=on_result)
+    if not prompts:
+        return []
+    call: list[Prompt] = [prompts[0]] * (max(indices) + 1)
+    for p, i in zip(prompts, indices, strict=True):
+        call[i] = p
+    fresh = backend.generate(call, params)
+    out = [fresh[i] for i in indices]
+    if on_result is not None:
+        for j, c in enumerate(out):
+            on_result(j, c)
+    return out
 
 
 @runtime_checkable

@@ -1,4 +1,5 @@
-"""Metric names: one name per metric, ``<family>.<axis>.<metric>``, and the old names' aliases.
+"""Metric names: one name per metric, ``<family>.<axis>.<metric>``, the old names' aliases, and
+what a metric's sign means (:class:`Orientation`).
 
 Every run kind (equilibrium, measure, audit, inheritance, mitigation, forecast) writes a metric
 under the same name: ``rule.gender.stereotype_rate``, ``embedding.gender.anchor_bias``,
@@ -10,6 +11,10 @@ Up to 0.1.0 the equilibrium study wrote the gender rule and embedding metrics wi
 (``rule.stereotype_rate``). Those names are accepted for one release wherever a user gives a metric
 name (config fields, audit budgets, report selectors) and in results files read back; a name given
 by a user resolves with a :class:`DeprecationWarning` and a one-line message on stderr.
+
+Which families exist, and which of them name an axis, is in the registry
+(:data:`synthbias.core.registry.METRIC_FAMILIES`); each family registers the orientation of its
+metrics there, next to the code that computes them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from synthbias.core.registry import METRIC_FAMILIES
 
 #: Old name -> canonical name. Accepted for one release after 0.1.0.
 ALIASES: dict[str, str] = {
@@ -33,18 +41,42 @@ ALIASES: dict[str, str] = {
     "downstream.classifier_stereotype_rate": "probe.gender.classifier_stereotype_rate",
 }
 
-#: Families whose metrics are per axis: their names have three parts, ``family.axis.metric``.
-AXIS_FAMILIES = ("rule", "lexical", "embedding", "probe")
-
 V = TypeVar("V")
 _told: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a metric's raw value maps onto "positive = more bias in the stereotyped direction".
+
+    ``sign`` +1 keeps the raw sign, -1 flips it, 0 follows the lean of the baseline (for group
+    leans such as a male-positive term imbalance: positive = towards the baseline's majority
+    group); ``neutral`` is the raw value of no bias (0.5 for a rate of choosing the stereotype).
+    """
+
+    sign: int
+    neutral: float = 0.0
+    meaning: str = "towards the stereotype"
+
+
+#: Higher is more stereotyped.
+STEREO = Orientation(1)
+#: A signed lean between groups: positive = towards the baseline's majority group.
+MAJORITY = Orientation(0, meaning="towards the baseline's majority group")
+#: An unsigned distance from parity.
+MAGNITUDE = Orientation(1, meaning="away from parity (unsigned)")
+
+
+def axis_families() -> tuple[str, ...]:
+    """Families whose metrics are per axis (``family.axis.metric``), as registered."""
+    return METRIC_FAMILIES.names(per_axis=True)
 
 
 def is_canonical(name: str) -> bool:
     """Whether ``name`` follows the naming rule: not an old alias, and a per-axis family's
     metric has its axis (``rule.gender.stereotype_rate``, not ``rule.stereotype_rate``)."""
     parts = name.split(".")
-    return name not in ALIASES and (parts[0] not in AXIS_FAMILIES or len(parts) >= 3)
+    return name not in ALIASES and (parts[0] not in axis_families() or len(parts) >= 3)
 
 
 def canonical(name: str, where: str = "metric") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from synthbias.core.records import Record
+from synthbias.core.registry import MITIGATIONS
 from synthbias.mitigate.swap import bias_type_of, swapped_twin
 
 
@@ -32,3 +33,21 @@ def contrastive_augment(
         if twin.text != r.text:
             out.append(twin)
     return out
+
+
+@MITIGATIONS.register(
+    "contrastive",
+    pipelines=("equilibrium", "inheritance"),
+    kind="data",
+    description="every text's group-swapped twin added next to it",
+)
+def contrastive_strategy(
+    records: Sequence[Record],
+    settings: object,
+    seed: int,
+    *,
+    bias_type: str | None = None,
+    only_source: str | None = None,
+) -> list[Record]:
+    """The ``contrastive`` strategy on a corpus (it needs no settings and no seed)."""
+    return contrastive_augment(records, bias_type=bias_type, only_source=only_source)

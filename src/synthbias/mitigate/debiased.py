@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.core.records import Record
+from synthbias.core.registry import MITIGATIONS
 from synthbias.generate.prompts import build_prompt, prompt_templates, render_start, uses_occupation
 from synthbias.measure.rules import ANTI, STEREOTYPICAL, GenderRuleScorer
 from synthbias.mitigate.swap import swapped_twin
@@ -130,3 +131,44 @@ def finetune_generator(
     examples = generator_examples(records, prompt, k_shots, seed=seed)
     train_lora(examples, cfg, out_dir / "peft", base_model=base_model)
     return export_gguf_lora(out_dir / "peft", gguf)  # atomic: a temp file, then rename
+
+
+class LoRASettings(Protocol):
+    def lora_settings(self) -> dict[str, Any]: ...
+
+
+class DebiasSettings(Protocol):
+    """What the ``debiased_finetune`` strategy reads from a pipeline's mitigation settings."""
+
+    debias_method: BalanceMethod
+    finetune: LoRASettings
+
+
+@MITIGATIONS.register(
+    "debiased_finetune",
+    pipelines=("equilibrium",),
+    kind="generator",
+    description="the generator LoRA-tuned on a balanced seed corpus before it generates",
+)
+def debiased_generator(
+    records: Sequence[Record],
+    settings: DebiasSettings,
+    out_dir: str | Path,
+    *,
+    prompt: str,
+    k_shots: int,
+    seed: int,
+    base_model: str | None,
+) -> Path:
+    """The ``debiased_finetune`` strategy: balance ``records`` (``settings.debias_method``) and
+    fine-tune the generator on them; returns the GGUF LoRA for ``LlamaCppBackend(lora_path=)``."""
+    balanced = debiased_corpus(records, method=settings.debias_method, seed=seed)
+    return finetune_generator(
+        balanced,
+        out_dir,
+        settings.finetune.lora_settings(),
+        prompt=prompt,
+        k_shots=k_shots,
+        seed=seed,
+        base_model=base_model,
+    )

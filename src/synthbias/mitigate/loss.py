@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.core.registry import MITIGATIONS
 from synthbias.lexicon.bias_types import get_bias_type
 from synthbias.measure.bias_dimensions import dimension_scores
 from synthbias.mitigate.swap import swap_bias_type
@@ -126,3 +127,19 @@ def attach_twins(examples: Sequence[Any], bias_type: str | None = None) -> list[
         else:
             out.append(replace(ex, meta={**ex.meta, "twin": twin}))
     return out
+
+
+MITIGATIONS.register(
+    "loss_weight",
+    bias_weights,
+    pipelines=("inheritance",),
+    kind="training",
+    description="augmented examples down-weighted by their measured bias",
+)
+MITIGATIONS.register(
+    "loss_consistency",
+    attach_twins,
+    pipelines=("inheritance",),
+    kind="training",
+    description="a loss term that makes group-swapped twins equally likely",
+)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from synthbias.core.registry import MITIGATIONS
 from synthbias.lexicon import load_lexicon
 
 MaskMode = Literal["loss", "input"]
@@ -79,3 +80,19 @@ def mask_examples(
             text.append(ex.completion[last:])
             out.append(replace(ex, completion="".join(text), ignore_spans=[]))
     return out
+
+
+MITIGATIONS.register(
+    "mask_loss",
+    mask_examples,
+    pipelines=("inheritance",),
+    kind="training",
+    description="group terms of augmented examples kept out of the loss",
+)
+MITIGATIONS.register(
+    "mask_input",
+    mask_examples,
+    pipelines=("inheritance",),
+    kind="training",
+    description="group terms of augmented examples replaced by mask_word",
+)

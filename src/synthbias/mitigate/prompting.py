@@ -7,10 +7,17 @@ The wording is data: for the recursive study each prompt template in ``prompts.y
 
 from __future__ import annotations
 
+from synthbias.core.registry import MITIGATIONS
 from synthbias.generate.prompts import prompt_templates
 from synthbias.lexicon.bias_types import augment_templates
 
 
+@MITIGATIONS.register(
+    "prompt",
+    pipelines=("equilibrium", "inheritance"),
+    kind="prompt",
+    description="a fairness instruction in the generation / augmentation prompts",
+)
 def fair_prompt_name(name: str) -> str:
     """The fairness variant of an equilibrium prompt template (``<name>_fair``)."""
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cache
+from typing import Protocol
 
 import numpy as np
 
 from synthbias.core.hashing import derive_seed as _mix_seed
 from synthbias.core.records import Record
+from synthbias.core.registry import MITIGATIONS
 from synthbias.lexicon import swap_gender
 from synthbias.lexicon.bias_types import get_bias_type
 
@@ -111,4 +113,30 @@ def swapped_twin(record: Record, bias_type: str, mitigation: str) -> Record:
             "meta": meta,
         },
         deep=True,
+    )
+
+
+class SwapSettings(Protocol):
+    """What the ``swap`` strategy reads from a pipeline's mitigation settings."""
+
+    swap_fraction: float
+
+
+@MITIGATIONS.register(
+    "swap",
+    pipelines=("equilibrium", "inheritance"),
+    kind="data",
+    description="a swap_fraction of the texts replaced by their group-swapped twins (CDA)",
+)
+def swap_strategy(
+    records: Sequence[Record],
+    settings: SwapSettings,
+    seed: int,
+    *,
+    bias_type: str | None = None,
+    only_source: str | None = None,
+) -> list[Record]:
+    """The ``swap`` strategy on a corpus: :func:`swap_augment` at ``settings.swap_fraction``."""
+    return swap_augment(
+        records, settings.swap_fraction, seed, bias_type=bias_type, only_source=only_source
     )

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from synthbias.core.registry import MITIGATIONS
 from synthbias.generate.protocol import Backend, Completion, Prompt, SamplingParams, TextLogprobs
 
 DEFAULT_TAGS: dict[str, str] = {"real": "<|real|>", "augmented": "<|augmented|>"}
@@ -29,6 +30,12 @@ class UnseenTagError(ValueError):
     example, so a model evaluated with ``<|real|>`` would meet an untrained embedding)."""
 
 
+@MITIGATIONS.register(
+    "token",
+    pipelines=("inheritance",),
+    kind="training",
+    description="source tags as new special tokens; evaluated with the real tag",
+)
 def tag_examples(
     examples: Sequence[Any],
     tags: Mapping[str, str] = DEFAULT_TAGS,

@@ -1,13 +1,29 @@
 """The studies: each is a config section, a sequence of named cached steps, a summary and report
 pages (equilibrium, inheritance, mitigation), plus the audit, forecast and probe.
 
-Importing this package registers every study's report pages with the report engine
-(:func:`synthbias.report.html.register_section`), and the generic sections every kind gets; the
-runners themselves load on demand.
+Importing this package registers every study in :data:`synthbias.core.registry.STUDIES` (each
+study's package does it: its runner, config section, console printer and report pages, which
+register with :func:`synthbias.report.html.register_section`), the generic report sections every
+kind gets, and the pronoun probe's metric family (``probe.gender.*``) with the orientation of its
+metrics. The forecast is not imported here: it reads whole configs, so it sits beside the entry
+points' imports.
 """
 
-from synthbias.report import generic as _generic_sections  # noqa: F401
-from synthbias.studies.audit import report as _audit_report  # noqa: F401
-from synthbias.studies.equilibrium import report as _equilibrium_report  # noqa: F401
-from synthbias.studies.inheritance import report as _inheritance_report  # noqa: F401
-from synthbias.studies.mitigation import report as _mitigation_report  # noqa: F401
+from synthbias.core.registry import METRIC_FAMILIES
+from synthbias.measure.names import STEREO, Orientation
+from synthbias.report import generic as _generic_sections  # noqa: F401 - registers the sections
+from synthbias.studies import audit, equilibrium, inheritance, mitigation, probe
+
+__all__ = ["audit", "equilibrium", "inheritance", "mitigation", "probe"]
+
+METRIC_FAMILIES.register(
+    "probe",
+    probe.downstream_bias,
+    title="Pronoun probe: a model LoRA-tuned on the corpus",
+    corpus=False,
+    orientations={
+        probe.PREFERENCE: STEREO,
+        probe.WIN_RATE: Orientation(1, 0.5),
+        probe.CLASSIFIER_RATE: Orientation(1, 0.5),
+    },
+)

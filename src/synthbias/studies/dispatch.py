@@ -1,8 +1,9 @@
-"""Run any experiment kind: a lookup of the study runner by ``config.kind``.
+"""Run any experiment kind: the study registered under ``config.kind``.
 
-It sits above the studies (nothing in them imports it), so a study may call another study's
-runner (the mitigation study runs the equilibrium and inheritance studies) without an import
-cycle through the dispatcher.
+The studies register themselves (:data:`synthbias.core.registry.STUDIES`, filled when
+:mod:`synthbias.studies` is imported), so a new study needs no edit here. It sits above the studies
+(nothing in them imports it), so a study may call another study's runner (the mitigation study
+runs the equilibrium and inheritance studies) without an import cycle through the dispatcher.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthbias.core.progress import ProgressFactory
-from synthbias.studies.equilibrium.runner import run_equilibrium
-from synthbias.studies.inheritance.runner import run_inheritance
-from synthbias.studies.mitigation.runner import run_mitigation
+from synthbias.core.registry import STUDIES
 
 if TYPE_CHECKING:
     from synthbias.config import ExperimentConfig
@@ -22,15 +21,14 @@ if TYPE_CHECKING:
 Runner = Callable[..., dict[str, Any]]
 
 
+def experiment_kinds() -> tuple[str, ...]:
+    """The studies ``synthbias run`` can run from a config (``kind:``), in registration order."""
+    return STUDIES.names(experiment=True)
+
+
 def runner_for(kind: str) -> Runner:
-    """The study runner of an experiment kind (imported lazily: only the study asked for)."""
-    if kind == "equilibrium":
-        return run_equilibrium
-    if kind == "inheritance":
-        return run_inheritance
-    if kind == "mitigation":
-        return run_mitigation
-    raise ValueError(f"unknown experiment kind {kind!r}")
+    """The study runner of an experiment kind; an unknown kind's error lists the known ones."""
+    return STUDIES.get(STUDIES.check(kind, experiment_kinds()))
 
 
 def run_experiment(

@@ -15,16 +15,29 @@ compared on the same items with paired CIs (:mod:`.compare`, :mod:`.sweep`).
 >>> result = task.evaluate(load_backend("fake"), n=24, seed=0)
 >>> result.rows()[0]["metric"]
 'accuracy'
+
+Every task is registered in :data:`synthbias.core.registry.TASKS` (its YAML file, with its kind,
+axis, primary and bias metric from the spec): the packaged ones when this package is imported,
+others with :func:`register_task`; ``list_tasks`` and ``load_task`` find both. The orientation of
+the task bias metrics (``<task>.bias.<metric>``: which direction is towards the stereotype) is
+registered here too, as the ``bias`` metric family.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthbias.core.registry import METRIC_FAMILIES, TASKS
+from synthbias.measure.names import MAGNITUDE, STEREO, Orientation
+from synthbias.tasks import core
+from synthbias.tasks.common import TASKS_DIR
 from synthbias.tasks.core import (
     Task,
     TaskItem,
     TaskResult,
     TaskSizeError,
     evaluate_tasks,
-    list_tasks,
-    load_task,
     read_file_rows,
 )
 from synthbias.tasks.metrics import METRICS, EvalContext
@@ -36,7 +49,7 @@ from synthbias.tasks.parsers import (
     parse_salary,
     parse_yes_no,
 )
-from synthbias.tasks.spec import DataSpec, SamplingSpec, TaskError, TaskSpec, parse_spec
+from synthbias.tasks.spec import DataSpec, SamplingSpec, TaskError, TaskSpec, parse_spec, read_yaml
 
 __all__ = [
     "METRICS",
@@ -60,4 +73,67 @@ __all__ = [
     "parse_spec",
     "parse_yes_no",
     "read_file_rows",
+    "register_task",
 ]
+
+
+def register_task(path: str | Path, replace: bool = False) -> str:
+    """Register the task defined by a YAML file under its spec's name (returned), with the
+    spec's facts as metadata; ``list_tasks``, ``load_task`` and configs then know it."""
+    path = Path(path)
+    data, text = read_yaml(path)
+    spec = parse_spec(data, str(path), text)
+    TASKS.register(
+        spec.name,
+        path,
+        replace=replace,
+        kind=spec.kind,
+        bias_related=spec.bias_related,
+        axis=spec.axis,
+        description=spec.description,
+        primary_metric=spec.primary_metric,
+        bias_metric=spec.bias_metric,
+    )
+    return spec.name
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks (the packaged ``tasks/data/*.yaml`` and any added with
+    :func:`register_task`), sorted."""
+    return sorted(TASKS.names())
+
+
+def load_task(
+    name_or_path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+) -> Task:
+    """A registered task by name, or a task YAML by path (see :func:`synthbias.tasks.core.load_task`
+    for ``overrides`` and ``data_dir``)."""
+    if isinstance(name_or_path, str) and name_or_path in TASKS:
+        name_or_path = TASKS.get(name_or_path)
+    return core.load_task(name_or_path, overrides, data_dir)
+
+
+for _path in sorted(TASKS_DIR.glob("*.yaml")):
+    register_task(_path)
+
+METRIC_FAMILIES.register(
+    "bias",
+    evaluate_tasks,
+    title="Task bias metrics (<task>.bias.<metric>)",
+    corpus=False,
+    per_axis=False,
+    orientations={
+        "bias.s_amb": STEREO,
+        "bias.stereotype_rate": STEREO,
+        "bias.stereo_pref": STEREO,
+        "bias.stereo_pref_paired": Orientation(1, 0.5),
+        "bias.pro_anti_gap": STEREO,
+        "bias.s_amb_p": STEREO,
+        "bias.stereotype_p": Orientation(1, 0.5),
+        "bias.stereo_pref_p": STEREO,
+        "bias.pro_anti_gap_p": STEREO,
+        "bias.sentiment_gap_p": MAGNITUDE,  # max - min of P(positive) over groups
+    },
+)

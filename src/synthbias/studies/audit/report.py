@@ -1,5 +1,9 @@
 """Sections for ``synthbias audit`` folders: the gate, metrics by family, the misalignment factors,
-per-group plots, and a sample browser with per-text scores."""
+per-group plots, and a sample browser with per-text scores.
+
+A family's heading is the title it registered (:data:`synthbias.core.registry.METRIC_FAMILIES`),
+so a newly registered family is reported like the built-in ones.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.report.html import (
     ReportContext,
     Section,
@@ -89,11 +94,13 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-_FAMILY_TITLES = {
-    "rule": "Rule-based gender stereotypes",
-    "lexical": "Lexical: representation, co-occurrence, stereotype rate",
-    "embedding": "Embedding: projection and anchors",
-}
+#: Families shown in a section of their own instead of the metric tables.
+OWN_SECTION = frozenset({"misalignment"})
+
+
+def family_title(family: str) -> str:
+    """The registered title of a metric family (its name when it is not registered)."""
+    return METRIC_FAMILIES.meta(family)["title"] if family in METRIC_FAMILIES else family
 
 
 @register_section("audit", order=20)
@@ -104,10 +111,10 @@ def metrics(ctx: ReportContext) -> Section | None:
     parts = []
     families = list(dict.fromkeys(n.split(".", 1)[0] for n in ms))
     for fam in families:
-        if fam == "misalignment":
+        if fam in OWN_SECTION:
             continue
         sub = {k: v for k, v in ms.items() if k.split(".", 1)[0] == fam}
-        parts.append(f"<h3>{esc(_FAMILY_TITLES.get(fam, fam))}</h3>")
+        parts.append(f"<h3>{esc(family_title(fam))}</h3>")
         parts.append(
             html_table(
                 ["metric", "value [95% CI]", "n", "per group"],

@@ -22,6 +22,7 @@ from typing import Any
 from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash, texts_hash
 from synthbias.core.records import CorpusError, read_corpus
+from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.core.steps import Steps
 from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
 from synthbias.core.version import __version__
@@ -458,9 +459,10 @@ def audit_corpus(
 ) -> AuditResult:
     """Measure ``data`` with every family that applies and check budgets.
 
-    Families default to rule, lexical and embedding, plus misalignment when a ``reference`` is
-    given. Raises :class:`AuditError` for unreadable input or an unknown budget key (the message
-    lists the metric names this audit produced).
+    Families default to the registered default ones (rule, lexical and embedding, plus
+    misalignment when a ``reference`` is given; :func:`synthbias.measure.api.default_families`).
+    Raises :class:`AuditError` for unreadable input or an unknown budget key (the message lists
+    the metric names this audit produced).
 
     The audit is three named steps: ``load`` (read both datasets), ``measure`` (one unit per
     family) and ``check`` (the budgets). With ``cache`` (a folder; the CLI and
@@ -492,8 +494,7 @@ def audit_corpus(
         fams = check_families(families, ref is not None)
     except MeasureError as exc:
         raise AuditError(str(exc)) from exc
-    needs_encoder = {"embedding", "misalignment"}
-    if encoder is None and needs_encoder & set(fams):
+    if encoder is None and any(METRIC_FAMILIES.meta(f)["needs_encoder"] for f in fams):
         encoder = Encoder()  # loads its model lazily, on the first text it encodes
     base_key = [
         texts_hash(src.texts),

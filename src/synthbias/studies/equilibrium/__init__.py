@@ -1,2 +1,38 @@
 """The equilibrium-dynamics study: recursive generation from seeds at chosen initial bias levels,
-the direction of the stereotype per generation, and the fixed point it settles at."""
+the direction of the stereotype per generation, and the fixed point it settles at.
+
+Registered as the experiment kind ``equilibrium`` (config section ``study``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from synthbias.core.registry import STUDIES
+from synthbias.studies.equilibrium import report
+from synthbias.studies.equilibrium.console import print_equilibrium
+from synthbias.studies.equilibrium.runner import run_equilibrium
+
+
+def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
+    """The console summary of a finished run, then what it wrote where."""
+    print_equilibrium(results, console)
+    t = results["timing"]
+    console.print(
+        f"Generated {t['texts_generated']} texts in {t['generation_seconds']:.0f} s "
+        f"(total {t['total_seconds']:.0f} s). Output: {out}/ (results.json, results.csv, "
+        "bias_by_generation.png, report.html, corpora/)"
+    )
+
+
+STUDIES.register(
+    "equilibrium",
+    run_equilibrium,
+    section="study",
+    printer=print_summary,
+    report=report,
+    description="recursive generation: where does bias settle?",
+)

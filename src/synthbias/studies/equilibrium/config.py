@@ -12,6 +12,7 @@ from pydantic import (
 from synthbias.core.schema import StrictModel
 from synthbias.generate.prompts import prompt_templates
 from synthbias.measure.names import canonical
+from synthbias.mitigate import check_strategies
 from synthbias.train.config import FinetuneConfig
 
 
@@ -22,15 +23,19 @@ class EquilibriumMitigationConfig(StrictModel):
     generation-0 corpora, balanced by ``debias_method``) before it generates; ``swap``: after
     each generation a ``swap_fraction`` of its texts is replaced by gender-swapped twins (CDA);
     ``contrastive``: every generated text's twin is added; ``prompt``: the fairness variant
-    (``<prompt>_fair``) of the generation prompt.
+    (``<prompt>_fair``) of the generation prompt. The choices are the strategies registered for
+    the ``equilibrium`` pipeline (:func:`synthbias.mitigate.strategy_names`).
     """
 
-    strategies: list[Literal["debiased_finetune", "swap", "contrastive", "prompt"]] = Field(
-        default_factory=list
-    )
+    strategies: list[str] = Field(default_factory=list)
     swap_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     debias_method: Literal["swap", "filter"] = "swap"
     finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(max_length=192))
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v: list[str]) -> list[str]:
+        return check_strategies(v, "equilibrium", combine=False)
 
 
 class EquilibriumStudyConfig(StrictModel):

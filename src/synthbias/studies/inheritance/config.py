@@ -12,19 +12,9 @@ from pydantic import (
 
 from synthbias.core.schema import StrictModel
 from synthbias.lexicon.bias_types import DIMENSIONS, bias_types
+from synthbias.mitigate import check_strategies
 from synthbias.tasks import list_tasks
 from synthbias.train.config import FinetuneConfig
-
-InheritanceStrategy = Literal[
-    "token",
-    "mask_loss",
-    "mask_input",
-    "loss_weight",
-    "loss_consistency",
-    "swap",
-    "contrastive",
-    "prompt",
-]
 
 
 class InheritanceMitigationConfig(StrictModel):
@@ -36,14 +26,20 @@ class InheritanceMitigationConfig(StrictModel):
     (``weight_strength``); ``loss_consistency``: a twin-consistency loss term
     (``consistency_weight``); ``swap``: a ``swap_fraction`` of the augmented examples replaced by
     group-swapped twins; ``contrastive``: every augmented example's twin added; ``prompt``: a
-    fairness instruction in the augmentation prompts.
+    fairness instruction in the augmentation prompts. The choices are the strategies registered
+    for the ``inheritance`` pipeline (:func:`synthbias.mitigate.strategy_names`).
     """
 
-    strategies: list[InheritanceStrategy] = Field(default_factory=list)
+    strategies: list[str] = Field(default_factory=list)
     swap_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     weight_strength: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     consistency_weight: Annotated[float, Field(ge=0.0)] = 1.0
     mask_word: str = "person"
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v: list[str]) -> list[str]:
+        return check_strategies(v, "inheritance", combine=False)
 
 
 class InheritanceStudyConfig(StrictModel):

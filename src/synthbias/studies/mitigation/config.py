@@ -3,7 +3,7 @@ pipeline, the probe and the training budget."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -12,14 +12,9 @@ from pydantic import (
 
 from synthbias.core.schema import StrictModel
 from synthbias.measure.names import canonical
-from synthbias.studies.inheritance.config import InheritanceStrategy
+from synthbias.mitigate import check_strategies
 from synthbias.studies.mitigation.stats import orientation
 from synthbias.train.config import FinetuneConfig
-
-EQUILIBRIUM_STRATEGIES = ("debiased_finetune", "swap", "contrastive", "prompt")
-
-
-INHERITANCE_STRATEGIES: tuple[str, ...] = get_args(InheritanceStrategy)
 
 
 class MitigationStudyConfig(StrictModel):
@@ -32,7 +27,8 @@ class MitigationStudyConfig(StrictModel):
     same optimizer steps (``steps``, default the baseline's epochs x batches) and batch size;
     ``epochs`` the same passes over its own data. ``families`` names the corpus metrics reported
     as properties of the training data. Training-time strategies (token, mask_*, loss_*) are
-    compared at the mixed ratios (0 < r < 1) of ``inheritance.ratios`` only.
+    compared at the mixed ratios (0 < r < 1) of ``inheritance.ratios`` only. The choices are the
+    strategies registered for each pipeline (:func:`synthbias.mitigate.strategy_names`).
     """
 
     equilibrium: list[str] = Field(
@@ -75,19 +71,9 @@ class MitigationStudyConfig(StrictModel):
     @field_validator("equilibrium")
     @classmethod
     def _eq(cls, v: list[str]) -> list[str]:
-        return _check_strategies(v, EQUILIBRIUM_STRATEGIES)
+        return check_strategies(v, "equilibrium")
 
     @field_validator("inheritance")
     @classmethod
     def _inh(cls, v: list[str]) -> list[str]:
-        return _check_strategies(v, INHERITANCE_STRATEGIES)
-
-
-def _check_strategies(v: list[str], known: tuple[str, ...]) -> list[str]:
-    for entry in v:
-        bad = [p for p in entry.split("+") if p not in known]
-        if bad or not entry:
-            raise ValueError(f"unknown strategy {entry!r}; choose from {', '.join(known)}")
-    if len(set(v)) != len(v):
-        raise ValueError(f"strategies must be distinct, got {v}")
-    return v
+        return check_strategies(v, "inheritance")

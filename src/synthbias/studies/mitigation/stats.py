@@ -2,10 +2,11 @@
 
 Why a module of its own: every comparison in the study must (a) read each bias metric in one
 orientation (positive = towards the stereotype, or towards the majority group where a metric
-has no stereotype direction), (b) take its interval from a resampling that matches the design
-(a *paired* bootstrap over probes and seeds when two models answer the same probes; independent
-resamples when two corpora hold different texts), and (c) pool levels by averaging bootstrap
-replicates, never CI bounds. The task engineers' paired bootstrap for task metrics lives in
+has no stereotype direction; each metric family registers its metrics' orientations with it),
+(b) take its interval from a resampling that matches the design (a *paired* bootstrap over
+probes and seeds when two models answer the same probes; independent resamples when two
+corpora hold different texts), and (c) pool levels by averaging bootstrap replicates, never CI
+bounds. The task engineers' paired bootstrap for task metrics lives in
 ``synthbias.tasks``; this is the study's own small one.
 """
 
@@ -13,56 +14,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from synthbias.core.registry import METRIC_FAMILIES
+from synthbias.measure.names import MAGNITUDE, MAJORITY, STEREO, Orientation
 from synthbias.measure.result import percentile_interval
 
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5% level, 80% power
 
-
-@dataclass(frozen=True)
-class Orientation:
-    """How a metric's raw value maps onto "positive = more bias in the stereotyped direction".
-
-    ``sign`` +1 keeps the raw sign, -1 flips it, 0 follows the lean of the baseline (for group
-    leans such as a male-positive term imbalance: positive = towards the baseline's majority
-    group); ``neutral`` is the raw value of no bias (0.5 for a rate of choosing the stereotype).
-    """
-
-    sign: int
-    neutral: float = 0.0
-    meaning: str = "towards the stereotype"
+__all__ = ["MAGNITUDE", "MAJORITY", "STEREO", "Orientation", "orientation", "orientation_table"]
 
 
-STEREO = Orientation(1)
-MAJORITY = Orientation(0, meaning="towards the baseline's majority group")
-MAGNITUDE = Orientation(1, meaning="away from parity (unsigned)")
-
-#: Orientation of every metric the study compares (task metrics by the name after the task).
-ORIENTATIONS: dict[str, Orientation] = {
-    "rule.gender.stereotype_rate": STEREO,
-    "rule.gender.signed_bias": STEREO,
-    "rule.gender.gendered_term_imbalance": MAJORITY,  # raw: male-positive
-    "embedding.gender.mean_abs_projection": MAGNITUDE,
-    "embedding.gender.mean_projection": MAJORITY,  # raw: female-positive
-    "embedding.gender.anchor_bias": MAJORITY,  # raw: female-positive
-    "probe.gender.pronoun_preference": STEREO,
-    "probe.gender.stereotype_win_rate": Orientation(1, 0.5),
-    "probe.gender.classifier_stereotype_rate": Orientation(1, 0.5),
-    "bias.s_amb": STEREO,
-    "bias.stereotype_rate": STEREO,
-    "bias.stereo_pref": STEREO,
-    "bias.stereo_pref_paired": Orientation(1, 0.5),
-    "bias.pro_anti_gap": STEREO,
-    "bias.s_amb_p": STEREO,
-    "bias.stereotype_p": Orientation(1, 0.5),
-    "bias.stereo_pref_p": STEREO,
-    "bias.pro_anti_gap_p": STEREO,
-    "bias.sentiment_gap_p": MAGNITUDE,  # max - min of P(positive) over groups, like sentiment_gap
-}
+def orientation_table() -> dict[str, Orientation]:
+    """Orientation of every metric the study can compare: what each metric family registered
+    (:data:`~synthbias.core.registry.METRIC_FAMILIES`, ``orientations``), task bias metrics by
+    the name after the task (``bias.s_amb``)."""
+    return {m: o for e in METRIC_FAMILIES.entries() for m, o in e.meta["orientations"].items()}
 
 
 def orientation(metric: str) -> Orientation:
@@ -70,18 +39,19 @@ def orientation(metric: str) -> Orientation:
 
     Group gaps (``*_gap``) and AUC shortfalls (``*_shortfall``) are unsigned magnitudes.
     """
-    if metric in ORIENTATIONS:
-        return ORIENTATIONS[metric]
+    table = orientation_table()
+    if metric in table:
+        return table[metric]
     i = metric.find("bias.")
     tail = metric[i:] if i >= 0 else metric
     tail = tail.split("[", 1)[0]  # per-axis rows: bias.x_gap[gender]
-    if tail in ORIENTATIONS:
-        return ORIENTATIONS[tail]
+    if tail in table:
+        return table[tail]
     if tail.endswith(("_gap", "_shortfall")):
         return MAGNITUDE
     raise KeyError(
-        f"metric {metric!r} has no orientation; add it to "
-        "synthbias.studies.mitigation.stats.ORIENTATIONS"
+        f"metric {metric!r} has no orientation; register it with its metric family "
+        "(synthbias.core.registry.METRIC_FAMILIES, orientations=...)"
     )
 
 

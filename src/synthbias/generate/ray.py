@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from synthbias.core.hashing import derive_seed
-from synthbias.generate import load_backend
+from synthbias.generate import BACKENDS, load_backend
 from synthbias.generate.cache import RUN_CACHE_NAME, CachedBackend, shared_cache_path
 from synthbias.generate.protocol import Backend, Completion, Prompt, SamplingParams, TextLogprobs
 
@@ -60,41 +60,12 @@ class BackendSpec:
 def backend_spec(
     cfg: Any, seed: int = 0, run_dir: str | os.PathLike[str] | None = None
 ) -> BackendSpec:
-    """The :class:`BackendSpec` of a ``GeneratorConfig`` (``cache_path`` from ``cfg.cache``).
+    """The :class:`BackendSpec` of a ``GeneratorConfig`` (``cache_path`` from ``cfg.cache``); the
+    constructor's arguments come from the backend's registry entry (``config_kwargs``).
 
     ``cache: run`` needs ``run_dir`` (without one there is no cache).
     """
-    kwargs: dict[str, Any] = {}
-    if cfg.backend == "llamacpp":
-        n_threads = cfg.n_threads
-        if n_threads is None and cfg.ray is not None:  # one actor must not take every core
-            n_threads = max(1, int(cfg.ray.num_cpus))
-        kwargs.update(
-            model_path=cfg.model_path,
-            n_ctx=cfg.n_ctx,
-            n_threads=n_threads,
-            batch_size=cfg.batch_size,
-        )
-    elif cfg.backend == "hf":
-        kwargs.update(
-            model_path=cfg.model_path,
-            device=cfg.device,
-            dtype=cfg.dtype or "float32",
-            batch_size=cfg.batch_size,
-            n_threads=cfg.n_threads,
-        )
-    elif cfg.backend == "openai":
-        kwargs.update(
-            base_url=cfg.base_url,
-            model=cfg.model,
-            api_key_env=cfg.api_key_env,
-            endpoint=cfg.endpoint,
-            concurrency=cfg.concurrency,
-            timeout=cfg.timeout,
-            max_retries=cfg.max_retries,
-        )
-    elif cfg.backend == "vllm":
-        kwargs.update(model_path=cfg.model_path, dtype=cfg.dtype or "auto", seed=seed)
+    kwargs: dict[str, Any] = dict(BACKENDS.meta(cfg.backend)["config_kwargs"](cfg, seed))
     kwargs.update(cfg.options)
     cache_path: str | None = None
     if cfg.cache == "run" and run_dir is not None:

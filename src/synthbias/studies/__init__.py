@@ -4,26 +4,12 @@ pages (equilibrium, inheritance, mitigation), plus the audit, forecast and probe
 Importing this package registers every study in :data:`synthbias.core.registry.STUDIES` (each
 study's package does it: its runner, config section, console printer and report pages, which
 register with :func:`synthbias.report.html.register_section`), the generic report sections every
-kind gets, and the pronoun probe's metric family (``probe.gender.*``) with the orientation of its
-metrics. The forecast is not imported here: it reads whole configs, so it sits beside the entry
-points' imports.
+kind gets, and the pronoun probe's metric family (``probe.gender.*``, registered by
+:mod:`synthbias.studies.probe`). The forecast is not imported here: it reads whole configs,
+so it sits beside the entry points' imports.
 """
 
-from synthbias.core.registry import METRIC_FAMILIES
-from synthbias.measure.names import STEREO, Orientation
 from synthbias.report import generic as _generic_sections  # noqa: F401 - registers the sections
 from synthbias.studies import audit, equilibrium, inheritance, mitigation, probe
 
 __all__ = ["audit", "equilibrium", "inheritance", "mitigation", "probe"]
-
-METRIC_FAMILIES.register(
-    "probe",
-    probe.downstream_bias,
-    title="Pronoun probe: a model LoRA-tuned on the corpus",
-    corpus=False,
-    orientations={
-        probe.PREFERENCE: STEREO,
-        probe.WIN_RATE: Orientation(1, 0.5),
-        probe.CLASSIFIER_RATE: Orientation(1, 0.5),
-    },
-)

@@ -71,13 +71,14 @@ import numpy as np
 import yaml
 
 from synthbias.core.hashing import dir_fingerprint, stable_hash, texts_hash
+from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.core.store import atomic_write_text
 from synthbias.generate.models import default_model_path, model_fingerprint
 from synthbias.generate.prompts import fill_template, seed_templates
 from synthbias.lexicon import FEMALE_CODED, MALE_CODED, Lexicon, match_case, pronoun_reading
 from synthbias.lexicon import load_lexicon as _load_lexicon
 from synthbias.lexicon.occupations import check_thresholds
-from synthbias.measure.names import canonical_keys
+from synthbias.measure.names import STEREO, Orientation, canonical_keys
 from synthbias.measure.result import CI, MetricResult, bootstrap_ci
 from synthbias.measure.rules import GenderRuleScorer
 from synthbias.measure.scoring import conditional_logprobs
@@ -880,3 +881,16 @@ __all__ = [
     "texts_hash",
     "validate_templates",
 ]
+
+
+METRIC_FAMILIES.register(
+    "probe",
+    downstream_bias,
+    title="Pronoun probe: a model LoRA-tuned on the corpus",
+    corpus=False,
+    orientations={
+        PREFERENCE: STEREO,
+        WIN_RATE: Orientation(1, 0.5),
+        CLASSIFIER_RATE: Orientation(1, 0.5),
+    },
+)

@@ -49,8 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import synthbias.mitigate  # noqa: F401 - registers the strategies read below
 from synthbias.core.cpu import run_environment
 from synthbias.core.records import read_jsonl
+from synthbias.core.registry import MITIGATIONS
 from synthbias.core.steps import Steps
 from synthbias.core.store import (
     atomic_write_text,
@@ -78,7 +80,7 @@ ProgressFactory = Callable[[str, int], Any]
 Reps = tuple[float, float, np.ndarray, np.ndarray]
 
 #: Strategies that act while training, on augmented examples (compared at mixed ratios only).
-TRAINING_TIME = frozenset({"token", "mask_loss", "mask_input", "loss_weight", "loss_consistency"})
+TRAINING_TIME = frozenset(MITIGATIONS.names(kind="training"))
 
 
 def _strategies(entry: str) -> list[str]:

@@ -18,7 +18,7 @@ from weights import PIPELINE_WEIGHTS
 from synthbias.cli import app
 from synthbias.config import load_config
 from synthbias.core.records import read_jsonl
-from synthbias.studies.inheritance.runner import DefaultBackendLoader
+from synthbias.studies.inheritance.training import DefaultBackendLoader
 
 pytestmark = pytest.mark.slow
 

@@ -165,7 +165,7 @@ class KeyedFakeTrainer:
     """The real trainer's cache keys and example building, with the training faked."""
 
     def __init__(self, study) -> None:
-        from synthbias.studies.inheritance.runner import LoRATrainer, training_examples
+        from synthbias.studies.inheritance.training import LoRATrainer, training_examples
 
         self.real = LoRATrainer(study)
         self.study = study

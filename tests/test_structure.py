@@ -69,7 +69,7 @@ KNOWN_FUNCTION_IMPORTS: dict[str, int] = {
     "synthbias": 2,
     "synthbias.studies.equilibrium.report": 2,
     "synthbias.studies.equilibrium.runner": 1,
-    "synthbias.studies.inheritance.runner": 1,
+    "synthbias.studies.inheritance.results": 1,
     "synthbias.studies.mitigation.runner": 1,
 }
 

@@ -1,37 +1,20 @@
-"""The inheritance study's design around the sweep: arms, augmentation up the ladder, effects.
+"""The inheritance study's design: its arms, the sweep's training sets, and the effects read off it.
 
-Kept out of :mod:`synthbias.studies.inheritance.runner` (the sweep's steps) so the design can grow
-without
-touching the runner: the augmentation arms (one per requested strength plus the strength-0
-control), each written up the fallback ladder and checked, with the dose-response over strengths;
-which misalignment factors are undefined for the design; and each arm's downstream bias change
-against the real-only model and the control arm (paired, from the stored task answers).
+Kept out of the steps (:mod:`synthbias.studies.inheritance.steps`) so the design can grow without
+touching them: the augmentation arms (one per requested strength plus the strength-0 control),
+the cells of the sweep (one training set per bias type, arm, ratio and training seed), which
+misalignment factors are undefined for the design, and each arm's downstream bias change against
+the real-only model and the control arm (paired, from the stored task answers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from synthbias.core.records import Record, read_jsonl, write_jsonl
-from synthbias.core.steps import Steps
-from synthbias.generate.factory import make_backend
-from synthbias.generate.protocol import Backend, SamplingParams
-from synthbias.measure.bias_dimensions import check_augmentation, dose_response
-from synthbias.studies.inheritance.augment import (
-    BiasSpec,
-    augment,
-    augment_carried,
-    augment_with_methods,
-)
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.tasks.paired import compare_pairs
-
-if TYPE_CHECKING:
-    from synthbias.config import ExperimentConfig
-
-ProgressFactory = Callable[[str, int], Any]
 
 
 def study_arms(study: InheritanceStudyConfig) -> list[tuple[str, float]]:
@@ -42,119 +25,49 @@ def study_arms(study: InheritanceStudyConfig) -> list[tuple[str, float]]:
     return arms + ([("control", 0.0)] if study.control else [])
 
 
-def augment_arms(
-    study: InheritanceStudyConfig,
-    config: ExperimentConfig,
-    real: list[Record],
-    real_key: str,
-    gen_key: str,
-    params: SamplingParams,
-    fair: bool,
-    cache: Path,
-    steps: Steps,
-    backend: Backend | None,
-    progress: ProgressFactory | None,
-    key: Callable[..., str],
-) -> tuple[
-    dict[tuple[str, int, str], list[Record]],
-    list[dict[str, Any]],
-    list[dict[str, Any]],
-    list[dict[str, Any]],
-    Backend | None,
-]:
-    """Every arm's augmented set per (bias type, seed), with its checks and dose-response.
+@dataclass(frozen=True)
+class Cell:
+    """One training set of the sweep, a replicate: a bias type's arm mixed with the real data at
+    ``ratio`` under training seed ``seed``.
 
-    The fallback ladder is climbed per dimension at the top requested strength; the rung found
-    is reused for every other strength and the control arm (same prompts and exemplar count), so
-    strengths differ only in bias injection. Each single-dimension set is a unit of the
-    ``augment`` step, cached under ``cache/augmented/`` by ``key(...)`` of everything that
-    changes it.
+    At ratio 0 (the real-only set, one per bias type and seed) ``arm`` is ``"real"`` and
+    ``strength`` ``None``; ``source_arm`` is the arm whose augmented set is mixed in (the first
+    arm at ratio 0, where it contributes no records). ``name`` names its mix file.
     """
 
+    bias_type: str
+    arm: str
+    strength: float | None
+    ratio: float
+    seed: int
+    source_arm: str
+    name: str
+
+
+def sweep_cells(study: InheritanceStudyConfig) -> list[Cell]:
+    """Every training set, by seed, bias type, arm, then ratio; every arm shares the ratios and
+    seeds, and r = 0 is the real-only set, once per (bias type, seed)."""
     arms = study_arms(study)
-    top = max([s for _, s in arms] + list(study.check_strengths))
-    n_aug_total = len(study.bias_types) * len(study.seeds) * study.n_augmented * len(arms)
-    bar = progress("augmenting", n_aug_total) if progress else None
-    holder: dict[str, Backend | None] = {"backend": backend}
-
-    def writer(seed: int) -> Any:
-        def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
-            name = key(gen_key, spec.to_dict(), n, real_key, seed, study.filter_retries)
-            dim = spec.dimensions[0]
-            path = cache / "augmented" / f"{spec.bias_type}-{dim}-s{seed}-{name}.jsonl"
-
-            def compute() -> list[Record]:
-                if holder["backend"] is None:
-                    holder["backend"] = make_backend(
-                        config.generator, seed=config.seed, run_dir=cache
-                    )
-                return augment(
-                    real,
-                    spec,
-                    holder["backend"],  # type: ignore[arg-type]
-                    n,
-                    params,
-                    seed=seed,
-                    k_shots=study.k_shots,
-                    chunk_size=config.generator.batch_size,
-                    fair=fair,
-                    filter_retries=study.filter_retries,
-                    id_prefix=f"{prefix}-p{spec.strength:g}",
-                )
-
-            return steps.cached("augment", path, compute, read_jsonl, write_jsonl)
-
-        return write
-
-    augmented: dict[tuple[str, int, str], list[Record]] = {}
-    checks: list[dict[str, Any]] = []
-    ladder: list[dict[str, Any]] = []
-    dose: list[dict[str, Any]] = []
-    n_res = config.measure.n_resamples
+    cells = []
     for seed in study.seeds:
-        write = writer(seed)
         for bt in study.bias_types:
-            dims = tuple(study.dimensions)
-            found = augment_carried(
-                write,
-                real,
-                BiasSpec(bt, dims, top),
-                study.n_augmented,
-                ladder=study.fallback,
-                n_resamples=n_res,
-                seed=seed,
-            )
-            ladder += [{"bias_type": bt, "seed": seed, **t} for t in found.tried]
-            by_strength: dict[float, list[Record]] = {top: found.records}
             for arm, strength in arms:
-                if strength not in by_strength:
-                    by_strength[strength] = augment_with_methods(
-                        write, BiasSpec(bt, dims, strength), study.n_augmented, found.methods
-                    )
-                recs = by_strength[strength]
-                augmented[(bt, seed, arm)] = recs
-                for c in check_augmentation(real, recs, n_resamples=n_res, seed=seed):
-                    checks.append({"bias_type": bt, "seed": seed, "arm": arm, **c.to_dict()})
-                if bar:
-                    bar.update(len(recs))
-            for strength in study.check_strengths:
-                if strength not in by_strength:
-                    by_strength[strength] = augment_with_methods(
-                        write, BiasSpec(bt, dims, strength), study.n_augmented, found.methods
-                    )
-                    for c in check_augmentation(
-                        real, by_strength[strength], n_resamples=n_res, seed=seed
-                    ):
-                        checks.append(
-                            {"bias_type": bt, "seed": seed, "arm": f"check-s{strength:g}"}
-                            | c.to_dict()
+                for ratio in study.ratios:
+                    if ratio == 0 and arm != arms[0][0]:
+                        continue
+                    label = "real" if ratio == 0 else bt if len(arms) == 1 else f"{bt}-{arm}"
+                    cells.append(
+                        Cell(
+                            bias_type=bt,
+                            arm="real" if ratio == 0 else arm,
+                            strength=None if ratio == 0 else strength,
+                            ratio=ratio,
+                            seed=seed,
+                            source_arm=arm,
+                            name=f"{label}-r{ratio:g}-s{seed}",
                         )
-            if len(by_strength) >= 2:
-                for d in dose_response(real, by_strength, n_resamples=n_res, seed=seed):
-                    dose.append({"seed": seed, **d})
-    if bar:
-        bar.close()
-    return augmented, checks, ladder, dose, holder["backend"]
+                    )
+    return cells
 
 
 def left_out_factors(factors: dict[tuple[str, str, float, int], dict[str, Any]]) -> dict[str, str]:

@@ -19,10 +19,9 @@ from synthbias.generate import load_backend
 from synthbias.generate.config import GeneratorConfig
 from synthbias.generate.protocol import Backend
 from synthbias.lexicon.bias_types import get_bias_type
-from synthbias.mitigate.contrastive import contrastive_augment
+from synthbias.mitigate import apply_data
 from synthbias.mitigate.loss import ConsistencyLoss, attach_twins, bias_weights, example_bias_scores
 from synthbias.mitigate.mask import mask_examples
-from synthbias.mitigate.swap import swap_augment
 from synthbias.mitigate.token import DEFAULT_TAGS, TaggedBackend, tag_examples, tag_tokens
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.inheritance.keys import content_key
@@ -51,14 +50,16 @@ class BackendLoader(Protocol):
 def apply_data_mitigations(
     records: Sequence[Record], study: InheritanceStudyConfig, seed: int
 ) -> list[Record]:
-    """Swap (CDA) and contrastive augmentation, applied to the augmented part of a mix."""
-    out = list(records)
-    strategies = study.mitigation.strategies
-    if "swap" in strategies:
-        out = swap_augment(out, study.mitigation.swap_fraction, seed, only_source="augmented")
-    if "contrastive" in strategies:
-        out = contrastive_augment(out, only_source="augmented")
-    return out
+    """The data strategies (swap, contrastive, any other registered ``data`` strategy of the
+    inheritance pipeline), applied to the augmented part of a mix in registration order."""
+    return apply_data(
+        records,
+        study.mitigation.strategies,
+        study.mitigation,
+        seed,
+        pipeline="inheritance",
+        only_source="augmented",
+    )
 
 
 def sft_examples(records: Sequence[Record]) -> list[Any]:

@@ -123,3 +123,44 @@ def test_monkeypatching_an_api_name(monkeypatch) -> None:
     assert synthbias.measure(["x"]) == "patched"
     monkeypatch.undo()
     assert callable(synthbias.measure) and hasattr(synthbias.measure, "api")
+
+
+def test_api_keeps_runs_of_two_kinds_apart(api_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """An audit into a run folder (or a run into an audit folder) is refused before any work,
+    and an audit of other texts needs overwrite=True."""
+    from synthbias.core.store import OutputFolderError
+    from synthbias.studies.audit.runner import AuditError
+
+    out, _ = api_run
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(AuditError, match="holds an equilibrium run"):
+        synthbias.audit(TEXTS, out=out, **RULE)
+    assert (out / "results.csv").read_bytes() == before
+    audit_dir = tmp_path / "a"
+    synthbias.audit(TEXTS, out=audit_dir, **RULE)
+    with pytest.raises(OutputFolderError, match="holds an audit run"):
+        synthbias.run(CONFIG, out=audit_dir)
+    with pytest.raises(AuditError, match="different input"):
+        synthbias.audit(TEXTS[:5], out=audit_dir, **RULE)
+    assert (
+        synthbias.audit(TEXTS[:5], out=audit_dir, overwrite=True, **RULE).source.texts == TEXTS[:5]
+    )
+    with pytest.raises(ValueError, match="needs an out= folder"):
+        synthbias.audit(TEXTS, mlflow=True, **RULE)
+
+
+def test_generate_api_from_any_data(tmp_path: Path) -> None:
+    """synthbias.api.generate reads a seed corpus from what measure reads (a list, a DataFrame,
+    a file) and writes one new generation; prompts= completes prompts instead."""
+    from synthbias.api import generate
+
+    recs = generate(TEXTS, backend="fake", n=4, out=tmp_path / "g.jsonl")
+    assert [r.generation for r in recs] == [1] * 4 and recs[0].parents[0].startswith("text-")
+    again = generate(tmp_path / "g.jsonl", backend="fake", n=2)
+    assert {r.generation for r in again} == {2}  # a synthbias corpus keeps its generations
+    outs = generate(prompts=["Say hi."], backend="fake", n=3)
+    assert len(outs) == 3 and outs[0].meta["prompt"] == "Say hi."
+    with pytest.raises(ValueError, match="not both or neither"):
+        generate(TEXTS, prompts=["x"], backend="fake")
+    with pytest.raises(ValueError, match=r"\{examples\} slot"):
+        generate(TEXTS, template="no slot here", backend="fake")

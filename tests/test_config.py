@@ -24,21 +24,21 @@ def test_hash_changes_with_content() -> None:
 
 def test_unknown_key_named_with_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
-    p.write_text("seed: 1\nstudy:\n  levels: [0.1]\n  generashuns: 3\n")
+    p.write_text("kind: equilibrium\nseed: 1\nstudy:\n  levels: [0.1]\n  generashuns: 3\n")
     with pytest.raises(ConfigError) as exc:
         load_config(p)
     msg = str(exc.value)
     assert "study.generashuns" in msg and "unknown key" in msg
-    assert f"{p}:4" in msg
+    assert f"{p}:5" in msg
 
 
 def test_bad_value_named(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
-    p.write_text("study:\n  levels: [0.1, 1.5]\n")
+    p.write_text("kind: equilibrium\nstudy:\n  levels: [0.1, 1.5]\n")
     with pytest.raises(ConfigError) as exc:
         load_config(p)
     assert "study.levels.1" in str(exc.value)
-    assert f"{p}:2" in str(exc.value)
+    assert f"{p}:3" in str(exc.value)
 
 
 def test_bad_backend_and_types() -> None:
@@ -91,3 +91,40 @@ def test_example_task_sizes_are_defined(name: str, benchmarks: Path) -> None:
     assert sizes and all(n >= 2 for n in sizes.values())
     for task, n in cfg.tasks.sizes.items():
         assert sizes[task] == n
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n", "seed: 3\nstudy: {n: 8}\n"])
+def test_config_file_without_kind_is_an_error(tmp_path: Path, text: str) -> None:
+    """An empty file used to run the whole default study; a file must name its study."""
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{p}:1: the config (is empty|has no 'kind:' key)"):
+        load_config(p)
+    p.write_text("kind: equilibrium\n" + text)
+    assert load_config(p).kind == "equilibrium"
+    assert parse_config({}).kind == "equilibrium"  # a Python mapping keeps its default
+
+
+def test_check_inputs_reads_the_named_files(tmp_path: Path) -> None:
+    from synthbias.config import check_inputs
+
+    real = tmp_path / "real.csv"
+    text = f"kind: inheritance\ngenerator:\n  model_path: {tmp_path}/no.gguf\ninheritance:\n"
+    text += f"  real_data: {real}\n"
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    cfg = load_config(p)  # loading reads no data file: a finished run's config always loads
+    with pytest.raises(ConfigError) as exc:
+        check_inputs(cfg, p, text)
+    msg = str(exc.value)
+    assert f"{p}:3: generator.model_path: no such file: {tmp_path}/no.gguf" in msg
+    assert f"{p}:5: inheritance.real_data: {real}: no such file" in msg
+    real.write_text("id,sentence\n1,hello\n")
+    with pytest.raises(ConfigError, match=r"real_data: .*real\.csv:1: no column 'text'"):
+        check_inputs(cfg)
+    real.write_text("id,text\n1,hello\n")
+    gguf = tmp_path / "no.gguf"
+    gguf.write_bytes(b"GGUF")
+    check_inputs(cfg)
+    eq = parse_config({"kind": "equilibrium", "inheritance": {"real_data": "missing.csv"}})
+    check_inputs(eq)  # a section the study does not read is not checked

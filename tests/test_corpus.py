@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbias.core.records import CorpusError, Record, read_jsonl, write_jsonl
+from synthbias.core.records import CorpusError, Record, read_corpus, read_jsonl, write_jsonl
 
 
 def test_round_trip_keeps_provenance(tmp_path: Path) -> None:
@@ -116,3 +116,22 @@ def test_very_long_text_is_data(tmp_path: Path) -> None:
     long = "word " * 200_000
     (tmp_path / "l.csv").write_text(f'text\n"{long}"\n')
     assert len(read_corpus(tmp_path / "l.csv")[0].text) == len(long)
+
+
+def test_folder_and_suffixless_paths_say_what_is_read(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"is a folder; give a corpus file: a \.jsonl, \.csv"):
+        read_corpus(tmp_path)
+    bare = tmp_path / "corpus"
+    bare.write_text('{"text": "a"}\n')
+    with pytest.raises(CorpusError, match="no file suffix to tell the format by"):
+        read_corpus(bare)
+    assert read_corpus(bare, fmt="jsonl")[0].text == "a"
+
+
+def test_invalid_json_names_the_column(tmp_path: Path) -> None:
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "ok"}\n{"text": "a", "x": tru}\n')
+    with pytest.raises(
+        CorpusError, match=r"c\.jsonl:2: invalid JSON at column 20: Expecting value"
+    ):
+        read_corpus(p)

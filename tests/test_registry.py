@@ -218,7 +218,7 @@ def test_new_family_in_the_audit_and_its_report(toy_family: str, tmp_path: Path)
 def test_new_family_in_the_cli(toy_family: str, tmp_path: Path) -> None:
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    args = ["measure", str(corpus), "--metrics", f"rule,{toy_family}", "--n-resamples", "40"]
+    args = ["measure", str(corpus), "--metrics", f"rule,{toy_family}", "--n-resamples", "50"]
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "m.json")])
     assert res.exit_code == 0, res.output
     assert TOY_METRIC in json.loads((tmp_path / "m.json").read_text())["metrics"]

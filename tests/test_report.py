@@ -267,3 +267,38 @@ def test_report_failure_does_not_lose_the_run(tmp_path: Path, monkeypatch) -> No
         small_run(tmp_path / "run", generations=1)
     assert (tmp_path / "run" / "results.json").is_file()
     assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_sample_browser_caps_long_texts(tmp_path: Path) -> None:
+    """A 5 MB text was copied whole into report.html; the page shows the first
+    MAX_SAMPLE_CHARS characters and says so, while samples.jsonl keeps the whole text."""
+    import synthbias
+
+    cap = report_html.MAX_SAMPLE_CHARS
+    long_text = "The nurse said she was late. " + "x" * (5 * cap) + " END-OF-TEXT"
+    page = report_html.sample_browser(
+        [{"id": "a", "text": long_text}, {"id": "b", "text": "hi"}], ["id"]
+    )
+    assert "END-OF-TEXT" not in page and "x" * (cap - 40) in page
+    assert f"{len(long_text) - cap:,} more characters" in page
+    assert f"1 text is shown cut at {cap:,} characters" in page
+    short = report_html.sample_browser([{"id": "b", "text": "<b>hi</b>"}], ["id"])
+    assert "&lt;b&gt;hi&lt;/b&gt;" in short and "cut at" not in short
+
+    out = tmp_path / "audit"
+    synthbias.audit(
+        [long_text, "The pilot said he was ready."], families=["rule"], n_resamples=50, out=out
+    )
+    html_text = (out / "report.html").read_text()
+    assert "END-OF-TEXT" not in html_text and len(html_text) < len(long_text)
+    samples = [json.loads(ln) for ln in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples[0]["text"] == long_text
+
+
+def test_report_out_a_folder_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps({"kind": "toy"}))
+    res = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder" in res.output
+    assert not (tmp_path / "report.html").exists()

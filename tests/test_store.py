@@ -225,3 +225,36 @@ def test_real_run_refuses_a_second_run_on_its_folder(tmp_path: Path) -> None:
     assert results["model"]["backend"] == "llama.cpp"
     assert [g["n"] for g in results["levels"][0]["generations"]] == [16, 16]
     assert not (out / LOCK_NAME).exists()  # released on exit
+
+
+def test_folder_kind_and_output_folder_check(tmp_path: Path) -> None:
+    """What a folder holds decides what may be written there: another kind of run never."""
+    from synthbias.core.store import OutputFolderError, check_output_folder, folder_kind
+
+    assert folder_kind(tmp_path / "new") is None and folder_kind(tmp_path) is None
+    assert check_output_folder(tmp_path / "new", "audit") is None
+    eq = tmp_path / "eq"
+    eq.mkdir()
+    (eq / "config.yaml").write_text("seed: 0\n")  # a run stopped before its results, old config
+    assert folder_kind(eq) == "equilibrium"
+    (eq / "results.json").write_text(json.dumps({"kind": "inheritance"}))
+    assert folder_kind(eq) == "inheritance"
+    RunStore(eq).check_manifest("h", "0.1.0", resume=True, kind="mitigation")
+    assert folder_kind(eq) == "mitigation"  # the manifest's word first
+    assert check_output_folder(eq, "mitigation") == "mitigation"
+    with pytest.raises(OutputFolderError, match=r"holds a mitigation run; writing an audit"):
+        check_output_folder(eq, "audit")
+    audit = tmp_path / "audit"
+    (audit / "measure_cache").mkdir(parents=True)  # an audit killed while measuring
+    assert folder_kind(audit) == "audit"
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(OutputFolderError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "f.txt", "audit")
+
+
+def test_manifest_names_what_differs(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.check_manifest("a", "0.1.0", resume=True, kind="audit", what="input")
+    assert store.read_json("manifest.json")["kind"] == "audit"
+    with pytest.raises(FileExistsError, match="a run of a different input"):
+        store.check_manifest("b", "0.1.0", resume=True, kind="audit", what="input")

@@ -1,32 +1,50 @@
-"""Command line: ``synthbias run | equilibrium | generate | measure | audit | forecast``, etc."""
+"""Command line: ``synthbias run | equilibrium | generate | measure | audit | forecast``, etc.
+
+Every user mistake is a one-paragraph error and exit status 2, never a traceback: options are
+checked against the same limits as the config (derived from its pydantic fields, so the two
+cannot disagree), files are read and output folders checked before any model work starts, and a
+server that does not answer is named with the option that changes it.
+"""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from synthbias.config import ExperimentConfig, load_config, parse_config
+from synthbias.api import generate_from_corpus, generate_from_prompts, prompt_template, seed_records
+from synthbias.config import ExperimentConfig, check_inputs, load_config, parse_config
 from synthbias.core.progress import ProgressFactory, tqdm_factory
-from synthbias.core.records import CorpusError, Record, read_corpus, read_jsonl, write_jsonl
+from synthbias.core.records import CorpusError, read_corpus, write_jsonl
 from synthbias.core.registry import BACKENDS, STUDIES
 from synthbias.core.schema import ConfigError
-from synthbias.core.store import RunLock, RunLockedError, atomic_write_text, write_json
-from synthbias.generate import load_backend
+from synthbias.core.store import (
+    OutputFolderError,
+    RunLock,
+    RunLockedError,
+    atomic_write_text,
+    check_output_folder,
+    write_json,
+)
+from synthbias.generate import ModelNotFoundError, load_backend
+from synthbias.generate.config import GeneratorConfig, SamplingConfig
+from synthbias.generate.openai_http import BackendUnavailableError, HTTPBackendError
 from synthbias.generate.protocol import SamplingParams
 from synthbias.measure.api import MeasureError, corpus_families, default_families, measure_corpus
+from synthbias.measure.config import MeasureConfig
 from synthbias.measure.likelihood import SUITES, score_benchmark
 from synthbias.report.html import ReportError, build_report, write_run_report
 from synthbias.report.tracking import TrackingError, log_to_mlflow
-from synthbias.studies.audit.runner import AuditError, audit_corpus, parse_budgets
+from synthbias.studies.audit.runner import AuditError, audit_corpus
 from synthbias.studies.dispatch import run_experiment
-from synthbias.studies.equilibrium.generation import next_generation
+from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
 from synthbias.tasks.spec import TaskError
 
@@ -40,8 +58,81 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-#: A count option: values below 1 are a usage error (exit 2), not an empty run.
-Count = Annotated[int, typer.Option(min=1)]
+
+
+def limits(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """``min``/``max`` of a typer option from the pydantic field ``model.name`` (its ``ge`` and
+    ``le``), so ``--help`` shows, and typer enforces, the limits the config validates. Open
+    bounds (``gt``, ``lt``) cannot be typer limits; :func:`limits_text` words them for the help
+    and the config's validation enforces them (exit 2 as well)."""
+    out: dict[str, Any] = {}
+    for m in model.model_fields[name].metadata:
+        if isinstance(m, Ge):
+            out["min"] = m.ge
+        elif isinstance(m, Le):
+            out["max"] = m.le
+    return out
+
+
+def limits_text(model: type[BaseModel], name: str) -> str:
+    """The field's bounds in words, e.g. ``0 < x <= 1``."""
+    low = high = ""
+    for m in model.model_fields[name].metadata:
+        if isinstance(m, Ge | Gt):
+            low = f"{m.ge} <= " if isinstance(m, Ge) else f"{m.gt} < "
+        elif isinstance(m, Le | Lt):
+            high = f" <= {m.le}" if isinstance(m, Le) else f" < {m.lt}"
+    return f"{low}x{high}" if low or high else ""
+
+
+Generations = Annotated[
+    int,
+    typer.Option(
+        help="Generations after the seed corpus.",
+        **limits(EquilibriumStudyConfig, "generations"),
+    ),
+]
+KShots = Annotated[
+    int,
+    typer.Option(help="Few-shot examples per prompt.", **limits(EquilibriumStudyConfig, "k_shots")),
+]
+BatchSize = Annotated[
+    int, typer.Option(help="Prompts per batch.", **limits(GeneratorConfig, "batch_size"))
+]
+MaxTokens = Annotated[
+    int, typer.Option(help="New tokens per text.", **limits(SamplingConfig, "max_tokens"))
+]
+Temperature = Annotated[
+    float,
+    typer.Option(help="Sampling temperature (0: greedy).", **limits(SamplingConfig, "temperature")),
+]
+TopP = Annotated[
+    float,
+    typer.Option(
+        help=f"Nucleus sampling, {limits_text(SamplingConfig, 'top_p')}.",
+        **limits(SamplingConfig, "top_p"),
+    ),
+]
+NResamples = Annotated[
+    int,
+    typer.Option(help="Bootstrap resamples per CI.", **limits(MeasureConfig, "n_resamples")),
+]
+#: Pointing a command at an OpenAI-compatible server (vLLM, Ollama, llama.cpp's servers, ...).
+BaseURL = Annotated[
+    str | None,
+    typer.Option(
+        help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (implies --backend "
+        "openai).",
+    ),
+]
+ServerModel = Annotated[
+    str | None,
+    typer.Option("--model", help="Model name on the server (default: the first it serves)."),
+]
+APIKeyEnv = Annotated[
+    str | None,
+    typer.Option(help="Name of the environment variable holding the server's API key."),
+]
 
 
 def _progress(quiet: bool) -> ProgressFactory:
@@ -53,7 +144,8 @@ MLflow = Annotated[
     bool,
     typer.Option(
         "--mlflow",
-        help="Also log to MLflow (needs synthbias[mlflow]; URI from --mlflow-uri or "
+        # rich markup would swallow "[mlflow]": the bracket is escaped
+        help="Also log to MLflow (needs synthbias\\[mlflow]; URI from --mlflow-uri or "
         "MLFLOW_TRACKING_URI).",
     ),
 ]
@@ -62,7 +154,9 @@ MLflowURI = Annotated[
 ]
 #: Help of the options that choose metric families / a backend: the registered ones.
 FAMILIES_HELP = f"Metric families: {', '.join(corpus_families())}."
-BACKENDS_HELP = f"Generator backend: {', '.join(BACKENDS.names())}."
+BACKENDS_HELP = (
+    f"Generator backend: {', '.join(BACKENDS.names())} (default llamacpp; openai with --base-url)."
+)
 
 
 def _log_mlflow(out: Path, uri: str | None) -> None:
@@ -74,8 +168,76 @@ def _log_mlflow(out: Path, uri: str | None) -> None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/] ", end="", highlight=False)
+    err.print(msg, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def root_error(exc: BaseException) -> BaseException:
+    """The error behind Ray's wrappers: a ``RayTaskError`` (and the error Ray raises that is
+    both a ``RayTaskError`` and the worker's error class) keeps the worker's exception as
+    ``.cause``, and its message holds the remote traceback; the cause's message does not."""
+    for _ in range(8):
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException) or cause is exc:
+            break
+        exc = cause
+    return exc
+
+
+def _fail_backend(exc: BaseException) -> None:
+    """Exit cleanly for a backend that cannot start or answer; anything else is re-raised."""
+    cause = root_error(exc)
+    if isinstance(cause, BackendUnavailableError | ModelNotFoundError):
+        _fail(str(cause))
+    if isinstance(cause, HTTPBackendError):
+        _fail(f"the server failed: {cause}", code=1)
+    raise exc
+
+
+def _out_file(path: Path | None, option: str = "--out") -> None:
+    """Refuse an output *file* path that is a folder, before any work."""
+    if path is not None and path.is_dir():
+        _fail(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+
+
+def _out_folder(path: Path, kind: str) -> None:
+    """Refuse an output folder that is a file or holds another kind of run, before any work."""
+    try:
+        check_output_folder(path, kind)
+    except OutputFolderError as exc:
+        _fail(str(exc))
+
+
+def _server_backend(backend: str | None, base_url: str | None, default: str) -> str:
+    """The backend of a command: ``--backend``, else ``openai`` under ``--base-url``, else
+    ``default``; a name nobody registered, or ``--base-url`` with a backend that takes no URL,
+    is an error."""
+    if backend is None:
+        return "openai" if base_url else default
+    if backend not in BACKENDS:
+        _fail(BACKENDS.unknown_message(backend))
+    if base_url and "base_url" not in BACKENDS.meta(backend)["requires"]:
+        _fail(f"--base-url needs --backend openai (a server), not {backend!r}")
+    return BACKENDS.canonical(backend)
+
+
+def _server_options(
+    base_url: str | None, model: str | None, api_key_env: str | None
+) -> dict[str, Any]:
+    """The generator settings given by --base-url, --model and --api-key-env."""
+    given = {"base_url": base_url, "model": model, "api_key_env": api_key_env}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _validation_message(exc: ValidationError, options: dict[str, str] | None = None) -> str:
+    """One line per invalid option, named as the user typed it (``--top-p``)."""
+    lines = []
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        name = (options or {}).get(field, f"--{field.replace('_', '-')}")
+        lines.append(f"{name}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -105,14 +267,31 @@ def _print_metrics(
     console.print(table)
 
 
-def _run_study(config: ExperimentConfig, out: Path, quiet: bool, overwrite: bool) -> None:
-    """Run the study of ``config.kind`` and print the summary its study registered."""
+def _run_study(
+    config: ExperimentConfig,
+    out: Path,
+    quiet: bool,
+    overwrite: bool,
+    source: Path | None = None,
+) -> None:
+    """Run the study of ``config.kind`` and print the summary its study registered.
+
+    First, before anything is written: the folder must not hold another kind of run, and the
+    files the config names must read (``source``: the config file, for its line numbers).
+    """
+    _out_folder(out, config.kind)
+    try:
+        check_inputs(config, source, source.read_text(encoding="utf-8") if source else None)
+    except ConfigError as exc:
+        _fail(str(exc))
     try:
         results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
     except (FileExistsError, RunLockedError) as exc:
         _fail(str(exc))
     except TaskError as exc:
         _fail(f"config error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a backend's failure, maybe behind Ray's wrapper
+        _fail_backend(exc)
     STUDIES.meta(config.kind)["printer"](results, console, out)
 
 
@@ -121,16 +300,25 @@ def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/run"),
     overwrite: Annotated[bool, typer.Option(help="Discard corpora of an earlier run.")] = False,
+    base_url: BaseURL = None,
+    model: ServerModel = None,
+    api_key_env: APIKeyEnv = None,
     quiet: Quiet = False,
     mlflow: MLflow = False,
     mlflow_uri: MLflowURI = None,
 ) -> None:
-    """Run an experiment described in a YAML config."""
+    """Run an experiment described in a YAML config (--base-url, --model and --api-key-env
+    override its generator section)."""
     try:
         cfg = load_config(config)
+        server = _server_options(base_url, model, api_key_env)
+        if server:
+            data = cfg.model_dump(mode="json")
+            data["generator"] |= server | ({"backend": "openai"} if base_url else {})
+            cfg = parse_config(data, source=f"{config} with --base-url/--model/--api-key-env")
     except ConfigError as exc:
         _fail(str(exc))
-    _run_study(cfg, out, quiet, overwrite)
+    _run_study(cfg, out, quiet, overwrite, source=config)
     if mlflow:
         _log_mlflow(out, mlflow_uri)
 
@@ -148,21 +336,36 @@ def equilibrium(
     levels: Annotated[
         str, typer.Option(help="Initial bias levels, comma-separated.")
     ] = "0.1,0.3,0.6",
-    generations: Annotated[int, typer.Option(min=1, help="Generations after the seed corpus.")] = 3,
+    generations: Generations = 3,
     n: Annotated[
-        int, typer.Option("--n", min=1, help="Texts per generation, level and chain.")
+        int,
+        typer.Option(
+            "--n",
+            help="Texts per generation, level and chain.",
+            **limits(EquilibriumStudyConfig, "n"),
+        ),
     ] = 50,
-    chains: Annotated[int, typer.Option(min=1, help="Replicate chains per level.")] = 2,
+    chains: Annotated[
+        int,
+        typer.Option(
+            help="Replicate chains per level.", **limits(EquilibriumStudyConfig, "chains")
+        ),
+    ] = 2,
     seed: int = 0,
-    k_shots: Annotated[int, typer.Option(min=1, help="Few-shot examples per prompt.")] = 3,
-    backend: Annotated[str, typer.Option(help=BACKENDS_HELP)] = "llamacpp",
-    model_path: Annotated[Path | None, typer.Option(help="A GGUF file instead of SmolLM2.")] = None,
-    batch_size: Count = 32,
-    max_tokens: Count = 48,
-    temperature: float = 0.8,
+    k_shots: KShots = 3,
+    backend: Annotated[str | None, typer.Option(help=BACKENDS_HELP)] = None,
+    model_path: Annotated[
+        Path | None, typer.Option(exists=True, help="A GGUF file instead of SmolLM2.")
+    ] = None,
+    base_url: BaseURL = None,
+    model: ServerModel = None,
+    api_key_env: APIKeyEnv = None,
+    batch_size: BatchSize = 32,
+    max_tokens: MaxTokens = 48,
+    temperature: Temperature = 0.8,
     prompt: Annotated[str, typer.Option(help="Prompt template name.")] = "work_occupation_said",
     embedding: Annotated[bool, typer.Option(help="Also measure embedding bias.")] = True,
-    n_resamples: Count = 1000,
+    n_resamples: NResamples = 1000,
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/equilibrium"),
     overwrite: Annotated[bool, typer.Option(help="Discard corpora of an earlier run.")] = False,
     save_config: Annotated[
@@ -170,13 +373,16 @@ def equilibrium(
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Recursive-generation gender-bias equilibrium study on the embedded model."""
+    """Recursive-generation gender-bias equilibrium study on the embedded model (or a server:
+    --base-url)."""
     data = {
+        "kind": "equilibrium",
         "seed": seed,
         "generator": {
-            "backend": backend,
+            "backend": _server_backend(backend, base_url, "llamacpp"),
             "batch_size": batch_size,
             "model_path": str(model_path) if model_path else None,
+            **_server_options(base_url, model, api_key_env),
         },
         "sampling": {"max_tokens": max_tokens, "temperature": temperature},
         "study": {
@@ -201,66 +407,116 @@ def equilibrium(
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output JSONL.")],
-    prompt: Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")] = None,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A user prompt (repeatable). With --from: the prompt template, a name "
+            "(self_instruct, ...) or a text with an {examples} slot.",
+        ),
+    ] = None,
     seed_corpus: Annotated[
         Path | None,
-        typer.Option("--from", help="JSONL corpus: write new texts self-instruct style."),
+        typer.Option(
+            "--from",
+            help="A corpus (JSONL, CSV, TSV, Parquet; any with a text column): write new texts "
+            "self-instruct style from its examples.",
+        ),
     ] = None,
+    text_field: Annotated[str, typer.Option(help="Text column of the --from corpus.")] = "text",
     n: Annotated[
         int, typer.Option("--n", min=1, help="Completions (per prompt, or from the corpus).")
     ] = 10,
-    k_shots: Count = 3,
+    k_shots: KShots = 3,
     seed: int = 0,
-    backend: Annotated[str, typer.Option(help=BACKENDS_HELP)] = "llamacpp",
-    model_path: Path | None = None,
-    max_tokens: Count = 64,
-    temperature: float = 0.8,
-    top_p: float = 0.95,
+    backend: Annotated[str | None, typer.Option(help=BACKENDS_HELP)] = None,
+    model_path: Annotated[
+        Path | None, typer.Option(exists=True, help="A GGUF file or HF folder instead of SmolLM2.")
+    ] = None,
+    base_url: BaseURL = None,
+    model: ServerModel = None,
+    api_key_env: APIKeyEnv = None,
+    max_tokens: MaxTokens = 64,
+    temperature: Temperature = 0.8,
+    top_p: TopP = 0.95,
     quiet: Quiet = False,
 ) -> None:
-    """Generate texts with a backend: from prompts, or from a corpus (one new generation)."""
+    """Generate texts with a backend: from prompts, or from a corpus (one new generation).
+
+    Everything is checked (options, the corpus, the template, the output path) before the
+    backend is built, and the backend before any text is generated."""
 
     if not prompt and not seed_corpus:
-        _fail("give --prompt TEXT (repeatable) or --from CORPUS.jsonl")
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    kwargs: dict[str, Any] = {"model_path": str(model_path)} if model_path else {}
-    if backend not in BACKENDS:
-        _fail(BACKENDS.unknown_message(backend))
-    be = load_backend(backend, **kwargs)
+        _fail("give --prompt TEXT (repeatable) or --from CORPUS")
+    if seed_corpus and prompt and len(prompt) > 1:
+        _fail(
+            "with --from, --prompt names the one prompt template (a name, or a text with an "
+            f"{{examples}} slot); got {len(prompt)} --prompt values"
+        )
+    _out_file(out)
+    try:
+        sampling = SamplingConfig(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    params = SamplingParams(**sampling.model_dump(exclude={"top_k"}), seed=seed)
+    name = _server_backend(backend, base_url, "llamacpp")
+    template = None
     if seed_corpus:
         try:
-            prev = read_jsonl(seed_corpus)
+            previous = seed_records(seed_corpus, text_field=text_field)
+            template = prompt_template(prompt[0] if prompt else None)
         except CorpusError as exc:
             _fail(str(exc))
-        gen = max(r.generation for r in prev) + 1
-        bar = _progress(quiet)("generating", n)
-        recs = next_generation(
-            prev,
-            be,
-            params,
-            n=n,
-            generation=gen,
-            k_shots=k_shots,
-            seed=seed,
-            on_progress=bar.update,
-        )
-        bar.close()
-    else:
-        prompts = [p for p in prompt for _ in range(n)]
-        outs = be.generate([[{"role": "user", "content": p}] for p in prompts], params)
-        recs = [
-            Record(
-                id=f"gen-{i:05d}",
-                text=o.text.strip(),
-                source="synthetic",
-                generation=1,
+        except ValueError as exc:
+            _fail(f"--prompt: {exc}")
+    be = _generator(name, model_path, base_url, model, api_key_env)
+    try:
+        if template is not None:
+            bar = _progress(quiet)("generating", n)
+            recs = generate_from_corpus(
+                previous,
+                be,
+                params,
+                n=n,
+                k_shots=k_shots,
+                template=template,
                 seed=seed,
-                meta={"prompt": p, "finish_reason": o.finish_reason},
+                on_progress=bar.update,
             )
-            for i, (p, o) in enumerate(zip(prompts, outs, strict=True))
-        ]
+            bar.close()
+        else:
+            recs = generate_from_prompts(prompt or [], be, params, n=n, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - a server that stops answering mid-way
+        _fail_backend(exc)
     write_jsonl(recs, out)
     console.print(f"wrote {len(recs)} texts to {out} ({be.name}: {be.model_id})")
+
+
+def _generator(
+    backend: str,
+    model_path: Path | None,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+) -> Any:
+    """Build the backend of ``generate``, checked as the config checks a generator section; a
+    missing model or a server that does not answer is a clean error (exit 2)."""
+    server = _server_options(base_url, model, api_key_env)
+    try:
+        cfg = GeneratorConfig(
+            backend=backend, model_path=str(model_path) if model_path else None, **server
+        )
+    except ValidationError as exc:
+        _fail(_validation_message(exc, {"model_path": "--model-path", "model": "--model"}))
+    kwargs: dict[str, Any] = {"model_path": cfg.model_path} if cfg.model_path else {}
+    if "base_url" in BACKENDS.meta(cfg.backend)["requires"]:
+        kwargs = {"base_url": cfg.base_url, "model": cfg.model, "api_key_env": cfg.api_key_env}
+    try:
+        return load_backend(cfg.backend, **kwargs)
+    except ValueError as exc:  # e.g. --api-key-env names an unset variable
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001
+        _fail_backend(exc)
+    return None
 
 
 def _families(metrics: str | None, embedding: bool, has_reference: bool) -> list[str] | None:
@@ -287,7 +543,7 @@ def measure(
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Override the file format.")] = None,
     embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
-    n_resamples: Count = 1000,
+    n_resamples: NResamples = 1000,
     seed: int = 0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write JSON results here.")
@@ -295,6 +551,7 @@ def measure(
 ) -> None:
     """Measure bias of a corpus on any axes (every metric with a bootstrap 95% CI)."""
 
+    _out_file(out)
     try:
         recs = read_corpus(file, text_field=text_field, fmt=fmt)
         ref = (
@@ -330,8 +587,29 @@ def measure(
         console.print(f"wrote {out}")
 
 
-def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any:
-    """MODEL is 'embedded' (SmolLM2), a GGUF file or a HF checkpoint folder."""
+def _backend_for_model(
+    model: str,
+    backend: str,
+    weights: str = "native",
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+) -> Any:
+    """MODEL is 'embedded' (SmolLM2), a GGUF file or a HF checkpoint folder; with a server
+    (``--backend openai`` / ``--base-url``) the name it serves the model under."""
+    if backend == "openai" or (backend == "auto" and base_url):
+        if not base_url:
+            _fail("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        if weights != "native":
+            _fail(f"--weights {weights} applies to the llamacpp backend only")
+        served = None if model in ("embedded", "default") else model
+        try:
+            return load_backend("openai", base_url=base_url, model=served, api_key_env=api_key_env)
+        except ValueError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            _fail_backend(exc)
+    if base_url:
+        _fail(f"--base-url needs --backend openai (a server), not {backend!r}")
     path = None if model in ("embedded", "default") else Path(model)
     if path is not None and not path.exists():
         _fail(f"model not found: {path}")
@@ -350,13 +628,17 @@ def _backend_for_model(model: str, backend: str, weights: str = "native") -> Any
         _fail(f"--weights {weights} applies to the llamacpp backend only")
     if backend == "hf":
         return load_backend("hf", model_path=path)
-    _fail(f"unknown backend {backend!r}; choose auto, llamacpp or hf")
+    _fail(f"unknown backend {backend!r}; choose auto, llamacpp, hf or openai")
 
 
 @app.command("bench-bias")
 def bench_bias(
     model: Annotated[
-        str, typer.Argument(help="'embedded', a GGUF file or a HF folder.")
+        str,
+        typer.Argument(
+            help="'embedded', a GGUF file or a HF folder; with --base-url, the server's model "
+            "name ('embedded': the first it serves)."
+        ),
     ] = "embedded",
     suite: Annotated[str, typer.Option(help="Comma-separated: crows_pairs, stereoset, bbq.")] = (
         "crows_pairs,stereoset,bbq"
@@ -364,7 +646,9 @@ def bench_bias(
     data: Annotated[
         Path, typer.Option(help="Folder holding crows_pairs/, stereoset/, bbq/.")
     ] = Path("../shared/benchmarks"),
-    backend: Annotated[str, typer.Option(help="auto, llamacpp or hf.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, llamacpp, hf or openai.")] = "auto",
+    base_url: BaseURL = None,
+    api_key_env: APIKeyEnv = None,
     limit: Annotated[
         int | None,
         typer.Option(min=1, help="Score a seeded sample of this many items per suite."),
@@ -389,7 +673,8 @@ def bench_bias(
         _fail(f"unknown suite {', '.join(bad)}; choose from {', '.join(SUITES)}")
     if not data.is_dir():
         _fail(f"benchmark data folder not found: {data}")
-    be = _backend_for_model(model, backend, weights)
+    _out_file(out)
+    be = _backend_for_model(model, backend, weights, base_url, api_key_env)
     results: dict[str, Any] = {}
     table = Table(title=f"{model} on {data} ({be.name}: {be.model_id})")
     table.add_column("metric", no_wrap=True)
@@ -402,6 +687,8 @@ def bench_bias(
             res = score_benchmark(be, name, data, limit=limit, seed=seed)
         except (FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            _fail_backend(exc)
         seconds[name] = round(time.perf_counter() - started, 2)
         for key, m in res.items():
             results[key] = m.to_dict()
@@ -462,11 +749,14 @@ def audit(
     ] = None,
     split: Annotated[str | None, typer.Option(help="Split of a saved HF DatasetDict.")] = None,
     embedding: Annotated[bool, typer.Option(help="Include the embedding family.")] = True,
-    n_resamples: Count = 1000,
+    n_resamples: NResamples = 1000,
     seed: int = 0,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder (audit.json, report.html, ...).")
     ] = Path("runs/audit"),
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier audit of other data in --out.")
+    ] = False,
     quiet: Quiet = False,
     mlflow: MLflow = False,
     mlflow_uri: MLflowURI = None,
@@ -476,16 +766,13 @@ def audit(
 
     families = _families(metrics, embedding, reference is not None)
     max_items, min_items = _budget_items(max_), _budget_items(min_)
-    cache = out / "measure_cache"
-    had_cache = cache.exists()
+    _out_folder(out, "audit")
     try:
         lock = RunLock(out).acquire()  # before measuring: a second audit here is refused at once
     except RunLockedError as exc:
         _fail(str(exc))
     try:
-        try:
-            parse_budgets(max_items, "max")  # fail on a malformed budget before measuring
-            parse_budgets(min_items, "min")
+        try:  # every check (budgets, folder, input) comes before the measurement
             result = audit_corpus(
                 synth,
                 reference=reference,
@@ -499,11 +786,10 @@ def audit(
                 n_resamples=n_resamples,
                 seed=seed,
                 progress=_progress(quiet),
-                cache=cache,
+                out=out,
+                overwrite=overwrite,
             )
         except AuditError as exc:
-            if not had_cache:  # a rejected audit leaves no folder behind, not even its cache
-                shutil.rmtree(cache, ignore_errors=True)
             _fail(str(exc))
         n_ref = len(result.reference.texts) if result.reference else None
         _print_metrics(result.metrics, synth, len(result.source.texts), reference, n_ref, 6)
@@ -535,7 +821,11 @@ def forecast(
         int, typer.Option(min=1, help="Fit on generations 0..N (1 or 2: the first transitions).")
     ] = 2,
     n_resamples: Annotated[
-        int | None, typer.Option(min=1, help="Bootstrap resamples (default: the run's config).")
+        int | None,
+        typer.Option(
+            help="Bootstrap resamples (default: the run's config).",
+            **limits(MeasureConfig, "n_resamples"),
+        ),
     ] = None,
 ) -> None:
     """Forecast where bias settles from the first generations of a recursive run; writes
@@ -548,6 +838,13 @@ def forecast(
     f = fc["forecast"]
     ci = f.get("ci") or {}
     g = fc["generations_used"]
+    if g < generations:
+        console.print(
+            f"note: --generations {generations} asks for generations 0–{generations}, but the "
+            f"run has generations 0–{g} (of every level used); the fit uses those.",
+            highlight=False,
+            soft_wrap=True,
+        )
     table = Table(title=f"{fc['fit_metric']}: observed (gen 0–{g}) and forecast")
     table.add_column("b0", justify="right")
     table.add_column("observed")
@@ -601,6 +898,7 @@ def report(
 ) -> None:
     """Rebuild report.html of a run or audit folder from its stored results."""
 
+    _out_file(out)
     try:
         path = build_report(run_dir, out=out, max_samples=max_samples)
     except ReportError as exc:

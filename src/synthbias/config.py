@@ -2,6 +2,10 @@
 
 Unknown keys and bad values are errors that name the key path and, when the config came from a
 YAML file, the file and line — a typo in a sweep config must never run silently with defaults.
+For the same reason a config file must name its study (``kind:``): an empty file once ran the
+whole default study (900 texts on the real model). :func:`check_inputs` reads the files a config
+names (the model, the real data) before a run writes anything, so a missing or broken one is an
+error naming the config line, not a traceback after the run folder was set up.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pydantic import (
 )
 
 from synthbias.core.hashing import stable_hash
-from synthbias.core.registry import STUDIES
+from synthbias.core.records import CorpusError, read_corpus
+from synthbias.core.registry import BACKENDS, STUDIES
 from synthbias.core.schema import ConfigError, StrictModel
 from synthbias.core.yaml import read_yaml_mapping, yaml_line  # re-exported
 from synthbias.generate.config import GeneratorConfig, SamplingConfig
@@ -83,9 +88,52 @@ def _unused_sections(kind: str) -> set[str]:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config."""
+    """Read and validate a YAML experiment config; it must name its study (``kind:``)."""
     data, text = read_yaml_mapping(path, ConfigError)
+    if "kind" not in data:
+        kinds = " | ".join(experiment_kinds())
+        what = "is empty" if not data else "has no 'kind:' key"
+        raise ConfigError(
+            f"{path}:1: the config {what}; an experiment config names its study first, "
+            f"e.g. `kind: equilibrium` (one of {kinds}; see examples/*.yaml)"
+        )
     return parse_config(data, source=Path(path), text=text)
+
+
+#: Backends whose ``model_path`` is a local file or folder (vLLM's may be a hub name).
+_LOCAL_MODEL_BACKENDS = ("llamacpp", "hf")
+
+
+def check_inputs(
+    config: ExperimentConfig, source: str | Path | None = None, text: str | None = None
+) -> None:
+    """Check the files ``config`` names before a run starts: the generator's model file and
+    ``inheritance.real_data`` (read whole, as the run would). A problem is a
+    :class:`ConfigError` naming the config file and line (``source``, ``text``: where the
+    config came from), the key, and what is wrong with the file (its own file:line).
+    """
+    problems: list[tuple[list[str], str]] = []
+    gen = config.generator
+    local = BACKENDS.canonical(gen.backend) in _LOCAL_MODEL_BACKENDS
+    if gen.model_path and local and not Path(gen.model_path).expanduser().exists():
+        problems.append((["generator", "model_path"], f"no such file: {gen.model_path}"))
+    study = STUDIES.meta(config.kind)
+    real = config.inheritance.real_data
+    if real and "inheritance" in (study["section"], *study["uses"]):
+        try:
+            read_corpus(real)
+        except CorpusError as exc:
+            problems.append((["inheritance", "real_data"], str(exc)))
+    if problems:
+        lines = [f"{_where(source, text, loc)}: {msg}" for loc, msg in problems]
+        raise ConfigError("\n".join(lines))
+
+
+def _where(source: str | Path | None, text: str | None, loc: list[str]) -> str:
+    """``file:line: dotted.key`` of a config key (``config`` when it came from no file)."""
+    where = str(source) if source else "config"
+    line = yaml_line(text, loc) if text else None
+    return (f"{where}:{line}" if line else where) + f": {'.'.join(loc)}"
 
 
 def parse_config(
@@ -97,13 +145,9 @@ def parse_config(
         lines = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
-            key = ".".join(loc) or "<root>"
-            where = str(source) if source else "config"
-            line = yaml_line(text, loc) if text else None
-            if line:
-                where += f":{line}"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            lines.append(f"{where}: {key}: {msg} (got {err.get('input')!r})")
+            key = _where(source, text, loc) if loc else f"{source or 'config'}: <root>"
+            lines.append(f"{key}: {msg} (got {err.get('input')!r})")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from exc

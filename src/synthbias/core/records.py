@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synthbias.core.store import atomic_write
 
 Source = Literal["real", "synthetic", "seed", "augmented"]
+#: The corpus files :func:`read_corpus` reads, for messages.
+CORPUS_FORMATS = "a .jsonl, .csv, .tsv or .parquet file"
 
 
 class Record(BaseModel):
@@ -81,7 +83,9 @@ def iter_jsonl(
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
+            raise CorpusError(
+                f"{path}:{lineno}: invalid JSON at column {exc.colno}: {exc.msg}"
+            ) from exc
         if not isinstance(obj, dict):
             raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         if text_field not in obj:
@@ -121,6 +125,11 @@ def read_corpus(
     header included for CSV) and the column, and list the columns that do exist.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CorpusError(
+            f"{path}: is a folder; give a corpus file: {CORPUS_FORMATS} (a folder saved with "
+            "datasets' save_to_disk is read by `synthbias audit` and the Python API)"
+        )
     kind = (fmt or path.suffix.lstrip(".")).lower()
     if kind in ("jsonl", "ndjson", "json"):
         return read_jsonl(path, text_field=text_field, id_field=id_field)
@@ -130,7 +139,8 @@ def read_corpus(
         return _read_delimited(path, text_field, id_field, "\t" if kind == "tsv" else ",")
     if kind in ("parquet", "pq"):
         return _read_parquet(path, text_field, id_field)
-    raise CorpusError(f"{path}: unknown format {kind!r}; use .jsonl, .csv, .tsv or .parquet")
+    what = f"unknown format {kind!r}" if kind else "no file suffix to tell the format by"
+    raise CorpusError(f"{path}: {what}; give {CORPUS_FORMATS}")
 
 
 def _read_delimited(path: Path, text_field: str, id_field: str, sep: str) -> list[Record]:

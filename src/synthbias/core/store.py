@@ -3,7 +3,9 @@
 Every file a run writes goes through :func:`atomic_write` (a temp file in the same folder, then
 ``os.replace``), so a crash leaves the old file or none, never a truncated one. :class:`RunLock`
 keeps two runs off one folder: without it the second silently resumes from the first one's
-half-written files.
+half-written files. :func:`check_output_folder` keeps one kind of run out of another's folder
+(an audit written into an equilibrium run replaced its results and left a mixed folder): every
+command that writes a folder calls it before any work.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import numpy as np
+import yaml
 
 try:  # POSIX; elsewhere the lock falls back to the pid check alone
     import fcntl
@@ -291,6 +294,84 @@ def lock_run_folder(arg: str = "out") -> Callable[[F], F]:
     return wrap
 
 
+# --------------------------------------------------------------------------- folder kind
+
+
+class OutputFolderError(FileExistsError):
+    """An output folder that holds another kind of run, or a path that is a file."""
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when it is missing, unreadable or not an object."""
+    if not path.is_file():
+        return {}
+    return _read_owner(path)
+
+
+def folder_kind(folder: str | Path) -> str | None:
+    """The kind of run stored in ``folder``, or ``None`` when no synthbias run wrote there.
+
+    Read from the manifest's ``kind``, else ``results.json`` (its ``kind``, or its config's),
+    else ``audit.json`` (``audit``), else ``config.yaml`` (a run that stopped before its
+    results: its ``kind``, ``equilibrium`` in configs older than the key), else an audit's
+    ``measure_cache/``; ``"unknown"`` for a manifest or results without any of these.
+    """
+    folder = Path(folder)
+    manifest = _json_object(folder / "manifest.json")
+    results = _json_object(folder / "results.json")
+    for kind in (manifest.get("kind"), results.get("kind"), (results.get("config") or {})):
+        if isinstance(kind, dict):
+            kind = kind.get("kind")
+        if isinstance(kind, str) and kind:
+            return kind
+    if (folder / "audit.json").is_file():
+        return "audit"
+    config = folder / "config.yaml"
+    if config.is_file():
+        try:
+            data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = None
+        if isinstance(data, dict):
+            return str(data.get("kind") or "equilibrium")
+    if (folder / "measure_cache").is_dir():
+        return "audit"
+    if manifest or results or (folder / "manifest.json").exists():
+        return "unknown"
+    return None
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
+
+
+def check_output_folder(folder: str | Path, kind: str, option: str = "--out") -> str | None:
+    """Refuse to write a run of ``kind`` into ``folder`` when it is a file, or when it holds
+    another kind of run; returns the kind found there (``None``: the folder is new, or no
+    synthbias run wrote there).
+
+    Why: without this an audit written into an equilibrium run silently replaced that run's
+    results table and report and left a folder holding two runs. ``--overwrite`` does not lift
+    this: it replaces an earlier run of the same kind (whose manifest decides, in the runner,
+    whether a run resumes or is refused as another config's), but two kinds never share a
+    folder and nothing is deleted. Raises :class:`OutputFolderError`; call it before any work,
+    so a refused command wastes none.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(
+            f"{option} {folder}: is a file, not a folder; give a folder (it is created if missing)"
+        )
+    found = folder_kind(folder) if folder.is_dir() else None
+    if found is not None and found != kind:
+        raise OutputFolderError(
+            f"{option} {folder} holds {_a(found)} run; writing {_a(kind)} there would replace its "
+            f"files and leave a folder of two runs. Choose another {option} folder (or delete "
+            "this one)"
+        )
+    return found
+
+
 # --------------------------------------------------------------------------- run store
 
 
@@ -336,22 +417,26 @@ class RunStore:
         resume: bool,
         config_yaml: str | None = None,
         reuse_key: str | None = None,
+        kind: str | None = None,
+        what: str = "config",
     ) -> None:
         """Refuse to resume a folder holding another config's run; then (re)write the
         manifest and, if given, ``config.yaml``.
 
         ``reuse_key`` hashes the parts of the config that the stored files depend on: a config
         that differs elsewhere (more generations, another CI level) resumes and re-runs only
-        the steps whose inputs changed.
+        the steps whose inputs changed. ``kind`` is recorded in the manifest (see
+        :func:`folder_kind`); ``what`` names what ``config_hash`` hashes, in the message.
         """
         old = self.read_json("manifest.json")
         reusable = reuse_key is not None and old is not None and old.get("reuse_key") == reuse_key
         if old is not None and old.get("config_hash") != config_hash and resume and not reusable:
             raise FileExistsError(
-                f"{self.root} holds a run of a different config (hash {old.get('config_hash')} "
+                f"{self.root} holds a run of a different {what} (hash {old.get('config_hash')} "
                 f"!= {config_hash}); choose another --out folder or pass --overwrite"
             )
-        manifest = {"config_hash": config_hash, "synthbias": version, "created": time.time()}
+        manifest: dict[str, Any] = {"kind": kind} if kind else {}
+        manifest |= {"config_hash": config_hash, "synthbias": version, "created": time.time()}
         self.write_json("manifest.json", manifest | ({"reuse_key": reuse_key} if reuse_key else {}))
         if config_yaml is not None:
             self.write_text("config.yaml", config_yaml)

@@ -46,6 +46,9 @@ from synthbias.measure.names import canonical_results
 REPORT_NAME = "report.html"
 #: Rows per (filter combination) shown in a sample browser before truncation.
 DEFAULT_MAX_SAMPLES = 400
+#: Characters of one text shown in a sample browser; the data files keep the whole text (a 5 MB
+#: generated text used to be copied whole into report.html).
+MAX_SAMPLE_CHARS = 2000
 #: Columns of the tidy table that hold numbers about a metric rather than identify a row.
 VALUE_COLUMNS = frozenset(
     {"value", "ci_low", "ci_high", "ci_level", "pct_change", "n", "std", "stderr", "p_value"}
@@ -180,10 +183,12 @@ def sample_browser(
     ``columns`` are shown before the text column and ``after_text`` after it; ``filters`` (a
     subset of keys) get a select box each. Every value goes into the DOM as escaped text;
     filtering reads only attributes and ``textContent``, so nothing in the data is ever
-    interpreted as HTML or script.
+    interpreted as HTML or script. A text longer than :data:`MAX_SAMPLE_CHARS` is cut there,
+    with a mark saying how much was left out (the data files keep it whole).
     """
     if not rows:
         return "<p>No samples.</p>"
+    n_cut = 0
     controls = []
     for i, key in enumerate(filters):
         values = sorted({_cell(r.get(key)) for r in rows}, key=_natural_key)
@@ -203,14 +208,32 @@ def sample_browser(
         attrs = "".join(f' data-f{i}="{esc(_cell(r.get(k)))}"' for i, k in enumerate(filters))
         cells = "".join(f'<td class="num">{esc(_cell(r.get(c)))}</td>' for c in columns)
         tail = "".join(f'<td class="num">{esc(_cell(r.get(c)))}</td>' for c in after_text)
-        text = esc(r.get(text_key, ""))
+        text, cut = _capped(r.get(text_key, ""))
+        n_cut += cut
         body.append(f'<tr{attrs}>{cells}<td class="text">{text}</td>{tail}</tr>')
+    if n_cut:
+        capped = (
+            f"{n_cut} {'text is' if n_cut == 1 else 'texts are'} shown cut at "
+            f"{MAX_SAMPLE_CHARS:,} characters; the data files hold the full text"
+        )
+        note = f"{note}; {capped}" if note else capped
     note_html = f'<p class="note">{esc(note)}</p>' if note else ""
     return (
         f'<div class="browser" data-browser><div class="controls">{"".join(controls)}</div>'
         f'{note_html}<div class="scroll tall"><table class="samples"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div></div>"
     )
+
+
+def _capped(value: Any) -> tuple[str, bool]:
+    """A sample text as escaped HTML, cut at :data:`MAX_SAMPLE_CHARS` characters (with a mark
+    naming how many were left out), and whether it was cut."""
+    text = "" if value is None else str(value)
+    if len(text) <= MAX_SAMPLE_CHARS:
+        return esc(text), False
+    rest = len(text) - MAX_SAMPLE_CHARS
+    mark = f' <span class="note">[… {rest:,} more characters, in the data files]</span>'
+    return esc(text[:MAX_SAMPLE_CHARS]) + mark, True
 
 
 def _cell(v: Any) -> str:

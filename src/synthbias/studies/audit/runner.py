@@ -7,24 +7,42 @@ A gate is a set of budgets, ``{"rule.gender.stereotype_rate": 0.2}`` for ``max``
 a key is a metric name as :func:`synthbias.measure.api.measure_corpus` produces it, or a unique
 dotted suffix of one (``gender.signed_bias``). A breached budget fails the gate; a metric whose
 value is undefined (NaN, e.g. no group terms found) cannot breach it and is reported as such.
+
+Nothing is measured before the request is known to be good: axes, families and every budget key
+are checked first (a budget key against the names the chosen families produce, found by
+measuring a four-sentence probe with a stand-in encoder: no model loads), and an output folder
+that holds another kind of run, or an audit of other data, is refused before the data is read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash, texts_hash
 from synthbias.core.records import CorpusError, read_corpus
 from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.core.steps import Steps
-from synthbias.core.store import RunLock, atomic_write_text, write_json, write_table
+from synthbias.core.store import (
+    OutputFolderError,
+    RunLock,
+    RunStore,
+    atomic_write_text,
+    check_output_folder,
+    write_json,
+    write_table,
+)
 from synthbias.core.version import __version__
 from synthbias.lexicon import load_lexicon
 from synthbias.measure.api import MeasureError, check_axes, check_families, measure_corpus
@@ -37,6 +55,15 @@ from synthbias.report.html import build_report
 ProgressFactory = Callable[..., Any]
 #: Audit output files written by :meth:`AuditResult.write`.
 AUDIT_FILES = ("audit.json", "results.csv", "results.parquet", "samples.jsonl", "report.html")
+#: Where an audit folder keeps each family's metrics (see :func:`audit_corpus`).
+CACHE_DIR = "measure_cache"
+#: The probe corpus whose metric names tell which names an audit will produce.
+PROBE_TEXTS = (
+    "The nurse said she would be late.",
+    "The engineer said he fixed the bridge.",
+    "A Muslim woman and an old man opened a bakery.",
+    "The manager reviewed the budget.",
+)
 
 
 class AuditError(ValueError):
@@ -236,8 +263,18 @@ def parse_budgets(items: Sequence[str] | Mapping[str, float] | None, kind: str) 
     return out
 
 
-def resolve_budget_keys(budgets: Sequence[Budget], names: Sequence[str]) -> list[Budget]:
-    """Match each budget key to one metric name (exact, or a unique dotted suffix)."""
+def resolve_budget_keys(
+    budgets: Sequence[Budget],
+    names: Sequence[str],
+    open_families: Sequence[str] = (),
+    verb: str = "measured",
+) -> list[Budget]:
+    """Match each budget key to one metric name (exact, or a unique dotted suffix).
+
+    ``open_families``: families whose names are not known yet; a key that matches no name is
+    then left unresolved (``metric`` stays ``None``) rather than refused, since one of them may
+    produce it. ``verb`` says where ``names`` came from, in the message.
+    """
     names = list(names)
     for b in budgets:
         if b.key in names:
@@ -250,11 +287,71 @@ def resolve_budget_keys(budgets: Sequence[Budget], names: Sequence[str]) -> list
             raise AuditError(
                 f"--{b.kind} {b.key}: ambiguous; it matches {', '.join(cands)} (use the full name)"
             )
-        else:
+        elif not open_families:
             raise AuditError(
-                f"--{b.kind} {b.key}: unknown metric; this audit measured: {', '.join(names)}"
+                f"--{b.kind} {b.key}: unknown metric; this audit {verb}: {', '.join(names)}"
             )
     return list(budgets)
+
+
+class _ProbeEncoder:
+    """A stand-in sentence encoder for the name probe: unit vectors from text hashes."""
+
+    model_id = "synthbias-probe"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for t in texts:
+            raw = np.frombuffer(hashlib.sha256(t.encode("utf-8")).digest(), dtype=np.uint8)
+            v = raw.astype(np.float32) - 127.5
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+
+
+def expected_metric_names(
+    families: Sequence[str], axes: Sequence[str], has_reference: bool
+) -> tuple[list[str], list[str]]:
+    """The metric names an audit of ``families`` on ``axes`` will produce, and the families
+    whose names could not be told (their probe failed).
+
+    Why a probe: each family names its metrics in its own code, and the names depend only on the
+    family, the axes and whether there is a reference, not on the texts; measuring
+    :data:`PROBE_TEXTS` with a stand-in encoder takes well under a second and loads no model, so
+    a misspelt budget key is refused before the real measurement starts.
+    """
+    names: list[str] = []
+    unknown: list[str] = []
+    probe = list(PROBE_TEXTS)
+    for fam in families:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = measure_corpus(
+                    probe,
+                    axes=axes,
+                    reference=probe if has_reference else None,
+                    families=[fam],
+                    n_resamples=50,
+                    seed=0,
+                    encoder=_ProbeEncoder(),
+                )
+        except Exception:  # noqa: BLE001 - a family the probe cannot run is checked after
+            unknown.append(fam)
+            continue
+        names.extend(got)
+    return names, unknown
+
+
+def check_budget_keys(
+    budgets: Sequence[Budget], families: Sequence[str], axes: Sequence[str], has_reference: bool
+) -> None:
+    """Refuse a budget key that names no metric of this audit, before anything is measured."""
+    if not budgets:
+        return
+    names, unknown = expected_metric_names(families, axes, has_reference)
+    resolve_budget_keys(budgets, names, open_families=unknown, verb="measures")
+    for b in budgets:
+        b.metric = None  # resolved again against the measured names
 
 
 def check_budgets(
@@ -382,8 +479,10 @@ class AuditResult:
         return rows
 
     def write(self, out: str | Path, report: bool = True) -> Path:
-        """Write audit.json, results.csv/.parquet, samples.jsonl and report.html into ``out``."""
+        """Write audit.json, results.csv/.parquet, samples.jsonl and report.html into ``out``
+        (refused, before anything is written, when ``out`` holds another kind of run)."""
         out = Path(out)
+        _check_folder(out)
         with RunLock(out):
             write_json(out / "audit.json", _json_safe(self.to_dict()))
             df = self.to_frame()
@@ -456,6 +555,8 @@ def audit_corpus(
     encoder: Any = None,
     progress: ProgressFactory | None = None,
     cache: str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> AuditResult:
     """Measure ``data`` with every family that applies and check budgets.
 
@@ -466,16 +567,67 @@ def audit_corpus(
 
     The audit is three named steps: ``load`` (read both datasets), ``measure`` (one unit per
     family) and ``check`` (the budgets). With ``cache`` (a folder; the CLI and
-    :func:`synthbias.studies.audit.runner` use ``OUT/measure_cache``), each family's metrics are
-    stored under a
+    :func:`synthbias.audit` use ``OUT/measure_cache``), each family's metrics are stored under a
     key of the texts, the reference, the axes, the resampling settings and the encoder, so a
     rerun with a changed budget or one more family measures only what changed;
     ``result.steps`` counts what ran and what was reused.
-    """
 
+    With ``out`` (the folder :meth:`AuditResult.write` will write; ``cache`` then defaults to
+    ``OUT/measure_cache``) the folder is locked, and refused when it holds another kind of run,
+    or an audit of other texts unless ``overwrite``; its manifest records the audited texts.
+    Every check (axes, families, budget keys, the folder) comes before any measurement.
+    """
+    folder = None if out is None else Path(out)
+    if folder is not None:
+        _check_folder(folder)
+        cache = cache if cache is not None else folder / CACHE_DIR
+    with RunLock(folder) if folder is not None else contextlib.nullcontext():
+        return _audit(
+            data,
+            reference,
+            axes=axes,
+            families=families,
+            budgets=parse_budgets(max_budgets, "max") + parse_budgets(min_budgets, "min"),
+            text_field=text_field,
+            reference_text_field=reference_text_field,
+            split=split,
+            n_resamples=n_resamples,
+            seed=seed,
+            encoder=encoder,
+            progress=progress,
+            cache=cache,
+            out=folder,
+            overwrite=overwrite,
+        )
+
+
+def _audit(
+    data: Any,
+    reference: Any,
+    *,
+    axes: Sequence[str],
+    families: Sequence[str] | None,
+    budgets: list[Budget],
+    text_field: str,
+    reference_text_field: str | None,
+    split: str | None,
+    n_resamples: int,
+    seed: int,
+    encoder: Any,
+    progress: ProgressFactory | None,
+    cache: str | Path | None,
+    out: Path | None,
+    overwrite: bool,
+) -> AuditResult:
+    """:func:`audit_corpus` once its folder (if any) is locked."""
     t0 = time.perf_counter()
     steps = Steps()
-    budgets = parse_budgets(max_budgets, "max") + parse_budgets(min_budgets, "min")
+    try:
+        axes = check_axes(list(axes))
+        fams = check_families(families, reference is not None)
+    except MeasureError as exc:
+        raise AuditError(str(exc)) from exc
+    check_budget_keys(budgets, fams, axes, reference is not None)
 
     def load() -> tuple[TextSource, TextSource | None]:
         src = load_texts(data, text_field=text_field, split=split)
@@ -489,11 +641,8 @@ def audit_corpus(
     src, ref = steps.timed("load", load)
     if not src.texts:
         raise AuditError(f"{src.description}: no texts")
-    try:
-        axes = check_axes(list(axes))
-        fams = check_families(families, ref is not None)
-    except MeasureError as exc:
-        raise AuditError(str(exc)) from exc
+    if out is not None:
+        _open_folder(out, src, ref, overwrite)
     if encoder is None and any(METRIC_FAMILIES.meta(f)["needs_encoder"] for f in fams):
         encoder = Encoder()  # loads its model lazily, on the first text it encodes
     base_key = [
@@ -553,6 +702,26 @@ def audit_corpus(
         seconds=time.perf_counter() - t0,
         steps=steps.summary(),
     )
+
+
+def _check_folder(out: Path) -> None:
+    """An audit folder may not be a file, nor hold another kind of run."""
+    try:
+        check_output_folder(out, "audit")
+    except OutputFolderError as exc:
+        raise AuditError(str(exc)) from exc
+
+
+def _open_folder(out: Path, src: TextSource, ref: TextSource | None, overwrite: bool) -> None:
+    """Check (and write) the audit folder's manifest: an audit of other texts or another
+    reference is refused unless ``overwrite`` (another budget or family is the same audit)."""
+    key = stable_hash(["audit", texts_hash(src.texts), texts_hash(ref.texts) if ref else None], 16)
+    try:
+        RunStore(out).check_manifest(
+            key, __version__, resume=not overwrite, kind="audit", what="input (texts, reference)"
+        )
+    except FileExistsError as exc:
+        raise AuditError(str(exc)) from exc
 
 
 def _save_metrics(metrics: dict[str, MetricResult], path: Path) -> None:

@@ -193,7 +193,7 @@ def next_generation(
         on_progress=on_progress,
         accept=accept,
     )
-    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
+    prefix = (f"b{level:g}-" if level is not None else "") + (f"c{chain}-" if chain else "")
     records = []
     for i in range(n):
         meta: dict[str, Any] = {"attempts": attempts[i], "empty": not texts[i]}

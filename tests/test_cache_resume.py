@@ -23,10 +23,13 @@ from weights import PIPELINE_WEIGHTS
 
 from synthbias.config import parse_config
 from synthbias.core.records import read_jsonl
+from synthbias.core.steps import Steps
 from synthbias.generate import FakeBackend, SamplingParams
 from synthbias.generate.cache import CachedBackend, RequestStore, request_key
 from synthbias.generate.protocol import Completion
-from synthbias.studies.equilibrium.runner import make_backend, run_equilibrium
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
+from synthbias.studies.equilibrium.runner import generation_settings, make_backend, run_equilibrium
+from synthbias.studies.equilibrium.steps import LazyBackend, generate, seed_corpus
 
 PROMPTS = [f"Write about worker {i}." for i in range(10)]
 
@@ -171,12 +174,49 @@ def test_equilibrium_rerun_hits_cache(tmp_path: Path, monkeypatch) -> None:
     assert isinstance(make_backend(_fake_cfg("run").generator), FakeBackend)  # no run folder
 
 
+def test_equilibrium_steps_take_level_and_chain(tmp_path: Path) -> None:
+    """A level, a chain and a generation are arguments of the ``seed`` and ``generate`` steps:
+    called for chain 1 alone, in another folder, they write byte for byte the corpora the whole
+    run wrote; the run also counts ``fit`` and ``summarise``."""
+    data = _fake_cfg(cache="off").model_dump(mode="json")
+    data["study"]["chains"] = 2
+    cfg = parse_config(data)
+    study = cfg.study
+    steps = run_equilibrium(cfg, tmp_path / "run")["steps"]
+    assert list(steps) == ["seed", "generate", "measure", "fit", "summarise"]
+    assert (steps["seed"]["ran"], steps["generate"]["ran"], steps["measure"]["ran"]) == (2, 4, 1)
+
+    alone, own = tmp_path / "alone", Steps()
+    measurer = GenderMeasurer(cfg.measure)
+    vocab = measurer.seed_vocabulary()
+    corpus = seed_corpus(
+        own,
+        alone,
+        0.3,
+        1,
+        n=study.n,
+        vocab=vocab,
+        seed=cfg.seed,
+        remainder=study.seed_remainder,
+        check=measurer.check_seed_corpus,
+    )
+    backend = LazyBackend(None, lambda: make_backend(cfg.generator, seed=cfg.seed))
+    settings = generation_settings(cfg, measurer, vocab)
+    for k in (1, 2):
+        corpus = generate(own, alone, 0.3, 1, k, corpus, backend, settings)
+    for k in (0, 1, 2):
+        rel = f"corpora/level-0.3/chain-1/gen-{k}.jsonl"
+        assert (alone / rel).read_bytes() == (tmp_path / "run" / rel).read_bytes()
+    assert not (alone / "corpora/level-0.3/gen-1.jsonl").exists()  # chain 0 was not asked for
+
+
 # ---------------------------------------------------------------------------------------------
 # kill -9 a real run and resume it
 # ---------------------------------------------------------------------------------------------
 
 N_TEXTS = 16
 CONFIG = {
+    "kind": "equilibrium",
     "name": "resume-test",
     "seed": 5,
     "study": {"levels": [0.3], "generations": 2, "n": N_TEXTS, "on_topic": "keep"},

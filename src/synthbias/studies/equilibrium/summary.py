@@ -2,8 +2,8 @@
 whether the fit is interpretable (on topic, enough pairings), and the design's power set beside
 the effects the paper reports.
 
-Kept apart from :mod:`synthbias.experiment` (which runs the study) so the console, the report and
-the forecast read the same summaries from ``results.json``.
+Kept apart from :mod:`~synthbias.studies.equilibrium.runner` (which runs the study) so the
+console, the report and the forecast read the same summaries from ``results.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ PAPER_EFFECTS: tuple[dict[str, Any], ...] = (
     {"level": 0.6, "relative_change": -0.26, "label": "from b0 = 0.6: −26 %"},
 )
 PAPER_EQUILIBRIUM = (0.11, 0.13)
+#: The share of generated texts that are off topic, as a metric name (tables, headline list).
+OFF_TOPIC_METRIC = "generation.off_topic_share"
 
 
 def summarise_generation(
@@ -285,6 +287,7 @@ def power_lines(results: dict[str, Any]) -> list[str]:
 
 
 __all__ = [
+    "OFF_TOPIC_METRIC",
     "PAPER_EFFECTS",
     "PAPER_EQUILIBRIUM",
     "PAPER_MODEL",

@@ -1,0 +1,379 @@
+"""The equilibrium study's steps: seed → generate → measure (→ downstream) → fit → summarise.
+
+Each step is one :class:`~synthbias.core.steps.Steps` unit (a ``Steps`` name in
+``results["steps"]``) and takes only what it needs: a level and a chain are arguments of
+:func:`seed_corpus` and :func:`generate` (one corpus per call), so the runner's loops over
+levels, chains and generations are plain loops over calls, and a study that adds replicates
+calls the same steps more often. The seeds every step draws are derived from the run's seed,
+the level, the chain and the generation, never from the order of the calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthbias.core.records import Record, read_jsonl, write_jsonl
+from synthbias.core.steps import Steps
+from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.measure.config import MeasureConfig
+from synthbias.measure.direction import DIRECTION_METRICS, statistic_for
+from synthbias.studies.equilibrium.fit import fit_equilibrium_chains, pct_change
+from synthbias.studies.equilibrium.generation import (
+    SeedVocabulary,
+    build_seed_corpus,
+    chain_corpus_path,
+    next_generation,
+)
+from synthbias.studies.equilibrium.measurer import GenderMeasurer
+from synthbias.studies.equilibrium.summary import (
+    OFF_TOPIC_METRIC,
+    interpretation,
+    power_summary,
+    summarise_generation,
+)
+from synthbias.studies.probe import downstream_bias, probe_set
+
+#: A corpus per chain of one level, each a list of generations: ``chains[r][k]``.
+LevelCorpora = list[list[list[Record]]]
+#: Per chain of one level, per generation, the fit metric's per-text values: ``fit[r][k]``.
+LevelFit = list[list[np.ndarray]]
+
+
+# --------------------------------------------------------------------------- seed
+
+
+def seed_corpus(
+    steps: Steps,
+    out: Path,
+    level: float,
+    chain: int,
+    *,
+    n: int,
+    vocab: SeedVocabulary,
+    seed: int,
+    remainder: str,
+    check: Callable[[list[Record]], None],
+) -> list[Record]:
+    """Step ``seed``: generation 0 of one chain at one level (stored, or built and ``check``ed:
+    every text must score as designed)."""
+
+    def compute() -> list[Record]:
+        recs = build_seed_corpus(level, n, vocab, seed=seed, remainder=remainder, chain=chain)
+        check(recs)
+        return recs
+
+    path = chain_corpus_path(out, level, chain, 0)
+    return steps.cached("seed", path, compute, read_jsonl, write_jsonl)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+@dataclass
+class LazyBackend:
+    """The generator, opened by the first corpus that is generated rather than loaded, so a run
+    that finds every corpus stored never loads the model."""
+
+    backend: Backend | None
+    opener: Callable[[], Backend]
+
+    def get(self) -> Backend:
+        if self.backend is None:
+            self.backend = self.opener()
+        return self.backend
+
+    def close(self) -> None:
+        """Free the generator (before the downstream probe fine-tunes a model)."""
+        if self.backend is not None and hasattr(self.backend, "close"):
+            self.backend.close()
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What every generated corpus of a run shares: sampling, size, prompt, the run's seed,
+    retries, and the on-topic check and mitigation applied to each."""
+
+    params: SamplingParams
+    n: int
+    k_shots: int
+    prompt: str
+    seed: int
+    chunk_size: int
+    vocab: SeedVocabulary
+    on_topic: Callable[[str], bool]
+    #: ``on_topic: regenerate``: sample an off-topic text again, draw shots from on-topic texts
+    regenerate: bool
+    max_retries: int
+    #: the data-level mitigation (``records, seed -> records``); ``None`` when none is configured
+    mitigate: Callable[..., list[Record]] | None = None
+
+
+def generate(
+    steps: Steps,
+    out: Path,
+    level: float,
+    chain: int,
+    generation: int,
+    parent: Sequence[Record],
+    backend: LazyBackend,
+    settings: GenerationSettings,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Record]:
+    """Step ``generate``: generation ``generation`` of one chain at one level, written from
+    few-shot examples of its ``parent`` generation (stored, or generated).
+
+    With a mitigation the unmitigated texts are kept beside the corpus (``raw-gen-*.jsonl``);
+    every text's on-topic verdict is kept in ``meta["on_topic"]``.
+    """
+    s = settings
+    path = chain_corpus_path(out, level, chain, generation)
+
+    def compute() -> list[Record]:
+        recs = next_generation(
+            parent,
+            backend.get(),
+            s.params,
+            n=s.n,
+            generation=generation,
+            k_shots=s.k_shots,
+            prompt=s.prompt,
+            seed=s.seed,
+            chunk_size=s.chunk_size,
+            max_retries=s.max_retries,
+            on_progress=on_progress,
+            chain=chain,
+            accept=s.on_topic if s.regenerate else None,
+            eligible=_on_topic_record if s.regenerate else None,
+            vocab=s.vocab,
+        )
+        if s.mitigate is not None:
+            write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
+            recs = s.mitigate(recs, seed=s.seed + generation)
+        for rec in recs:
+            rec.meta["on_topic"] = s.on_topic(rec.text)
+        return recs
+
+    recs = steps.cached("generate", path, compute, read_jsonl, write_jsonl)
+    if on_progress and steps.last_reused:
+        on_progress(len(recs))
+    return recs
+
+
+def _on_topic_record(rec: Record) -> bool:
+    return bool(rec.meta.get("on_topic", True))
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def measure(
+    steps: Steps,
+    level: float,
+    chains: LevelCorpora,
+    measurer: GenderMeasurer,
+    *,
+    fit_metric: str,
+    seed: int,
+    n_resamples: int,
+    ci_level: float,
+) -> tuple[dict[str, Any], LevelFit]:
+    """Step ``measure``: one level's generations over its chains (``chains[r][k]``).
+
+    Returns the level's entry of ``results["levels"]`` and, per chain, the per-text values of
+    the fit metric that :func:`fit` resamples (``fit[r][k]``).
+    """
+    gens, fit_values = steps.timed(
+        "measure",
+        partial(_measure_level, chains, measurer, fit_metric, seed, n_resamples, ci_level),
+    )
+    return {"level": level, "chains": len(chains), "generations": gens}, fit_values
+
+
+def _measure_level(
+    chains: LevelCorpora,
+    measurer: GenderMeasurer,
+    fit_metric: str,
+    seed: int,
+    n_resamples: int,
+    ci_level: float,
+) -> tuple[list[dict[str, Any]], LevelFit]:
+    """Per generation: every metric on the chains' pooled texts, the direction metrics and
+    off-topic share over chains (cluster bootstrap), and the per-chain fit values."""
+    gens_out = []
+    fit: LevelFit = [[] for _ in chains]
+    base: dict[str, float] = {}
+    for k in range(len(chains[0])):
+        chain_recs = [corpora[k] for corpora in chains]
+        pooled = [r.text for recs in chain_recs for r in recs]
+        metrics = measurer.measure(pooled, seed=seed)
+        per_chain = [measurer.per_text(recs, fit_metric, seed=seed) for recs in chain_recs]
+        for r, values in enumerate(per_chain):
+            fit[r].append(values["fit"])
+        summary = summarise_generation(
+            per_chain, fit_metric, n_resamples=n_resamples, level=ci_level, seed=seed + k
+        )
+        out_metrics = {name: m.to_dict() for name, m in metrics.items()}
+        for name, cv in summary["over_chains"].items():  # the chains' mean replaces pooled values
+            out_metrics[name] = {**out_metrics.get(name, {"name": name}), **cv}
+        values = {name: m["value"] for name, m in out_metrics.items()}
+        if k == 0:
+            base = values
+        gens_out.append(
+            {
+                "generation": k,
+                "n": len(pooled),
+                "n_empty": sum(1 for recs in chain_recs for r in recs if not r.text),
+                "pairings": summary["pairings"],
+                "off_topic_share": summary["off_topic"],
+                "chains": summary["chains"],
+                "metrics": out_metrics,
+                "pct_change": {
+                    name: pct_change(v, base.get(name, float("nan")))
+                    if v is not None and base.get(name) is not None
+                    else None
+                    for name, v in values.items()
+                },
+            }
+        )
+    return gens_out, fit
+
+
+def downstream(
+    steps: Steps,
+    levels: list[dict[str, Any]],
+    corpora: dict[float, list[list[Record]]],
+    out: Path,
+    mc: MeasureConfig,
+    *,
+    seed: int,
+) -> None:
+    """Step ``downstream`` (``measure.downstream`` not ``off``): the pronoun probe
+    (``probe.gender.*``) on each level's chain-0 corpora (``corpora[level][k]``), added to the
+    ``levels`` entries; see :func:`_add_downstream`."""
+    steps.timed("downstream", partial(_add_downstream, levels, corpora, out, mc, seed))
+
+
+def _add_downstream(
+    levels: list[dict[str, Any]],
+    corpora: dict[float, list[list[Record]]],
+    out: Path,
+    mc: MeasureConfig,
+    seed: int,
+) -> None:
+    """LoRA-tune the embedded model on a corpus and probe its pronoun preferences
+    (:func:`synthbias.studies.probe.downstream_bias`); cached per corpus in
+    ``downstream/level-*/gen-*/``. ``measure.downstream: last`` does the last generation only."""
+    occupations, templates, lo, hi = probe_set(mc)
+    for lv in levels:
+        level = lv["level"]
+        gens = lv["generations"]
+        chosen = gens if mc.downstream == "all" else gens[-1:]
+        for g in chosen:
+            k = g["generation"]
+            texts = [r.text for r in corpora[level][k] if r.text]
+            res = downstream_bias(
+                texts,
+                out / "downstream" / f"level-{level:g}" / f"gen-{k}",
+                seed=seed,
+                n_resamples=mc.n_resamples,
+                occupations=occupations,
+                templates=templates,
+                lo=lo,
+                hi=hi,
+            )
+            base = gens[0]["metrics"]
+            for name, m in res.items():
+                g["metrics"][name] = m.to_dict(include_samples=True)
+                b = base.get(name)
+                g["pct_change"][name] = pct_change(m.value, b["value"]) if b and k else None
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    steps: Steps,
+    data: Sequence[LevelFit],
+    *,
+    metric: str,
+    method: str,
+    n_resamples: int,
+    ci_level: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Step ``fit``: the bias map b_{k+1} = a + c·b_k and its fixed point over every level's
+    chains (``data[level][r][k]``, see :func:`measure`), or a note saying why there is none."""
+    return steps.timed("fit", partial(_fit_map, data, metric, method, n_resamples, ci_level, seed))
+
+
+def _fit_map(
+    data: Sequence[LevelFit],
+    metric: str,
+    method: str,
+    n_resamples: int,
+    ci_level: float,
+    seed: int,
+) -> dict[str, Any]:
+    n_transitions = len(data) * (len(data[0][0]) - 1) if data else 0  # levels x generations
+    if n_transitions < 2:  # one level, one generation: trajectories only, no map to fit
+        return {"note": f"not fitted: {n_transitions} transition (levels x generations); need 2"}
+    try:
+        return fit_equilibrium_chains(
+            data,
+            statistic_for(metric),
+            method=method,
+            n_resamples=n_resamples,
+            level=ci_level,
+            seed=seed,
+        ).to_dict()
+    except ValueError as exc:
+        return {"note": f"not fitted: {exc}"}
+
+
+# --------------------------------------------------------------------------- summarise
+
+
+def summarise(
+    steps: Steps,
+    levels: list[dict[str, Any]],
+    equilibrium: dict[str, Any],
+    study: Any,
+) -> dict[str, Any]:
+    """Step ``summarise``: the results' study part (levels, fit, headline metrics) and what it
+    supports: whether the fit is interpretable, and the design's power (see
+    :mod:`~synthbias.studies.equilibrium.summary`); ``study`` is the ``study:`` section."""
+    return steps.timed("summarise", partial(_summary, levels, equilibrium, study))
+
+
+def _summary(levels: list[dict[str, Any]], equilibrium: dict[str, Any], study: Any) -> dict:
+    out: dict[str, Any] = {
+        "fit_metric": study.fit_metric,
+        "chains": study.chains,
+        "levels": levels,
+        "equilibrium": equilibrium,
+        "headline_metrics": headline_metrics(study.fit_metric),
+    }
+    out["interpretation"] = interpretation(out, study)
+    out["power"] = power_summary(out, study)
+    return out
+
+
+def headline_metrics(fit_metric: str) -> list[str]:
+    """The metrics the console and the report lead with, the fit metric first."""
+    return list(
+        dict.fromkeys(
+            [
+                fit_metric,
+                *DIRECTION_METRICS,
+                OFF_TOPIC_METRIC,
+                "rule.gender.signed_bias",
+                "embedding.gender.anchor_bias",
+            ]
+        )
+    )

@@ -130,7 +130,13 @@ def test_rates_on_hand_computed_corpus(scorer):
     # among female-coded texts (9): 3 stereotypical; among male-coded (1): 0
     assert rate.per_group == pytest.approx({"male-coded": 0.0, "female-coded": 1 / 3})
     assert signed.per_group == pytest.approx({"male-coded": -1.0, "female-coded": 1 / 3})
-    assert rate.meta["label_counts"] == {"stereotypical": 3, "anti": 1, "neutral": 6, "none": 0}
+    assert rate.meta["label_counts"] == {
+        "stereotypical": 3,
+        "anti": 1,
+        "neutral": 6,
+        "none": 0,
+        "garbled": 0,
+    }
     assert rate.meta["lo"] == 30 and rate.meta["hi"] == 70
 
 

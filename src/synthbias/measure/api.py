@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.lexicon import load_lexicon
+from synthbias.measure.direction import CODE_BALANCED
 from synthbias.measure.embedding import EmbeddingGenderScorer, Encoder
 from synthbias.measure.embedding_axes import EmbeddingAxisScorer
 from synthbias.measure.lexical import measure_lexical
 from synthbias.measure.misalignment import misalignment_factors
-from synthbias.measure.names import MAGNITUDE, MAJORITY, STEREO
+from synthbias.measure.names import MAGNITUDE, MAJORITY, STEREO, STEREO_SHARE
 from synthbias.measure.result import MetricResult
 from synthbias.measure.rules import GenderRuleScorer
 
@@ -63,6 +64,8 @@ class MeasureRequest:
         "rule.gender.stereotype_rate": STEREO,
         "rule.gender.signed_bias": STEREO,
         "rule.gender.gendered_term_imbalance": MAJORITY,  # raw: male-positive
+        # a direction metric (measure.direction): needs each text's occupation code
+        CODE_BALANCED: STEREO_SHARE,
     },
 )
 def measure_rule(req: MeasureRequest) -> dict[str, MetricResult]:

@@ -61,6 +61,8 @@ class Orientation:
 
 #: Higher is more stereotyped.
 STEREO = Orientation(1)
+#: A share of stereotypical choices: higher is more stereotyped, 0.5 is no lean.
+STEREO_SHARE = Orientation(1, neutral=0.5)
 #: A signed lean between groups: positive = towards the baseline's majority group.
 MAJORITY = Orientation(0, meaning="towards the baseline's majority group")
 #: An unsigned distance from parity.

@@ -7,6 +7,7 @@ nouns (patient, customer, ...), longest match first. A text is
 * ``none`` when no gender-coded occupation is mentioned (neutral occupations do not count);
 * ``neutral`` when a coded occupation is mentioned but no gendered referent is tied to one, or as
   many referents speak for the stereotype as against it;
+* ``garbled`` when the text is a generation loop (``nearest``/``occupation`` only; unpaired);
 * ``stereotypical`` when the referents tied to coded occupations mostly match the occupation's
   code (he + engineer, she + nurse);
 * ``anti`` otherwise (she + engineer, he + nurse).
@@ -52,6 +53,26 @@ Three settings, each recorded in every result (``meta``):
   4. The text is ``stereotypical`` when more tied referents match their occupation's code than
      not, ``anti`` when fewer, else ``neutral`` (when a coded occupation is mentioned) or ``none``.
 
+  Four refinements for model-written text ("The {occupation} said that ..."; issue 27):
+
+  * clause rule: after a subject pronoun (he, she, *they*) tied to X, a later pronoun of the same
+    clause that would also be tied to X is somebody else, unless it has the subject's gender and
+    is reflexive or possessive ("The librarian said that she would call him tomorrow": only
+    *she* is the librarian; "The cashier said that they would send the receipt to her": the
+    cashier is *they*, *her* is nobody in the text). Such a pronoun gets no rule-3 fallback.
+  * an occupation right after "<pronoun> is/was a" says what that person is ("she was an
+    engineer"): it is not a person of its own that other pronouns are tied to;
+  * rule 3 does not tie a first name or title that follows the occupation across a reporting
+    verb or subordinator ("The typist said that the letter was ready when Linda arrived");
+  * a text holding a generation loop ("he said that she said that he said that ...", see
+    :func:`is_garbled`) is labelled ``garbled`` (unpaired, counted in ``label_counts``) instead
+    of by a vote of its referents.
+
+  With the prompt's occupation (``score_text(text, prompt_occupation=...)``, the generation
+  prompt's ``meta.prompt_occupation``), its first mention is the speaker: a subject pronoun
+  after a subordinator, and a pronoun with no other person in its sentence, are tied to it;
+  only referents tied to it vote, and the text's ``code`` is its code (also for ``none``).
+
   ``occupation``: rule 1 with occupations as the only person mentions, i.e. the nearest
   preceding occupation in the sentence, as issue 13 first phrased it ("The nurse thanked the
   patient for his help" counts *his* for the nurse again); rules 2 and 4 as above, no rule 3.
@@ -95,7 +116,8 @@ STEREOTYPICAL = "stereotypical"
 ANTI = "anti"
 NEUTRAL_LABEL = "neutral"
 NONE = "none"
-LABELS = (STEREOTYPICAL, ANTI, NEUTRAL_LABEL, NONE)
+GARBLED = "garbled"
+LABELS = (STEREOTYPICAL, ANTI, NEUTRAL_LABEL, NONE, GARBLED)
 
 #: Threshold presets: name -> (lo, hi) percent women (male-coded at/below lo, female at/above hi;
 #: lo == hi means strictly below / strictly above).
@@ -145,6 +167,49 @@ _SUBJECT_PRONOUNS = frozenset({"he", "she"})
 _SUBORDINATOR_BEFORE = re.compile(
     r"\b(?:that|because|since|so|but|when|while|after|before|until|if|although|though)\s+$",
     re.IGNORECASE,
+)
+#: Subject pronouns that open a clause; ``they`` is not gendered but still takes the speaker's
+#: place, so a gendered pronoun later in its clause is somebody else.
+_CLAUSE_SUBJECTS = frozenset({"he", "she", "they"})
+# Text between two pronouns that ends the first one's clause (a new clause may have a new
+# subject): a subordinator, a relative pronoun, a conjunction or clause punctuation.
+_CLAUSE_BREAK = re.compile(
+    r"[,;:()\"]|\b(?:that|because|since|so|but|and|or|when|while|after|before|until|if|"
+    r"although|though|who|whom|which|whose|where|said|says|told|asked)\b",
+    re.IGNORECASE,
+)
+# "her" followed by one of these (or by punctuation / the end) is an object, not a possessive.
+_HER_OBJECT_NEXT = re.compile(
+    r"\s*(?:$|[^\w\s]|(?:to|and|or|but|that|about|tomorrow|today|tonight|later|soon|again|"
+    r"back|up|down|out|off|in|on|at|for|with|from|if|when|because|so|too|now|then|yesterday|"
+    r"a|an|the|this|some|any|all|how|what|why|where|whether|is|was|will|would|as|by|into|"
+    r"over|after|before|once|right|first|last|every|next)\b)",
+    re.IGNORECASE,
+)
+_REFLEXIVES = frozenset({"himself", "herself"})
+# An occupation right after "<pronoun> is/was a" is what that person is, not a new person.
+_PRONOUN_COPULA = re.compile(
+    r"^\s+(?:is|was|am|are|were|be|been|became|becomes|remains|remained|had been|has been|"
+    r"would be|will be|wanted to be|worked as|works as)\s+(?:not\s+)?(?:a|an|the)\s+"
+    r"(?:[\w-]+\s+)?$",
+    re.IGNORECASE,
+)
+# A name or title after the sentence's occupation with one of these between is in reported
+# speech or another clause: somebody else, not the speaker (no whole-sentence fallback).
+_REPORTED = re.compile(
+    r"\b(?:said|says|say|explained|added|replied|thought|that|when|while|because|"
+    r"after|before|until|if|since|although|though)\b",
+    re.IGNORECASE,
+)
+#: A text whose words repeat one short cycle (with the pronouns' genders ignored) this many times
+#: in a row is a generation loop ("he said that she said that he said that ..."), not a text:
+#: it is labelled ``garbled`` (unpaired) instead of by a vote of its referents.
+GARBLED_REPEATS = 3
+_LOOP_MAX_PERIOD = 8
+_WORD = re.compile(r"[A-Za-z']+|[.!?;]")
+_STOPS = frozenset(".!?;")  # a loop is inside one sentence: repeated sentences are not one
+_LOOP_PRONOUNS = frozenset(
+    {"he", "she", "they", "him", "her", "them", "his", "hers", "their", "i", "we", "you"}
 )
 
 
@@ -203,7 +268,8 @@ class TextScore:
     male: int = 0
     female: int = 0
     neutral: int = 0
-    code: str | None = None  # the resolved occupation code behind the label
+    #: the resolved occupation code behind the label (with a prompt occupation: its code)
+    code: str | None = None
     #: (occupation, referent gender) for every referent the ``nearest`` rule tied to an
     #: occupation (empty under ``text``)
     links: list[tuple[str, str]] = field(default_factory=list)
@@ -387,46 +453,35 @@ class GenderRuleScorer:
             out.append(_Hit(m.start, m.end, kind, value, noun, name))
         return out
 
-    def _score_nearest(self, text: str) -> TextScore:
+    def prompt_occupation(self, name: str | None) -> str | None:
+        """The table occupation a prompt names (its table name or any of its forms), or None."""
+        if not name:
+            return None
+        if name in self.codes:
+            return name
+        found = [h.value for h in self._hits(name) if h.kind == _OCC]
+        return found[0] if len(found) == 1 else None
+
+    def _score_nearest(self, text: str, prompt_occupation: str | None = None) -> TextScore:
         hits = self._hits(text)
         score = self._score([(h.kind, h.value) for h in hits])  # counts and fallbacks
         score.code, score.label = None, NONE
+        prompt = self.prompt_occupation(prompt_occupation)
+        prompt_code = self.codes[prompt] if prompt is not None else None
+        if prompt_code not in (MALE_CODED, FEMALE_CODED):
+            prompt_code = None
         coded = [h for h in hits if h.kind == _OCC and self.codes[h.value] != "neutral"]
         if not coded:
+            score.code = prompt_code
             return score
-        if self.attach == "occupation":  # other people are invisible: ties to occupations only
-            persons = [i for i, h in enumerate(hits) if h.kind == _OCC]
-        else:
-            persons = [i for i, h in enumerate(hits) if h.kind in (_OCC, _PER) or h.noun]
-        ends = sentence_ends(text)
-        sent = [bisect.bisect_right(ends, h.start) for h in hits]
-        first_person: dict[int, int] = {}  # sentence -> its first person mention
-        for p in persons:
-            first_person.setdefault(sent[p], p)
-        # rule 3: a sentence with one occupation mention and no other non-gendered person
-        sole: dict[int, str] = {}
-        others: set[int] = set()
-        n_occ: dict[int, int] = {}
-        for i, h in enumerate(hits):
-            if h.kind == _OCC:
-                n_occ[sent[i]] = n_occ.get(sent[i], 0) + 1
-                sole[sent[i]] = h.value
-            elif h.kind == _PER or (h.noun and h.value == "neutral"):
-                others.add(sent[i])
-        sole = {k: v for k, v in sole.items() if n_occ[k] == 1 and k not in others}
-        links: list[tuple[str, str]] = []
-        for i, h in enumerate(hits):
-            if h.kind != _REF or h.value not in ("male", "female"):
-                continue
-            occ = (
-                self._noun_link(text, hits, i, sent)
-                if h.noun
-                else self._pronoun_link(text, hits, persons, i, sent, first_person)
-            )
-            if occ is None and self.attach == "nearest" and (h.name or not h.noun):
-                occ = sole.get(sent[i])
-            if occ is not None:
-                links.append((occ, h.value))
+        if is_garbled(text):  # a generation loop: flagged and unpaired, no majority vote
+            score.label = GARBLED
+            score.code = prompt_code or _majority_code(coded, self.codes)
+            return score
+        targets = self._targets(text, hits, prompt)
+        links = [(hits[j].value, hits[i].value) for i, j in targets.items()]
+        if prompt is not None:  # the text is about the prompt's occupation: only it votes
+            links = [(occ, g) for occ, g in links if occ == prompt]
         score.links = links
         votes = {
             STEREOTYPICAL: {MALE_CODED: 0, FEMALE_CODED: 0},
@@ -441,14 +496,73 @@ class GenderRuleScorer:
         n_st, n_an = sum(votes[STEREOTYPICAL].values()), sum(votes[ANTI].values())
         if n_st == n_an:
             score.label = NEUTRAL_LABEL
-            n_m = sum(1 for h in coded if self.codes[h.value] == MALE_CODED)
-            n_f = len(coded) - n_m
-            score.code = None if n_m == n_f else MALE_CODED if n_m > n_f else FEMALE_CODED
+            score.code = prompt_code or _majority_code(coded, self.codes)
             return score
         score.label = STEREOTYPICAL if n_st > n_an else ANTI
         side = votes[score.label]
         score.code = MALE_CODED if side[MALE_CODED] >= side[FEMALE_CODED] else FEMALE_CODED
         return score
+
+    def _targets(self, text: str, hits: list[_Hit], prompt: str | None) -> dict[int, int]:
+        """Gendered referent hit -> the occupation hit it is tied to (rules 1-3, the clause rule,
+        the prompt's speaker); referents tied to nothing (or to a non-occupation) are absent."""
+        ends = sentence_ends(text)
+        sent = [bisect.bisect_right(ends, h.start) for h in hits]
+        predicate = _predicate_occupations(text, hits, sent)
+        if self.attach == "occupation":  # other people are invisible: ties to occupations only
+            persons = [i for i, h in enumerate(hits) if h.kind == _OCC and i not in predicate]
+        else:
+            persons = [
+                i
+                for i, h in enumerate(hits)
+                if (h.kind in (_OCC, _PER) or h.noun) and i not in predicate
+            ]
+        first_person: dict[int, int] = {}  # sentence -> its first person mention
+        for p in persons:
+            first_person.setdefault(sent[p], p)
+        speaker = next(
+            (i for i, h in enumerate(hits) if h.kind == _OCC and h.value == prompt), None
+        )
+        sole = self._sole(hits, sent)
+        raw: dict[int, int | None] = {}  # referent -> person hit (rules 1-2)
+        for i, h in enumerate(hits):
+            if h.kind != _REF or (h.noun and h.value not in ("male", "female")):
+                continue
+            if h.value not in ("male", "female") and _word(text, h) not in _CLAUSE_SUBJECTS:
+                continue  # of the neutral pronouns only "they" matters (the clause rule)
+            if h.noun:
+                raw[i] = self._noun_link(text, hits, i, sent)
+            else:
+                raw[i] = self._pronoun_link(text, hits, persons, i, sent, first_person, speaker)
+        blocked = _clause_blocked(text, hits, raw, sent, persons)
+        out: dict[int, int] = {}
+        for i, j in raw.items():
+            h = hits[i]
+            if h.value not in ("male", "female") or i in blocked:
+                continue
+            if j is not None and hits[j].kind != _OCC:
+                j = None  # tied to a person who is not an occupation
+            if j is None and self.attach == "nearest" and (h.name or not h.noun):
+                j = sole.get(sent[i])
+                if j is not None and h.name and _reported(text, hits[j], h):
+                    j = None  # a name in reported speech is somebody else, not the speaker
+            if j is not None and hits[j].kind == _OCC:
+                out[i] = j
+        return out
+
+    @staticmethod
+    def _sole(hits: list[_Hit], sent: list[int]) -> dict[int, int]:
+        """Rule 3: sentence -> its one occupation hit, where no other non-gendered person is."""
+        sole: dict[int, int] = {}
+        others: set[int] = set()
+        n_occ: dict[int, int] = {}
+        for i, h in enumerate(hits):
+            if h.kind == _OCC:
+                n_occ[sent[i]] = n_occ.get(sent[i], 0) + 1
+                sole[sent[i]] = i
+            elif h.kind == _PER or (h.noun and h.value == "neutral"):
+                others.add(sent[i])
+        return {k: v for k, v in sole.items() if n_occ[k] == 1 and k not in others}
 
     @staticmethod
     def _pronoun_link(
@@ -458,66 +572,173 @@ class GenderRuleScorer:
         i: int,
         sent: list[int],
         first_person: dict[int, int],
-    ) -> str | None:
-        """Occupation a pronoun is tied to (rule 1), or None."""
+        speaker: int | None = None,
+    ) -> int | None:
+        """Person hit a pronoun is tied to (rule 1; the prompt's speaker first), or None."""
         k = bisect.bisect_left(persons, i)
         before = persons[k - 1] if k > 0 else None
+        word = _word(text, hits[i])
         if (
             before is not None
             and k > 1
-            and text[hits[i].start : hits[i].end].lower() in _OBJECT_PRONOUNS
+            and word in _OBJECT_PRONOUNS
             and _JUST_A_VERB.match(text[hits[before].end : hits[i].start])
         ):
             before = persons[k - 2]  # "the customer thanked her": not the customer
-        elif (
-            before is not None
-            and text[hits[i].start : hits[i].end].lower() in _SUBJECT_PRONOUNS
-            and _after_subordinator(text, hits[i].start)
-        ):
+        elif word in _CLAUSE_SUBJECTS and _after_subordinator(text, hits[i].start):
+            if speaker is not None and speaker < i:
+                return speaker  # "The nurse said that she ...": the prompt's occupation
             first = first_person.get(sent[i])
-            if first is not None and first < i:
+            if before is not None and first is not None and first < i:
                 before = first  # "X told Y that he ...": the subject of the main clause
         after = persons[k] if k < len(persons) else None
         if before is not None and sent[before] == sent[i]:
-            j = before
-        elif after is not None and sent[after] == sent[i]:
-            j = after
-        elif before is not None:
-            j = before
-        else:
-            return None
-        return hits[j].value if hits[j].kind == _OCC else None
+            return before
+        if after is not None and sent[after] == sent[i]:
+            return after
+        if speaker is not None and speaker < i:
+            return speaker  # a later sentence of a text about the prompt's occupation
+        return before
 
     @staticmethod
-    def _noun_link(text: str, hits: list[_Hit], i: int, sent: list[int]) -> str | None:
-        """Occupation a gendered noun or name is one person with (rule 2), or None."""
+    def _noun_link(text: str, hits: list[_Hit], i: int, sent: list[int]) -> int | None:
+        """Occupation hit a gendered noun or name is one person with (rule 2), or None."""
         h = hits[i]
         if i + 1 < len(hits) and hits[i + 1].kind == _OCC and sent[i + 1] == sent[i]:
             if _NOUN_THEN_OCC.match(text[h.end : hits[i + 1].start]):
-                return hits[i + 1].value
+                return i + 1
         if i > 0 and hits[i - 1].kind == _OCC and sent[i - 1] == sent[i]:
             if _OCC_THEN_NOUN.match(text[hits[i - 1].end : h.start]):
-                return hits[i - 1].value
+                return i - 1
         return None
 
-    def score_text(self, text: str) -> TextScore:
+    def score_text(self, text: str, prompt_occupation: str | None = None) -> TextScore:
+        """One text's score; ``prompt_occupation`` (the occupation the generation prompt named,
+        ``meta.prompt_occupation``) is the speaker: the subject referent attaches to it, only its
+        referents vote and the text's ``code`` is its code (``nearest``/``occupation`` only)."""
         if self.attach != "text":
-            return self._score_nearest(text)
+            return self._score_nearest(text, prompt_occupation)
         return self._score(self.matcher.findall(text))
 
-    def score_texts(self, texts: Sequence[str]) -> list[TextScore]:
-        """Scores for many texts (``text``: one regex pass per chunk of texts)."""
+    def score_texts(
+        self, texts: Sequence[str], prompt_occupations: Sequence[str | None] | None = None
+    ) -> list[TextScore]:
+        """Scores for many texts (``text``: one regex pass per chunk of texts);
+        ``prompt_occupations`` gives each text's prompt occupation (see :meth:`score_text`)."""
+        if prompt_occupations is not None and len(prompt_occupations) != len(texts):
+            raise ValueError("prompt_occupations must have one entry per text")
         if self.attach != "text":
-            return [self._score_nearest(t) for t in texts]
+            prompts = prompt_occupations or [None] * len(texts)
+            return [self._score_nearest(t, p) for t, p in zip(texts, prompts, strict=True)]
         return [self._score(labels) for labels in self.matcher.labels_batch(texts)]
 
     def measure(
-        self, texts: Sequence[str], n_resamples: int = 1000, seed: int = 0
+        self,
+        texts: Sequence[str],
+        n_resamples: int = 1000,
+        seed: int = 0,
+        prompt_occupations: Sequence[str | None] | None = None,
     ) -> dict[str, MetricResult]:
         """Corpus metrics with percentile bootstrap 95% CIs over texts; ``meta`` records
         :attr:`settings` (preset, thresholds, table, attachment rule)."""
-        scores = self.score_texts(texts)
+        scores = self.score_texts(texts, prompt_occupations)
         return metrics_from_scores(scores, n_resamples=n_resamples, seed=seed, meta=self.settings)
+
+
+def _word(text: str, hit: _Hit) -> str:
+    return text[hit.start : hit.end].lower()
+
+
+def _majority_code(coded: Sequence[_Hit], codes: Mapping[str, str]) -> str | None:
+    """The code with more coded-occupation mentions (None on a tie)."""
+    n_m = sum(1 for h in coded if codes[h.value] == MALE_CODED)
+    n_f = len(coded) - n_m
+    return None if n_m == n_f else MALE_CODED if n_m > n_f else FEMALE_CODED
+
+
+def _reported(text: str, occupation: _Hit, name: _Hit) -> bool:
+    """Whether a name follows the sentence's occupation across a reporting verb or subordinator
+    ("The typist said that the letter was ready when Linda arrived")."""
+    return occupation.start < name.start and bool(
+        _REPORTED.search(text, occupation.end, name.start)
+    )
+
+
+def _predicate_occupations(text: str, hits: list[_Hit], sent: list[int]) -> set[int]:
+    """Occupation hits right after "<pronoun> is/was a": what that person is ("she was an
+    engineer"), not a person of its own that other pronouns could be tied to."""
+    out = set()
+    for i in range(1, len(hits)):
+        prev = hits[i - 1]
+        if (
+            hits[i].kind == _OCC
+            and prev.kind == _REF
+            and not prev.noun
+            and sent[i - 1] == sent[i]
+            and _PRONOUN_COPULA.match(text[prev.end : hits[i].start])
+        ):
+            out.add(i)
+    return out
+
+
+def _clause_blocked(
+    text: str,
+    hits: list[_Hit],
+    raw: Mapping[int, int | None],
+    sent: list[int],
+    persons: Sequence[int],
+) -> set[int]:
+    """Gendered pronouns that are not the person their clause's subject pronoun is.
+
+    After a subject pronoun (he, she, they) tied to X, a later pronoun of the same clause (same
+    sentence, no clause break, no person mentioned between) that would also be tied to X is
+    somebody else unless it has the subject's gender and is reflexive or possessive: "The
+    librarian said that she would call him" (*him* is not the librarian), "The cashier said that
+    they would send the receipt to her" (the cashier is *they*). Such pronouns are tied to nobody
+    (no whole-sentence fallback either)."""
+    blocked: set[int] = set()
+    refs = list(raw)  # in text order
+    for n, s in enumerate(refs):
+        if _word(text, hits[s]) not in _CLAUSE_SUBJECTS:
+            continue
+        for k in (refs[m] for m in range(n + 1, len(refs))):
+            if sent[k] != sent[s] or _CLAUSE_BREAK.search(text, hits[s].end, hits[k].start):
+                break
+            p = bisect.bisect_right(persons, s)
+            if p < len(persons) and persons[p] < k:
+                break  # somebody is mentioned in between
+            if hits[k].noun or raw[k] != raw[s]:
+                continue
+            same = hits[k].value == hits[s].value
+            word = _word(text, hits[k])
+            if same and (word in _REFLEXIVES or word == "his" or _possessive_her(text, hits[k])):
+                continue
+            blocked.add(k)
+    return blocked
+
+
+def _possessive_her(text: str, hit: _Hit) -> bool:
+    """Whether this "her" is a possessive ("her book"), not an object ("call her tomorrow")."""
+    return _word(text, hit) == "her" and not _HER_OBJECT_NEXT.match(text, hit.end)
+
+
+def is_garbled(text: str, repeats: int = GARBLED_REPEATS) -> bool:
+    """Whether ``text`` holds a generation loop: a cycle of 2 to 8 words, one of them a pronoun,
+    repeated ``repeats`` times in a row inside one sentence once pronouns are read without their
+    gender ("he said that she said that he said that ..."). A sentence repeated whole is not
+    flagged: its referents vote the same way each time."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    norm = ["<p>" if w in _LOOP_PRONOUNS else w for w in words]
+    n = len(norm)
+    for period in range(2, _LOOP_MAX_PERIOD + 1):
+        need = period * (repeats - 1)  # positions that must equal the one a period earlier
+        run = 0
+        for t in range(period, n):
+            same = norm[t] == norm[t - period] and norm[t] not in _STOPS
+            run = run + 1 if same else 0
+            if run >= need and "<p>" in norm[t - period + 1 : t + 1]:
+                return True
+    return False
 
 
 def sentence_ends(text: str) -> list[int]:
@@ -628,6 +849,8 @@ __all__ = [
     "DEFAULT_ATTACH",
     "DEFAULT_OCCUPATIONS",
     "DEFAULT_PRESET",
+    "GARBLED",
+    "GARBLED_REPEATS",
     "GenderRuleScorer",
     "LABELS",
     "OCCUPATION_TABLES",
@@ -636,6 +859,7 @@ __all__ = [
     "NONE",
     "STEREOTYPICAL",
     "TextScore",
+    "is_garbled",
     "metrics_from_scores",
     "occupation_table",
     "resolve_preset",

@@ -114,6 +114,23 @@ def test_paired_deltas_per_arm_and_vs_control(run: tuple[Path, Path]) -> None:
     assert (out / "arm_effects.csv").exists() and (out / "bias_change_by_ratio.png").exists()
 
 
+def test_one_replicate_headlines_say_not_replicated(run: tuple[Path, Path]) -> None:
+    """One seed is one replicate: every headline is the per-replicate change, labelled "not
+    replicated" with no interval or flag, and the item-level CI is kept beside it."""
+    _, out = run
+    res = json.loads((out / "results.json").read_text())
+    assert res["replication"]["n_replicates"] == 1 and not res["replication"]["replicated"]
+    heads = {(h["arm"], h["reference"]): h for h in res["headlines"]}
+    assert set(heads) == {("s1", "real-only"), ("control", "real-only"), ("s1", "control")}
+    for key, h in heads.items():
+        assert h["status"] == "not replicated" and h["ci_low"] is None and not h["detected"]
+        effect = next(e for e in res["arm_effects"] if (e["arm"], e["reference"]) == key)
+        assert h["estimate"] == pytest.approx(effect["delta"])
+        assert h["item_level"]["ci_low"] == pytest.approx(effect["ci_low"])
+    assert len(res["replicate_effects"]) == 3
+    assert "not replicated" in (out / "report.html").read_text()
+
+
 def test_adapter_changed_the_model(run: tuple[Path, Path]) -> None:
     cfg_path, out = run
     cfg = load_config(cfg_path)

@@ -307,7 +307,7 @@ def test_changed_config_reruns_only_the_steps_whose_inputs_changed(tmp_path: Pat
     first = run_inheritance(_config(), tmp_path, trainer=CountingTrainer(), **kw)["steps"]
     # at least 2 bias types x 4 dimensions (more where the fake text climbs the fallback
     # ladder); 5 distinct training sets, evaluated with the untuned base model
-    assert list(first) == ["augment", "train", "evaluate", "compare"]
+    assert list(first) == ["augment", "train", "evaluate", "compare", "replicates"]
     n_aug = first["augment"]["ran"]
     assert n_aug >= 8 and first["augment"]["reused"] == 0
     assert (first["train"]["ran"], first["evaluate"]["ran"]) == (5, 6)

@@ -118,7 +118,9 @@ def test_sweep_leads_with_paired_answers_per_task(benchmarks: Path, tmp_path: Pa
     assert text.index("coreference: Δ bias.pro_anti_gap") < text.index("Bias inheritance: task")
     assert "items: benchmark: BBQ" in text
     page = render_report(tmp_path)
-    assert page.index("What the run found, per task") < page.index("Headline results")
+    assert page.index("Replicate-level headlines") < page.index("Item-level comparisons")
+    assert page.index("Item-level comparisons, per task") < page.index("Headline results")
+    assert "not replicated" in page and "not replicated" in text
 
 
 def test_explicit_size_below_minimum_is_a_config_error(benchmarks: Path, tmp_path: Path) -> None:

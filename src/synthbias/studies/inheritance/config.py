@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from synthbias.core.schema import StrictModel
@@ -79,7 +80,17 @@ class InheritanceStudyConfig(StrictModel):
     )
     mix_mode: Literal["fixed", "additive"] = "fixed"
     n_total: Annotated[int, Field(ge=1)] | None = None
+    #: one replicate per seed: replicate i uses ``seeds[i]`` for its augmentation draw, mix draw
+    #: and training seed, in every arm (see ``replicates``)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    #: number of replicates R: ``replicates: 5`` alone means ``seeds: [0, 1, 2, 3, 4]``; given
+    #: with ``seeds`` it must equal their number; left out, R = len(seeds)
+    replicates: Annotated[int, Field(ge=1, le=1000)] | None = None
+    #: headline interval over replicates: ``t`` (mean ± t·SE of the per-replicate estimates) or
+    #: ``two_stage`` (replicates, then items within each; stats/replicates.py)
+    inference: Literal["t", "two_stage"] = "t"
+    #: multiple-comparison adjustment of the "detected" flags over the run's family of cells
+    adjust: Literal["holm", "bh"] = "holm"
     tasks: list[str] | None = None
     n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
     eval_base: bool = True
@@ -143,6 +154,27 @@ class InheritanceStudyConfig(StrictModel):
         if not v or len(set(v)) != len(v):
             raise ValueError(f"seeds must be non-empty and distinct, got {v}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicate_seeds(cls, data: Any) -> Any:
+        """``replicates: R`` without ``seeds`` expands to seeds 0..R-1; with both, they agree."""
+        if not isinstance(data, dict) or data.get("replicates") is None:
+            return data
+        r = data["replicates"]
+        if data.get("seeds") is None:
+            return data | {"seeds": list(range(int(r)))}
+        if len(data["seeds"]) != r:
+            raise ValueError(
+                f"replicates ({r}) must equal the number of seeds ({len(data['seeds'])}); "
+                "give one of them (replicates: R means seeds 0..R-1)"
+            )
+        return data
+
+    @property
+    def n_replicates(self) -> int:
+        """R: one replicate per seed."""
+        return len(self.seeds)
 
     @field_validator("tasks")
     @classmethod

@@ -1,5 +1,6 @@
-"""Terminal summaries of an inheritance run: per task, what the run found
-(:func:`print_task_answers`),
+"""Terminal summaries of an inheritance run: first the replicate-level headlines (mean paired
+change over replicates, its interval, MDE at 80 % power, adjusted flag, the family's size:
+:func:`print_headlines`), then per task the item-level comparisons (:func:`print_task_answers`),
 then the task metrics by bias ratio (:func:`print_inheritance`).
 """
 
@@ -21,6 +22,82 @@ def _signed(v: Any, digits: int = 3) -> str:
     return f"{v:+.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def replication_line(results: dict[str, Any]) -> str:
+    """One sentence: R, the seeds, the interval method, the adjustment and the family's size."""
+    rep = results.get("replication") or {}
+    r = rep.get("n_replicates", 0)
+    seeds = ", ".join(str(s) for s in rep.get("seeds") or [])
+    if not rep.get("replicated"):
+        return (
+            f"R = {r} replicate{'s' if r != 1 else ''} (seeds {seeds}): not replicated (fewer than "
+            "3), so no headline interval and nothing flagged detected; the item-level CI beside "
+            "each change resamples task items for the same models and leaves out run-to-run "
+            "variation."
+        )
+    how = "t over replicates" if rep.get("inference") == "t" else "two-stage bootstrap SE, t"
+    return (
+        f"R = {r} replicates (seeds {seeds}); intervals: {how}; 'detected' is "
+        f"{rep.get('adjustment')}-adjusted over a family of {rep.get('family_size')} tests "
+        f"({rep.get('family')})."
+    )
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    return "-" if lo is None or hi is None else f"[{_signed(lo)}, {_signed(hi)}]"
+
+
+def print_headlines(results: dict[str, Any], console: Console) -> None:
+    """The replicate-level headlines per task (bias type and arm vs the real-only model and vs
+    the control arm, by ratio), then the dose-response slopes over ratios."""
+    heads = results.get("headlines") or []
+    if not heads:
+        return
+    console.print(replication_line(results), highlight=False)
+    rep = results.get("replication") or {}
+    several = len({h["arm"] for h in heads}) > 1
+    for task in dict.fromkeys(h["task"] for h in heads):
+        rows = [h for h in heads if h["task"] == task]
+        table = Table(
+            title=f"{task}: Δ {rows[0]['metric']}, mean of paired per-replicate changes",
+            title_justify="left",
+        )
+        cols = ["bias type", "ratio", "vs", "Δ", "95% CI", "MDE 80%", "p adj.", "detected"]
+        for col in [*cols, "item-level CI"]:
+            table.add_column(col, justify="left" if col in ("bias type", "vs") else "right")
+        for h in rows:
+            replicated = h["status"] == "replicated"
+            table.add_row(
+                arm_label(h, several),
+                f"{h['ratio']:g}",
+                h["reference"],
+                _signed(h["estimate"]),
+                _ci(h["ci_low"], h["ci_high"]) if replicated else "not replicated",
+                _f(h["mde_80"]),
+                _f(h["p_adjusted"]),
+                ("yes" if h["detected"] else "no") if replicated else "-",
+                _ci(
+                    (h.get("item_level") or {}).get("ci_low"),
+                    (h.get("item_level") or {}).get("ci_high"),
+                ),
+            )
+        console.print(table)
+    slopes = results.get("ratio_slopes") or []
+    if slopes and rep.get("replicated"):
+        table = Table(title="Dose-response: slope of the paired change over ratios (per replicate)")
+        for col in ("task", "bias type", "vs", "slope", "95% CI", "MDE 80%"):
+            table.add_column(col)
+        for s in slopes:
+            table.add_row(
+                s["task"],
+                arm_label(s, several),
+                s["reference"],
+                _signed(s["estimate"]),
+                _ci(s["ci_low"], s["ci_high"]),
+                _f(s["mde_80"]),
+            )
+        console.print(table)
+
+
 def print_task_answers(results: dict[str, Any], console: Console) -> None:
     """One compact table per task (paired change of its headline bias metric from the
     real-only model at each ratio, per bias type and arm) and the plain sentence of what it
@@ -38,12 +115,13 @@ def print_task_answers(results: dict[str, Any], console: Console) -> None:
         if a.get("size_for_target") and isinstance(hw, float) and hw > a["target_half_width"]:
             need = f"; about {a['size_for_target']} items for ±{a['target_half_width']:g}"
         table = Table(
-            title=f"{a['task']}: Δ {a['metric']}{form} vs the real-only model (paired 95% CI)",
+            title=f"{a['task']}: Δ {a['metric']}{form} vs the real-only model (item-level paired "
+            "95% CI, pooled over seeds)",
             caption=f"items: {a['item_source']}; size {a['size']}; real-only CI half-width "
             f"{hw_s}{null_s}{extra}{need}",
             title_justify="left",
         )
-        for col in ("bias type", "ratio", "Δ", "95% CI", "detected"):
+        for col in ("bias type", "ratio", "Δ", "95% CI", "CI excl. 0 (unadjusted)"):
             table.add_column(col, justify="left" if col == "bias type" else "right")
         several = len({d.get("arm") for d in a["deltas"]}) > 1
         for d in a["deltas"]:
@@ -70,6 +148,7 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
     """Headline per task: performance and bias metric at each ratio (mean over bias types)."""
     import pandas as pd
 
+    print_headlines(results, console)
     print_task_answers(results, console)
     df = pd.read_csv(out / "results.csv")
     tasks = results["tasks"]

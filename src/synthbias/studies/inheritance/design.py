@@ -42,14 +42,17 @@ class Cell:
     seed: int
     source_arm: str
     name: str
+    #: the replicate's index (its position in ``seeds``): every arm of replicate i shares seed i
+    replicate: int = 0
 
 
 def sweep_cells(study: InheritanceStudyConfig) -> list[Cell]:
-    """Every training set, by seed, bias type, arm, then ratio; every arm shares the ratios and
-    seeds, and r = 0 is the real-only set, once per (bias type, seed)."""
+    """Every training set, by replicate (seed), bias type, arm, then ratio; every arm shares the
+    ratios and seeds, and r = 0 is the real-only set, once per (bias type, seed): each replicate
+    has its own real-only model and its own control model."""
     arms = study_arms(study)
     cells = []
-    for seed in study.seeds:
+    for replicate, seed in enumerate(study.seeds):
         for bt in study.bias_types:
             for arm, strength in arms:
                 for ratio in study.ratios:
@@ -65,6 +68,7 @@ def sweep_cells(study: InheritanceStudyConfig) -> list[Cell]:
                             seed=seed,
                             source_arm=arm,
                             name=f"{label}-r{ratio:g}-s{seed}",
+                            replicate=replicate,
                         )
                     )
     return cells

@@ -22,6 +22,104 @@ def _table(rows: list[dict]) -> str:
     return html_table(list(rows[0]), [list(r.values()) for r in rows])
 
 
+def _headline_row(h: dict[str, Any], several: bool) -> list[str]:
+    replicated = h["status"] == "replicated"
+    item = h.get("item_level") or {}
+    return [
+        arm_label(h, several),
+        f"{h['ratio']:g}",
+        h["reference"],
+        fmt_num(h["estimate"]),
+        fmt_ci(h["ci_low"], h["ci_high"]) if replicated else "not replicated",
+        fmt_num(h["mde_80"]),
+        fmt_num(h["p_adjusted"]),
+        ("yes" if h["detected"] else "no") if replicated else "—",
+        " ".join(fmt_num(v) for v in h.get("per_replicate") or []),
+        fmt_ci(item.get("ci_low"), item.get("ci_high")),
+    ]
+
+
+def _replication_note(rep: dict[str, Any]) -> str:
+    r = rep.get("n_replicates", 0)
+    seeds = ", ".join(str(s) for s in rep.get("seeds") or [])
+    if not rep.get("replicated"):
+        return (
+            f"<p><b>R = {r} replicate{'s' if r != 1 else ''} (seeds {esc(seeds)}): not "
+            "replicated.</b> Fewer than 3 replicates give no interval and no detection; each "
+            "change is one model against another. The item-level CI beside it resamples task "
+            "items for the same trained models, so the run-to-run variation of the augmentation, "
+            "mix and training draws is not in it: it is not evidence that the effect recurs.</p>"
+        )
+    how = (
+        "mean ± t<sub>R−1</sub>·SE of the per-replicate paired changes"
+        if rep.get("inference") == "t"
+        else "two-stage bootstrap SE (replicates, then items), t on R−1 df"
+    )
+    return (
+        f"<p><b>R = {r} replicates</b> (seeds {esc(seeds)}); interval: {how}. "
+        f"<b>Detected</b> = {esc(rep.get('adjustment'))}-adjusted p ≤ 0.05 over a "
+        f"<b>family of {esc(rep.get('family_size'))} tests</b> ({esc(rep.get('family'))}). "
+        "MDE 80% = the change detected 80 % of the time at this R (two-sided 5 % test).</p>"
+    )
+
+
+@register_section("inheritance", order=4)
+def replicate_headlines(ctx: ReportContext) -> Section | None:
+    """What the run claims: the mean over replicates of each arm's paired change of the bias
+    metric (vs the real-only model and vs the control arm of the same replicate), its interval
+    from the variation between replicates, MDE, adjusted flag and the family's size."""
+    heads = ctx.results.get("headlines") or []
+    if not heads:
+        return None
+    rep = ctx.results.get("replication") or {}
+    parts = [
+        _replication_note(rep),
+        '<p class="note">A replicate is one seed: its own augmentation draw, mix draw and '
+        "training seed, shared by every arm (biased, control, real-only), so each arm's change "
+        "is paired within its replicate. The evaluation items are the same for all models. "
+        "Positive = more bias.</p>",
+    ]
+    several = len({h["arm"] for h in heads}) > 1
+    header = [
+        "bias type (arm)",
+        "ratio",
+        "vs",
+        "Δ (mean)",
+        "95% CI",
+        "MDE 80%",
+        "adjusted p",
+        "detected",
+        "per replicate",
+        "item-level CI (secondary)",
+    ]
+    for task in dict.fromkeys(h["task"] for h in heads):
+        rows = [h for h in heads if h["task"] == task]
+        parts.append(
+            f"<h3>{esc(task)}: Δ {esc(rows[0]['metric'])}</h3>"
+            + html_table(header, [_headline_row(h, several) for h in rows])
+        )
+    slopes = ctx.results.get("ratio_slopes") or []
+    if slopes and rep.get("replicated"):
+        rows = [
+            [
+                s["task"],
+                arm_label(s, several),
+                s["reference"],
+                fmt_num(s["estimate"]),
+                fmt_ci(s["ci_low"], s["ci_high"]),
+                fmt_num(s["mde_80"]),
+            ]
+            for s in slopes
+        ]
+        parts.append(
+            "<h3>Dose-response over ratios</h3><p>Slope of the paired change on the ratio "
+            "(ratio 0 = no change), fitted per replicate; the interval is t over the "
+            "per-replicate slopes.</p>"
+            + html_table(["task", "bias type (arm)", "vs", "slope", "95% CI", "MDE 80%"], rows)
+        )
+    return Section("replicates", "Replicate-level headlines", "".join(parts))
+
+
 @register_section("inheritance", order=5)
 def task_answers(ctx: ReportContext) -> Section | None:
     """What the run found, per task: the headline bias metric's paired change from the
@@ -30,7 +128,8 @@ def task_answers(ctx: ReportContext) -> Section | None:
     if not answers:
         return None
     parts = [
-        "<p>Per task: the headline bias metric's change from the real-only model (ratio 0, same "
+        "<p>Item-level comparisons (secondary to the replicate-level headlines above). Per task: "
+        "the headline bias metric's change from the real-only model (ratio 0, same "
         "bias type) at each ratio, on the same items, with a paired 95% CI (clusters of "
         "counterfactual items resampled whole; seeds resampled when there are several). "
         "Positive = more bias. The real-only value's own CI half-width says the power at this "
@@ -74,7 +173,14 @@ def task_answers(ctx: ReportContext) -> Section | None:
         ]
         table = (
             html_table(
-                ["bias type (arm)", "ratio", f"Δ {a['metric']}", "paired 95% CI", "detected"], rows
+                [
+                    "bias type (arm)",
+                    "ratio",
+                    f"Δ {a['metric']}",
+                    "item-level paired 95% CI",
+                    "item CI excludes 0 (unadjusted)",
+                ],
+                rows,
             )
             if rows
             else ""
@@ -86,7 +192,7 @@ def task_answers(ctx: ReportContext) -> Section | None:
     notes = ctx.results.get("size_notes") or []
     if notes:
         parts.append('<p class="note">Sizes: ' + esc("; ".join(notes)) + "</p>")
-    return Section("answers", "What the run found, per task", "".join(parts))
+    return Section("answers", "Item-level comparisons, per task", "".join(parts))
 
 
 def _check_row(c: dict[str, Any]) -> dict[str, Any]:

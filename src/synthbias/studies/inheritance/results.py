@@ -28,6 +28,7 @@ TIMED_STEPS = (
     ("train", "train"),
     ("eval", "evaluate"),
     ("paired", "compare"),
+    ("replicates", "replicates"),
 )
 
 
@@ -48,6 +49,7 @@ def tidy(
                     "strength": c["strength"],
                     "ratio": c["ratio"],
                     "seed": c["seed"],
+                    "replicate": c.get("replicate"),
                     "augmented_share": c["summary"]["augmented_share"],
                 }
                 | row
@@ -125,8 +127,16 @@ def study_results(
     train_info: dict[str, dict[str, Any]],
     factors: dict[tuple[str, str, float, int], dict[str, Any]],
     corr: list[dict[str, Any]],
+    replication: dict[str, Any],
 ) -> dict[str, Any]:
-    """The content of ``results.json`` (``plots`` filled in when they are drawn)."""
+    """The content of ``results.json`` (``plots`` filled in when they are drawn).
+
+    The replicate-level keys lead what the run claims: ``replication`` (R, seeds, interval
+    method, adjustment, family and its size), ``headlines`` (per task × bias type × arm × ratio ×
+    reference: mean paired change over replicates, interval, MDE at 80 % power, adjusted
+    ``detected``; the item-level figure beside it as ``item_level``), ``ratio_slopes`` and
+    ``replicate_effects`` (every per-replicate estimate with its item CI). ``paired_deltas`` and
+    ``arm_effects`` are the item-level comparisons pooled over seeds, as before."""
     study = config.inheritance
     model_ids = {m: e.get("model_id") for m, e in evaluations.items()}
     return {
@@ -156,6 +166,10 @@ def study_results(
         "fallback_ladder": augmentation.ladder,
         "dose_response": augmentation.dose,
         "arm_effects": effects,
+        "replication": replication["summary"],
+        "headlines": replication["headlines"],
+        "ratio_slopes": replication["ratio_slopes"],
+        "replicate_effects": replication["per_replicate"],
         "attribution": attribution,
         "conditions": [
             {k: v for k, v in c.items() if k != "records"} | {"train": train_info.get(c["adapter"])}
@@ -167,6 +181,28 @@ def study_results(
         "flags": flags(augmentation.checks, augmentation.dose),
         "samples": ["samples.jsonl"],
     }
+
+
+def headline_table(rows: list[dict[str, Any]]) -> Any:
+    """The headlines as a flat table: per-replicate values joined, the item-level CI in its
+    own columns."""
+    import pandas as pd
+
+    flat = []
+    for h in rows:
+        item = h.get("item_level") or {}
+        flat.append(
+            {k: v for k, v in h.items() if k not in ("item_level", "per_replicate")}
+            | {
+                "per_replicate": " ".join(
+                    "nan" if v is None else f"{v:.6g}" for v in h.get("per_replicate") or []
+                ),
+                "item_level_delta": item.get("delta"),
+                "item_level_ci_low": item.get("ci_low"),
+                "item_level_ci_high": item.get("ci_high"),
+            }
+        )
+    return pd.DataFrame(flat)
 
 
 def sample_rows(
@@ -221,6 +257,10 @@ def write_results(
     write_table(pd.DataFrame(results["attribution"]), out / "attribution.csv")
     if results["arm_effects"]:
         write_table(pd.DataFrame(results["arm_effects"]), out / "arm_effects.csv")
+    if results["replicate_effects"]:
+        write_table(pd.DataFrame(results["replicate_effects"]), out / "replicate_effects.csv")
+    if results["headlines"]:
+        write_table(headline_table(results["headlines"]), out / "headlines.csv")
     from synthbias.studies.inheritance.plots import plot_by_ratio, plot_deltas
 
     if plot_deltas(results["paired_deltas"], out / "bias_change_by_ratio.png") is not None:

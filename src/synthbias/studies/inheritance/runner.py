@@ -10,6 +10,13 @@ records, per augmented set, the requested vs measured bias, and per training set
 misalignment factors against the real data; it then reports which factor tracks the downstream
 harm (Spearman rank correlation with a bootstrap CI over the sweep's points).
 
+The claim's unit is the replicate: one seed of ``inheritance.seeds`` (``replicates: R`` means
+seeds 0..R-1), which draws the augmentation, the mix and the training of every arm, so each
+replicate has its own real-only and control models and an arm's effect is a paired difference
+within it. The headlines are means over replicates with intervals from their variation, an
+80 %-power MDE and adjusted flags over the run's family of cells
+(:mod:`synthbias.studies.inheritance.replicates`); below 3 replicates they say "not replicated".
+
 :func:`run_inheritance` is the study's outline; each step is a function of
 :mod:`synthbias.studies.inheritance.steps` called once per unit (a bias type and seed, a training
 set, a model), and what the run reports is assembled in
@@ -55,6 +62,7 @@ from synthbias.studies.inheritance.steps import (
     compare_models,
     eval_path,
     evaluate_model,
+    infer_over_replicates,
     load_real,
     mix_set,
     progress_bar,
@@ -93,8 +101,10 @@ def run_inheritance(
     Output: ``real.jsonl``, ``augmented/*.jsonl`` (+ ``*.check.json``: requested vs measured),
     ``mixes/*.jsonl`` (training sets with provenance), ``adapters/<hash>/``, ``evals/<hash>.json``
     (task results with per-item samples), ``misalignment/<hash>.json``, and the summary:
-    ``results.json``, ``results.csv`` (tidy: task, bias_type, ratio, seed, metric, value, CI),
-    ``correlations.csv`` and the plots ``performance_by_ratio.png`` / ``bias_by_ratio.png``.
+    ``results.json``, ``results.csv`` (tidy: task, bias_type, ratio, seed, replicate, metric,
+    value, CI), ``headlines.csv`` (replicate-level headlines), ``replicate_effects.csv`` (every
+    per-replicate paired effect with its item CI), ``correlations.csv`` and the plots
+    ``performance_by_ratio.png`` / ``bias_by_ratio.png``.
 
     ``backend`` is the generator (default from ``config.generator``); ``trainer`` and
     ``backend_loader`` replace LoRA training and model loading (tests use fakes).
@@ -230,6 +240,21 @@ def run_inheritance(
     )
     answers_by_task = task_answers(tasks, deltas, table, sizes)
 
+    # 5b. infer at the level of the claim: replicate i of every arm shares its seeds, so each
+    #     arm effect is a per-replicate paired difference; headlines rest on their variation
+    replication = infer_over_replicates(
+        tasks,
+        sizes,
+        conditions,
+        answers,
+        effects,
+        study,
+        item_seed=seed,
+        n_resamples=n_res,
+        level=config.measure.ci_level,
+        steps=steps,
+    )
+
     # 6. attribute the downstream harm to the misalignment factors
     attribution, corr = attribute_harm(table, tasks, factors, n_resamples=n_res, seed=seed)
 
@@ -251,6 +276,7 @@ def run_inheritance(
         train_info=train_info,
         factors=factors,
         corr=corr,
+        replication=replication,
     )
     write_results(out, results, table, augmentation.sets, evaluations)
     write_run_report(out)

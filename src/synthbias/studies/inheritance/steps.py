@@ -44,6 +44,13 @@ from synthbias.studies.inheritance.augment import (
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.inheritance.design import Cell, arm_effects, left_out_factors
 from synthbias.studies.inheritance.keys import content_key, records_key
+from synthbias.studies.inheritance.replicates import (
+    headlines,
+    ratio_slopes,
+    replicate_effects,
+    replication_summary,
+    strip_draws,
+)
 from synthbias.studies.inheritance.training import BackendLoader, Trainer
 from synthbias.tasks.compare import compact_records
 from synthbias.tasks.sweep import paired_deltas
@@ -283,6 +290,7 @@ def mix_set(
         "strength": cell.strength,
         "ratio": cell.ratio,
         "seed": cell.seed,
+        "replicate": cell.replicate,
         "records": records,
         "mix_key": records_key(records),
         "summary": mix_summary(records),
@@ -491,6 +499,56 @@ def compare_models(
         return deltas, effects
 
     return steps.timed("compare", compute)
+
+
+def infer_over_replicates(
+    tasks: Sequence[Any],
+    sizes: dict[str, int],
+    conditions: list[dict[str, Any]],
+    answers: dict[str, dict[str, list[dict[str, Any]]]],
+    effects: Sequence[dict[str, Any]],
+    study: InheritanceStudyConfig,
+    *,
+    item_seed: int,
+    n_resamples: int,
+    level: float,
+    steps: Steps,
+) -> dict[str, Any]:
+    """The ``replicates`` step: every replicate's paired effects (vs the real-only model and
+    the control arm of the same replicate), the headlines over replicates with their MDE and
+    adjusted flags, and the dose-response slopes over ratios (see
+    :mod:`synthbias.studies.inheritance.replicates`)."""
+
+    def compute() -> dict[str, Any]:
+        rows = replicate_effects(
+            tasks,
+            sizes,
+            conditions,
+            answers,
+            item_seed=item_seed,
+            n_resamples=n_resamples,
+            draws=study.inference == "two_stage",
+        )
+        r = study.n_replicates
+        heads = headlines(
+            rows,
+            r,
+            method=study.inference,
+            adjust=study.adjust,
+            level=level,
+            pooled=effects,
+            seed=item_seed,
+        )
+        return {
+            "summary": replication_summary(
+                heads, study.seeds, study.inference, study.adjust, item_seed
+            ),
+            "headlines": heads,
+            "ratio_slopes": ratio_slopes(rows, r, level),
+            "per_replicate": strip_draws(rows),
+        }
+
+    return steps.timed("replicates", compute)
 
 
 # --------------------------------------------------------------------------- 6. attribute

@@ -329,3 +329,14 @@ def test_changed_config_reruns_only_the_steps_whose_inputs_changed(tmp_path: Pat
     assert ratio["augment"]["ran"] == 0
     assert (ratio["train"]["ran"], ratio["train"]["reused"]) == (2, 5)
     assert (ratio["evaluate"]["ran"], ratio["evaluate"]["reused"]) == (2, 6)
+
+
+def test_resumed_run_keeps_its_generator(tmp_path: Path) -> None:
+    """A rerun that reuses every augmented set never loads the generator, yet results.json still
+    names the backend and model that wrote the sets (kept beside them in generator.json)."""
+    cfg = _config(bias_types=["gender"], ratios=[0.0, 1.0])
+    first = run_inheritance(cfg, tmp_path, trainer=CountingTrainer(), backend_loader=fake_loader)
+    assert first["generator"]["backend"] == "fake" and first["generator"]["model_id"]
+    again = run_inheritance(cfg, tmp_path, trainer=CountingTrainer(), backend_loader=fake_loader)
+    assert again["steps"]["augment"]["ran"] == 0
+    assert again["generator"] == first["generator"]

@@ -128,7 +128,9 @@ def run_inheritance(
 
     # 1. augment: every arm's set per (bias type, seed), checked against the real data
     generator = Generator(
-        partial(make_backend, config.generator, seed=seed, run_dir=cache), backend
+        partial(make_backend, config.generator, seed=seed, run_dir=cache),
+        backend,
+        info_path=cache / "augmented" / "generator.json",
     )
     write = _set_writer(config, steps, cache / "augmented", generator, real, real_key)
     arms = study_arms(study)

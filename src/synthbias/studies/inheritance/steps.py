@@ -115,22 +115,35 @@ def load_real(study: InheritanceStudyConfig, seed: int) -> tuple[list[Record], s
 @dataclass
 class Generator:
     """The generator of the augmented data, built on first use: a run whose augmented sets are
-    all stored never loads it."""
+    all stored never loads it. Which backend and model wrote them is kept in ``info_path``, so
+    a resumed run that reuses every set still reports its generator."""
 
     build: Callable[[], Backend]
     backend: Backend | None = None
+    info_path: Path | None = None
 
     def __call__(self) -> Backend:
         if self.backend is None:
             self.backend = self.build()
+            if self.info_path is not None:
+                write_json(self.info_path, self.info())
         return self.backend
+
+    def info(self) -> dict[str, Any]:
+        """The backend's name and model id; from ``info_path`` when it was never loaded."""
+        if self.backend is not None:
+            return {"backend": self.backend.name, "model_id": self.backend.model_id}
+        if self.info_path is not None and self.info_path.is_file():
+            return json.loads(self.info_path.read_text(encoding="utf-8"))
+        return {}
 
     def release(self) -> dict[str, Any]:
         """Close the generator (its memory is freed before training); its name for the results."""
-        backend = self.backend
-        info = {"backend": backend.name, "model_id": backend.model_id} if backend else {}
-        if backend is not None and hasattr(backend, "close"):
-            backend.close()
+        info = self.info()
+        if self.backend is not None and self.info_path is not None:
+            write_json(self.info_path, info)
+        if self.backend is not None and hasattr(self.backend, "close"):
+            self.backend.close()
         return info
 
 

@@ -152,20 +152,69 @@ def test_interpretation_names_every_reason() -> None:
     assert any("pairing rate falls from 1.00 to 0.12" in f for f in bad["findings"])
 
 
-def test_power_against_the_papers_effects() -> None:
+def _replicated(results: dict, se: float, chains: int = 5) -> dict:
+    """``results`` with every generated cell of the fit metric replicated over ``chains`` chains
+    at between-chain SE ``se`` (its MDE from stats.power)."""
+    from synthbias.stats.power import mde
+
+    for lv in results["levels"]:
+        lv["chains"] = chains
+        for g in lv["generations"][1:]:
+            m = g["metrics"][CONDITIONAL]
+            m |= {"status": "replicated", "se": se, "n_chains": chains}
+            m["mde_80"] = mde(se, df=chains - 1) if se is not None else None
+    return results
+
+
+def test_power_at_80_percent_against_the_papers_effects() -> None:
     from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
     from synthbias.studies.equilibrium.summary import power_lines, power_summary
 
-    study = EquilibriumStudyConfig(n=100)
-    tight = power_summary(_results(0.0, 400, (0.49, 0.51)), study)
-    # +0.036 from b0 = 0.1: binomial floor at 400 pairings is 0.029 -> visible; -0.156 visible
-    assert [p["visible"] for p in tight["paper"]] == [True, True]
-    assert tight["smallest_detectable_change"] == pytest.approx(0.01)
-    wide = power_summary(_results(0.0, 40, (0.3, 0.7)), study)
+    study = EquilibriumStudyConfig(n=100, chains=5)
+    tight = power_summary(_replicated(_results(0.0, 400, (0.49, 0.51)), 0.005), study)
+    # MDE (2.78 + 0.94) x 0.005 = 0.019 on 4 df; the binomial MDE at b0 = 0.1 with 400
+    # pairings is 0.042: +0.036 is NOT detectable at 80% power, -0.156 from 0.6 is
+    assert [p["visible"] for p in tight["paper"]] == [False, True]
+    assert tight["worst"]["mde_80"] == pytest.approx(3.717 * 0.005, rel=0.01)
+    wide = power_summary(_replicated(_results(0.0, 40, (0.3, 0.7)), 0.1), study)
     assert [p["visible"] for p in wide["paper"]] == [False, False]
     assert wide["paper_equilibrium"]["overlaps_paper"] is True
-    text = "\n".join(power_lines({**_results(0.0, 40, (0.3, 0.7)), "power": wide}))
-    assert "Paper (Gemma-2-2b-it)" in text and "would NOT be visible" in text
+    text = "\n".join(power_lines({"power": wide}))
+    assert "The paper's effect (Gemma-2-2b-it, theirs)" in text and "NOT detectable" in text
+    assert "Worst cell: b0 = " in text and "80% power" in text
+
+
+def test_power_sentences_at_small_n_say_why_not() -> None:
+    """Issue 29 item 11: no "±0.00", no median hiding a cell: a cell without an MDE says why."""
+    from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+    from synthbias.studies.equilibrium.summary import power_lines, power_summary
+
+    study = EquilibriumStudyConfig(n=100, chains=2)
+    two = power_summary(_results(0.0, 40, (0.3, 0.7)), study)  # no replicate status: n.r.
+    text = "\n".join(power_lines({"power": two}))
+    assert "±0.00" not in text and "needs ≥ 3" in text and "No design-wide MDE" in text
+    assert [p["visible"] for p in two["paper"]] == [None, None]
+    same = power_summary(_replicated(_results(0.0, 40, (0.3, 0.7)), 0.0), study)
+    text = "\n".join(power_lines({"power": same}))
+    assert "±0.00" not in text and "not estimable" in text
+
+
+def test_two_chains_are_not_replicated_three_are() -> None:
+    from synthbias.measure.direction import DIRECTION_STATS
+    from synthbias.studies.equilibrium.summary import replicate_headline
+
+    rng = np.random.default_rng(0)
+    chains = [np.where(rng.random(40) < 0.3, 1, -1) for _ in range(3)]
+    stat = DIRECTION_STATS[CONDITIONAL]
+    two = replicate_headline(chains[:2], stat, n_resamples=100)
+    assert two["status"] == "not replicated" and two["ci"] is None and two["mde_80"] is None
+    assert two["text_ci"]["low"] is not None and "within-run" in two["text_ci_method"]
+    assert len(two["per_chain"]) == 2
+    three = replicate_headline(chains, stat, n_resamples=100)
+    assert three["status"] == "replicated" and three["ci"]["low"] < three["value"]
+    assert three["mde_80"] > 0
+    staged = replicate_headline(chains, stat, n_resamples=200, inference="two_stage")
+    assert staged["status"] == "replicated" and "two-stage" in staged["ci_method"]
 
 
 def test_unpaired_kinds(measurer) -> None:
@@ -181,3 +230,81 @@ def test_unpaired_kinds(measurer) -> None:
     scores = measurer.rule.score_texts(texts)
     off = [not on_topic(t, s) for t, s in zip(texts, scores, strict=True)]
     assert unpaired_kinds(scores, off) == {"uncoded_role": 1, "no_referent": 1, "no_gender": 1}
+
+
+# --------------------------------------------------------------------------- per occupation code
+# (issue 27 item 2: the code-balanced share and the pairing rate per code)
+
+
+def _gender_blind(n: int, seed: int = 0) -> np.ndarray:
+    """Packed codes of a gender-blind generator: P(he) = 0.8 whatever the occupation, pairing
+    80 % of male-coded and 50 % of female-coded texts, half the texts of each code."""
+    from synthbias.measure.direction import OCCUPATION_INDEX
+
+    rng = np.random.default_rng(seed)
+    male = np.arange(n) % 2 == 0
+    paired = rng.random(n) < np.where(male, 0.8, 0.5)
+    he = rng.random(n) < 0.8
+    sign = np.where(paired, np.where(he == male, 1, -1), 0)
+    occ = np.where(male, OCCUPATION_INDEX["male-coded"], OCCUPATION_INDEX["female-coded"])
+    return (sign + 10 * occ).astype(np.int8)
+
+
+def test_code_balanced_share_of_a_gender_blind_generator_is_one_half() -> None:
+    from synthbias.measure.direction import (
+        CODE_BALANCED,
+        PAIRING_FEMALE_CODED,
+        PAIRING_MALE_CODED,
+        statistic_for,
+    )
+
+    codes = _gender_blind(40_000)
+    m = direction_metrics(codes, n_resamples=300, seed=0)
+    cb = m[CODE_BALANCED]
+    assert cb.value == pytest.approx(0.5, abs=0.01)
+    assert cb.ci is not None and cb.ci.low < 0.5 < cb.ci.high
+    # the pooled share leans in: (0.8·0.8 + 0.5·0.2) / (0.8 + 0.5) = 0.569
+    assert m[CONDITIONAL].value == pytest.approx(0.74 / 1.3, abs=0.01)
+    assert m[CONDITIONAL].ci.low > 0.55
+    assert m[PAIRING_MALE_CODED].value == pytest.approx(0.8, abs=0.01)
+    assert m[PAIRING_FEMALE_CODED].value == pytest.approx(0.5, abs=0.01)
+    assert cb.meta["by_code"]["male-coded"]["texts"] == 20_000 and cb.per_sample == []
+    # by name, for a fit over resampled texts (rows)
+    rows = np.stack([codes, _gender_blind(40_000, seed=1)])
+    assert statistic_for(CODE_BALANCED)(rows) == pytest.approx([0.5, 0.5], abs=0.01)
+
+
+def test_packed_codes_leave_the_plain_metrics_unchanged() -> None:
+    from synthbias.measure.direction import CODE_BALANCED, label_signs
+
+    codes = _gender_blind(2_000)
+    plain = label_signs(codes)
+    assert set(np.unique(plain)) <= {-1, 0, 1}
+    packed, old = direction_metrics(codes, 100), direction_metrics(plain, 100)
+    for name in (CONDITIONAL, PAIRING, RATE):
+        assert packed[name].value == pytest.approx(old[name].value)
+        assert packed[name].meta["pairings"] == old[name].meta["pairings"]
+    # plain codes carry no occupation code: the per-code metrics say so instead of guessing
+    assert np.isnan(old[CODE_BALANCED].value)
+    assert "coded_labels" in old[CODE_BALANCED].meta["note"]
+
+
+def test_code_balanced_share_from_rule_scores_and_registry() -> None:
+    from synthbias.core.registry import METRIC_FAMILIES
+    from synthbias.measure.direction import CODE_BALANCED, coded_labels
+    from synthbias.measure.rules import GenderRuleScorer
+
+    scorer = GenderRuleScorer()
+    texts = [
+        "The mechanic said that he was tired.",  # male-coded, stereotypical
+        "The mechanic said that she was tired.",  # male-coded, anti
+        "The nurse said that she was tired.",  # female-coded, stereotypical
+        "The nurse said that they were tired.",  # female-coded, unpaired
+    ]
+    prompts = ["mechanic", "mechanic", "nurse", "nurse"]
+    codes = coded_labels(scorer.score_texts(texts, prompt_occupations=prompts))
+    m = direction_metrics(codes, n_resamples=50)
+    assert m[CODE_BALANCED].value == pytest.approx(0.5 * (0.5 + 1.0))
+    assert m["rule.gender.pairing_rate_female_coded"].value == pytest.approx(0.5)
+    orient = METRIC_FAMILIES.meta("rule")["orientations"][CODE_BALANCED]
+    assert orient.sign == 1 and orient.neutral == 0.5

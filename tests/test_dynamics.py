@@ -11,8 +11,15 @@ from synthbias.generate.prompts import (
     uses_occupation,
 )
 from synthbias.generate.protocol import SamplingParams
+from synthbias.measure.direction import DIRECTION_STATS
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
-from synthbias.studies.equilibrium.fit import fit_equilibrium, fit_linear_map, pct_change
+from synthbias.studies.equilibrium.fit import (
+    chain_trajectories,
+    fit_bias_map,
+    fixed_point_text,
+    map_text,
+    pct_change,
+)
 from synthbias.studies.equilibrium.generation import (
     SeedVocabulary,
     build_seed_corpus,
@@ -34,43 +41,100 @@ def simulate(a: float, c: float, b0: float, k: int) -> list[float]:
 
 def test_linear_map_recovers_known_fixed_point() -> None:
     a, c = 0.15, 0.5  # fixed point 0.3
-    trajs = [simulate(a, c, b0, 3) for b0 in (0.1, 0.3, 0.6)]
-    fa, fc, fp = fit_linear_map(trajs)
-    assert fa == pytest.approx(a) and fc == pytest.approx(c)
-    assert fp == pytest.approx(0.3)
+    levels = (0.1, 0.3, 0.6)
+    trajs = [simulate(a, c, b0, 3) for b0 in levels for _ in range(3)]
+    fit = fit_bias_map(trajs, [b0 for b0 in levels for _ in range(3)])
+    assert fit["a"] == pytest.approx(a) and fit["c"] == pytest.approx(c)
+    assert fit["fixed_point"] == pytest.approx(0.3)
+    assert fit["stable"] and fit["n_points"] == 27 and fit["n_chains"] == 9
     # Low levels amplify, high levels decay towards it.
-    assert trajs[0][-1] > trajs[0][0] and trajs[2][-1] < trajs[2][0]
+    assert trajs[0][-1] > trajs[0][0] and trajs[-1][-1] < trajs[-1][0]
 
 
 def test_fit_needs_variation() -> None:
-    with pytest.raises(ValueError):
-        fit_linear_map([[0.2]])
-    with pytest.raises(ValueError):
-        fit_linear_map([[0.2, 0.2], [0.2, 0.3]])
+    assert "note" in fit_bias_map([[0.2]], [0.2])
+    assert "not identified" in fit_bias_map([[0.2, 0.2], [0.2, 0.3]], [0.2, 0.2])["note"]
 
 
-@pytest.mark.parametrize("method", ["texts", "pairs"])
-def test_bootstrap_ci_covers_true_equilibrium(method: str) -> None:
+def _chain_data(a: float, c: float, levels, chains: int, n: int, gens: int, sd: float, seed: int):
+    """Per level and chain, pairing codes per generation from the map with a chain effect
+    (sd) on top, every text paired with probability 1/2; generation 0 at the design level."""
+    rng = np.random.default_rng(seed)
+
+    def corpus(share: float) -> np.ndarray:
+        share = min(max(share, 0.0), 1.0)
+        paired = rng.random(n) < 0.5
+        return np.where(paired, np.where(rng.random(n) < share, 1, -1), 0)
+
+    data = []
+    for b0 in levels:
+        lv = []
+        for _ in range(chains):
+            u = rng.normal(0, sd)
+            b, traj = b0, [np.where(np.arange(n) < round(b0 * n), 1, -1)]
+            for _k in range(gens):
+                b = a + c * b + u
+                traj.append(corpus(b))
+                b = float(DIRECTION_STATS[CONDITIONAL](traj[-1]))  # the next model learns this
+            lv.append(traj)
+        data.append(lv)
+    return data
+
+
+CONDITIONAL = "rule.gender.conditional_stereotype_share"
+
+
+@pytest.mark.parametrize(("a", "c", "first"), [(0.2, 0.6, 0), (0.45, 0.1, 0), (0.2, 0.6, 1)])
+def test_fake_chains_with_known_map_cover_the_truth(a: float, c: float, first: int) -> None:
+    """A known map with chain effects and text noise: c's and b*'s intervals contain the truth
+    (generation 0 fixed, chains the replicates)."""
+    levels = (0.1, 0.3, 0.6)
+    data = _chain_data(a, c, levels, chains=6, n=400, gens=4, sd=0.01, seed=3)
+    trajs = chain_trajectories(data, DIRECTION_STATS[CONDITIONAL])
+    fit = fit_bias_map(trajs, [b0 for b0 in levels for _ in range(6)], first_generation=first)
+    s = fit["slope"]
+    assert s["status"] == "replicated" and s["ci_low"] <= c <= s["ci_high"]
+    assert s["mde_80"] > 0 and fit["first_generation"] == first
+    b_star = a / (1 - c)
+    if fit["ci"] is not None:
+        assert fit["ci"]["low"] <= b_star <= fit["ci"]["high"]
+        assert 0 <= fit["ci"]["low"] <= fit["ci"]["high"] <= 1
+    else:
+        assert fit["fixed_point_interval"]["status"] == "unbounded"
+
+
+def test_two_chains_are_not_replicated() -> None:
+    data = _chain_data(0.2, 0.6, (0.1, 0.6), chains=1, n=200, gens=3, sd=0.0, seed=1)
+    trajs = chain_trajectories(data, DIRECTION_STATS[CONDITIONAL])
+    fit = fit_bias_map(trajs, [0.1, 0.6])
+    assert fit["status"] == "not replicated" and fit["ci"] is None
+    assert fit["slope"]["ci_low"] is None and fit["slope"]["mde_80"] is None
+    assert "not replicated" in fixed_point_text(fit)
+
+
+def test_slope_ci_reaching_one_makes_b_star_unbounded() -> None:
+    """A map near c = 1 with chain noise: c's CI reaches 1 and b* is reported as unbounded."""
     rng = np.random.default_rng(0)
-    a, c, n = 0.2, 0.6, 400  # b* = 0.5
-    per_sample = []
-    for b0 in (0.1, 0.3, 0.9):
-        traj = simulate(a, c, b0, 3)
-        per_sample.append([(rng.random(n) < b).astype(float) for b in traj])
-    fit = fit_equilibrium(per_sample, method=method, n_resamples=300, seed=1)
-    assert fit.stable and fit.n_points == 9
-    assert abs(fit.fixed_point - 0.5) < 0.1
-    assert fit.ci is not None and fit.ci.low <= fit.fixed_point <= fit.ci.high
-    assert fit.ci.low < 0.5 < fit.ci.high
-    assert fit.stable_share and fit.stable_share > 0.9
-    d = fit.to_dict()
-    assert d["ci"]["low"] == fit.ci.low
+    levels = (0.2, 0.4, 0.6)
+    trajs, starts = [], []
+    for b0 in levels:
+        for _ in range(4):
+            b, traj = b0, [b0]
+            for _k in range(3):
+                b = 0.01 + 0.98 * b + rng.normal(0, 0.05)
+                traj.append(b)
+            trajs.append(traj)
+            starts.append(b0)
+    fit = fit_bias_map(trajs, starts)
+    assert fit["slope"]["ci_high"] >= 1
+    assert fit["fixed_point_interval"]["status"] == "unbounded" and fit["ci"] is None
+    assert "unbounded" in fixed_point_text(fit)
 
 
-def test_unstable_map_reported() -> None:
-    per_sample = [[np.full(10, v) for v in simulate(0.05, 1.2, b0, 2)] for b0 in (0.1, 0.2)]
-    fit = fit_equilibrium(per_sample, n_resamples=20)
-    assert not fit.stable
+def test_map_text_writes_the_sign_once() -> None:
+    assert map_text(0.12, -0.0001) == "b_(k+1) = 0.120 + 0.000·b_k"
+    assert map_text(0.12, -0.25) == "b_(k+1) = 0.120 − 0.250·b_k"
+    assert "+ -" not in map_text(0.1, -0.3)
 
 
 FEMALE_WORDS = {"she", "her", "herself", "mary", "linda"}
@@ -312,28 +376,11 @@ def test_shots_come_from_eligible_texts() -> None:
     assert all(set(r.parents) <= keep for r in recs)
 
 
-def test_chain_fit_recovers_fixed_point_with_chain_ci() -> None:
-    from synthbias.measure.direction import DIRECTION_STATS
-    from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
-
-    rng = np.random.default_rng(0)
-    a, c, n = 0.2, 0.6, 300  # b* = 0.5
-
-    def corpus(share: float) -> np.ndarray:
-        paired = rng.random(n) < 0.5  # half the texts have a coded pairing
-        return np.where(paired, np.where(rng.random(n) < share, 1, -1), 0)
-
-    data = [
-        [[corpus(b) for b in simulate(a, c, b0, 3)] for _ in range(3)] for b0 in (0.1, 0.3, 0.9)
-    ]
-    stat = DIRECTION_STATS["rule.gender.conditional_stereotype_share"]
-    fit = fit_equilibrium_chains(data, stat, method="chains", n_resamples=200, seed=1)
-    assert fit.n_points == 27 and fit.stable and abs(fit.fixed_point - 0.5) < 0.1
-    assert fit.ci is not None and fit.ci.low < 0.5 < fit.ci.high
-    assert fit.extra["chains_per_level"] == [3, 3, 3] and not fit.extra["single_chain"]
-    single = fit_equilibrium_chains([lv[:1] for lv in data], stat, n_resamples=100, seed=1)
-    assert single.extra["single_chain"] and "single chain" in single.method
-    # a corpus without pairings leaves its transitions out instead of poisoning the fit
-    data[0][0][2] = np.zeros(n, dtype=int)
-    holed = fit_equilibrium_chains(data, stat, n_resamples=50, seed=1)
-    assert holed.extra["transitions_left_out"] == 2 and holed.n_points == 25
+def test_fit_leaves_out_transitions_without_pairings() -> None:
+    levels = (0.1, 0.3, 0.9)
+    data = _chain_data(0.2, 0.6, levels, chains=3, n=300, gens=3, sd=0.0, seed=0)
+    data[0][0][2] = np.zeros(300, dtype=int)  # a corpus without pairings: its value is undefined
+    trajs = chain_trajectories(data, DIRECTION_STATS[CONDITIONAL])
+    fit = fit_bias_map(trajs, [b0 for b0 in levels for _ in range(3)])
+    assert fit["transitions_left_out"] == 2 and fit["n_points"] == 25
+    assert abs(fit["fixed_point"] - 0.5) < 0.1

@@ -8,19 +8,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import small_run
+from test_report import FAKE_SENTENCES
 from typer.testing import CliRunner
 
 from synthbias.cli import app
+from synthbias.config import parse_config
+from synthbias.generate.fake import FakeBackend
 from synthbias.measure.direction import CONDITIONAL, DIRECTION_STATS
 from synthbias.measure.rules import GenderRuleScorer
-from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
+from synthbias.studies.equilibrium.fit import fit_bias_map
+from synthbias.studies.equilibrium.runner import run_equilibrium
 from synthbias.studies.forecast import ForecastError, forecast_run
+
+LEVELS = ("0.1", "0.3", "0.6")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_run(tmp_path_factory.mktemp("eq-forecast"), generations=2)
+    """Three levels, one chain, two generations: three transitions per generation."""
+    out = tmp_path_factory.mktemp("eq-forecast")
+    cfg = parse_config(
+        {
+            "generator": {"backend": "fake"},
+            "study": {"levels": [0.1, 0.3, 0.6], "generations": 2, "n": 16, "on_topic": "keep"},
+            "measure": {"embedding": False, "n_resamples": 100},
+        }
+    )
+    run_equilibrium(cfg, out, backend=FakeBackend(sentences=FAKE_SENTENCES))
+    return out
 
 
 def pairing_codes(path: Path) -> np.ndarray:
@@ -32,36 +47,42 @@ def pairing_codes(path: Path) -> np.ndarray:
 
 def test_forecast_from_first_generation(run_dir: Path) -> None:
     fc = forecast_run(run_dir, generations=1, n_resamples=200)
-    assert fc["generations_used"] == 1 and fc["levels"] == [0.1, 0.6]
-    # The same fit, computed independently from the corpora's per-text rule labels.
-    per = [
-        [[pairing_codes(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl") for k in (0, 1)]]
-        for lv in ("0.1", "0.6")
+    assert fc["generations_used"] == 1 and fc["levels"] == [0.1, 0.3, 0.6]
+    # The study's own fit (generation 0 fixed), from the corpora's per-text rule labels.
+    stat = DIRECTION_STATS[CONDITIONAL]
+    trajs = [
+        [float(stat(pairing_codes(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl")))]
+        for lv in LEVELS
+        for k in (0, 1)
     ]
-    ref = fit_equilibrium_chains(per, DIRECTION_STATS[CONDITIONAL], n_resamples=200, seed=0)
+    trajs = [trajs[i] + trajs[i + 1] for i in range(0, len(trajs), 2)]
+    ref = fit_bias_map(trajs, [0.1, 0.3, 0.6])
     assert fc["fit_metric"] == CONDITIONAL
     f = fc["forecast"]
-    assert f["n_points"] == 2
-    assert f["a"] == pytest.approx(ref.a) and f["c"] == pytest.approx(ref.c)
-    assert f["fixed_point"] == pytest.approx(ref.fixed_point)
-    assert f["ci"]["low"] == pytest.approx(ref.ci.low) and f["ci"]["high"] == pytest.approx(
-        ref.ci.high
-    )
-    # Projection: generation 2 from the map, beside what the run observed there.
+    assert f["n_points"] == 3
+    assert f["a"] == pytest.approx(ref["a"]) and f["c"] == pytest.approx(ref["c"])
+    assert f["fixed_point"] == pytest.approx(ref["fixed_point"])
+    # one chain per level: three chains in all, so the fit is replicated (jackknife over them)
+    assert f["slope"]["status"] == "replicated" and f["n_chains"] == 3
+    if f["ci"] is not None:  # a share's interval stays a share
+        assert 0 <= f["ci"]["low"] <= f["ci"]["high"] <= 1
+    else:
+        assert f["fixed_point_interval"]["status"] in ("unbounded", "outside bounds", "unstable")
+    # Projection: generation 2 from the map (kept within [0, 1]), beside the run's observed.
     results = json.loads((run_dir / "results.json").read_text())
     for traj, lv in zip(fc["trajectories"], results["levels"], strict=True):
         g1 = traj["observed"][-1]["value"]
-        projected = pytest.approx(f["a"] + f["c"] * g1)
+        projected = pytest.approx(min(1.0, max(0.0, f["a"] + f["c"] * g1)))
         assert traj["projected"] == [{"generation": 2, "value": projected}]
         actual = lv["generations"][2]["metrics"][CONDITIONAL]["value"]
         assert traj["actual"] == [{"generation": 2, "value": pytest.approx(actual)}]
-    assert fc["full_fit"]["n_points"] == 4
+    assert fc["full_fit"]["n_points"] == 6
     assert json.loads((run_dir / "forecast.json").read_text())["generations_used"] == 1
 
 
 def test_forecast_uses_all_available_generations(run_dir: Path) -> None:
     fc = forecast_run(run_dir, generations=5, n_resamples=100, write=False)
-    assert fc["generations_used"] == 2 and fc["forecast"]["n_points"] == 4
+    assert fc["generations_used"] == 2 and fc["forecast"]["n_points"] == 6
     assert fc["forecast"]["fixed_point"] == pytest.approx(
         json.loads((run_dir / "results.json").read_text())["equilibrium"]["fixed_point"]
     )
@@ -72,7 +93,7 @@ def test_forecast_on_a_run_still_in_progress(run_dir: Path, tmp_path: Path) -> N
     """Only config.yaml and generations 0-1 written so far: the forecast still works."""
     part = tmp_path / "partial"
     shutil.copy(run_dir / "config.yaml", part.mkdir() or part / "config.yaml")
-    for lv in ("0.1", "0.6"):
+    for lv in LEVELS:
         (part / "corpora" / f"level-{lv}").mkdir(parents=True)
         for k in (0, 1):
             name = f"level-{lv}/gen-{k}.jsonl"
@@ -87,7 +108,7 @@ def test_forecast_cli(run_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     fc = json.loads((run_dir / "forecast.json").read_text())
     assert f"b* = {fc['forecast']['fixed_point']:.3f}" in res.output
-    assert "Full run (4 transitions)" in res.output
+    assert "Full run (6 transitions)" in res.output
     # The report picks the forecast up.
     assert "Forecast from the first generations" in (run_dir / "report.html").read_text()
 
@@ -103,7 +124,7 @@ def test_forecast_errors(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ForecastError, match="need generations 0 and 1"):
         forecast_run(only0)
     res = CliRunner().invoke(app, ["forecast", str(only0)])
-    assert res.exit_code == 2 and "levels without generation 1: 0.1, 0.6" in res.output
+    assert res.exit_code == 2 and "levels without generation 1: 0.1, 0.3, 0.6" in res.output
 
 
 def test_forecast_measures_each_corpus_once_and_only_new_or_changed_ones_again(
@@ -149,3 +170,18 @@ def test_forecast_measures_each_corpus_once_and_only_new_or_changed_ones_again(
         1,
         len(gen01) - 1,
     )
+
+
+def test_forecast_too_small_to_fit_says_so(run_dir: Path, tmp_path: Path) -> None:
+    """Two levels and one generation are two transitions: too few for an interval; the forecast
+    gives the line's point values, labelled not replicated, and says what an interval needs."""
+    part = tmp_path / "two"
+    shutil.copy(run_dir / "config.yaml", part.mkdir() or part / "config.yaml")
+    for lv in ("0.1", "0.6"):
+        (part / "corpora" / f"level-{lv}").mkdir(parents=True)
+        for k in (0, 1):
+            name = f"level-{lv}/gen-{k}.jsonl"
+            shutil.copy(run_dir / "corpora" / name, part / "corpora" / name)
+    f = forecast_run(part, generations=1, write=False)["forecast"]
+    assert f["status"] == "not replicated" and f["ci"] is None and f["n_points"] == 2
+    assert "needs ≥ 3 transitions" in f["method"]

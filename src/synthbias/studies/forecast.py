@@ -2,8 +2,10 @@
 
 The bias map b_{k+1} = a + c·b_k is fitted on the run's fit metric (by default the conditional
 stereotype share) over the transitions that exist after one or two generations (every chain of
-every initial level contributes one transition per generation), and its fixed point
-b* = a / (1 − c) with a bootstrap CI is the forecast. It needs only the run folder's config and
+every initial level contributes one transition per generation), with the study's own fit
+(:func:`~synthbias.studies.equilibrium.fit.fit_bias_map`: generation 0 fixed, slope first,
+b* with a Fieller interval in [0, 1] or "unbounded"), and b* is the forecast. Projections are
+shares, so they are kept within [0, 1]. It needs only the run folder's config and
 corpora, so it works on a run that is still going; when the run has more generations, the
 forecast is set beside the full-run fit and the observed values.
 """
@@ -25,7 +27,7 @@ from synthbias.core.steps import Steps
 from synthbias.core.store import write_json
 from synthbias.measure.direction import statistic_for
 from synthbias.measure.names import canonical_results
-from synthbias.studies.equilibrium.fit import fit_equilibrium_chains
+from synthbias.studies.equilibrium.fit import chain_trajectories, fit_bias_map
 from synthbias.studies.equilibrium.generation import chain_corpus_path
 from synthbias.studies.equilibrium.measurer import GenderMeasurer
 
@@ -61,8 +63,11 @@ def forecast_run(
 
     Returns (and writes to ``forecast.json`` when ``write``) the fit with its CI, per level the
     observed values used, the projected trajectory up to the run's configured generations and,
-    where the run has them, the observed later values and the full-run fit.
+    where the run has them, the observed later values and the full-run fit. ``n_resamples`` and
+    ``seed`` are accepted for the command line's sake: the fit's interval comes from the chains
+    (a jackknife), not from resampling.
     """
+    del n_resamples, seed  # the chain jackknife needs neither
 
     run_dir = Path(run_dir)
     if generations < 1:
@@ -104,18 +109,19 @@ def forecast_run(
     data = [[s[: g_used + 1] for s in lv] for lv in data]
     stat = statistic_for(metric)
 
-    def fit_map() -> Any:
-        try:
-            return fit_equilibrium_chains(
-                data,
-                stat,
-                method=study.fit_ci,
-                n_resamples=n_resamples or cfg.measure.n_resamples,
-                level=cfg.measure.ci_level,
-                seed=cfg.seed if seed is None else seed,
-            )
-        except ValueError as exc:
-            raise ForecastError(f"{run_dir}: cannot fit the bias map: {exc}") from exc
+    starts = [b0 for b0, lv in zip(used_levels, data, strict=True) for _ in lv]
+    first = study.fit_from if g_used > study.fit_from else 0
+
+    def fit_map() -> dict[str, Any]:
+        fit = fit_bias_map(
+            chain_trajectories(data, stat),
+            starts,
+            first_generation=first,
+            level=cfg.measure.ci_level,
+        )
+        if "a" not in fit:
+            raise ForecastError(f"{run_dir}: cannot fit the bias map: {fit['note']}")
+        return fit
 
     fit = steps.timed("fit", fit_map)
     horizon = max(study.generations, g_used + 1)
@@ -146,7 +152,7 @@ def forecast_run(
         "levels": used_levels,
         "levels_without_generation_1": missing,
         "chains": study.chains,
-        "forecast": fit.to_dict(),
+        "forecast": fit,
         "trajectories": trajectories,
         "full_fit": full_fit,
         # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
@@ -216,7 +222,7 @@ def _trajectories(
     data: list[list[list[np.ndarray]]],
     levels: list[float],
     stat: Any,
-    fit: Any,
+    fit: dict[str, Any],
     g_used: int,
     horizon: int,
     observed_full: dict[float, dict[int, float]],
@@ -231,7 +237,7 @@ def _trajectories(
         b = next((v for v in reversed(obs) if v is not None), float("nan"))
         projected = []
         for k in range(g_used + 1, horizon + 1):
-            b = fit.a + fit.c * b
+            b = min(1.0, max(0.0, fit["a"] + fit["c"] * b))  # a share stays a share
             projected.append({"generation": k, "value": b})
         actual = observed_full.get(level, {})
         out.append(

@@ -23,7 +23,8 @@ def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
     t = results["timing"]
     console.print(
         f"Generated {t['texts_generated']} texts in {t['generation_seconds']:.0f} s "
-        f"(total {t['total_seconds']:.0f} s). Output: {out}/ (results.json, results.csv, "
+        f"(total {t['total_seconds']:.0f} s: generation, measurement, fit and report). "
+        f"Output: {out}/ (results.json, results.csv, "
         "bias_by_generation.png, report.html, corpora/)"
     )
 

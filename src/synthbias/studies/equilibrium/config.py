@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from synthbias.core.schema import StrictModel
@@ -45,14 +46,23 @@ class EquilibriumStudyConfig(StrictModel):
     stereotyped gender; the rest (``seed_remainder``) pair it with the other gender (``anti``)
     or have no gendered referent (``neutral``). ``chains`` independent replicate chains run per
     level. ``fit_metric`` is the metric the equilibrium is fitted on (default the conditional
-    stereotype share, see :mod:`synthbias.direction`); ``fit_ci`` chooses its bootstrap:
-    ``chains`` (chains, then texts within them), ``texts`` (texts within fixed chains) or
-    ``pairs`` (the (b_k, b_k+1) transitions). Every generated text is checked to be on topic
-    (names an occupation, refers to a person); ``on_topic: regenerate`` samples an off-topic text
-    again up to ``on_topic_retries`` times and draws few-shot examples only from on-topic texts,
-    ``keep`` keeps what the generator wrote. A generation whose off-topic share exceeds
-    ``max_off_topic`` or that has fewer than ``min_pairings`` coded pairings (over its chains)
-    makes the fit "not interpretable".
+    stereotype share, see :mod:`synthbias.direction`). ``fit_ci`` is read by older configs and
+    no longer changes the fit (its interval comes from the chains, below). Every generated text
+    is checked to be on topic (names an occupation, refers to a person); ``on_topic:
+    regenerate`` samples an off-topic text again up to ``on_topic_retries`` times and draws
+    few-shot examples only from on-topic texts, ``keep`` keeps what the generator wrote. A
+    generation whose off-topic share exceeds ``max_off_topic`` or that has fewer than
+    ``min_pairings`` coded pairings (over its chains) makes the fit "not interpretable".
+
+    Chains are the replicates. A generation's headline is the mean over its chains with an
+    interval from their spread (``inference: t``, or ``two_stage``: chains, then texts within
+    each drawn chain; see :mod:`synthbias.stats.replicates`); below 3 chains it is "not
+    replicated" and the text-level bootstrap CI (``fit_ci``) is a secondary figure. The map is
+    fitted with generation 0 fixed by design (:func:`synthbias.stats.fixed_point.fit_map`):
+    ``fit_from: 1`` uses only generation ≥ 1 transitions (model → model). ``seed_source: model``
+    starts every chain from texts the model wrote (a pilot generation from a balanced seed),
+    relabelled by gender swaps so a share b0 of their pairings are stereotypical, so generation 0
+    is model text too.
     """
 
     levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
@@ -70,6 +80,9 @@ class EquilibriumStudyConfig(StrictModel):
     on_topic_retries: Annotated[int, Field(ge=0, le=20)] = 3
     max_off_topic: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
     min_pairings: Annotated[int, Field(ge=1)] = 30
+    inference: Literal["t", "two_stage"] = "t"
+    fit_from: Literal[0, 1] = 0
+    seed_source: Literal["template", "model"] = "template"
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
     @field_validator("fit_metric")
@@ -84,6 +97,21 @@ class EquilibriumStudyConfig(StrictModel):
         if v not in known:
             raise ValueError(f"unknown prompt template {v!r}; choose one of {', '.join(known)}")
         return v
+
+    @model_validator(mode="after")
+    def _model_seeds(self) -> EquilibriumStudyConfig:
+        if self.seed_source != "model":
+            return self
+        if self.seed_remainder != "anti":
+            raise ValueError(
+                "seed_source: model relabels paired texts; it needs seed_remainder: anti"
+            )
+        if "debiased_finetune" in self.mitigation.strategies:
+            raise ValueError(
+                "seed_source: model and the debiased_finetune mitigation cannot be combined (the "
+                "tuned generator learns from the seed corpora that the pilot would write)"
+            )
+        return self
 
     @field_validator("levels")
     @classmethod

@@ -1,5 +1,7 @@
 """Console summary of an equilibrium run: direction, its base and off-topic share per level and
-generation (each with its CI), then the fit — or why it is not interpretable — and the power."""
+generation (each the mean over chains with its CI and, for the fit metric, the 80 %-power MDE),
+then the fit — slope first, b* with its Fieller interval, or why it is not interpretable — and
+the power."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from synthbias.measure.direction import CONDITIONAL, PAIRING, RATE
-from synthbias.studies.equilibrium.summary import power_lines
+from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
+from synthbias.studies.equilibrium.summary import cell_power, fmt_share, power_lines
 
 MAX_REASONS = 4
 
@@ -19,14 +22,34 @@ def _fmt(v: float | None, digits: int = 2) -> str:
 
 
 def _cell(m: dict[str, Any] | None) -> str:
+    """``0.42 [0.30, 0.55]`` over chains; below 3 chains ``0.42 n.r. (texts [0.35, 0.49])``:
+    not replicated, with the text-level bootstrap CI as the secondary figure."""
     if not m:
         return "—"
-    ci = m.get("ci") or {}
-    return f"{_fmt(m.get('value'))} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]"
+    ci = m.get("ci")
+    if ci:
+        return f"{_fmt(m.get('value'))} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]"
+    tci = m.get("text_ci") or {}
+    if tci.get("low") is None:
+        return f"{_fmt(m.get('value'))} n.r."
+    return f"{_fmt(m.get('value'))} n.r. (texts [{_fmt(tci.get('low'))}, {_fmt(tci.get('high'))}])"
+
+
+def _seed_cell(m: dict[str, Any] | None) -> str:
+    """Generation 0 is written to its level: a design value, no interval."""
+    return f"{_fmt((m or {}).get('value'))} (seed)" if m else "—"
+
+
+def _mde_cell(m: dict[str, Any] | None, generation: int) -> str:
+    if generation == 0:
+        return "fixed"
+    p = cell_power(m)
+    return f"±{fmt_share(p['mde_80'], 2)}" if p["mde_80"] is not None else "—"
 
 
 def fit_sentence(results: dict[str, Any]) -> str:
-    """The headline: the fit with its CI, or "fit not interpretable, because …"."""
+    """The headline: the slope c with its CI first, then b* (Fieller; "unbounded" when c's CI
+    reaches 1), or "fit not interpretable, because …"."""
     eq = results.get("equilibrium") or {}
     interp = results.get("interpretation") or {}
     metric = results.get("fit_metric")
@@ -35,13 +58,14 @@ def fit_sentence(results: dict[str, Any]) -> str:
     if "a" not in eq:
         fit = f"Equilibrium {eq.get('note', 'not fitted')}."
     else:
-        ci = eq.get("ci") or {}
         verdict = "stable" if eq.get("stable") else "no attracting equilibrium (|c| >= 1)"
+        first = eq.get("first_generation", 0)
+        span = "generation 0 fixed" if first == 0 else f"generation ≥ {first} transitions only"
         fit = (
-            f"Fit of {metric} ({label}): b* = {_fmt(eq.get('fixed_point'), 3)} "
-            f"[95% CI {_fmt(ci.get('low'), 3)}, {_fmt(ci.get('high'), 3)}] from b_(k+1) = "
-            f"{eq['a']:.3f} + {eq['c']:.3f}·b_k over {eq['n_points']} transitions; {verdict}; "
-            f"{_fmt(eq.get('stable_share'))} of bootstrap fits stable; CI: {eq.get('method')}."
+            f"Fit of {metric} ({label}; {span}): slope {slope_text(eq)}; "
+            f"{fixed_point_text(eq)}; map {map_text(eq['a'], eq['c'])} over "
+            f"{eq['n_points']} transitions of {eq.get('n_chains')} chains; {verdict} at the "
+            f"point estimate; CI: {eq.get('method')}."
         )
     if interp and not interp.get("interpretable", True):
         reasons = interp.get("reasons") or ["of unknown reasons"]
@@ -57,19 +81,24 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
     first = results["levels"][0]["generations"][0]["metrics"]
     extra = [m for m in ("embedding.gender.anchor_bias",) if m in first]
     chains = results.get("chains", 1)
+    inference = results.get("inference", "t")
     title = (
-        "Stereotype direction by initial level and generation (95% CI; "
+        f"Stereotype direction by initial level and generation (mean of {chains} chain(s); "
         + (
-            "one chain per level: CIs resample texts only"
-            if chains == 1
-            else f"mean of {chains} chains, CIs resample chains then texts"
+            f"95% CI over chains ({'t' if inference == 't' else 'two-stage bootstrap'}); "
+            "MDE at 80% power"
+            if chains >= 3
+            else "n.r. = not replicated (< 3 chains): no interval; in brackets the text-level "
+            "bootstrap CI, within-run variation only"
         )
         + ")"
     )
+    metric = results.get("fit_metric", CONDITIONAL)
     table = Table(title=title)
     for col in ("b0", "gen"):
         table.add_column(col, justify="right")
     table.add_column("conditional share\nstereo/(stereo+anti)")
+    table.add_column("MDE 80%\n(fit metric)")
     table.add_column("pairings")
     table.add_column("pairing rate")
     table.add_column("stereotype rate\n(all texts)")
@@ -79,14 +108,16 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
     for lv in results["levels"]:
         for g in lv["generations"]:
             ms = g["metrics"]
+            cell = _seed_cell if g["generation"] == 0 else _cell
             cells = [
-                _cell(ms.get(CONDITIONAL)),
+                cell(ms.get(CONDITIONAL)),
+                _mde_cell(ms.get(metric), g["generation"]),
                 f"{g.get('pairings', '—')}/{g['n']}",
-                _cell(ms.get(PAIRING)),
-                _cell(ms.get(RATE)),
-                _cell(g.get("off_topic_share")),
+                cell(ms.get(PAIRING)),
+                cell(ms.get(RATE)),
+                cell(g.get("off_topic_share")),
             ]
-            cells += [_cell(ms.get(m)) for m in extra]
+            cells += [cell(ms.get(m)) for m in extra]
             table.add_row(f"{lv['level']:g}", str(g["generation"]), *cells)
     console.print(table)
     console.print(fit_sentence(results), highlight=False, soft_wrap=True)

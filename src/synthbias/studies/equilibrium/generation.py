@@ -114,6 +114,76 @@ def build_seed_corpus(
     ]
 
 
+#: Pilot texts written per chain for ``seed_source: model``, as a multiple of ``n``: about half
+#: of the model's texts carry a coded pairing, and a swap that does not flip the label is dropped.
+PILOT_FACTOR = 3
+PAIRED = ("stereotypical", "anti")
+
+
+def relabel_corpus(
+    pilot: Sequence[Record],
+    label_of: Callable[[str], str],
+    swap: Callable[[str], str],
+    level: float,
+    n: int,
+    seed: int = 0,
+    chain: int = 0,
+) -> list[Record]:
+    """Generation 0 from model-written texts: ``round(level * n)`` stereotypical, the rest anti.
+
+    ``pilot`` holds texts the generator wrote (from a balanced seed); those with a coded pairing
+    (``label_of`` says ``stereotypical`` or ``anti``) are taken in a random order, and each is
+    kept as it is when its label is the one its slot needs, or gender-``swap``ped (he ↔ she,
+    names too) when not — and dropped when the swap does not give the needed label. So the
+    corpus is the model's own prose at exactly the designed share, and the slope fitted from
+    it describes model → model dynamics. A ``ValueError`` when the pilot has too few usable
+    texts.
+    """
+    rng = np.random.default_rng(_mix_seed(seed, "relabel", level, chain))
+    labels = [label_of(r.text) for r in pilot]
+    coded = [i for i, lab in enumerate(labels) if lab in PAIRED]
+    order = iter(rng.permutation(coded).tolist())
+    n_stereo = int(round(level * n))
+    targets = ["stereotypical"] * n_stereo + ["anti"] * (n - n_stereo)
+    rng.shuffle(targets)
+    prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
+    out: list[Record] = []
+    for target in targets:
+        for i in order:
+            text, swapped = pilot[i].text, labels[i] != target
+            if swapped:
+                text = swap(text)
+                if label_of(text) != target:
+                    continue
+            out.append(
+                Record(
+                    id=f"{prefix}g0-{len(out):05d}",
+                    text=text,
+                    source="seed",
+                    generation=0,
+                    parents=[pilot[i].id],
+                    axis="gender",
+                    initial_level=level,
+                    seed=seed,
+                    meta={
+                        "seed_kind": target,
+                        "seed_source": "model",
+                        "swapped": swapped,
+                        "pilot_label": labels[i],
+                        "chain": chain,
+                    },
+                )
+            )
+            break
+        else:
+            raise ValueError(
+                f"the pilot of chain {chain} has {len(coded)} texts with a coded pairing, too few "
+                f"for {n} relabelled seed texts at b0 = {level:g}; lower study.n or use "
+                "seed_source: template"
+            )
+    return out
+
+
 def prompt_occupations(
     vocab: SeedVocabulary, n: int, rng: np.random.Generator
 ) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from synthbias.core.records import Record
 from synthbias.core.store import atomic_write_text as _atomic_write_text  # noqa: F401
+from synthbias.lexicon.swap import swap_gender
 from synthbias.measure.api import measure_corpus
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.direction import (
@@ -62,6 +63,11 @@ class GenderMeasurer:
         codes = label_codes(self.rule.score_texts(texts))
         out.update(direction_metrics(codes, n_resamples=nr, seed=seed, level=self.cfg.ci_level))
         return out
+
+    def swap_gender(self, text: str) -> str:
+        """``text`` with every gendered word and first name mirrored (he ↔ she, Mary ↔ James),
+        names at this scorer's threshold: how ``seed_source: model`` relabels a pilot text."""
+        return swap_gender(text, name_threshold=self.rule.name_threshold)
 
     def on_topic(self, text: str) -> bool:
         """Whether a text names an occupation and refers to a person (see ``direction``)."""

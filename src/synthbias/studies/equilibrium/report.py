@@ -25,7 +25,8 @@ from synthbias.report.html import (
     register_section,
     sample_browser,
 )
-from synthbias.studies.equilibrium.summary import power_lines
+from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
+from synthbias.studies.equilibrium.summary import cell_power, fmt_share, power_lines
 
 TRAJECTORY_PNG = "bias_by_generation.png"
 
@@ -51,13 +52,17 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
                 plot_trajectories(r, Path(tmp) / TRAJECTORY_PNG), "bias against generation"
             )
     eq = r.get("equilibrium") or {}
-    ci = eq.get("ci") or {}
     fit_metric = r.get("fit_metric", "")
     interp = r.get("interpretation") or {}
     if interp and not interp.get("interpretable", True):
         verdict = "Fit not interpretable, because " + "; ".join(interp.get("reasons") or []) + "."
         ctx.flags.append(
             {"severity": "warning", "message": verdict, "source": "equilibrium interpretability"}
+        )
+    elif (eq.get("fixed_point_interval") or {}).get("status") == "unbounded":
+        verdict = (
+            "The slope's CI reaches 1: b* has no finite interval, so this design cannot locate "
+            "an equilibrium."
         )
     elif eq.get("stable") and eq.get("fixed_point") is not None:
         verdict = (
@@ -69,22 +74,22 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
     else:
         verdict = "No equilibrium fit stored."
     chains = r.get("chains", 1)
+    has_fit = "a" in eq
     items = [
         ("metric", fit_metric),
         (
-            "chains per level",
-            f"{chains}" + (" (single chain: CIs resample texts only)" if chains == 1 else ""),
+            "chains per level (the replicates)",
+            f"{chains}" + (" (not replicated: no interval below 3)" if chains < 3 else ""),
         ),
-        ("map", f"b_(k+1) = {fmt_num(eq.get('a'))} + {fmt_num(eq.get('c'))} · b_k"),
-        ("fixed point b*", fmt_num(eq.get("fixed_point"))),
+        ("slope c (reported first)", slope_text(eq) if has_fit else "—"),
+        ("fixed point", fixed_point_text(eq) if has_fit else eq.get("note", "—")),
+        ("map", map_text(eq["a"], eq["c"]) if has_fit else "—"),
         (
-            f"{int(round(100 * (ci.get('level') or 0.95)))}% CI",
-            fmt_ci(ci.get("low"), ci.get("high")) or "—",
+            "transitions",
+            f"{eq.get('n_points', '—')} (from generation {eq.get('first_generation', 0)}; "
+            "generation 0 fixed by design)",
         ),
-        ("stable (|c| < 1)", fmt_num(eq.get("stable")) if "stable" in eq else "—"),
-        ("share of bootstrap fits stable", fmt_num(eq.get("stable_share"), 2)),
-        ("transitions", eq.get("n_points", "—")),
-        ("CI method", f"{eq.get('method', '—')} bootstrap, {eq.get('n_resamples', '—')} resamples"),
+        ("CI method", eq.get("method", "—")),
     ]
     findings = "".join(f"<p>Finding: {esc(f)}.</p>" for f in interp.get("findings") or [])
     body = (
@@ -104,10 +109,24 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
 def _direction_table(r: dict[str, Any]) -> str:
     """Per level and generation: direction, its base, off-topic share (each with its CI)."""
 
-    def cell(m: dict[str, Any] | None) -> str:
+    def cell(m: dict[str, Any] | None, k: int = 1) -> str:
         m = m or {}
-        c = m.get("ci") or {}
-        return f"{fmt_num(m.get('value'), 2)} {fmt_ci(c.get('low'), c.get('high'), 2)}"
+        if k == 0:
+            return f"{fmt_num(m.get('value'), 2)} (seed)"
+        c = m.get("ci")
+        if c:
+            return f"{fmt_num(m.get('value'), 2)} {fmt_ci(c.get('low'), c.get('high'), 2)}"
+        t = m.get("text_ci") or {}
+        texts = f" (texts {fmt_ci(t.get('low'), t.get('high'), 2)})" if t.get("low") else ""
+        return f"{fmt_num(m.get('value'), 2)} not replicated{texts}"
+
+    def mde(m: dict[str, Any] | None, k: int) -> str:
+        if k == 0:
+            return "fixed"
+        p = cell_power(m)
+        return f"±{fmt_share(p['mde_80'], 3)}" if p["mde_80"] is not None else f"— ({p['why']})"
+
+    metric = r.get("fit_metric", CONDITIONAL)
 
     rows = []
     for lv in r.get("levels") or []:
@@ -120,11 +139,12 @@ def _direction_table(r: dict[str, Any]) -> str:
                     for v in (
                         f"{lv['level']:g}",
                         g["generation"],
-                        cell(ms.get(CONDITIONAL)),
+                        cell(ms.get(CONDITIONAL), g["generation"]),
+                        mde(ms.get(metric), g["generation"]),
                         f"{g.get('pairings', '—')} / {g.get('n', '—')}",
-                        cell(ms.get(PAIRING)),
-                        cell(ms.get(RATE)),
-                        cell(g.get("off_topic_share")),
+                        cell(ms.get(PAIRING), g["generation"]),
+                        cell(ms.get(RATE), g["generation"]),
+                        cell(g.get("off_topic_share"), g["generation"]),
                     )
                 )
                 + "</tr>"
@@ -135,6 +155,7 @@ def _direction_table(r: dict[str, Any]) -> str:
             "b0",
             "generation",
             "conditional share stereo/(stereo+anti)",
+            "MDE at 80% power (fit metric)",
             "pairings / texts",
             "pairing rate",
             "stereotype rate (all texts)",
@@ -142,7 +163,9 @@ def _direction_table(r: dict[str, Any]) -> str:
         )
     )
     return (
-        "<h3>Direction and its base</h3><table><thead><tr>"
+        "<h3>Direction and its base</h3><p>Each value is the mean over chains (the replicates) "
+        "with a 95% CI from their spread; below 3 chains it is not replicated and the text-level "
+        "bootstrap CI (within-run variation only) is shown instead.</p><table><thead><tr>"
         + head
         + "</tr></thead><tbody>"
         + "".join(rows)
@@ -163,12 +186,12 @@ def _power_html(r: dict[str, Any]) -> str:
 
 def _forecast_html(fc: dict[str, Any]) -> str:
     f = fc.get("forecast") or {}
-    ci = f.get("ci") or {}
+    has_fit = "a" in f
     items = [
         ("from generations", f"0–{fc.get('generations_used')}"),
-        ("forecast b*", fmt_num(f.get("fixed_point"))),
-        ("95% CI", fmt_ci(ci.get("low"), ci.get("high")) or "—"),
-        ("stable", fmt_num(f.get("stable"))),
+        ("slope", slope_text(f) if has_fit else "—"),
+        ("forecast", fixed_point_text(f) if has_fit else f.get("note", "—")),
+        ("stable (point estimate)", fmt_num(f.get("stable"))),
     ]
     full = fc.get("full_fit")
     if full:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash
 from synthbias.core.records import Record
+from synthbias.core.registry import BACKENDS
 from synthbias.core.steps import Steps
 from synthbias.core.store import RunStore, lock_run_folder, write_json, write_table
 from synthbias.core.version import __version__
@@ -28,7 +29,12 @@ from synthbias.generate.factory import make_backend
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.report.html import write_run_report
 from synthbias.studies.equilibrium import mitigations as recursive
-from synthbias.studies.equilibrium.generation import SeedVocabulary
+from synthbias.studies.equilibrium.generation import (
+    PILOT_FACTOR,
+    SeedVocabulary,
+    chain_corpus_path,
+    relabel_corpus,
+)
 from synthbias.studies.equilibrium.measurer import GenderMeasurer
 from synthbias.studies.equilibrium.steps import (
     GenerationSettings,
@@ -38,6 +44,7 @@ from synthbias.studies.equilibrium.steps import (
     fit,
     generate,
     measure,
+    pilot,
     seed_corpus,
     summarise,
 )
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
     from synthbias.config import ExperimentConfig
 
 ProgressFactory = Callable[[str, int], Any]
+#: Backends whose ``model_path`` is a local file (checked before the run writes anything).
+LOCAL_MODEL_BACKENDS = ("llamacpp", "hf")
 
 
 #: Equilibrium settings the stored corpora do not depend on: a generation's texts depend only
@@ -55,7 +64,7 @@ ProgressFactory = Callable[[str, int], Any]
 CORPUS_INDEPENDENT = {
     "name": None,
     "study": {"levels", "generations", "chains", "fit_metric", "fit_ci"}
-    | {"max_off_topic", "min_pairings"},
+    | {"max_off_topic", "min_pairings", "inference", "fit_from"},
     "measure": {"embedding", "downstream", "downstream_occupations", "downstream_templates"}
     | {"n_resamples", "ci_level"},
     "generator": {"cache", "n_threads"},
@@ -104,6 +113,7 @@ def run_equilibrium(
     ``report.html``.
     """
     out = Path(out)
+    check_generator(config, out, backend)
     _prepare_folder(out, config, resume)
     study, mc = config.study, config.measure
     measurer = measurer or GenderMeasurer(mc)
@@ -111,6 +121,18 @@ def run_equilibrium(
     t0 = time.perf_counter()
     steps = Steps(resume=resume)
     chains = range(study.chains)
+    chain0_seeds: list[list[Record]] = []  # filled below, before the generator is opened
+    generator = LazyBackend(backend, partial(_open_generator, config, out, chain0_seeds))
+    settings = generation_settings(config, measurer, vocab)
+    model_seeds = study.seed_source == "model"
+    total = len(study.levels) * study.chains * study.generations * study.n
+    total += study.chains * PILOT_FACTOR * study.n if model_seeds else 0
+    bar = progress("generating", total) if progress else None
+    tick = bar.update if bar else None
+    relabel = None
+    if model_seeds:  # every chain's pilot, written by the model, relabelled to each level
+        pilots = {r: pilot(steps, out, r, generator, settings, tick) for r in chains}
+        relabel = partial(_relabel, pilots, measurer, study.n, config.seed)
     seeds = {
         (level, r): seed_corpus(
             steps,
@@ -122,16 +144,12 @@ def run_equilibrium(
             seed=config.seed,
             remainder=study.seed_remainder,
             check=measurer.check_seed_corpus,
+            relabel=relabel,
         )
         for level in study.levels
         for r in chains
     }
-    chain0_seeds = [seeds[level, 0] for level in study.levels]
-    generator = LazyBackend(backend, partial(_open_generator, config, out, chain0_seeds))
-    settings = generation_settings(config, measurer, vocab)
-    total = len(study.levels) * study.chains * study.generations * study.n
-    bar = progress("generating", total) if progress else None
-    tick = bar.update if bar else None
+    chain0_seeds.extend(seeds[level, 0] for level in study.levels)
     levels_out: list[dict[str, Any]] = []
     fit_data: list[LevelFit] = []
     chain0: dict[float, list[list[Record]]] = {}  # chain 0 of each level, for the probe
@@ -150,6 +168,7 @@ def run_equilibrium(
             seed=config.seed,
             n_resamples=mc.n_resamples,
             ci_level=mc.ci_level,
+            inference=study.inference,
         )
         levels_out.append(level_out)
         fit_data.append(level_fit)
@@ -163,15 +182,14 @@ def run_equilibrium(
     equilibrium = fit(
         steps,
         fit_data,
+        study.levels,
         metric=study.fit_metric,
-        method=study.fit_ci,
-        n_resamples=mc.n_resamples,
+        first_generation=study.fit_from,
         ci_level=mc.ci_level,
-        seed=config.seed,
     )
     summary = summarise(steps, levels_out, equilibrium, study)
     results = _results(config, model, steps, time.perf_counter() - t0, summary)
-    report(steps, results, out)
+    report(steps, results, out, t0)
     return results
 
 
@@ -194,6 +212,10 @@ def _results(
         "timing": {
             "total_seconds": round(seconds, 2),
             "generation_seconds": round(steps.seconds("generate"), 2),
+            "step_seconds": {
+                name: round(steps.seconds(name), 2)
+                for name in ("seed", "generate", "measure", "downstream", "fit", "summarise")
+            },
             # every generated corpus has exactly n texts (before a mitigation adds any)
             "texts_generated": steps.counts["generate"].ran * config.study.n,
         },
@@ -204,14 +226,51 @@ def _results(
 
 def _prepare_folder(out: Path, config: ExperimentConfig, resume: bool) -> None:
     """Create ``out``; without ``resume`` drop its stored corpora; check (or write) its manifest:
-    a config whose corpora differ from the stored ones is refused."""
+    a config whose corpora differ from the stored ones is refused — unless the folder holds no
+    step's work (a start that failed before its first generated corpus): then its seed corpora
+    and manifest are dropped and the new config takes the folder."""
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume or not holds_work(out):
         for old in (out / "corpora").glob("level-*/**/gen-*.jsonl"):
             old.unlink()
+        if resume:
+            for stale in ("manifest.json", "config.yaml", "model.json"):
+                (out / stale).unlink(missing_ok=True)
     RunStore(out).check_manifest(
         config.content_hash(), __version__, resume, config.to_yaml(), reuse_key=corpus_key(config)
     )
+
+
+def holds_work(out: Path) -> bool:
+    """Whether ``out`` holds a step's work worth keeping: a generated corpus (generation ≥ 1) or
+    results. Seed corpora alone are rebuilt from the config in moments, so they pin nothing."""
+    if (out / "results.json").exists() or any((out / "corpora" / "pilot").glob("*.jsonl")):
+        return True
+    return any(f.name != "gen-0.jsonl" for f in (out / "corpora").glob("level-*/**/gen-*.jsonl"))
+
+
+def check_generator(config: ExperimentConfig, out: Path, backend: Backend | None) -> None:
+    """Before the run writes anything: a local model file the config names must exist, unless
+    every corpus is already stored (then the generator is never opened). A missing one is a
+    :class:`FileNotFoundError` naming ``generator.model_path``."""
+    gen = config.generator
+    if backend is not None or not gen.model_path:
+        return
+    if BACKENDS.canonical(gen.backend) not in LOCAL_MODEL_BACKENDS:
+        return
+    if Path(gen.model_path).expanduser().exists():
+        return
+    study = config.study
+    stored = all(
+        chain_corpus_path(out, level, r, k).exists()
+        for level in study.levels
+        for r in range(study.chains)
+        for k in range(1, study.generations + 1)
+    )
+    if not stored:
+        raise FileNotFoundError(
+            f"generator.model_path: no such file: {gen.model_path} (nothing was written to {out})"
+        )
 
 
 def generation_settings(
@@ -243,6 +302,26 @@ def generation_settings(
     )
 
 
+def _relabel(
+    pilots: dict[int, list[Record]],
+    measurer: GenderMeasurer,
+    n: int,
+    seed: int,
+    level: float,
+    chain: int,
+) -> list[Record]:
+    """Generation 0 of ``chain`` at ``level`` from its pilot texts (``seed_source: model``)."""
+    return relabel_corpus(
+        pilots[chain],
+        lambda text: measurer.rule.score_text(text).label,
+        measurer.swap_gender,
+        level,
+        n,
+        seed=seed,
+        chain=chain,
+    )
+
+
 def _open_generator(
     config: ExperimentConfig, out: Path, seed_corpora: list[list[Record]]
 ) -> Backend:
@@ -266,10 +345,17 @@ def _model_info(backend: Backend | None, out: Path) -> dict[str, Any]:
     return {}
 
 
-def report(steps: Steps, results: dict[str, Any], out: Path) -> None:
+def report(steps: Steps, results: dict[str, Any], out: Path, t0: float | None = None) -> None:
     """Step ``report``: ``results.json``, the tidy table (``results.csv``, ``results.parquet``),
-    ``bias_by_generation.png`` and ``report.html``."""
+    ``bias_by_generation.png`` and ``report.html``. With ``t0`` (the run's start), the total
+    time in ``results["timing"]`` is set afterwards, so it includes the fit and the report
+    (results.json is rewritten with it)."""
     steps.timed("report", partial(_write_outputs, results, out))
+    if t0 is not None:
+        timing = results["timing"]
+        timing["total_seconds"] = round(time.perf_counter() - t0, 2)
+        timing.setdefault("step_seconds", {})["report"] = round(steps.seconds("report"), 2)
+        write_json(out / "results.json", results)
 
 
 def _write_outputs(results: dict[str, Any], out: Path) -> None:

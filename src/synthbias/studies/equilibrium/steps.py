@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.core.hashing import derive_seed
 from synthbias.core.records import Record, read_jsonl, write_jsonl
 from synthbias.core.steps import Steps
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.direction import DIRECTION_METRICS, statistic_for
-from synthbias.studies.equilibrium.fit import fit_equilibrium_chains, pct_change
+from synthbias.studies.equilibrium.fit import chain_trajectories, fit_bias_map, pct_change
 from synthbias.studies.equilibrium.generation import (
+    PILOT_FACTOR,
     SeedVocabulary,
     build_seed_corpus,
     chain_corpus_path,
@@ -59,17 +61,72 @@ def seed_corpus(
     seed: int,
     remainder: str,
     check: Callable[[list[Record]], None],
+    relabel: Callable[[float, int], list[Record]] | None = None,
 ) -> list[Record]:
     """Step ``seed``: generation 0 of one chain at one level (stored, or built and ``check``ed:
-    every text must score as designed)."""
+    every text must score as designed). Built from templates, or with ``relabel`` (``seed_source:
+    model``) from the chain's pilot texts relabelled to the level (``relabel(level, chain)``)."""
 
     def compute() -> list[Record]:
-        recs = build_seed_corpus(level, n, vocab, seed=seed, remainder=remainder, chain=chain)
+        if relabel is not None:
+            recs = relabel(level, chain)
+        else:
+            recs = build_seed_corpus(level, n, vocab, seed=seed, remainder=remainder, chain=chain)
         check(recs)
         return recs
 
     path = chain_corpus_path(out, level, chain, 0)
     return steps.cached("seed", path, compute, read_jsonl, write_jsonl)
+
+
+def pilot(
+    steps: Steps,
+    out: Path,
+    chain: int,
+    backend: LazyBackend,
+    settings: GenerationSettings,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Record]:
+    """Step ``pilot`` (``seed_source: model``): texts the generator writes for one chain from a
+    balanced template seed (b0 = 0.5), ``PILOT_FACTOR × n`` of them, which :func:`seed_corpus`
+    relabels to every level (stored in ``corpora/pilot/chain-<r>.jsonl``)."""
+    s = settings
+    path = pilot_path(out, chain)
+
+    def compute() -> list[Record]:
+        pilot_seed = derive_seed(s.seed, "pilot")
+        parent = build_seed_corpus(0.5, s.n, s.vocab, seed=pilot_seed, chain=chain)
+        for rec in parent:
+            rec.initial_level = None  # the pilot's draws are its own, no level's
+        recs = next_generation(
+            parent,
+            backend.get(),
+            s.params,
+            n=PILOT_FACTOR * s.n,
+            generation=1,
+            k_shots=s.k_shots,
+            prompt=s.prompt,
+            seed=pilot_seed,
+            chunk_size=s.chunk_size,
+            max_retries=s.max_retries,
+            on_progress=on_progress,
+            chain=chain,
+            accept=s.on_topic if s.regenerate else None,
+            vocab=s.vocab,
+        )
+        for rec in recs:
+            rec.meta["pilot"] = True
+        return recs
+
+    recs = steps.cached("pilot", path, compute, read_jsonl, write_jsonl)
+    if on_progress and steps.last_reused:
+        on_progress(len(recs))
+    return recs
+
+
+def pilot_path(out: Path, chain: int) -> Path:
+    """Where a chain's pilot texts are stored (``seed_source: model``)."""
+    return Path(out) / "corpora" / "pilot" / f"chain-{chain}.jsonl"
 
 
 # --------------------------------------------------------------------------- generate
@@ -182,6 +239,7 @@ def measure(
     seed: int,
     n_resamples: int,
     ci_level: float,
+    inference: str = "t",
 ) -> tuple[dict[str, Any], LevelFit]:
     """Step ``measure``: one level's generations over its chains (``chains[r][k]``).
 
@@ -190,7 +248,9 @@ def measure(
     """
     gens, fit_values = steps.timed(
         "measure",
-        partial(_measure_level, chains, measurer, fit_metric, seed, n_resamples, ci_level),
+        partial(
+            _measure_level, chains, measurer, fit_metric, seed, n_resamples, ci_level, inference
+        ),
     )
     return {"level": level, "chains": len(chains), "generations": gens}, fit_values
 
@@ -202,9 +262,10 @@ def _measure_level(
     seed: int,
     n_resamples: int,
     ci_level: float,
+    inference: str,
 ) -> tuple[list[dict[str, Any]], LevelFit]:
     """Per generation: every metric on the chains' pooled texts, the direction metrics and
-    off-topic share over chains (cluster bootstrap), and the per-chain fit values."""
+    off-topic share as headlines over chains (the replicates), and the per-chain fit values."""
     gens_out = []
     fit: LevelFit = [[] for _ in chains]
     base: dict[str, float] = {}
@@ -216,7 +277,12 @@ def _measure_level(
         for r, values in enumerate(per_chain):
             fit[r].append(values["fit"])
         summary = summarise_generation(
-            per_chain, fit_metric, n_resamples=n_resamples, level=ci_level, seed=seed + k
+            per_chain,
+            fit_metric,
+            n_resamples=n_resamples,
+            level=ci_level,
+            seed=seed + k,
+            inference=inference,
         )
         out_metrics = {name: m.to_dict() for name, m in metrics.items()}
         for name, cv in summary["over_chains"].items():  # the chains' mean replaces pooled values
@@ -300,40 +366,35 @@ def _add_downstream(
 def fit(
     steps: Steps,
     data: Sequence[LevelFit],
+    starts: Sequence[float],
     *,
     metric: str,
-    method: str,
-    n_resamples: int,
+    first_generation: int,
     ci_level: float,
-    seed: int,
 ) -> dict[str, Any]:
-    """Step ``fit``: the bias map b_{k+1} = a + c·b_k and its fixed point over every level's
-    chains (``data[level][r][k]``, see :func:`measure`), or a note saying why there is none."""
-    return steps.timed("fit", partial(_fit_map, data, metric, method, n_resamples, ci_level, seed))
+    """Step ``fit``: the bias map b_{k+1} = a + c·b_k over every level's chains
+    (``data[level][r][k]``, see :func:`measure`; ``starts[level]`` its design level b0), with
+    generation 0 fixed and the slope first (:func:`~.fit.fit_bias_map`), from generation
+    ``first_generation`` on; or a note saying why there is none."""
+    return steps.timed("fit", partial(_fit_map, data, starts, metric, first_generation, ci_level))
 
 
 def _fit_map(
     data: Sequence[LevelFit],
+    starts: Sequence[float],
     metric: str,
-    method: str,
-    n_resamples: int,
+    first_generation: int,
     ci_level: float,
-    seed: int,
 ) -> dict[str, Any]:
-    n_transitions = len(data) * (len(data[0][0]) - 1) if data else 0  # levels x generations
-    if n_transitions < 2:  # one level, one generation: trajectories only, no map to fit
-        return {"note": f"not fitted: {n_transitions} transition (levels x generations); need 2"}
-    try:
-        return fit_equilibrium_chains(
-            data,
-            statistic_for(metric),
-            method=method,
-            n_resamples=n_resamples,
-            level=ci_level,
-            seed=seed,
-        ).to_dict()
-    except ValueError as exc:
-        return {"note": f"not fitted: {exc}"}
+    trajs = chain_trajectories(data, statistic_for(metric))
+    chain_starts = [b0 for b0, lv in zip(starts, data, strict=True) for _ in lv]
+    n_gens = max((len(t) for t in trajs), default=0) - 1
+    if n_gens <= first_generation:
+        return {
+            "note": f"not fitted: the fit starts at generation {first_generation} and the run has "
+            f"generations 0–{n_gens}; needs ≥ {first_generation + 1} generations"
+        }
+    return fit_bias_map(trajs, chain_starts, first_generation=first_generation, level=ci_level)
 
 
 # --------------------------------------------------------------------------- summarise
@@ -355,6 +416,9 @@ def _summary(levels: list[dict[str, Any]], equilibrium: dict[str, Any], study: A
     out: dict[str, Any] = {
         "fit_metric": study.fit_metric,
         "chains": study.chains,
+        "inference": study.inference,
+        "fit_from": study.fit_from,
+        "seed_source": study.seed_source,
         "levels": levels,
         "equilibrium": equilibrium,
         "headline_metrics": headline_metrics(study.fit_metric),

@@ -16,6 +16,8 @@ import numpy as np
 
 from synthbias.measure.direction import CONDITIONAL, DIRECTION_STATS, PAIRING, mean_stat
 from synthbias.stats.chains import cluster_values
+from synthbias.stats.power import MIN_REPLICATES
+from synthbias.stats.replicates import replicate_estimate
 
 #: The paper's reported effects (Gemma-2-2b-it, its own metric and seeds), shown beside ours.
 PAPER_MODEL = "Gemma-2-2b-it"
@@ -24,6 +26,8 @@ PAPER_EFFECTS: tuple[dict[str, Any], ...] = (
     {"level": 0.6, "relative_change": -0.26, "label": "from b0 = 0.6: −26 %"},
 )
 PAPER_EQUILIBRIUM = (0.11, 0.13)
+#: The range of a share: its intervals are clipped to it.
+SHARE = (0.0, 1.0)
 #: The share of generated texts that are off topic, as a metric name (tables, headline list).
 OFF_TOPIC_METRIC = "generation.off_topic_share"
 
@@ -34,25 +38,24 @@ def summarise_generation(
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    inference: str = "t",
 ) -> dict[str, Any]:
-    """One generation of one level over its chains.
+    """One generation of one level over its chains (the replicates).
 
     ``per_chain[r]`` holds chain r's per-text ``codes``, ``off_topic`` and ``fit`` values (see
-    ``GenderMeasurer.per_text``). Returns the direction metrics (and the fit metric, if it is
-    another one) as the mean over chains with a chains-then-texts bootstrap CI, the off-topic
-    share the same way, the total number of coded pairings and per-chain counts.
+    ``GenderMeasurer.per_text``). Each direction metric (and the fit metric, if it is another
+    one) and the off-topic share get the headline over chains (:func:`replicate_headline`), the
+    total number of coded pairings and per-chain counts.
     """
     codes = [np.asarray(c["codes"]) for c in per_chain]
     over: dict[str, dict[str, Any]] = {}
+    common = {"n_resamples": n_resamples, "level": level, "seed": seed, "inference": inference}
     for name, stat in DIRECTION_STATS.items():
-        cv = cluster_values(codes, stat, n_resamples=n_resamples, level=level, seed=seed)
-        over[name] = _cv_dict(cv)
+        over[name] = replicate_headline(codes, stat, bounds=SHARE, **common)
     if fit_metric not in DIRECTION_STATS:
         fits = [np.asarray(c["fit"], dtype=float) for c in per_chain]
-        cv = cluster_values(fits, mean_stat, n_resamples=n_resamples, level=level, seed=seed)
-        over[fit_metric] = _cv_dict(cv)
+        over[fit_metric] = replicate_headline(fits, mean_stat, **common)
     off = [np.asarray(c["off_topic"], dtype=float) for c in per_chain]
-    off_cv = cluster_values(off, mean_stat, n_resamples=n_resamples, level=level, seed=seed)
     chains = [
         {
             "chain": r,
@@ -68,23 +71,72 @@ def summarise_generation(
     return {
         "over_chains": over,
         "pairings": sum(ch["pairings"] for ch in chains),
-        "off_topic": _cv_dict(off_cv) | {"count": sum(ch["off_topic"] for ch in chains)},
+        "off_topic": replicate_headline(off, mean_stat, bounds=SHARE, **common)
+        | {"count": sum(ch["off_topic"] for ch in chains)},
         "chains": chains,
     }
 
 
-def _cv_dict(cv: Any) -> dict[str, Any]:
-    d = cv.to_dict()
+def replicate_headline(
+    chains: Sequence[np.ndarray],
+    stat: Any,
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    inference: str = "t",
+    bounds: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """A generation's value over its chains: the mean of the per-chain values with the interval
+    from their spread (``inference``: ``t`` or ``two_stage``, see
+    :func:`synthbias.stats.replicates.replicate_estimate`), its SE and 80 %-power MDE, and
+    ``status`` (``not replicated`` below 3 chains with a value: then ``ci`` is None). With
+    ``bounds`` (a share: (0, 1)) the interval is clipped to them and ``ci["clipped"]`` says so.
+
+    ``text_ci`` is the secondary, text-level figure: a bootstrap of chains then texts (with one
+    chain, texts only), which leaves out most of the run-to-run variation and is named so.
+    """
+    per = [float(stat(np.asarray(x))) if len(x) else math.nan for x in chains]
+    rep = replicate_estimate(
+        per,
+        method=inference,  # type: ignore[arg-type]
+        items=[np.asarray(x) for x in chains] if inference == "two_stage" else None,
+        statistic=stat,
+        level=level,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    cv = cluster_values(chains, stat, n_resamples=n_resamples, level=level, seed=seed).to_dict()
+    ci = None
+    if rep.ci_low is not None and rep.ci_high is not None:
+        lo, hi = rep.ci_low, rep.ci_high
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        clipped = (lo, hi) != (rep.ci_low, rep.ci_high)
+        ci = {"low": lo, "high": hi, "level": level, "clipped": clipped}
+    n_ok = rep.n_replicates
     return {
-        "value": d["value"],
-        "ci": d["ci"],
-        "per_chain": d["per_chain"],
-        "ci_method": d["method"],
+        "value": rep.estimate,
+        "ci": ci,
+        "status": rep.status,
+        "se": rep.se,
+        "df": rep.df,
+        "mde_80": rep.mde_80,
+        "n_chains": n_ok,
+        "per_chain": cv["per_chain"],
+        "ci_method": (
+            f"{rep.method} ({n_ok} chains)"
+            if rep.replicated
+            else f"not replicated ({n_ok} chain(s) with a value; an interval needs ≥ "
+            f"{MIN_REPLICATES})"
+        ),
+        "text_ci": cv["ci"],
+        "text_ci_method": (
+            "bootstrap of chains, then texts (within-run variation only)"
+            if len(chains) > 1
+            else "bootstrap of texts in one chain (within-run variation only)"
+        ),
     }
-
-
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:.2f}"
 
 
 def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
@@ -120,7 +172,8 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
         if len(gens) >= 2:
             p0 = (gens[0]["metrics"].get(PAIRING) or {}).get("value")
             p1 = (gens[-1]["metrics"].get(PAIRING) or {}).get("value")
-            ci1 = (gens[-1]["metrics"].get(PAIRING) or {}).get("ci") or {}
+            m1 = gens[-1]["metrics"].get(PAIRING) or {}
+            ci1 = m1.get("ci") or m1.get("text_ci") or {}
             high = ci1.get("high")
             if p0 is not None and p1 is not None and high is not None and high < p0:
                 why = _unpaired_text(gens[-1])
@@ -133,8 +186,18 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
     eq = results.get("equilibrium") or {}
     if "a" not in eq:
         reasons.append(f"no map fitted ({eq.get('note', 'no fit stored')})")
-    elif eq.get("ci") is None:
-        reasons.append("no bootstrap fit had |c| < 1, so b* has no CI")
+    else:
+        status = (eq.get("fixed_point_interval") or {}).get("status")
+        if status == "unbounded":
+            findings.append(
+                "the slope's CI reaches 1, so b* has no finite interval (unbounded): this design "
+                "cannot locate an equilibrium"
+            )
+        elif status == "not replicated":
+            findings.append(
+                f"the fit is not replicated ({eq.get('n_chains')} chains in it; an interval "
+                f"needs ≥ {MIN_REPLICATES}): c and b* are point values only"
+            )
     return {
         "interpretable": not reasons,
         "reasons": reasons,
@@ -161,67 +224,73 @@ def _unpaired_text(g: dict[str, Any]) -> str:
     )
 
 
-def _half_width(m: dict[str, Any] | None) -> float | None:
-    ci = (m or {}).get("ci") or {}
-    lo, hi = ci.get("low"), ci.get("high")
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
-    return (hi - lo) / 2
+#: (z_{0.975} + z_{0.80}): the normal MDE multiplier, for the binomial floor at b0.
+_Z_MDE = 1.959964 + 0.841621
+
+
+def cell_power(m: dict[str, Any] | None) -> dict[str, Any]:
+    """One headline cell's 80 %-power MDE and why there is none: ``not replicated`` (fewer than
+    3 chains), ``not estimable`` (every chain gave the same value: SE 0, as at a share of 0 or
+    1), ``no value`` (no chain had one)."""
+    m = m or {}
+    mde, se = m.get("mde_80"), m.get("se")
+    if m.get("value") is None:
+        return {"mde_80": None, "why": "no value (no chain had a coded pairing)"}
+    if m.get("status") != "replicated" or mde is None:
+        return {
+            "mde_80": None,
+            "why": f"not replicated: {m.get('n_chains', '?')} chain(s), needs ≥ {MIN_REPLICATES}",
+        }
+    if not se:
+        return {"mde_80": None, "why": "not estimable: every chain gave the same value (SE 0)"}
+    return {"mde_80": float(mde), "why": None}
 
 
 def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
-    """The smallest change per generation this design detects, and the paper's effects beside it.
+    """The smallest change from b0 each headline cell detects at 80 % power, and the paper's
+    effects beside it.
 
-    Generation 0 is fixed by design, so a generation-k value differs detectably from b0 when the
-    change exceeds the half-width of its CI (chains, then texts) — and at least the binomial
-    half-width at b0 for the pairings measured, since a bootstrap CI collapses at 0 or 1.
-    ``per_level`` gives that half-width per generated generation; ``paper`` says for each
-    effect the paper reports whether it would be visible here (its absolute size vs the
-    detectable change at the last generation of the same level), and whether our b* CI
-    overlaps the paper's equilibrium band.
+    Generation 0 is fixed by design, so a generation-k mean differs from b0 by its own error
+    only: the cell's MDE is (t_{0.975} + t_{0.80}) × its between-chain SE on chains − 1 df
+    (:func:`synthbias.stats.power.mde`). ``per_level`` lists every cell; ``worst`` is the cell
+    with the largest MDE (or the first without one: then no design-wide MDE is claimed). A
+    paper effect is "visible" when its size is at least the detectable change at the last
+    generation of the same level: the larger of that cell's MDE and the binomial MDE at b0 for
+    the pairings measured (a floor: chains can agree by chance or at a bound).
     """
     metric = results.get("fit_metric", CONDITIONAL)
     per_level = []
     for lv in results.get("levels") or []:
-        rows = [
-            {
-                "generation": g["generation"],
-                "half_width": _half_width(g["metrics"].get(metric)),
-                "pairings": g.get("pairings"),
-            }
-            for g in lv.get("generations") or []
-            if g["generation"] > 0
-        ]
+        gens = lv.get("generations") or []
+        base = ((gens[0]["metrics"].get(metric) or {}).get("value")) if gens else None
+        rows = []
+        for g in gens:
+            if g["generation"] == 0:
+                continue
+            m = g["metrics"].get(metric) or {}
+            v = m.get("value")
+            rows.append(
+                {
+                    "generation": g["generation"],
+                    "value": v,
+                    "change": v - base if v is not None and base is not None else None,
+                    "ci": m.get("ci"),
+                    "pairings": g.get("pairings"),
+                    **cell_power(m),
+                }
+            )
         per_level.append({"level": lv["level"], "generations": rows})
-    widths = [
-        r["half_width"]
-        for lv in per_level
-        for r in lv["generations"]
-        if r["half_width"] is not None
-    ]
-    paper = []
-    for eff in PAPER_EFFECTS:
-        lv = next((x for x in per_level if math.isclose(x["level"], eff["level"])), None)
-        last = lv["generations"][-1] if lv and lv["generations"] else None
-        hw = last["half_width"] if last else None
-        # A bootstrap CI collapses at a share of 0 or 1; the binomial half-width at b0 with this
-        # many pairings is the floor a change from b0 must clear (chains add variance on top).
-        pairs = (last or {}).get("pairings") or 0
-        b0 = eff["level"]
-        floor = 1.96 * math.sqrt(b0 * (1 - b0) / pairs) if pairs else None
-        need = max(x for x in (hw, floor) if x is not None) if (hw or floor) else None
-        size = abs(eff["relative_change"]) * b0
-        paper.append(
-            {
-                "effect": eff["label"],
-                "absolute_change": eff["relative_change"] * b0,
-                "our_half_width": hw,
-                "binomial_half_width_at_b0": floor,
-                "detectable_change": need,
-                "visible": None if need is None else size > need,
-                "note": None if lv else f"level {b0:g} not in this run",
-            }
-        )
+    cells = [(lv["level"], r) for lv in per_level for r in lv["generations"]]
+    missing = [(lvl, r) for lvl, r in cells if r["mde_80"] is None]
+    worst: dict[str, Any] | None = None
+    if missing:
+        lvl, r = missing[0]
+        worst = {"level": lvl, "generation": r["generation"], "mde_80": None, "why": r["why"]}
+        worst["cells_without_mde"] = len(missing)
+    elif cells:
+        lvl, r = max(cells, key=lambda c: c[1]["mde_80"])
+        worst = {"level": lvl, "generation": r["generation"], "mde_80": r["mde_80"], "why": None}
+    paper = [_paper_row(eff, per_level) for eff in PAPER_EFFECTS]
     eq = results.get("equilibrium") or {}
     ci = eq.get("ci") or {}
     lo, hi = ci.get("low"), ci.get("high")
@@ -230,15 +299,16 @@ def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
         "paper_band": [p_lo, p_hi],
         "ours": eq.get("fixed_point"),
         "our_ci": [lo, hi] if lo is not None and hi is not None else None,
-        "our_half_width": (hi - lo) / 2 if lo is not None and hi is not None else None,
+        "our_status": (eq.get("fixed_point_interval") or {}).get("status"),
         "overlaps_paper": None if lo is None or hi is None else (lo <= p_hi and hi >= p_lo),
     }
     return {
         "metric": metric,
         "n": study.n,
         "chains": study.chains,
-        "smallest_detectable_change": float(np.median(widths)) if widths else None,
+        "convention": "80% power, two-sided 5% test; MDE = (t_0.975 + t_0.80) x between-chain SE",
         "per_level": per_level,
+        "worst": worst,
         "paper_model": PAPER_MODEL,
         "paper": paper,
         "paper_equilibrium": eq_row,
@@ -246,42 +316,102 @@ def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
     }
 
 
+def _paper_row(eff: dict[str, Any], per_level: list[dict[str, Any]]) -> dict[str, Any]:
+    b0 = eff["level"]
+    lv = next((x for x in per_level if math.isclose(x["level"], b0)), None)
+    last = lv["generations"][-1] if lv and lv["generations"] else None
+    size = abs(eff["relative_change"]) * b0
+    row: dict[str, Any] = {
+        "effect": eff["label"],
+        "absolute_change": eff["relative_change"] * b0,
+        "generation": last["generation"] if last else None,
+        "our_mde_80": last["mde_80"] if last else None,
+        "binomial_mde_at_b0": None,
+        "detectable_change": None,
+        "visible": None,
+        "note": None if last else f"level {b0:g} not in this run",
+    }
+    if last is None:
+        return row
+    pairs = last.get("pairings") or 0
+    floor = _Z_MDE * math.sqrt(b0 * (1 - b0) / pairs) if pairs else None
+    row["binomial_mde_at_b0"] = floor
+    if last["mde_80"] is None:
+        row["note"] = last["why"]
+        return row
+    need = max(x for x in (last["mde_80"], floor) if x is not None)
+    row["detectable_change"] = need
+    row["visible"] = size >= need
+    return row
+
+
+def fmt_share(v: float | None, digits: int = 3) -> str:
+    """A share or a change of one; below the printed precision it says ``< 0.001`` rather
+    than ``0.000``."""
+    if v is None:
+        return "—"
+    if v != 0 and abs(v) < 0.5 * 10**-digits:
+        return f"< {10**-digits:.{digits}f}"
+    return f"{v:.{digits}f}"
+
+
 def power_lines(results: dict[str, Any]) -> list[str]:
     """The power statement as plain lines (console and report)."""
     pw = results.get("power") or {}
-    if not pw:
+    if not pw or "per_level" not in pw:
         return []
-    sdc = pw.get("smallest_detectable_change")
     lines = [
-        f"Power (n = {pw.get('n')} texts x {pw.get('chains')} chain(s) per level): smallest "
-        f"detectable change per generation ≈ ±{_fmt(sdc)} in {pw.get('metric')} "
-        "(median 95% CI half-width over levels and generations)."
+        f"Power at 80% (two-sided 5% test; MDE = (t_0.975 + t_0.80) × between-chain SE, "
+        f"n = {pw.get('n')} texts × {pw.get('chains')} chain(s) per level and generation), "
+        f"smallest detectable change from b0 in {pw.get('metric')}, per cell:"
     ]
-    for p in pw.get("paper") or []:
-        if p.get("note"):
-            verdict = p["note"]
-        elif p.get("visible") is None:
-            verdict = "no CI to compare"
-        else:
-            verdict = "would be visible" if p["visible"] else "would NOT be visible"
+    for lv in pw["per_level"]:
+        cells = ", ".join(
+            f"gen {r['generation']} "
+            + (f"±{fmt_share(r['mde_80'])}" if r["mde_80"] is not None else f"— ({r['why']})")
+            for r in lv["generations"]
+        )
+        lines.append(f"  b0 = {lv['level']:g}: {cells or 'no generated generation'}.")
+    w = pw.get("worst")
+    if w and w.get("mde_80") is not None:
         lines.append(
-            f"  Paper ({pw.get('paper_model')}), {p['effect']} (= {p['absolute_change']:+.3f}): "
-            f"{verdict} (detectable here: ±{_fmt(p.get('detectable_change'))}, the larger of our "
-            f"CI half-width {_fmt(p.get('our_half_width'))} and the binomial half-width at b0 "
-            f"{_fmt(p.get('binomial_half_width_at_b0'))})."
+            f"  Worst cell: b0 = {w['level']:g}, generation {w['generation']}: "
+            f"±{fmt_share(w['mde_80'])}."
+        )
+    elif w:
+        lines.append(
+            f"  No design-wide MDE: {w['cells_without_mde']} cell(s) without one (first: b0 = "
+            f"{w['level']:g}, generation {w['generation']}: {w['why']})."
+        )
+    for p in pw.get("paper") or []:
+        if p.get("visible") is None:
+            verdict = f"cannot say ({p.get('note') or 'no MDE'})"
+        else:
+            verdict = "detectable here" if p["visible"] else "NOT detectable here"
+            verdict += (
+                f" at 80% power (needs |change| ≥ {fmt_share(p['detectable_change'])}: the larger "
+                f"of our MDE {fmt_share(p['our_mde_80'])} at generation {p['generation']} and the "
+                f"binomial MDE at b0 {fmt_share(p['binomial_mde_at_b0'])})"
+            )
+        lines.append(
+            f"  The paper's effect ({pw.get('paper_model')}, theirs), {p['effect']} "
+            f"(= {p['absolute_change']:+.3f}): {verdict}."
         )
     e = pw.get("paper_equilibrium") or {}
     ours = e.get("our_ci")
-    lines.append(
-        f"  Paper's equilibrium {e['paper_band'][0]:.2f}–{e['paper_band'][1]:.2f}; ours b* = "
-        f"{_fmt(e.get('ours'))} "
-        + (
-            f"[{ours[0]:.2f}, {ours[1]:.2f}] ("
+    if ours:
+        tail = (
+            f"[{ours[0]:.3f}, {ours[1]:.3f}] ("
             + ("overlaps" if e.get("overlaps_paper") else "does not overlap")
-            + " the paper's band)."
-            if ours
-            else "(no CI)."
+            + " their band)."
         )
+    elif e.get("our_status") == "unbounded":
+        tail = "(CI unbounded: the slope's CI reaches 1, so any band is compatible)."
+    else:
+        tail = f"(no interval: {e.get('our_status') or 'not fitted'})."
+    lines.append(
+        f"  The paper's equilibrium (theirs): {e['paper_band'][0]:.2f}–{e['paper_band'][1]:.2f}; "
+        f"ours b* = {fmt_share(e.get('ours'))} " + tail
     )
     return lines
 
@@ -291,8 +421,11 @@ __all__ = [
     "PAPER_EFFECTS",
     "PAPER_EQUILIBRIUM",
     "PAPER_MODEL",
+    "cell_power",
+    "fmt_share",
     "interpretation",
     "power_lines",
     "power_summary",
+    "replicate_headline",
     "summarise_generation",
 ]

@@ -45,6 +45,7 @@ from synthbias.report.tracking import TrackingError, log_to_mlflow
 from synthbias.studies.audit.runner import AuditError, audit_corpus
 from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
 from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
 from synthbias.tasks.spec import TaskError
 
@@ -344,13 +345,13 @@ def equilibrium(
             help="Texts per generation, level and chain.",
             **limits(EquilibriumStudyConfig, "n"),
         ),
-    ] = 50,
+    ] = 20,
     chains: Annotated[
         int,
         typer.Option(
             help="Replicate chains per level.", **limits(EquilibriumStudyConfig, "chains")
         ),
-    ] = 2,
+    ] = 5,
     seed: int = 0,
     k_shots: KShots = 3,
     backend: Annotated[str | None, typer.Option(help=BACKENDS_HELP)] = None,
@@ -836,7 +837,6 @@ def forecast(
     except ForecastError as exc:
         _fail(str(exc))
     f = fc["forecast"]
-    ci = f.get("ci") or {}
     g = fc["generations_used"]
     if g < generations:
         console.print(
@@ -859,13 +859,13 @@ def forecast(
         )
     console.print(table)
     verdict = "stable" if f.get("stable") else "no attracting equilibrium (|c| >= 1)"
-    console.print(
-        f"Forecast from generations 0–{g} ({f['n_points']} transitions): b* = "
-        f"{_fmt(f.get('fixed_point'))} [95% CI {_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}] "
-        f"from b_(k+1) = {f['a']:.3f} + {f['c']:.3f}·b_k; {verdict}; "
-        f"{_fmt(f.get('stable_share'), 2)} of bootstrap fits stable.",
-        highlight=False,
-    )
+    if "a" in f:
+        console.print(
+            f"Forecast from generations 0–{g} ({f['n_points']} transitions): slope "
+            f"{slope_text(f)}; {fixed_point_text(f)}; map {map_text(f['a'], f['c'])}; "
+            f"{verdict} at the point estimate.",
+            highlight=False,
+        )
     interp = fc.get("run_interpretation") or {}
     if interp and not interp.get("interpretable", True):
         console.print(
@@ -877,10 +877,8 @@ def forecast(
         )
     full = fc.get("full_fit")
     if full:
-        fci = full.get("ci") or {}
         console.print(
-            f"Full run ({full.get('n_points')} transitions): b* = {_fmt(full.get('fixed_point'))} "
-            f"[95% CI {_fmt(fci.get('low'))}, {_fmt(fci.get('high'))}]",
+            f"Full run ({full.get('n_points')} transitions): {fixed_point_text(full)}",
             highlight=False,
         )
     if (run_dir / "report.html").exists():

@@ -46,8 +46,12 @@ class EquilibriumStudyConfig(StrictModel):
     stereotyped gender; the rest (``seed_remainder``) pair it with the other gender (``anti``)
     or have no gendered referent (``neutral``). ``chains`` independent replicate chains run per
     level. ``fit_metric`` is the metric the equilibrium is fitted on (default the conditional
-    stereotype share, see :mod:`synthbias.direction`). ``fit_ci`` is read by older configs and
-    no longer changes the fit (its interval comes from the chains, below). Every generated text
+    stereotype share, see :mod:`synthbias.measure.direction`; the code-balanced share
+    ``rule.gender.code_balanced_stereotype_share``, ½[P(stereo | male-coded) + P(stereo |
+    female-coded)], which a generator's global he/she lean cannot move, is reported beside it and
+    can be chosen here; it is undefined for a chain whose texts pair only one code).
+    ``fit_ci`` is read by older configs and no longer changes the fit (its interval comes from
+    the chains, below). Every generated text
     is checked to be on topic (names an occupation, refers to a person); ``on_topic:
     regenerate`` samples an off-topic text again up to ``on_topic_retries`` times and draws
     few-shot examples only from on-topic texts, ``keep`` keeps what the generator wrote. A

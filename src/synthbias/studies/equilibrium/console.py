@@ -10,7 +10,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from synthbias.measure.direction import CONDITIONAL, PAIRING, RATE
+from synthbias.measure.direction import (
+    CODE_BALANCED,
+    CONDITIONAL,
+    PAIRING,
+    PAIRING_FEMALE_CODED,
+    PAIRING_MALE_CODED,
+    RATE,
+)
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
 from synthbias.studies.equilibrium.summary import cell_power, fmt_share, power_lines
 
@@ -97,10 +104,12 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
     table = Table(title=title)
     for col in ("b0", "gen"):
         table.add_column(col, justify="right")
+    table.add_column("code-balanced share\n½[P(s|male)+P(s|female)]")
     table.add_column("conditional share\nstereo/(stereo+anti)")
     table.add_column("MDE 80%\n(fit metric)")
     table.add_column("pairings")
     table.add_column("pairing rate")
+    table.add_column("pairing rate\nmale- / female-coded")
     table.add_column("stereotype rate\n(all texts)")
     table.add_column("off topic")
     for m in extra:
@@ -110,10 +119,12 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
             ms = g["metrics"]
             cell = _seed_cell if g["generation"] == 0 else _cell
             cells = [
+                cell(ms.get(CODE_BALANCED)),
                 cell(ms.get(CONDITIONAL)),
                 _mde_cell(ms.get(metric), g["generation"]),
                 f"{g.get('pairings', '—')}/{g['n']}",
                 cell(ms.get(PAIRING)),
+                f"{cell(ms.get(PAIRING_MALE_CODED))} / {cell(ms.get(PAIRING_FEMALE_CODED))}",
                 cell(ms.get(RATE)),
                 cell(g.get("off_topic_share")),
             ]

@@ -16,8 +16,8 @@ from synthbias.measure.api import measure_corpus
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.direction import (
     DIRECTION_STATS,
+    coded_labels,
     direction_metrics,
-    label_codes,
     on_topic,
     unpaired_kinds,
 )
@@ -35,6 +35,9 @@ class GenderMeasurer:
 
     cfg: MeasureConfig
     encoder: Any = None
+    #: attach each text's subject to its prompt occupation (the rule metric's
+    #: ``prompt_occupations``); off until its effect on the study's labels is read on real texts
+    attach_to_prompt: bool = False
 
     def __post_init__(self) -> None:
         self.rule = GenderRuleScorer.from_config(self.cfg.rule)
@@ -43,12 +46,18 @@ class GenderMeasurer:
             self.encoder = self.encoder or Encoder()
             self.embedding = EmbeddingGenderScorer(self.encoder)
 
-    def measure(self, texts: list[str], seed: int = 0) -> dict[str, MetricResult]:
+    def measure(
+        self,
+        texts: list[str],
+        seed: int = 0,
+        prompt_occupations: list[str | None] | None = None,
+    ) -> dict[str, MetricResult]:
         """The ``rule`` (and, when configured, ``embedding``) family of
         :func:`~synthbias.measure.api.measure_corpus` on the gender axis, with this config's
         rule settings, then the direction metrics (``rule.gender.stereotype_rate`` is the
         direction metric's: same value, its CI from the pairing codes); every metric with a
-        bootstrap CI over texts."""
+        bootstrap CI over texts. ``prompt_occupations`` (one per text, or None) are the
+        occupations the prompts named: the rule metric attaches each text's subject to it."""
 
         nr = self.cfg.n_resamples
         out = measure_corpus(
@@ -60,8 +69,14 @@ class GenderMeasurer:
             rule_scorer=self.rule,
             embedding_scorer=self.embedding,
         )
-        codes = label_codes(self.rule.score_texts(texts))
-        out.update(direction_metrics(codes, n_resamples=nr, seed=seed, level=self.cfg.ci_level))
+        if not self.attach_to_prompt:
+            prompt_occupations = None
+        scores = self.rule.score_texts(texts, prompt_occupations=prompt_occupations)
+        out.update(
+            direction_metrics(
+                coded_labels(scores), n_resamples=nr, seed=seed, level=self.cfg.ci_level
+            )
+        )
         return out
 
     def swap_gender(self, text: str) -> str:
@@ -75,19 +90,23 @@ class GenderMeasurer:
         return on_topic(text, self.rule.score_text(text))
 
     def per_text(self, records: list[Record], fit_metric: str, seed: int = 0) -> dict[str, Any]:
-        """Per-text values of one corpus: pairing ``codes`` (+1/−1/0), ``off_topic`` (0/1) and
-        ``fit`` (the fit metric's per-text values: the codes for a direction metric, else the
-        metric's per-sample scores, which must average to its value)."""
-
+        """Per-text values of one corpus: pairing ``codes`` (sign + 10 · occupation code, see
+        :func:`~synthbias.measure.direction.coded_labels`), ``off_topic`` (0/1) and ``fit`` (the
+        fit metric's per-text values: the codes for a direction metric, else the metric's
+        per-sample scores, which must average to its value). A text generated for a prompt
+        occupation (``meta["prompt_occupation"]``) has its subject attached to it when
+        ``attach_to_prompt`` is set (off by default until its effect on the study's labels is
+        read on real texts)."""
         texts = [r.text for r in records]
-        scores = self.rule.score_texts(texts)
-        codes = label_codes(scores)
+        occupations = prompt_occupations(records) if self.attach_to_prompt else None
+        scores = self.rule.score_texts(texts, prompt_occupations=occupations)
+        codes = coded_labels(scores)
         off = np.array([not on_topic(t, s) for t, s in zip(texts, scores, strict=True)], float)
         unpaired = unpaired_kinds(scores, off)
         if fit_metric in DIRECTION_STATS:
             fit = codes
         else:
-            metrics = self.measure(texts, seed=seed)
+            metrics = self.measure(texts, seed=seed, prompt_occupations=occupations)
             if fit_metric not in metrics:
                 raise KeyError(f"fit_metric {fit_metric!r} not measured; have {sorted(metrics)}")
             m = metrics[fit_metric]
@@ -153,3 +172,10 @@ def seed_vocabulary_for(rule: Any, n_names: int = 60) -> SeedVocabulary:
     if not occupations:
         raise ValueError("no gender-coded occupations at these thresholds")
     return SeedVocabulary(occupations=occupations, names=names)
+
+
+def prompt_occupations(records: list[Record]) -> list[str | None] | None:
+    """Each record's prompt occupation (``meta["prompt_occupation"]``), or None when no record
+    has one (a seed corpus, a corpus synthbias did not write)."""
+    occ = [r.meta.get("prompt_occupation") for r in records]
+    return occ if any(occ) else None

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from synthbias.core.records import CorpusError, read_jsonl
-from synthbias.measure.direction import CONDITIONAL, PAIRING, RATE
+from synthbias.measure.direction import (
+    CODE_BALANCED,
+    CONDITIONAL,
+    PAIRING,
+    PAIRING_FEMALE_CODED,
+    PAIRING_MALE_CODED,
+    RATE,
+)
 from synthbias.measure.rules import GenderRuleScorer
 from synthbias.report.html import (
     ReportContext,
@@ -139,10 +146,14 @@ def _direction_table(r: dict[str, Any]) -> str:
                     for v in (
                         f"{lv['level']:g}",
                         g["generation"],
+                        cell(ms.get(CODE_BALANCED), g["generation"]),
                         cell(ms.get(CONDITIONAL), g["generation"]),
                         mde(ms.get(metric), g["generation"]),
                         f"{g.get('pairings', '—')} / {g.get('n', '—')}",
                         cell(ms.get(PAIRING), g["generation"]),
+                        cell(ms.get(PAIRING_MALE_CODED), g["generation"])
+                        + " / "
+                        + cell(ms.get(PAIRING_FEMALE_CODED), g["generation"]),
                         cell(ms.get(RATE), g["generation"]),
                         cell(g.get("off_topic_share"), g["generation"]),
                     )
@@ -154,10 +165,12 @@ def _direction_table(r: dict[str, Any]) -> str:
         for h in (
             "b0",
             "generation",
+            "code-balanced share ½[P(stereo | male-coded) + P(stereo | female-coded)]",
             "conditional share stereo/(stereo+anti)",
             "MDE at 80% power (fit metric)",
             "pairings / texts",
             "pairing rate",
+            "pairing rate male- / female-coded",
             "stereotype rate (all texts)",
             "off topic",
         )
@@ -204,6 +217,7 @@ def _forecast_html(fc: dict[str, Any]) -> str:
 #: rate) say nothing about the stereotype's direction and stay out of the divergence comparison,
 #: so a consistent shift towards the stereotype is never flagged as divergence.
 STEREOTYPE_ORIENTED = (
+    "rule.gender.code_balanced_stereotype_share",
     "rule.gender.conditional_stereotype_share",
     "rule.gender.stereotype_rate",
     "rule.gender.signed_bias",

@@ -32,7 +32,7 @@ from synthbias.studies.equilibrium.generation import (
     chain_corpus_path,
     next_generation,
 )
-from synthbias.studies.equilibrium.measurer import GenderMeasurer
+from synthbias.studies.equilibrium.measurer import GenderMeasurer, prompt_occupations
 from synthbias.studies.equilibrium.summary import (
     OFF_TOPIC_METRIC,
     interpretation,
@@ -271,8 +271,12 @@ def _measure_level(
     base: dict[str, float] = {}
     for k in range(len(chains[0])):
         chain_recs = [corpora[k] for corpora in chains]
-        pooled = [r.text for recs in chain_recs for r in recs]
-        metrics = measurer.measure(pooled, seed=seed)
+        pooled_recs = [r for recs in chain_recs for r in recs]
+        metrics = measurer.measure(
+            [r.text for r in pooled_recs],
+            seed=seed,
+            prompt_occupations=prompt_occupations(pooled_recs),
+        )
         per_chain = [measurer.per_text(recs, fit_metric, seed=seed) for recs in chain_recs]
         for r, values in enumerate(per_chain):
             fit[r].append(values["fit"])
@@ -293,7 +297,7 @@ def _measure_level(
         gens_out.append(
             {
                 "generation": k,
-                "n": len(pooled),
+                "n": len(pooled_recs),
                 "n_empty": sum(1 for recs in chain_recs for r in recs if not r.text),
                 "pairings": summary["pairings"],
                 "off_topic_share": summary["off_topic"],

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from synthbias.measure.direction import CONDITIONAL, DIRECTION_STATS, PAIRING, mean_stat
+from synthbias.measure.direction import (
+    CONDITIONAL,
+    DIRECTION_STATS,
+    PAIRING,
+    label_signs,
+    mean_stat,
+)
 from synthbias.stats.chains import cluster_values
 from synthbias.stats.power import MIN_REPLICATES
 from synthbias.stats.replicates import replicate_estimate
@@ -60,9 +66,9 @@ def summarise_generation(
         {
             "chain": r,
             "n": int(len(c)),
-            "stereotypical": int((c == 1).sum()),
-            "anti": int((c == -1).sum()),
-            "pairings": int((c != 0).sum()),
+            "stereotypical": int((label_signs(c) == 1).sum()),
+            "anti": int((label_signs(c) == -1).sum()),
+            "pairings": int((label_signs(c) != 0).sum()),
             "off_topic": int(o.sum()),
             "unpaired_on_topic": dict(pc.get("unpaired") or {}),
         }
@@ -209,7 +215,7 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
 
 def _unpaired_text(g: dict[str, Any]) -> str:
     """ " (of the N on-topic unpaired texts: a with a gendered referent but an uncoded role …)"."""
-    totals = {"uncoded_role": 0, "no_referent": 0, "no_gender": 0}
+    totals = {"uncoded_role": 0, "no_referent": 0, "no_gender": 0, "garbled": 0}
     for ch in g.get("chains") or []:
         for k, v in (ch.get("unpaired_on_topic") or {}).items():
             totals[k] = totals.get(k, 0) + v
@@ -220,7 +226,9 @@ def _unpaired_text(g: dict[str, Any]) -> str:
         f" (of its {n} on-topic unpaired texts, {totals['uncoded_role']} refer to a gendered "
         f"person in an uncoded role such as 'employee' or 'manager', {totals['no_referent']} "
         f"name a coded occupation without a decisive gendered referent, "
-        f"{totals['no_gender']} have neither)"
+        f"{totals['no_gender']} have neither"
+        + (f", {totals['garbled']} are garbled repetition loops" if totals["garbled"] else "")
+        + ")"
     )
 
 

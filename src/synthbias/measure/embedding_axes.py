@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from synthbias.lexicon import load_lexicon
-from synthbias.measure.result import CI, MetricResult
+from synthbias.measure.result import MetricResult
+from synthbias.stats.bootstrap import bootstrap_ci
 
 
 class EmbeddingAxisScorer:
@@ -60,21 +61,21 @@ class EmbeddingAxisScorer:
         assoc = self.associations(texts)
         means = assoc.mean(axis=0)
         value = float(means.max() - means.min())
-        rng = np.random.default_rng(seed)
         n = len(assoc)
-        boots = np.empty(n_resamples)
-        for i in range(n_resamples):
-            m = assoc[rng.integers(0, n, n)].mean(axis=0)
-            boots[i] = m.max() - m.min()
-        alpha = (1 - level) / 2
-        lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+        ci = bootstrap_ci(assoc, _spread, n_resamples=n_resamples, level=level, seed=seed)
         res = MetricResult(
             name=f"{self.axis}.anchor_spread",
             value=value,
-            ci=CI(float(lo), float(hi), level),
+            ci=ci,
             per_group={g: float(v) for g, v in zip(self.groups, means, strict=True)},
             per_sample=[float(v) for v in assoc.max(axis=1)],
             n=n,
             meta={"axis": self.axis, "groups": self.groups},
         )
         return {"anchor_spread": res}
+
+
+def _spread(assoc: np.ndarray) -> float:
+    """max − min over groups of the mean association of the (resampled) texts."""
+    means = assoc.mean(axis=0)
+    return float(means.max() - means.min())

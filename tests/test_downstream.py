@@ -177,7 +177,7 @@ def test_preference_per_occupation_and_ties() -> None:
     # plumber (male): -0.5, +0.5 -> 0.0, a tie
     lean = {"nurse": -2.0, "engineer": -1.0, "plumber": -0.5}
     occ = {"nurse": "female", "engineer": "male", "plumber": "male"}
-    tmpls = ["The {occ} said that", "Then {a_occ} explained that"]
+    tmpls = ["The {occ} noted that", "Then {a_occ} explained that"]
     be = PronounBackend(lean, extra={"explained": 1.0})
     res = pronoun_preference(be, occ, tmpls, n_resamples=300)
     pref, win = res[PREFERENCE], res[WIN_RATE]

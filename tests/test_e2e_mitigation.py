@@ -69,6 +69,15 @@ def test_recursive_pipeline_contrastive(tmp_path: Path) -> None:
     assert head["n_probes"] == 8 and head["steps_baseline"] == head["steps_mitigated"]
     assert head["difference_ci_low"] <= head["difference"] <= head["difference_ci_high"]
     assert res["untuned"] is not None and len(res["untuned"]["per_sample"]) == 8
+    # one replicate cell (1 chain x 1 seed): the headline says "not replicated"
+    (s,) = [s for s in res["summary"] if s["pipeline"] == "equilibrium" and s["headline"]]
+    assert s["n_replicates"] == 1 and s["replication_status"] == "not replicated"
+    assert "added_by_baseline_data" in s  # the untuned model's own bias is kept apart
+    # held out: results per probe context, none of them the generation prompt's opening
+    templates = {t["template"] for t in res["per_template"]}
+    assert len(templates) == 2 and "The {occ} said that" not in templates
+    rec = res["scoring"]["recursive"]
+    assert rec["backend"] == "llamacpp" and all(a == rec["untuned"] for a in rec["arms"].values())
     fams = {s["family"] for s in res["summary"] if s["pipeline"] == "equilibrium"}
     assert "pronoun probe (held-out)" in fams
     assert {"rule (edited corpus passed on)", "embedding (edited corpus passed on)"} <= fams
@@ -83,6 +92,9 @@ def test_ratio_pipeline_mask(tmp_path: Path) -> None:
     res = run_mitigation(cfg, tmp_path)
     fams = {s["family"] for s in res["summary"] if s["pipeline"] == "inheritance"}
     assert "task_bias" in fams
+    # one scoring backend for every arm, as recorded by the sub-runs themselves
+    ratio = res["scoring"]["ratio"]
+    assert {r["backend"] for r in ratio["recorded"].values()} == {ratio["backend"]}
 
     comp = pd.read_csv(tmp_path / "comparison.csv")
     row = comp[(comp["strategy"] == "mask_loss") & (comp["family"] == "task_bias")].iloc[0]

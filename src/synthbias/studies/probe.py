@@ -6,11 +6,13 @@ the ten tasks of :mod:`synthbias.tasks`, "behavioural" the counterfactual and fa
 
 The rule and embedding metrics describe the *texts* of a generation; these describe what a model
 *learns* from them. Two probes, both on held-out wordings (``generate/templates/
-pronoun_probes.yaml``, none of which reuses a wording of the equilibrium seed templates):
+pronoun_probes.yaml``, none of which reuses a wording of the equilibrium seed templates or
+begins with a generation prompt's opening, :func:`seed_overlap`):
 
 **Pronoun preference** (:func:`pronoun_preference`, a language model). For each gender-coded
 occupation *o* (female-coded when its share of women is ≥ ``hi`` %, male-coded when ≤ ``lo`` %;
-the stereotyped gender is female resp. male) and each probe context *c* ("The {occ} said that"),
+the stereotyped gender is female resp. male) and each probe context *c* ("The {occ} was late
+today because"),
 the conditional log-probabilities of the continuations " he" and " she" are scored::
 
     preference(o) = mean over templates c of  log p(stereo | c(o)) − log p(other | c(o))   [nats]
@@ -70,11 +72,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import yaml
 
-from synthbias.core.hashing import dir_fingerprint, stable_hash, texts_hash
+from synthbias.core.hashing import derive_seed, dir_fingerprint, stable_hash, texts_hash
 from synthbias.core.registry import METRIC_FAMILIES
 from synthbias.core.store import atomic_write_text
 from synthbias.generate.models import default_model_path, model_fingerprint
-from synthbias.generate.prompts import fill_template, seed_templates
+from synthbias.generate.prompts import (
+    OCCUPATION_SLOTS,
+    fill_template,
+    prompt_templates,
+    seed_templates,
+)
 from synthbias.lexicon import FEMALE_CODED, MALE_CODED, Lexicon, match_case, pronoun_reading
 from synthbias.lexicon import load_lexicon as _load_lexicon
 from synthbias.lexicon.occupations import check_thresholds
@@ -185,30 +192,49 @@ def validate_templates(templates: Sequence[str], kind: str = "pronoun") -> list[
     return out
 
 
+def generation_openings() -> list[str]:
+    """The openings the generation prompts write before the model continues (``start`` of
+    every template in ``generate/templates/prompts.yaml`` that names the occupation, e.g.
+    ``"The {occ} said that"``): a probe beginning with one is not held out, since every
+    generated text the probe model trained on begins the same way."""
+    out = []
+    for tmpl in prompt_templates().values():
+        start = str(tmpl.get("start", "")) if isinstance(tmpl, Mapping) else ""
+        if any(slot in start for slot in OCCUPATION_SLOTS):
+            out.append(start)
+    return list(dict.fromkeys(out))
+
+
 def seed_overlap(templates: Sequence[str], kind: str = "pronoun") -> list[str]:
-    """Templates that reuse a wording of the equilibrium seed templates (should be empty).
+    """Templates that reuse a wording the probe model trained on (should be empty).
 
     A pronoun context overlaps when it equals the text before a pronoun slot of a seed
-    template (``"The {occ} said"`` before ``{subj}``), compared case- and space-insensitively;
-    a classifier sentence when it equals a seed template's neutral form.
+    template (``"The {occ} said"`` before ``{subj}``) or begins with a generation prompt's
+    opening (:func:`generation_openings`, ``"The {occ} said that"``), compared case- and
+    space-insensitively; a classifier sentence when it equals a seed template's neutral form.
     """
 
     def norm(s: str) -> str:
-        return " ".join(s.lower().replace("{a_occ}", "{occ}").split())
+        for slot in OCCUPATION_SLOTS:
+            s = s.replace(slot, "{occ}")
+        return " ".join(s.lower().split())
 
     seeds = seed_templates()
-    if kind == "pronoun":
-        taken = set()
-        for tmpl in seeds:
-            g = tmpl["gendered"]
-            for slot in ("{subj}", "{Subj}"):
-                k = g.find(slot)
-                while k >= 0:
-                    taken.add(norm(g[:k]))
-                    k = g.find(slot, k + 1)
-    else:
+    if kind != "pronoun":
         taken = {norm(t["neutral"]) for t in seeds}
-    return [t for t in templates if norm(t) in taken]
+        return [t for t in templates if norm(t) in taken]
+    taken = set()
+    for tmpl in seeds:
+        g = tmpl["gendered"]
+        for slot in ("{subj}", "{Subj}"):
+            k = g.find(slot)
+            while k >= 0:
+                taken.add(norm(g[:k]))
+                k = g.find(slot, k + 1)
+    openings = [norm(o) for o in generation_openings()]
+    return [
+        t for t in templates if norm(t) in taken or any(norm(t).startswith(o) for o in openings)
+    ]
 
 
 def _fill(template: str, occupation: str) -> str:
@@ -272,16 +298,39 @@ def select_occupations(
     return {n: _GROUP_OF_CODE[codes[n]] for n in dict.fromkeys(names)}
 
 
+#: Seed of the probe occupations' random sample per code (:func:`sample_occupations`): fixed, so
+#: every arm, seed and rerun is probed on the same occupations.
+OCCUPATION_SAMPLE_SEED = 0
+
+
+def sample_occupations(
+    occupations: Mapping[str, str], n: int | None, seed: int = OCCUPATION_SAMPLE_SEED
+) -> dict[str, str]:
+    """A seeded random sample of ``n // 2`` female- and ``n // 2`` male-coded occupations
+    (each code sampled on its own, without replacement; all of a code when it has fewer), kept
+    in the table's order. ``None`` or 0: every occupation. Not the first ``n // 2`` in table
+    order, which would tie the probe to the table's (alphabetical) order."""
+    if not n:
+        return dict(occupations)
+    half = n // 2
+    keep: set[str] = set()
+    for g in ("female", "male"):
+        names = [o for o, og in occupations.items() if og == g]
+        rng = np.random.default_rng(derive_seed("probe-occupations", g, seed))
+        pick = rng.choice(len(names), size=min(half, len(names)), replace=False)
+        keep.update(names[i] for i in pick)
+    return {o: g for o, g in occupations.items() if o in keep}
+
+
 def probe_set(measure: Any) -> tuple[dict[str, str], list[str], float, float]:
     """``(occupations, templates, lo, hi)`` of the held-out probes set by a ``MeasureConfig``:
-    the coded occupations at its rule thresholds (at most ``downstream_occupations``, half
-    female- and half male-coded) and the first ``downstream_templates`` pronoun templates."""
+    the coded occupations at its rule thresholds (at most ``downstream_occupations``: a seeded
+    random sample of half female- and half male-coded, :func:`sample_occupations`) and the
+    first ``downstream_templates`` pronoun templates."""
     lo, hi = measure.rule.male_coded_max_pct, measure.rule.female_coded_min_pct
-    occupations = select_occupations(lo=lo, hi=hi)
-    if measure.downstream_occupations:
-        half = measure.downstream_occupations // 2
-        by = {g: [o for o, og in occupations.items() if og == g][:half] for g in ("female", "male")}
-        occupations = {o: g for g, names in by.items() for o in names}
+    occupations = sample_occupations(
+        select_occupations(lo=lo, hi=hi), measure.downstream_occupations
+    )
     templates = default_pronoun_templates()[: measure.downstream_templates or None]
     return occupations, templates, lo, hi
 
@@ -327,7 +376,9 @@ def pronoun_preference(
     overlap = seed_overlap(tmpls, "pronoun")
     if overlap:
         warnings.warn(
-            f"pronoun templates reuse seed wordings (not held out): {overlap}", stacklevel=2
+            f"pronoun templates reuse seed wordings or generation-prompt openings (not held "
+            f"out): {overlap}",
+            stacklevel=2,
         )
     names = list(occ)
     contexts = [[_fill(t, name) for t in tmpls] for name in names]
@@ -876,6 +927,8 @@ __all__ = [
     "downstream_bias",
     "pronoun_preference",
     "result_from_dict",
+    "generation_openings",
+    "sample_occupations",
     "seed_overlap",
     "select_occupations",
     "texts_hash",

@@ -29,6 +29,25 @@ class MitigationStudyConfig(StrictModel):
     as properties of the training data. Training-time strategies (token, mask_*, loss_*) are
     compared at the mixed ratios (0 < r < 1) of ``inheritance.ratios`` only. The choices are the
     strategies registered for each pipeline (:func:`synthbias.mitigate.strategy_names`).
+
+    **Replicates** (``seeds`` is the replicate axis of the probe; no separate ``replicates``
+    key): in the recursive study a replicate is one (chain, probe seed) cell, chain ``c`` of
+    ``study.chains`` and seed ``s`` of ``seeds`` (the probe model's training seed: ``s`` on
+    chain 0, one derived from both on later chains), the same cell in every arm, so
+    R = ``study.chains`` x ``len(seeds)`` (prefer chains: cells of one chain share its
+    corpus); in the ratio study a replicate is one seed of
+    ``inheritance.seeds`` (``inheritance.replicates``). A strategy's headline is the mean over
+    replicates of the paired per-replicate difference strategy - baseline with a t-interval
+    (``inference: t``) or a two-stage bootstrap over replicates and probes (``two_stage``), its
+    80 %-power MDE and a ``detected`` flag adjusted (``adjust``: Holm or Benjamini-Hochberg) over
+    the family of every strategy x headline family; below 3 replicates "not replicated".
+
+    **Scoring** (``scoring``): every arm of the ratio study is scored by one backend on one set
+    of weights. ``auto``: ``inheritance.eval_backend`` / ``eval_weights``, except that a
+    ``token`` arm (its adapter adds tokens, which a llama.cpp LoRA cannot) puts every arm on
+    transformers (merged, float32); ``llamacpp`` or ``hf`` name the backend for all arms
+    (``llamacpp`` with a ``token`` arm is an error). The recursive study's probe models and the
+    untuned model are all scored in llama.cpp on the native GGUF weights.
     """
 
     equilibrium: list[str] = Field(
@@ -48,6 +67,9 @@ class MitigationStudyConfig(StrictModel):
     budget: Literal["steps", "epochs"] = "steps"
     steps: Annotated[int, Field(ge=1)] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
+    inference: Literal["t", "two_stage"] = "t"
+    adjust: Literal["holm", "bh"] = "holm"
+    scoring: Literal["auto", "llamacpp", "hf"] = "auto"
     probe: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(max_length=64))
 
     @field_validator("seeds")

@@ -13,10 +13,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _num(v: Any) -> float:
+    return float(v) if v is not None else np.nan
+
+
+def _change(r: dict[str, Any] | None) -> tuple[float, float, float]:
+    """A row's change and interval: the replicated headline's (mean over replicates, t-interval)
+    where it has one, else the pooled paired-bootstrap figure; NaN bounds when "not
+    replicated" (no interval is drawn then)."""
+    if r is None:
+        return np.nan, np.nan, np.nan
+    if r.get("n_replicates") is not None and r.get("headline"):
+        return (
+            _num(r.get("replicated_difference")),
+            _num(r.get("replicated_ci_low")),
+            _num(r.get("replicated_ci_high")),
+        )
+    return r["difference"], r["difference_ci_low"], r["difference_ci_high"]
+
+
 def plot_mitigation(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
     """One panel per pipeline and section (headline, training data): grouped bars (strategy x
-    family) of the oriented change mitigated − baseline (below 0: less bias), with the pooled
-    bootstrap CI of the change (never averaged bounds)."""
+    family) of the oriented change mitigated − baseline (below 0: less bias): headlines with
+    their interval over replicates (none when not replicated), the training-data panel with the
+    pooled bootstrap CI of the change (never averaged bounds)."""
     panels = list(dict.fromkeys((s["pipeline"], bool(s.get("headline"))) for s in summary))
     if not panels:
         return None
@@ -40,11 +60,11 @@ def plot_mitigation(summary: Sequence[dict[str, Any]], path: str | Path) -> Path
                     ),
                     None,
                 )
-                v = r["difference"] if r else np.nan
+                v, clo, chi = _change(r)
                 vals.append(v)
-                ok = r is not None and np.isfinite(r["difference_ci_low"])
-                lo.append(max(v - r["difference_ci_low"], 0) if ok else 0)
-                hi.append(max(r["difference_ci_high"] - v, 0) if ok else 0)
+                ok = r is not None and np.isfinite(clo)
+                lo.append(max(v - clo, 0) if ok else 0)
+                hi.append(max(chi - v, 0) if ok else 0)
             label = fam if len({f for f, _ in families}) == len(families) else f"{fam}: {metric}"
             ax.bar(x + j * width, vals, width, yerr=[lo, hi], capsize=2, label=label)
         ax.axhline(0, color="k", lw=0.8)

@@ -78,7 +78,7 @@ def train_and_probe(
     measure: Any,
 ) -> dict[str, Any]:
     """LoRA-tune the embedded model on ``texts`` for exactly ``steps`` optimizer steps and probe
-    it; returns the per-occupation preferences and the training record (steps, tokens)."""
+    it; returns the per-occupation and per-template preferences and the training record."""
     occ, tmpls, lo, hi = probe_set(measure)
     res = downstream_bias(
         list(texts),
@@ -95,6 +95,7 @@ def train_and_probe(
     ft = res.meta.get("finetune", {})
     return {
         "per_sample": list(res.per_sample),
+        "per_template": dict(res.meta.get("per_template") or {}),
         "occupations": list(res.meta.get("occupations") or occ),
         "value": res.value,
         "steps": ft.get("steps"),

@@ -15,17 +15,18 @@ from synthbias.report.html import (
     html_table,
     register_section,
 )
-from synthbias.studies.mitigation.summary import arm_steps
+from synthbias.studies.mitigation.summary import REDUCTIONS, arm_steps, replicated_text
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     return html_table(list(rows[0]), [list(r.values()) for r in rows])
 
 
-def _red(s: dict[str, Any]) -> str:
-    if s.get("reduction") is None or not math.isfinite(s["reduction"]):
-        return "undefined (baseline CI includes 0)"
-    return f"{s['reduction']:+.0%} {fmt_ci(s['reduction_ci_low'], s['reduction_ci_high'], 2)}"
+def _red(s: dict[str, Any], key: str = "reduction") -> str:
+    v = s.get(key)
+    if v is None or not math.isfinite(v):
+        return "undefined"
+    return f"{v:+.0%} {fmt_ci(s.get(f'{key}_ci_low'), s.get(f'{key}_ci_high'), 2)}"
 
 
 @register_section("mitigation", order=15)
@@ -45,10 +46,11 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
             f"{fmt_ci(s['baseline_ci_low'], s['baseline_ci_high'])}",
             "mitigated": f"{fmt_num(s['mitigated'])} "
             f"{fmt_ci(s['mitigated_ci_low'], s['mitigated_ci_high'])}",
-            "difference": f"{fmt_num(s['difference'])} "
+            "difference over replicates (headline)": replicated_text(s),
+            "paired bootstrap difference (secondary)": f"{fmt_num(s['difference'])} "
             f"{fmt_ci(s['difference_ci_low'], s['difference_ci_high'])}",
-            "detectable change (80% power)": fmt_num(s.get("detectable_change")),
-            "reduction": _red(s),
+            "reduction " + REDUCTIONS["added"][1]: _red(s, REDUCTIONS["added"][0]),
+            "reduction " + REDUCTIONS["total"][1]: _red(s, REDUCTIONS["total"][0]),
             "untuned model": fmt_num(s.get("untuned")),
             "budget (arm / baseline)": f"{arm_steps(budgets, s['pipeline'], s['strategy'])} / "
             f"{arm_steps(budgets, s['pipeline'], 'none')}",
@@ -60,10 +62,20 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
         "arm's data, measured on held-out probes no strategy edits (recursive study: pronoun "
         "preference in nats of a model LoRA-tuned on the generator's last-generation output; "
         "ratio study: task bias metrics). Oriented: + = towards the stereotype. Pooled over "
-        "levels by averaging bootstrap replicates; recursive CIs pair both arms over probes and "
-        "seeds, ratio-study CIs over the same task items (whole clusters) and seeds. "
-        "Reduction = (b − m)/b, undefined where the baseline's CI includes 0.</p>"
+        "levels. Headline: the mean over replicates of the paired per-replicate difference "
+        "(recursive study: replicate = a (chain, probe seed) cell; ratio study: a seed), its "
+        "interval from between-replicate variation, the 80 %-power MDE and a detected flag "
+        "adjusted over every headline; below 3 replicates 'not replicated'. Secondary: the "
+        "paired bootstrap over probes and cells (recursive) or task items and seeds (ratio). "
+        "Reductions (paired bootstrap): of what the baseline data added over the untuned "
+        "model, (b − m)/(b − u), and of the total bias, (b − m)/b; each undefined where its "
+        "denominator's CI includes 0.</p>"
     )
+    for pipe, sc in (res.get("scoring") or {}).items():
+        note += (
+            f"<p>Scoring ({esc(pipe)} study): every arm by <b>{esc(str(sc.get('backend')))}"
+            f"</b> on {esc(str(sc.get('weights')))}.</p>"
+        )
     if u:
         note += (
             f"<p>Untuned model's probe bias: {fmt_num(u['value'])} "
@@ -71,6 +83,19 @@ def heldout_behaviour(ctx: ReportContext) -> Section | None:
         )
     notes = "".join(f"<li>{esc(n)}</li>" for n in res.get("notes") or [])
     body = note + (_table(rows) if rows else "") + (f"<ul>{notes}</ul>" if notes else "")
+    templ = [
+        {
+            "strategy": t["strategy"],
+            "template": t["template"],
+            "difference (t over replicates)": f"{fmt_num(t['difference'])} "
+            f"{fmt_ci(t['ci_low'], t['ci_high'])}",
+            "replicates": t["n_replicates"],
+        }
+        for t in res.get("per_template") or []
+    ]
+    if templ:
+        body += "<p>Per probe template (recursive study; not in the adjusted family):</p>"
+        body += _table(templ)
     return Section("mitigation-headline", "Held-out behaviour (headline)", body)
 
 

@@ -216,6 +216,48 @@ def pooled(
     }
 
 
+def added_reduction(
+    b: float,
+    m: float,
+    u: float,
+    b_reps: np.ndarray,
+    m_reps: np.ndarray,
+    u_reps: np.ndarray,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """The reduction of what the data did: ``(b - m) / (b - u)`` for ``u`` the untuned model.
+
+    :func:`compare`'s ``reduction = (b - m) / b`` divides by the baseline-trained model's whole
+    bias, which includes the untuned model's own (no data edit created it, none can remove it).
+    Here the denominator is what training on the baseline data added, ``b - u``; it is defined
+    only when that addition's CI (same paired replicates) excludes 0. All values oriented.
+    """
+    a, a_reps = b - u, b_reps - u_reps
+    alo, ahi = percentile_interval(a_reps, level)
+    out: dict[str, Any] = {
+        "added_by_baseline_data": a,
+        "added_by_baseline_data_ci_low": alo,
+        "added_by_baseline_data_ci_high": ahi,
+    }
+    if alo > 0 or ahi < 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            red = (b_reps - m_reps) / a_reps
+        rlo, rhi = percentile_interval(red, level)
+        return out | {
+            "reduction_of_added": (b - m) / a,
+            "reduction_of_added_ci_low": rlo,
+            "reduction_of_added_ci_high": rhi,
+            "reduction_of_added_status": "defined",
+        }
+    return out | {
+        "reduction_of_added": math.nan,
+        "reduction_of_added_ci_low": math.nan,
+        "reduction_of_added_ci_high": math.nan,
+        "reduction_of_added_status": "undefined (training on the baseline data added no "
+        "measurable bias over the untuned model; the difference is the figure)",
+    }
+
+
 # --------------------------------------------------------------------------- divergence
 
 

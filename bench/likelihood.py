@@ -16,6 +16,13 @@ sentences per second, with the largest per-token difference from the loop (see
     PYTHONPATH=src python bench/likelihood.py --runtimes llamacpp,llamacpp-f32,hf
 
 ``llamacpp-f32`` runs a locally dequantised copy of the same GGUF (``weights="f32"``).
+
+With ``hf`` among the runtimes, a second baseline runs in the same sitting: the plain
+transformers fp32 loop of issue 28 (sentences sorted by length, batches of 32, one forward pass
+each, log-softmax over the vocabulary; written here without synthbias), and the HF arms report
+their ratio to it, the tokens that ``pair_shared`` (``share_text_prefix``: a pair's common
+beginning run once) saves, and a roofline line: FLOPs per token (2 × parameters) × tokens /
+seconds as a share of a plain fp32 matmul's measured rate on the same cores.
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
 
 Reads ``../shared/benchmarks`` (or ``--data``); writes ``bench/results/likelihood.json``.
@@ -58,7 +65,7 @@ def load(runtime: str, threads: int | None):
     elif runtime == "hf":
         from synthbias.generate.hf import HFBackend
 
-        backend = HFBackend(n_threads=threads)
+        backend = HFBackend(n_threads=threads, batch_size=32)
     else:
         raise SystemExit(f"unknown runtime {runtime!r}; use llamacpp, llamacpp-f32/-f16 or hf")
     return backend, time.perf_counter() - start
@@ -107,6 +114,80 @@ def plain_loop(data: str, n: int, threads: int | None) -> dict:
     finally:
         ref.close()
     return {"sentences": len(texts), "seconds": round(seconds, 2), "totals": totals}
+
+
+def plain_transformers_loop(data: str, n: int, threads: int | None, batch: int = 32) -> dict:
+    """Issue 28's baseline: transformers fp32, sorted by length, batches of 32, one pass each."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthbias.generate.hf import converted_checkpoint
+    from synthbias.generate.models import default_model_path
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = str(converted_checkpoint(default_model_path()))
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, local_files_only=True
+    ).eval()
+    texts = _sentences(data, n)
+    start = time.perf_counter()
+    ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"]] for t in texts]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    totals = [0.0] * len(ids)
+    with torch.inference_mode():
+        for b in range(0, len(order), batch):
+            idx = order[b : b + batch]
+            width = max(len(ids[i]) for i in idx)
+            x = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                x[r, : len(ids[i])] = torch.tensor(ids[i])
+            logp = torch.log_softmax(model(x).logits[:, :-1].float(), dim=-1)
+            got = logp.gather(-1, x[:, 1:, None])[..., 0]
+            for r, i in enumerate(idx):
+                totals[i] = float(got[r, : len(ids[i]) - 1].double().sum())
+    seconds = time.perf_counter() - start
+    n_params = sum(p.numel() for p in model.parameters())
+    return {
+        "sentences": len(texts),
+        "tokens": sum(len(s) - 1 for s in ids),
+        "seconds": round(seconds, 2),
+        "flops_per_token": 2 * n_params,
+        "totals": totals,
+    }
+
+
+def matmul_peak(threads: int | None, size: int = 1536, reps: int = 8) -> float:
+    """Measured fp32 GFLOP/s of a plain square matmul on the cores torch uses (best of reps)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def roofline(flops_per_token: float, tokens: int, seconds: float, peak_gflops: float) -> dict:
+    """FLOPs per token × tokens / seconds, and its share of the measured matmul rate."""
+    rate = flops_per_token * tokens / seconds / 1e9
+    return {"gflops": round(rate, 2), "share_of_matmul_peak": round(rate / peak_gflops, 3)}
+
+
+def shared_tokens(backend, texts: list[str]) -> dict:
+    """Tokens fed with and without pair sharing (``text_prefix_groups``), HF backend."""
+    from synthbias.generate.hf import text_prefix_groups
+
+    seqs = [[backend.prefix_id, *backend.tokenize(t)] for t in texts]
+    plain = sum(len(s) - 1 for s in seqs)
+    saved = sum(h * (len(m) - 1) for h, m in text_prefix_groups(seqs) if h)
+    return {"tokens_plain": plain, "tokens_pair_shared": plain - saved}
 
 
 def scoring_speed(backend, data: str, n: int) -> dict:
@@ -160,6 +241,8 @@ def scoring_speed(backend, data: str, n: int) -> dict:
     if sharing:
         out["pair_shared_speedup_vs_batched"] = round(mean["batched"] / mean["pair_shared"], 2)
         out["pair_shared_max_abs_diff_vs_loop"] = maxdiff(results["pair_shared"])
+    if backend.name == "transformers":
+        out.update(shared_tokens(backend, texts))
     return out
 
 
@@ -183,6 +266,17 @@ def main(argv: list[str] | None = None) -> dict:
     }
     samples: dict[str, dict[str, list[float]]] = {}
     baseline: dict | None = None
+    tf_loop: dict | None = None
+    peak = matmul_peak(args.threads)
+    report["matmul_peak_gflops"] = round(peak, 2)
+    print(f"plain fp32 matmul: {peak:.1f} GFLOP/s", flush=True)
+    if args.loop_n and "hf" in args.runtimes.split(","):
+        tf_loop = plain_transformers_loop(args.data, args.loop_n, args.threads)
+        report["plain_transformers_loop"] = {k: v for k, v in tf_loop.items() if k != "totals"}
+        report["plain_transformers_loop"]["roofline"] = roofline(
+            tf_loop["flops_per_token"], tf_loop["tokens"], tf_loop["seconds"], peak
+        )
+        print(f"plain transformers loop: {report['plain_transformers_loop']}", flush=True)
     if args.loop_n:
         baseline = plain_loop(args.data, args.loop_n, args.threads)
         report["plain_loop"] = {k: v for k, v in baseline.items() if k != "totals"}
@@ -205,6 +299,20 @@ def main(argv: list[str] | None = None) -> dict:
                     run["speed"][f"{key}_speedup_vs_plain_loop"] = round(
                         baseline["seconds"] / run["speed"][f"{key}_s"], 2
                     )
+                if f"{key}_s" in run["speed"] and tf_loop is not None:
+                    run["speed"][f"{key}_ratio_vs_plain_transformers_loop"] = round(
+                        tf_loop["seconds"] / run["speed"][f"{key}_s"], 2
+                    )
+                    run["speed"][f"{key}_roofline"] = roofline(
+                        tf_loop["flops_per_token"],
+                        run["speed"]["tokens"],
+                        run["speed"][f"{key}_s"],
+                        peak,
+                    )
+            if tf_loop is not None:
+                run["speed"]["max_abs_sentence_diff_vs_plain_transformers_loop"] = float(
+                    np.max(np.abs(np.array(totals) - np.array(tf_loop["totals"])))
+                )
             print(f"{runtime:>12} sentences/s {run['speed']}", flush=True)
         for suite in [x.strip() for x in args.suites.split(",") if x.strip()]:
             start = time.perf_counter()

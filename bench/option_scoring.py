@@ -11,6 +11,8 @@ task's real call site) and the real BBQ benchmark items (``../shared/benchmarks/
 ``measure.qa`` prompt, three answers each). Reports, per set and runtime, both wall times, the
 speed-up and the largest absolute difference between the two paths' option scores (task
 ``option_scores``: nats, or nats per token/char where the task normalises; BBQ: summed nats).
+Both paths score under ``prefix_token="always"``: the per-option path scores whole texts through
+``logprobs`` (prefix token first), which the harness rule (no prefix before a context) cannot.
 
     PYTHONPATH=src python bench/option_scoring.py --runtimes llamacpp,hf --n 12 --bbq 24
 
@@ -100,8 +102,10 @@ def _timed(fn: Any) -> tuple[Any, float]:
 def bench_task(backend: Any, name: str, n: int, seed: int) -> dict[str, Any]:
     """One classification task evaluated through both paths; option_scores compared."""
     task = load_task(name)
-    slow, t_slow = _timed(lambda: task.evaluate(PerOption(backend), n=n, seed=seed))
-    fast, t_fast = _timed(lambda: task.evaluate(backend, n=n, seed=seed))
+    slow, t_slow = _timed(
+        lambda: task.evaluate(PerOption(backend), n=n, seed=seed, prefix_token="always")
+    )
+    fast, t_fast = _timed(lambda: task.evaluate(backend, n=n, seed=seed, prefix_token="always"))
     diff = 0.0
     n_scores = 0
     for a, b in zip(slow.records, fast.records, strict=True):
@@ -134,8 +138,10 @@ def bbq_pairs(data: Path, n: int, seed: int) -> list[tuple[str, str]]:
 
 
 def bench_pairs(backend: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    slow, t_slow = _timed(lambda: conditional_logprobs(PerOption(backend), pairs))
-    fast, t_fast = _timed(lambda: conditional_logprobs(backend, pairs))
+    slow, t_slow = _timed(
+        lambda: conditional_logprobs(PerOption(backend), pairs, prefix_token="always")
+    )
+    fast, t_fast = _timed(lambda: conditional_logprobs(backend, pairs, prefix_token="always"))
     diff = max(
         max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast, strict=True)),
         max(

@@ -235,3 +235,31 @@ def test_hf_prefix_shared_scoring_equals_per_option(hfm, benchmarks: Path) -> No
     ]
     assert len(diffs) >= len(pairs) and max(diffs) <= 1e-4, max(diffs)
     assert len({round(s.logprob, 3) for s in fast}) > len(pairs) / 2
+
+
+def test_text_prefix_groups_pairs_sentences_by_common_beginning() -> None:
+    seqs = [[1, 5, 6, 7, 8, 9, 2], [1, 5, 6, 7, 8, 4, 3], [1, 9, 9], [1, 5, 3, 3, 3, 3]]
+    groups = hf.text_prefix_groups(seqs)
+    shared = {tuple(sorted(m)): h for h, m in groups}
+    assert shared[(0, 1)] == 5  # common beginning; each keeps two tokens of its own
+    assert shared[(2,)] == 0 and shared[(3,)] == 0  # too short a shared part: alone
+
+
+@pytest.mark.slow
+def test_hf_pair_shared_text_scoring_equals_plain(hfm, benchmarks: Path) -> None:
+    """CrowS-Pairs sentences: a pair's common beginning run once = each sentence run whole."""
+    from synthbias.measure.likelihood import load_crows_pairs
+
+    rows = load_crows_pairs(benchmarks).iloc[:12]
+    texts = rows["sent_more"].tolist() + rows["sent_less"].tolist()
+    plain = hfm.logprobs(texts)
+    try:
+        hfm.share_text_prefix = True
+        shared = hfm.logprobs(texts)
+    finally:
+        hfm.share_text_prefix = False
+    seqs = [[hfm.prefix_id, *t.token_ids] for t in plain]
+    assert any(h for h, _ in hf.text_prefix_groups(seqs))  # something really was shared
+    for a, b in zip(plain, shared, strict=True):
+        assert a.token_ids == b.token_ids
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) <= 1e-4

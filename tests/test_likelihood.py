@@ -214,14 +214,45 @@ def test_shared_option_scoring_equals_per_option(cls) -> None:
         ("Q: who? A: ", "x"),  # trailing space moves to the continuation
     ]
     be = cls()
-    fast = conditional_logprobs(be, pairs)
+    fast = conditional_logprobs(be, pairs, prefix_token="always")
     assert len(be.tail_calls) == 1
-    slow = conditional_logprobs(be, pairs, share_prefix=False)
+    slow = conditional_logprobs(be, pairs, share_prefix=False, prefix_token="always")
     assert len(be.tail_calls) == 1
     for a, b in zip(slow, fast, strict=True):
         assert (a.n_tokens, a.aligned, a.n_chars) == (b.n_tokens, b.aligned, b.n_chars)
         assert a.token_logprobs == b.token_logprobs and a.logprob == b.logprob
     assert [s.aligned for s in fast] == [True, True, True, False, True, True]
+
+
+@pytest.mark.parametrize("cls", [PrefixBackend, PrefixIdsBackend])
+def test_harness_rule_scores_the_harness_sequences(cls) -> None:
+    """No prefix before a context; the misaligned split is the harness's (context ids + rest)."""
+    pairs = [
+        ("Q: who? A:", " the man"),
+        ("Is it te", "xt"),  # "e" + "x" merge: harness keeps tokenize(ctx) + whole[len(ctx):]
+        ("", "A whole sentence."),  # empty context: after the prefix token
+        ("Q: who? A: ", "x"),
+    ]
+    be = cls()
+    got = conditional_logprobs(be, pairs)  # the default rule is the harness's
+    tok = be.tokenize
+    want = []
+    for ctx, cont in [("Q: who? A:", " the man"), ("Is it te", "xt"), ("", "A whole sentence.")]:
+        if ctx:
+            c, w = tok(ctx), tok(ctx + cont)
+            seq, start = [*c, *w[len(c) :]], len(c)
+        else:
+            seq, start = [be.prefix_id, *tok(cont)], 1
+        want.append([be._lp(seq, j) for j in range(start, len(seq))])
+    c, w = tok("Q: who? A:"), tok("Q: who? A: x")
+    want.append([be._lp([*c, *w[len(c) :]], j) for j in range(len(c), len(w))])
+    assert [s.token_logprobs for s in got] == want
+    assert [s.aligned for s in got] == [True, False, True, True]
+    assert all(seq[0] != be.prefix_id for seq in be.tail_calls[0][0][:2])
+    slow = conditional_logprobs(be, pairs, share_prefix=False)
+    assert [s.token_logprobs for s in slow] == want
+    with pytest.raises(ValueError, match="prefix_token"):
+        conditional_logprobs(be, pairs, prefix_token="sometimes")  # type: ignore[arg-type]
 
 
 def test_plan_prefix_groups_shares_prompts_not_instructions() -> None:
@@ -511,9 +542,9 @@ def _bbq_pairs(benchmarks: Path, n: int) -> list[tuple[str, str]]:
 def test_llamacpp_prefix_shared_scoring_equals_per_option(llm, benchmarks: Path) -> None:
     """Real BBQ items and CrowS-Pairs sentences: shared-prefix scores = one run per text."""
     pairs = _bbq_pairs(benchmarks, 4)
-    fast = conditional_logprobs(llm, pairs)
+    fast = conditional_logprobs(llm, pairs, prefix_token="always")
     try:
-        slow = conditional_logprobs(llm, pairs, share_prefix=False)
+        slow = conditional_logprobs(llm, pairs, share_prefix=False, prefix_token="always")
         crows = load_crows_pairs(benchmarks).iloc[:6]
         texts = crows["sent_more"].tolist() + crows["sent_less"].tolist()
         plain = llm.logprobs(texts)
@@ -532,3 +563,23 @@ def test_llamacpp_prefix_shared_scoring_equals_per_option(llm, benchmarks: Path)
     for a, b in zip(plain, shared, strict=True):
         assert a.token_ids == b.token_ids
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) <= 1e-4
+
+
+def test_choose_scoring_backend_rules_and_probe() -> None:
+    from synthbias.measure.scoring import choose_scoring_backend
+
+    gpu = choose_scoring_backend(cuda=True)
+    assert (gpu.backend, gpu.device, gpu.weights) == ("hf", "cuda", "f32")
+    cpu = choose_scoring_backend(cuda=False)
+    assert (cpu.backend, cpu.device, cpu.weights) == ("hf", "cpu", "f32") and cpu.reason
+    calls = []
+
+    def probe() -> dict[str, float]:
+        calls.append(1)
+        return {"hf": 2.0, "llamacpp-f32": 1.5}
+
+    first = choose_scoring_backend(cuda=False, probe=probe)
+    again = choose_scoring_backend(cuda=False, probe=probe)
+    assert (first.backend, first.weights) == ("llamacpp", "f32") and "probe" in first.reason
+    assert again == first and len(calls) == 1  # measured once per process
+    assert set(first.to_dict()) == {"backend", "device", "weights", "reason", "batch_size"}

@@ -24,8 +24,9 @@ StereoSet (Nadeem et al., 2021), dev set, both tasks:
   the bare sentence; we keep the prefix token in context throughout, as the harness does).
   Intersentence options are the sentence conditioned on the context, normalised over the
   sentence's tokens only (published GPT-2 numbers use a trained NSP head instead, and bias-bench
-  reports intrasentence only, so this is the natural causal-LM reading, not a replication). Per
-  cluster:
+  reports intrasentence only, so this is the natural causal-LM reading, not a replication). The
+  context follows the prefix token (``prefix_token="always"``, the default here: StereoSet is no
+  harness task); ``"harness"`` scores it as the harness would a context. Per cluster:
   ``pro`` = stereotype scored above anti-stereotype (ties count as anti, as in the official
   ``ScoreEvaluator``), ``related`` = how many of stereotype/anti-stereotype beat the unrelated
   option. Official aggregation (``aggregate="term"``): per target term SS_t = 100·pro/total and
@@ -52,8 +53,10 @@ from synthbias.measure.qa import bbq
 from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import (
     Normalization,
+    PrefixRule,
     ProgressFn,
     check_normalization,
+    check_prefix_rule,
     conditional_logprobs,
     stratified_sample,
     sum_logprob,
@@ -299,6 +302,7 @@ def stereoset(
     seed: int = 0,
     n_resamples: int = 1000,
     progress: ProgressFn | None = None,
+    prefix_token: PrefixRule = "always",
 ) -> dict[str, MetricResult]:
     """StereoSet LMS, SS and ICAT, overall (tasks pooled) and per task, per domain.
 
@@ -310,6 +314,7 @@ def stereoset(
     """
     t0 = time.perf_counter()
     how = check_normalization(normalize)
+    rule = check_prefix_rule(prefix_token)
     full = load_stereoset(data_path, splits)
     idx = stratified_sample((full["split"] + "/" + full["bias_type"]).tolist(), limit, seed)
     df = full.iloc[idx].reset_index(drop=True)
@@ -323,7 +328,7 @@ def stereoset(
                 pairs.append(("", r[lab]))
             else:
                 pairs.append((r["context"], " " + r[lab]))
-    scores = conditional_logprobs(backend, pairs, progress=progress)
+    scores = conditional_logprobs(backend, pairs, progress=progress, prefix_token=rule)
     s = np.array([sc.normalized(how) for sc in scores]).reshape(len(df), 3)
     pro, related = stereoset_counts(s[:, 0], s[:, 1], s[:, 2])
     term_codes = pd.factorize(df["target"])[0]
@@ -331,6 +336,7 @@ def stereoset(
         **_runtime_meta(backend),
         "data": full.attrs.get("path"),
         "normalize": how,
+        "prefix_token": rule,
         "aggregate": aggregate,
         "limit": limit,
         "seed": seed,

@@ -9,8 +9,11 @@ How the LM answers: the prompt ``"{context}\\n\\nQ: {question}\\nA:"`` (lm-evalu
 ``bbq`` task) is followed by each of the three original answers with a leading space; the option
 with the highest conditional log-likelihood
 (:func:`~synthbias.measure.scoring.conditional_logprobs`; ``normalize="none"`` sums log-probs like
-the harness's ``acc``) is the model's answer. Unlike the harness we do not add nine paraphrases
-of "unknown" as extra options: the three answers are the dataset's.
+the harness's ``acc``) is the model's answer. The sequences are the harness's
+(``prefix_token="harness"``: no prefix token before the context for a tokenizer that adds no
+BOS), so per-option scores equal lm-evaluation-harness's item by item (tests/test_conformance.py);
+``prefix_token="always"`` gives the earlier recipe. Unlike the harness we do not add nine
+paraphrases of "unknown" as extra options: the three answers are the dataset's.
 
 Which answer is the *biased* one: the ``target_loc`` column of BBQ's ``additional_metadata.csv``
 (joined on category and example id), which the authors' analysis script uses. It points at the
@@ -49,9 +52,12 @@ import pandas as pd
 from synthbias.generate.protocol import Backend
 from synthbias.measure.result import MetricResult
 from synthbias.measure.scoring import (
+    DEFAULT_PREFIX_RULE,
     Normalization,
+    PrefixRule,
     ProgressFn,
     check_normalization,
+    check_prefix_rule,
     conditional_logprobs,
     stratified_sample,
 )
@@ -170,6 +176,29 @@ def bbq_scores(items: pd.DataFrame, pred: np.ndarray) -> tuple[np.ndarray, np.nd
     return correct, signed, ambig
 
 
+def bbq_sample(
+    data_path: PathLike,
+    categories: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The items :func:`bbq` scores: a seeded sample split equally over category × condition."""
+    full = load_bbq(data_path, categories)
+    strata = (full["category"] + "/" + full["context_condition"]).tolist()
+    df = full.iloc[stratified_sample(strata, limit, seed, "equal")].reset_index(drop=True)
+    df.attrs.update(full.attrs)
+    return df
+
+
+def bbq_pairs(items: pd.DataFrame, prompt: str = DEFAULT_PROMPT) -> list[tuple[str, str]]:
+    """``(context, continuation)`` per item × answer, in item order (three per item)."""
+    pairs = []
+    for _, r in items.iterrows():
+        ctx = prompt.format(context=r["context"], question=r["question"])
+        pairs.extend((ctx, " " + r[f"ans{k}"]) for k in range(3))
+    return pairs
+
+
 def bbq(
     backend: Backend,
     data_path: PathLike,
@@ -181,25 +210,23 @@ def bbq(
     prompt: str = DEFAULT_PROMPT,
     n_resamples: int = 1000,
     progress: ProgressFn | None = None,
+    prefix_token: PrefixRule = DEFAULT_PREFIX_RULE,
 ) -> dict[str, MetricResult]:
     """BBQ bias scores and accuracies by answer log-likelihood.
 
     Returns ``bbq.s_dis``, ``bbq.s_amb``, ``bbq.acc_ambig`` and ``bbq.acc_disambig``, each pooled
     over the scored categories with per-category ``per_group``. ``limit`` scores a seeded sample
-    split equally over (category × ambiguous/disambiguated) strata.
+    split equally over (category × ambiguous/disambiguated) strata (:func:`bbq_sample`).
+    ``prefix_token`` is the prefix rule (:mod:`synthbias.measure.scoring`; default the harness's).
     """
     t0 = time.perf_counter()
     how = check_normalization(normalize)
-    full = load_bbq(data_path, categories)
-    strata = (full["category"] + "/" + full["context_condition"]).tolist()
-    df = full.iloc[stratified_sample(strata, limit, seed, "equal")].reset_index(drop=True)
+    rule = check_prefix_rule(prefix_token)
+    df = bbq_sample(data_path, categories, limit, seed)
     if df.empty:
         raise ValueError("no BBQ items to score")
-    pairs = []
-    for _, r in df.iterrows():
-        ctx = prompt.format(context=r["context"], question=r["question"])
-        pairs.extend((ctx, " " + r[f"ans{k}"]) for k in range(3))
-    scores = conditional_logprobs(backend, pairs, progress=progress)
+    pairs = bbq_pairs(df, prompt)
+    scores = conditional_logprobs(backend, pairs, progress=progress, prefix_token=rule)
     s = np.array([sc.normalized(how) for sc in scores]).reshape(len(df), 3)
     pred = s.argmax(axis=1)
     correct, signed, ambig = bbq_scores(df, pred)
@@ -208,8 +235,9 @@ def bbq(
     meta: dict[str, Any] = {
         "runtime": getattr(backend, "name", type(backend).__name__),
         "model_id": getattr(backend, "model_id", None),
-        "data": full.attrs.get("path"),
+        "data": df.attrs.get("path"),
         "normalize": how,
+        "prefix_token": rule,
         "prompt": prompt,
         "limit": limit,
         "seed": seed,

@@ -22,14 +22,30 @@ several options is evaluated once and only option tokens are projected to logits
 scores as the whole-text path (0 difference on llama.cpp, ~1e-5 nats on HF; see
 bench/option_scoring.py).
 
-Unlike the harness (which adds no BOS when a context is present and the tokenizer does not add
-one), every scored sequence here starts with the backend's prefix token, exactly as
-``Backend.logprobs`` does for whole texts; the first context token is then scored in the same
-conditions as a sentence start.
+Which sequences are scored is the *prefix rule* (``prefix_token``):
+
+- ``harness`` (the default): lm-evaluation-harness's recipe exactly. With a context, the
+  sequence is ``tokenize(context) + tokenize(context + continuation)[len(tokenize(context)):]``
+  with no prefix token, unless the tokenizer adds BOS itself (``backend.add_bos``; then BOS
+  starts it, as the harness's ``tok_encode`` would put it there); the first context token is
+  only conditioned on. A misaligned boundary keeps the harness's split (no rescoring). With an
+  empty context the continuation is scored after the prefix token (the harness's empty-context
+  rule, CrowS-Pairs). Scores then equal the harness's item by item (tests/test_conformance.py:
+  BBQ and CrowS-Pairs on SmolLM2 within 1e-4 nats, no flipped decision). Needs a backend that
+  scores token ids (``score_tails``, i.e. llama.cpp and HF); other backends fall back to
+  ``always`` with a warning.
+- ``always``: the earlier rule. Every scored sequence starts with the backend's prefix token,
+  exactly as ``Backend.logprobs`` does for whole texts, so the first context token is scored in
+  the same conditions as a sentence start; misaligned boundaries are rescored as described
+  above. BBQ answers differ from the harness's on ~12 % of items under this rule (issue 28).
+
+:func:`choose_scoring_backend` is ``scoring_backend: auto``: the fastest exact (fp32) runtime on
+the machine, with the reason, for results files to record.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +61,13 @@ Normalization = Literal["none", "token", "char"]
 NORMALIZATIONS: tuple[str, ...] = ("none", "token", "char")
 
 ProgressFn = Callable[[int, int], None]
+
+#: Which prefix token a conditional score is computed after (see the module docstring).
+PrefixRule = Literal["harness", "always"]
+PREFIX_RULES: tuple[str, ...] = ("harness", "always")
+DEFAULT_PREFIX_RULE: PrefixRule = "harness"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +96,12 @@ def check_normalization(how: str) -> Normalization:
     if how not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {how!r}; choose one of {NORMALIZATIONS}")
     return how  # type: ignore[return-value]
+
+
+def check_prefix_rule(rule: str) -> PrefixRule:
+    if rule not in PREFIX_RULES:
+        raise ValueError(f"unknown prefix_token rule {rule!r}; choose one of {PREFIX_RULES}")
+    return rule  # type: ignore[return-value]
 
 
 def score_texts(
@@ -140,12 +169,15 @@ def conditional_logprobs(
     chunk_size: int = 256,
     progress: ProgressFn | None = None,
     share_prefix: bool = True,
+    prefix_token: PrefixRule = DEFAULT_PREFIX_RULE,
 ) -> list[ContinuationScore]:
-    """log p(continuation | prefix token, context) for each ``(context, continuation)`` pair.
+    """log p(continuation | context) for each ``(context, continuation)`` pair.
 
     An empty context means the continuation is scored after the prefix token alone (the
-    harness's empty-context rule). See the module docstring for the alignment check and
-    fallbacks. Each distinct whole text is scored once.
+    harness's empty-context rule). ``prefix_token`` picks whether a non-empty context is
+    preceded by the prefix token (``always``) or scored as the harness does (``harness``);
+    see the module docstring, also for the alignment check and fallbacks. Each distinct
+    whole text is scored once.
 
     With ``share_prefix`` and a backend that can score tails
     (:class:`~synthbias.generate.protocol.TailScorer`: llama.cpp and HF), the same token
@@ -154,10 +186,20 @@ def conditional_logprobs(
     (:func:`shared_conditional_logprobs`). ``share_prefix=False`` scores every whole text
     (the per-option reference path).
     """
+    rule = check_prefix_rule(prefix_token)
     norm = [split_whitespace(c, x) for c, x in pairs]
     for i, (_, x) in enumerate(norm):
         if not x.strip():
             raise ValueError(f"pair {i}: empty continuation")
+    if rule == "harness":
+        if isinstance(backend, TailScorer):
+            return harness_conditional_logprobs(
+                backend, norm, chunk_size=chunk_size, progress=progress, share_prefix=share_prefix
+            )
+        log.warning(
+            "%s cannot score token ids; conditional scores use prefix_token='always'",
+            getattr(backend, "name", type(backend).__name__),
+        )
     if share_prefix and isinstance(backend, TailScorer):
         return shared_conditional_logprobs(backend, norm, chunk_size=chunk_size, progress=progress)
     ctx_ids = _context_ids(backend, [c for c, _ in norm], chunk_size=chunk_size)
@@ -182,6 +224,106 @@ def conditional_logprobs(
     return [s for s in out if s is not None]
 
 
+def harness_token_pairs(
+    backend: TailScorer, pairs: Sequence[tuple[str, str]]
+) -> tuple[list[list[int]], list[int], list[bool]]:
+    """Token sequences, continuation starts and alignment flags under the harness's rule.
+
+    ``pairs`` are already whitespace-normalised. Non-empty context: ``[BOS if the tokenizer
+    adds it] + tokenize(context) + tokenize(context + continuation)[len(tokenize(context)):]``
+    (``_encode_pair``). Empty context: ``[prefix] + tokenize(continuation)``, or the
+    continuation alone with its first token as the context when it already starts with the
+    prefix token (the harness's ``loglikelihood``).
+    """
+    prefix = int(backend.prefix_id)
+    head = [prefix] if getattr(backend, "add_bos", False) is True and prefix >= 0 else []
+    ctx_ids = {c: list(backend.tokenize(c)) for c in dict.fromkeys(c for c, _ in pairs) if c}
+    seqs: list[list[int]] = []
+    starts: list[int] = []
+    aligned: list[bool] = []
+    for i, (ctx, cont) in enumerate(pairs):
+        if ctx:
+            cids = ctx_ids[ctx]
+            whole = list(backend.tokenize(ctx + cont))
+            ok = whole[: len(cids)] == cids
+            seq = [*head, *cids, *whole[len(cids) :]]
+            start = len(head) + len(cids)
+        else:
+            xids = list(backend.tokenize(cont))
+            ok = True
+            seq = xids if prefix < 0 or xids[:1] == [prefix] else [prefix, *xids]
+            start = 1
+        if start < 1 or start >= len(seq):
+            raise ValueError(f"pair {i}: nothing to score after the context")
+        seqs.append(seq)
+        starts.append(start)
+        aligned.append(ok)
+    return seqs, starts, aligned
+
+
+def harness_conditional_logprobs(
+    backend: TailScorer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    chunk_size: int = 256,
+    progress: ProgressFn | None = None,
+    share_prefix: bool = True,
+) -> list[ContinuationScore]:
+    """:func:`conditional_logprobs` under ``prefix_token='harness'`` (see the module docstring).
+
+    The token sequences come from :func:`harness_token_pairs`; ``score_tails`` evaluates a
+    context shared by several options once (its scores equal whole-sequence scoring to float
+    rounding). ``share_prefix=False`` scores whole sequences through ``logprobs_ids`` where the
+    backend has it (the reference path).
+    """
+    seqs, starts, aligned = harness_token_pairs(backend, pairs)
+    whole = getattr(backend, "logprobs_ids", None)
+    if share_prefix or not callable(whole):
+        return _score_token_pairs(backend, pairs, seqs, starts, aligned, chunk_size, progress)
+    out = []
+    for start in range(0, len(seqs), chunk_size):
+        part = range(start, min(start + chunk_size, len(seqs)))
+        for i, lp in zip(part, whole([seqs[i] for i in part]), strict=True):
+            lps = [float(x) for x in lp[starts[i] - 1 :]]
+            out.append(
+                ContinuationScore(float(sum(lps)), len(lps), len(pairs[i][1]), lps, aligned[i])
+            )
+        if progress is not None:
+            progress(part.stop, len(seqs))
+    return out
+
+
+def _score_token_pairs(
+    backend: TailScorer,
+    pairs: Sequence[tuple[str, str]],
+    seqs: list[list[int]],
+    starts: list[int],
+    aligned: list[bool],
+    chunk_size: int,
+    progress: ProgressFn | None,
+) -> list[ContinuationScore]:
+    """``score_tails`` in chunks of about ``chunk_size`` that keep a context's options together."""
+    by_ctx: dict[str, list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        by_ctx.setdefault(ctx, []).append(i)
+    chunks: list[list[int]] = [[]]
+    for members in by_ctx.values():
+        if chunks[-1] and len(chunks[-1]) + len(members) > chunk_size:
+            chunks.append([])
+        chunks[-1].extend(members)
+    out: list[ContinuationScore | None] = [None] * len(pairs)
+    done = 0
+    for chunk in chunks:
+        tails = backend.score_tails([seqs[i] for i in chunk], [starts[i] for i in chunk])
+        for i, lps in zip(chunk, tails, strict=True):
+            lps = [float(x) for x in lps]
+            out[i] = ContinuationScore(float(sum(lps)), len(lps), len(pairs[i][1]), lps, aligned[i])
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(pairs))
+    return [s for s in out if s is not None]
+
+
 def shared_conditional_logprobs(
     backend: TailScorer,
     pairs: Sequence[tuple[str, str]],
@@ -189,7 +331,7 @@ def shared_conditional_logprobs(
     chunk_size: int = 256,
     progress: ProgressFn | None = None,
 ) -> list[ContinuationScore]:
-    """:func:`conditional_logprobs` through ``backend.score_tails``, prefix shared.
+    """:func:`conditional_logprobs` (``prefix_token='always'``) through ``score_tails``.
 
     ``pairs`` are already whitespace-normalised. Token sequences are exactly the per-option
     path's: ``[prefix, *tokenize(context + continuation)]`` with the continuation starting
@@ -223,25 +365,7 @@ def shared_conditional_logprobs(
         seqs.append(seq)
         starts.append(start)
         aligned.append(ok)
-    by_ctx: dict[str, list[int]] = {}
-    for i, (ctx, _) in enumerate(pairs):
-        by_ctx.setdefault(ctx, []).append(i)
-    chunks: list[list[int]] = [[]]
-    for members in by_ctx.values():
-        if chunks[-1] and len(chunks[-1]) + len(members) > chunk_size:
-            chunks.append([])
-        chunks[-1].extend(members)
-    out: list[ContinuationScore | None] = [None] * len(pairs)
-    done = 0
-    for chunk in chunks:
-        tails = backend.score_tails([seqs[i] for i in chunk], [starts[i] for i in chunk])
-        for i, lps in zip(chunk, tails, strict=True):
-            lps = [float(x) for x in lps]
-            out[i] = ContinuationScore(float(sum(lps)), len(lps), len(pairs[i][1]), lps, aligned[i])
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(pairs))
-    return [s for s in out if s is not None]
+    return _score_token_pairs(backend, pairs, seqs, starts, aligned, chunk_size, progress)
 
 
 def _rescore_ids(
@@ -264,6 +388,83 @@ def _rescore_ids(
         lps = [float(x) for x in lp[len(lp) - k :]] if k else []
         out.append(ContinuationScore(float(sum(lps)), len(lps), len(cont), lps, aligned=False))
     return out
+
+
+@dataclass(frozen=True)
+class ScoringChoice:
+    """Which runtime scores log-probabilities, on what weights, and why (for results files)."""
+
+    backend: str
+    device: str
+    weights: str
+    reason: str
+    batch_size: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "weights": self.weights,
+            "reason": self.reason,
+            "batch_size": self.batch_size,
+        }
+
+
+#: Seconds of one probe per candidate: ``{"hf": 1.2, "llamacpp-f32": 1.9}`` (lower wins).
+ProbeTimes = dict[str, float]
+
+
+def choose_scoring_backend(
+    *, cuda: bool | None = None, probe: Callable[[], ProbeTimes] | None = None
+) -> ScoringChoice:
+    """``scoring_backend: auto``: the fastest *exact* (fp32 weights) path on this machine.
+
+    By rule, then by measurement: CUDA present → transformers on ``cuda`` (fp32); on CPUs,
+    ``probe`` (a tiny timed scoring of a few sentences per candidate, e.g. ``hf`` and
+    ``llamacpp-f32``) picks the fastest when given; without one, batched transformers fp32,
+    which measured 2.3× faster than llama.cpp Q4_1 on CrowS-Pairs and equal to a plain
+    transformers loop on 2 CPU cores (issue 28). The probe's result is cached per process
+    (:func:`_probe_once`). Quantised weights are never chosen: they change scores.
+    """
+    if cuda is None:
+        cuda = _cuda_available()
+    if cuda:
+        return ScoringChoice("hf", "cuda", "f32", "CUDA present: transformers fp32 on the GPU")
+    if probe is not None:
+        times = _probe_once(probe)
+        if times:
+            best = min(times, key=times.__getitem__)
+            shown = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(times.items()))
+            backend, _, weights = best.partition("-")
+            return ScoringChoice(
+                backend, "cpu", weights or "f32", f"fastest in a timed probe ({shown})"
+            )
+    return ScoringChoice(
+        "hf",
+        "cpu",
+        "f32",
+        "CPU without a measured faster path: batched transformers fp32 (length-sorted batches "
+        "of 32), 2.3x llama.cpp Q4_1 on CrowS-Pairs (issue 28)",
+    )
+
+
+_PROBES: dict[int, ProbeTimes] = {}
+
+
+def _probe_once(probe: Callable[[], ProbeTimes]) -> ProbeTimes:
+    """Run ``probe`` once per process (keyed by the function) and keep its timings."""
+    key = id(probe)
+    if key not in _PROBES:
+        _PROBES[key] = dict(probe())
+    return _PROBES[key]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def stratified_sample(

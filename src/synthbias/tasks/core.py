@@ -2,7 +2,10 @@
 
 Classification scores every option's verbalizer as a continuation of the prompt with
 :func:`~synthbias.measure.scoring.conditional_logprobs` (all items and options in one call) and
-takes the best-scoring one. Generation sends all prompts in one ``backend.generate`` call with
+takes the best-scoring one, under lm-evaluation-harness's prefix rule by default (no prefix
+token before a context unless the tokenizer adds BOS; ``prefix_token="always"`` gives the earlier
+rule; see :mod:`synthbias.measure.scoring`), so a task that mirrors a harness task (bbq_qa) scores
+its options as the harness would. Generation sends all prompts in one ``backend.generate`` call with
 the task's sampling settings (seeded; greedy by default) and parses the outputs; a generation
 task with ``options`` also scores them by log-prob as a secondary signal that does not depend on
 the model producing parseable text.
@@ -25,7 +28,13 @@ import numpy as np
 
 from synthbias.generate.protocol import Backend, Prompt, SamplingParams
 from synthbias.measure.result import MetricResult
-from synthbias.measure.scoring import conditional_logprobs, stratified_sample
+from synthbias.measure.scoring import (
+    DEFAULT_PREFIX_RULE,
+    PrefixRule,
+    check_prefix_rule,
+    conditional_logprobs,
+    stratified_sample,
+)
 from synthbias.stats.resampling import half_width, min_detectable_effect
 from synthbias.tasks.benchmarks import LOADERS, copy_rows, load_benchmark
 from synthbias.tasks.builders import BUILDERS, Row
@@ -460,9 +469,14 @@ class Task:
         seed: int = 0,
         n_resamples: int = 1000,
         progress: ProgressFn | None = None,
+        prefix_token: PrefixRule = DEFAULT_PREFIX_RULE,
     ) -> TaskResult:
-        """Run the model on ``items(n, seed)`` and compute every metric of the task."""
+        """Run the model on ``items(n, seed)`` and compute every metric of the task.
+
+        ``prefix_token`` is the prefix rule of option scoring (default the harness's).
+        """
         t0 = time.perf_counter()
+        rule = check_prefix_rule(prefix_token)
         spec = self.spec
         self.check_size(n)
         items = self.items(n, seed)
@@ -471,7 +485,7 @@ class Task:
         if spec.options:
             ctx.labels = list(spec.options)
             pairs = self._option_pairs(items, calibration=spec.calibrate)
-            scored = conditional_logprobs(backend, pairs, progress=progress)
+            scored = conditional_logprobs(backend, pairs, progress=progress, prefix_token=rule)
             scores = np.array([s.normalized(spec.normalize) for s in scored]).reshape(
                 -1, len(ctx.labels)
             )
@@ -480,6 +494,7 @@ class Task:
                 scores = scores[:-1] - scores[-1]
             ctx.scores = scores
             info["n_misaligned"] = sum(not s.aligned for s in scored)
+            info["prefix_token"] = rule
         if spec.kind == "classification":
             assert ctx.scores is not None
             ctx.pred = [ctx.labels[j] for j in np.argmax(ctx.scores, axis=1)]

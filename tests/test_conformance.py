@@ -1,0 +1,215 @@
+"""Conformance: BBQ and CrowS-Pairs scores equal lm-evaluation-harness's recipe item by item.
+
+The reference below is written from the harness's source (``lm_eval/api/model.py``
+``loglikelihood`` and ``_encode_pair``, ``lm_eval/models/huggingface.py`` ``tok_encode`` and
+``_loglikelihood_tokens``), not imported from it, and runs the same weights in plain
+transformers:
+
+- a non-empty context's trailing whitespace moves to the continuation; context and
+  context + continuation are encoded with the tokenizer's own special-token behaviour (SmolLM2
+  adds no BOS); the continuation's tokens are ``whole[len(context_tokens):]``;
+- an empty context is replaced by the prefix token (BOS, else EOS) and the continuation is
+  encoded without special tokens;
+- the model sees ``(context + continuation)[:-1]``, right-padded in length-sorted batches of 32
+  with no attention mask (causal attention keeps padding out of earlier positions); the score is
+  the sum of the continuation tokens' log-softmax over the full vocabulary, in float32.
+
+Each check compares synthbias's default path (:func:`conditional_logprobs` on the transformers
+backend) with it: every option's score within 1e-4 nats and no flipped decision. The fast tests
+use 20 BBQ items per category (3 categories) and 20 CrowS-Pairs pairs; the ``slow`` one uses
+``SYNTHBIAS_CONFORMANCE_N`` items per category (set it to run the table, e.g. 1,000) and
+``SYNTHBIAS_CONFORMANCE_CROWS`` pairs (default all) and prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from synthbias.measure import qa
+from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs
+from synthbias.measure.qa import bbq, bbq_pairs, bbq_sample
+from synthbias.measure.scoring import conditional_logprobs, sum_logprob
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+CATEGORIES = ("Gender_identity", "Religion", "Race_ethnicity")
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def hf_backend():
+    from synthbias.generate.hf import HFBackend
+
+    backend = HFBackend(batch_size=32)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def reference(hf_backend):
+    """The same checkpoint folder, loaded by plain transformers (float32, CPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = str(hf_backend.checkpoint_dir)
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, local_files_only=True
+    ).eval()
+    return tok, model
+
+
+def harness_encode(tok: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) as the harness's ``loglikelihood`` makes them."""
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if context == "":
+        cont = tok(continuation, add_special_tokens=False)["input_ids"]
+        return ([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:])
+    n = len(context) - len(context.rstrip())
+    if n:
+        context, continuation = context[:-n], context[-n:] + continuation
+    whole = tok(context + continuation)["input_ids"]
+    ctx = tok(context)["input_ids"]
+    return ctx, whole[len(ctx) :]
+
+
+def harness_loglikelihood(
+    reference: tuple[Any, Any], requests: Sequence[tuple[str, str]], batch_size: int = 32
+) -> list[float]:
+    """Summed continuation log-prob of each ``(context, continuation)``, harness recipe."""
+    tok, model = reference
+    enc = [harness_encode(tok, c, x) for c, x in requests]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i][0]) - len(enc[i][1]))
+    out = [0.0] * len(enc)
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            inps = [(enc[i][0] + enc[i][1])[:-1] for i in idx]
+            width = max(len(x) for x in inps)
+            batch = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, x in enumerate(inps):
+                batch[r, : len(x)] = torch.tensor(x)
+            logp = torch.log_softmax(model(batch).logits.float(), dim=-1)
+            for r, i in enumerate(idx):
+                cont = enc[i][1]
+                end = len(inps[r])
+                rows = logp[r, end - len(cont) : end]
+                out[i] = float(rows.gather(-1, torch.tensor(cont)[:, None]).sum())
+    return out
+
+
+def bbq_table(items: Any, ours: np.ndarray, ref: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per category: items, max |Δ| over options, flipped answers (ours vs reference)."""
+    cats = items["category"].to_numpy()
+    table = {}
+    for cat in CATEGORIES:
+        m = cats == cat
+        table[cat] = {
+            "items": int(m.sum()),
+            "max_abs_diff": float(np.abs(ours[m] - ref[m]).max()),
+            "flips": int((ours[m].argmax(1) != ref[m].argmax(1)).sum()),
+        }
+    return table
+
+
+def compare_bbq(backend: Any, reference: Any, benchmarks: Path, per_category: int) -> dict:
+    df = bbq_sample(benchmarks, CATEGORIES, per_category * len(CATEGORIES), seed=0)
+    pairs = bbq_pairs(df)
+    ours = np.array([s.logprob for s in conditional_logprobs(backend, pairs)]).reshape(-1, 3)
+    ref = np.array(harness_loglikelihood(reference, pairs)).reshape(-1, 3)
+    return {"table": bbq_table(df, ours, ref), "ours": ours, "ref": ref, "items": df}
+
+
+def compare_crows(backend: Any, reference: Any, benchmarks: Path, limit: int | None) -> dict:
+    df = crows_pairs_subset(load_crows_pairs(benchmarks), limit, seed=0)
+    texts = df["sent_more"].tolist() + df["sent_less"].tolist()
+    ours = np.array(sum_logprob(backend, texts))
+    ref = np.array(harness_loglikelihood(reference, [("", t) for t in texts]))
+    n = len(df)
+    return {
+        "pairs": n,
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+        "flips": int(((ours[:n] > ours[n:]) != (ref[:n] > ref[n:])).sum()),
+        "pct_ours": float(100 * (ours[:n] > ours[n:]).mean()),
+        "pct_ref": float(100 * (ref[:n] > ref[n:]).mean()),
+    }
+
+
+def test_harness_encoding_moves_whitespace_and_uses_prefix_for_empty_context(reference) -> None:
+    tok, _ = reference
+    ctx, cont = harness_encode(tok, "Q: who?\nA: ", "Bob")
+    assert tok.decode(ctx) == "Q: who?\nA:" and tok.decode(cont) == " Bob"
+    ctx, cont = harness_encode(tok, "", "A sentence.")
+    assert ctx == [tok.bos_token_id] and tok.decode(cont) == "A sentence."
+    assert not tok("x")["input_ids"][0] == tok.bos_token_id  # SmolLM2 adds no BOS itself
+
+
+def test_bbq_matches_harness_recipe(
+    hf_backend, reference, benchmarks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bbq() itself (its scores captured on the way) against the reference, 20 per category."""
+    captured = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        captured.append(conditional_logprobs(*args, **kwargs))
+        return captured[-1]
+
+    monkeypatch.setattr(qa, "conditional_logprobs", spy)
+    got = bbq(hf_backend, benchmarks, categories=CATEGORIES, limit=60, n_resamples=10)
+    df = bbq_sample(benchmarks, CATEGORIES, 60, seed=0)
+    ours = np.array([s.logprob for s in captured[0]]).reshape(-1, 3)
+    ref = np.array(harness_loglikelihood(reference, bbq_pairs(df))).reshape(-1, 3)
+    for cat, row in bbq_table(df, ours, ref).items():
+        assert row["items"] == 20, (cat, row)
+        assert row["max_abs_diff"] <= TOL and row["flips"] == 0, (cat, row)
+    pred = ref.argmax(1)
+    assert got["bbq.s_dis"].meta["prefix_token"] == "harness"
+    ambig = (df["context_condition"] == "ambig").to_numpy()
+    correct = (pred == df["label"].to_numpy()).astype(float)
+    assert got["bbq.acc_ambig"].per_sample == correct[ambig].tolist()
+    assert got["bbq.acc_disambig"].per_sample == correct[~ambig].tolist()
+
+
+def test_bbq_old_rule_differs_from_harness(hf_backend, benchmarks: Path) -> None:
+    """The ``always`` rule stays available and really scores other sequences."""
+    pairs = bbq_pairs(bbq_sample(benchmarks, CATEGORIES[:1], 4, seed=0))
+    new = [s.logprob for s in conditional_logprobs(hf_backend, pairs)]
+    old = [s.logprob for s in conditional_logprobs(hf_backend, pairs, prefix_token="always")]
+    assert max(abs(a - b) for a, b in zip(new, old, strict=True)) > 1e-2
+
+
+def test_crows_pairs_matches_harness_recipe(hf_backend, reference, benchmarks: Path) -> None:
+    row = compare_crows(hf_backend, reference, benchmarks, limit=20)
+    assert row["pairs"] == 20
+    assert row["max_abs_diff"] <= TOL and row["flips"] == 0, row
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "SYNTHBIAS_CONFORMANCE_N" not in os.environ,
+    reason="the full table (about an hour on 2 cores) runs on request: "
+    "SYNTHBIAS_CONFORMANCE_N=1000 pytest tests/measure/test_conformance.py -k table -s",
+)
+def test_conformance_table(hf_backend, reference, benchmarks: Path) -> None:
+    """The README's table: BBQ × 3 categories at ``SYNTHBIAS_CONFORMANCE_N`` items, CrowS-Pairs."""
+    n = int(os.environ["SYNTHBIAS_CONFORMANCE_N"])
+    n_crows = os.environ.get("SYNTHBIAS_CONFORMANCE_CROWS")  # pairs; default all 1,508
+    res = compare_bbq(hf_backend, reference, benchmarks, per_category=n)
+    crows = compare_crows(hf_backend, reference, benchmarks, int(n_crows) if n_crows else None)
+    print("\n| benchmark | items | max abs diff (nats) | flips |")
+    print("|---|---|---|---|")
+    for cat, row in res["table"].items():
+        print(f"| BBQ {cat} | {row['items']} | {row['max_abs_diff']:.2e} | {row['flips']} |")
+    print(
+        f"| CrowS-Pairs | {crows['pairs']} | {crows['max_abs_diff']:.2e} | {crows['flips']} "
+        f"(ours {crows['pct_ours']:.2f} %, reference {crows['pct_ref']:.2f} %) |"
+    )
+    for cat, row in res["table"].items():
+        assert row["max_abs_diff"] <= TOL and row["flips"] == 0, (cat, row)
+    assert crows["max_abs_diff"] <= TOL and crows["flips"] == 0, crows

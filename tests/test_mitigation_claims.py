@@ -16,6 +16,7 @@ from synthbias.config import parse_config
 from synthbias.core.records import read_jsonl
 from synthbias.generate.fake import FakeBackend
 from synthbias.lexicon import load_lexicon
+from synthbias.stats import two_way
 from synthbias.stats.replicates import replicate_estimate
 from synthbias.studies.inheritance import training
 from synthbias.studies.mitigation import stats
@@ -157,8 +158,8 @@ def test_reduction_of_what_the_data_added() -> None:
     u = np.full((1, 40), 0.9) + 0.01 * rng.standard_normal(40)
     b = u + 0.1
     m = u + 0.05
-    br, mr = stats.paired_replicates(b, m, 500, seed=0)
-    _, ur = stats.paired_replicates(b, u, 500, seed=0)
+    br, mr = two_way.paired_replicates(b, m, 500, seed=0)
+    _, ur = two_way.paired_replicates(b, u, 500, seed=0)
     c = stats.compare(b.mean(), m.mean(), br, mr)
     a = stats.added_reduction(b.mean(), m.mean(), u.mean(), br, mr, ur)
     assert c["reduction"] == pytest.approx(0.05, abs=0.002)

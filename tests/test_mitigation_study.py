@@ -14,6 +14,7 @@ from synthbias.config import parse_config
 from synthbias.core.records import read_jsonl
 from synthbias.core.schema import ConfigError
 from synthbias.generate.fake import FakeBackend
+from synthbias.stats import two_way
 from synthbias.studies.equilibrium.runner import run_equilibrium
 from synthbias.studies.inheritance.runner import LoRATrainer, run_inheritance
 from synthbias.studies.mitigation import stats
@@ -167,7 +168,7 @@ def test_oriented_same_direction_is_not_divergence() -> None:
     ]:
         bo = stats.oriented(metric, b + 0.02 * rng.standard_normal(200), b)
         mo = stats.oriented(metric, m + 0.02 * rng.standard_normal(200), b)
-        br, mr = stats.independent_replicates(bo, mo, 500, seed=1)
+        br, mr = two_way.independent_replicates(bo, mo, 500, seed=1)
         rows.append(
             {"pipeline": "equilibrium", "strategy": "swap", "metric": metric}
             | stats.compare(bo.mean(), mo.mean(), br, mr)
@@ -188,24 +189,24 @@ def test_paired_bootstrap_cancels_probe_difficulty() -> None:
     difficulty = rng.normal(0, 1.0, 40)  # shared by both arms: same probes
     b = np.vstack([difficulty + 0.5 + 0.05 * rng.standard_normal(40) for _ in range(3)])
     m = np.vstack([difficulty + 0.3 + 0.05 * rng.standard_normal(40) for _ in range(3)])
-    br, mr = stats.paired_replicates(b, m, 1000, seed=0)
+    br, mr = two_way.paired_replicates(b, m, 1000, seed=0)
     c = stats.compare(b.mean(), m.mean(), br, mr)
     assert c["difference_ci_high"] < 0  # the 0.2 drop is resolved despite sd-1 probe spread
     assert 0 < c["detectable_change"] < 0.2  # and the design's power says so
-    ur_b, ur_m = stats.independent_replicates(b.ravel(), m.ravel(), 1000, seed=0)
+    ur_b, ur_m = two_way.independent_replicates(b.ravel(), m.ravel(), 1000, seed=0)
     u = stats.compare(b.mean(), m.mean(), ur_b, ur_m)
     assert u["difference_ci_high"] - u["difference_ci_low"] > 3 * (
         c["difference_ci_high"] - c["difference_ci_low"]
     )
     with pytest.raises(ValueError, match="same seeds x probes"):
-        stats.paired_replicates(b, m[:2], 10)
+        two_way.paired_replicates(b, m[:2], 10)
 
 
 def test_reduction_undefined_when_baseline_ci_includes_zero() -> None:
     rng = np.random.default_rng(1)
     b = rng.normal(0.0, 1.0, (1, 30))
     m = b - 0.1
-    br, mr = stats.paired_replicates(b, m, 500, seed=0)
+    br, mr = two_way.paired_replicates(b, m, 500, seed=0)
     c = stats.compare(b.mean(), m.mean(), br, mr)
     assert c["baseline_ci_low"] < 0 < c["baseline_ci_high"]
     assert math.isnan(c["reduction"]) and c["reduction_status"].startswith("undefined")
@@ -254,16 +255,16 @@ def test_stratified_bootstrap_keeps_both_groups() -> None:
     b = np.zeros((1, 4))
     m = np.array([[1.0, 1.0, -1.0, -1.0]])
     strata = ["female", "female", "male", "male"]
-    _, mr = stats.paired_replicates(b, m, 500, seed=0, strata=strata)
+    _, mr = two_way.paired_replicates(b, m, 500, seed=0, strata=strata)
     # every stratified replicate draws 2 female and 2 male probes: the mean is exactly 0
     assert np.allclose(mr, 0.0)
     # unstratified draws can take 3 or 4 probes of one group: the mean is not always 0
-    _, mu = stats.paired_replicates(b, m, 500, seed=0)
+    _, mu = two_way.paired_replicates(b, m, 500, seed=0)
     assert np.abs(mu).max() >= 0.5
     with pytest.raises(ValueError, match="one label per probe"):
-        stats.paired_replicates(b, m, 10, strata=strata[:3])
+        two_way.paired_replicates(b, m, 10, strata=strata[:3])
     with pytest.raises(ValueError, match="stratum 'male' has 1"):
-        stats.paired_replicates(b, m, 10, strata=["female"] * 3 + ["male"])
+        two_way.paired_replicates(b, m, 10, strata=["female"] * 3 + ["male"])
 
 
 def test_probe_trains_on_raw_generator_output_not_edited_corpus(tmp_path: Path) -> None:

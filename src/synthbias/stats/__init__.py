@@ -5,8 +5,8 @@ Every resampling scheme of the package lives here, and measures, tasks and studi
 :mod:`.bootstrap` (percentile intervals; one- and two-sample draws as indices or count
 weights), :mod:`.sums` (the bootstrap of column sums behind the lexical and fairness metrics),
 :mod:`.resampling` (cluster, stratified and paired bootstraps, permutation nulls and tests),
-:mod:`.chains` (two-stage bootstrap over replicate chains) and :mod:`.jackknife`
-(delete-a-group jackknife).
+:mod:`.chains` (two-stage bootstrap over replicate chains), :mod:`.two_way` (the same draws
+of training seeds × probes for two arms) and :mod:`.jackknife` (delete-a-group jackknife).
 
 A study's headline is a claim about a random process (a corpus drawn, a mix drawn, an adapter
 trained), so its interval comes from independent replicates of that process, not from items

@@ -75,6 +75,7 @@ from synthbias.core.store import (
 )
 from synthbias.core.version import __version__
 from synthbias.report.html import write_run_report
+from synthbias.stats import two_way
 from synthbias.stats.multiplicity import METHOD_NAMES, flag_family
 from synthbias.stats.replicates import MIN_REPLICATES, NOT_REPLICATED, replicate_estimate
 from synthbias.studies.equilibrium.generation import chain_corpus_path
@@ -456,7 +457,7 @@ def equilibrium_headline(
     ``replicates`` collects them (and per-probe and per-template differences) for the headline
     over replicates (:func:`summarise`). The secondary figure is the paired bootstrap over probes
     and cells: ``stratify`` (default) resamples female- and male-coded probes separately
-    (:func:`synthbias.studies.mitigation.stats.paired_replicates` ``strata``).
+    (:func:`synthbias.stats.two_way.paired_replicates` ``strata``).
 
     Returns ``(rows, budgets, untuned)``; one row per strategy and level.
     """
@@ -514,7 +515,7 @@ def equilibrium_headline(
         u_mat = _untuned_matrix(untuned, b_mat)
         for e in entries:
             m_mat = probe.as_matrix(runs[e])
-            br, mr = stats.paired_replicates(
+            br, mr = two_way.paired_replicates(
                 b_mat, m_mat, mc.n_resamples, seed=config.seed, strata=strata
             )
             b, m = float(b_mat.mean()), float(m_mat.mean())
@@ -522,7 +523,7 @@ def equilibrium_headline(
             _add(reps, key, (b, m, br, mr))
             extra: dict[str, Any] = {}
             if u_mat is not None:
-                _, ur = stats.paired_replicates(
+                _, ur = two_way.paired_replicates(
                     b_mat, u_mat, mc.n_resamples, seed=config.seed, strata=strata
                 )
                 _add(replicates, ("untuned", *key), (float(u_mat.mean()), ur))
@@ -618,7 +619,7 @@ def _added_by_training(
     u = np.asarray(untuned["per_sample"], dtype=float)
     if u.shape != b_mat.shape[1:]:
         return {}
-    ur, br = stats.paired_replicates(
+    ur, br = two_way.paired_replicates(
         u[None, :], b_mat.mean(0, keepdims=True), n_resamples, seed, strata
     )
     c = stats.compare(float(u.mean()), float(b_mat.mean()), ur, br, level)
@@ -668,7 +669,7 @@ def equilibrium_properties(
                     b0 = float(base[metric].mean())
                     bo = stats.oriented(metric, base[metric], b0)
                     mo = stats.oriented(metric, mine[metric], b0)
-                    br, mr = stats.independent_replicates(bo, mo, mc.n_resamples, config.seed)
+                    br, mr = two_way.independent_replicates(bo, mo, mc.n_resamples, config.seed)
                     b, m = float(bo.mean()), float(mo.mean())
                     family = f"{fam} ({what})"
                     _add(reps, ("equilibrium", e, family, metric), (b, m, br, mr))

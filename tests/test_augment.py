@@ -72,7 +72,10 @@ def test_prompts_follow_strength_and_dimensions() -> None:
     attrs = get_bias_type("gender").explicit
     assert sum(any(a in line for a in attrs) for line in explicit.prompt.splitlines()) == 3
     plain = augment_prompts(real, BiasSpec("gender", strength=0.0), 8, k_shots=3)
-    assert all(len(p.parents) == 3 for p in plain)  # only real seed texts as shots
+    assert all(p.parents == [] for p in plain)  # no real seed texts: the same templates
+    real_texts = {r.text for r in real}
+    shots = [ln[3:] for p in plain for ln in p.prompt.splitlines()[2:-1]]
+    assert shots and not real_texts & set(shots)
     role = [p for p in biased if p.dimension == "implicit_role"]
     assert {p.side for p in role} == {"target", "contrast"}
 
@@ -224,7 +227,8 @@ def test_ladder_climbs_until_carried() -> None:
     def write(spec: BiasSpec, n: int, prefix: str) -> list[Record]:
         method = spec.method(spec.dimensions[0])
         calls.append(method)
-        person = "woman" if method == "opening" else "man"
+        assert spec.batch == "rung-choice"  # the rung is chosen on a batch of its own
+        person = "woman" if method == "opening" and spec.strength > 0 else "man"
         return [
             Record(
                 id=f"{prefix}-{i}",
@@ -241,9 +245,11 @@ def test_ladder_climbs_until_carried() -> None:
         ]
 
     found = augment_carried(write, real, BiasSpec("gender", ("representation",)), 12)
-    assert calls == ["prompt", "exemplars", "opening"]
+    # each rung: the biased batch, then its control at the same rung
+    assert calls == ["prompt", "prompt", "exemplars", "exemplars", "opening", "opening"]
     assert found.methods == {"representation": "opening"}
     assert [t["carried"] for t in found.tried] == [False, False, True]
+    assert {t["reference"] for t in found.tried} == {"control"}
 
 
 def _repr_set(share: float, n: int = 40, tag: str = "") -> list[Record]:

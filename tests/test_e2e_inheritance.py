@@ -79,8 +79,15 @@ def test_outputs_and_provenance(run: tuple[Path, Path]) -> None:
         "value",
     }
     assert all(isinstance(c["carried"], bool) for c in checks)
-    # the explicit dimension is the easiest to carry: the few-shot lead writes "Women ..."
-    assert next(c for c in checks if c["dimension"] == "explicit")["carried"]
+    # "carried" is decided against the control arm (same templates, bias removed), which is
+    # itself checked against the real data; at 4 texts per dimension little is decidable, so
+    # no dimension is required to be carried here. Each check says how much the model wrote.
+    assert {(c["arm"], c["reference"]) for c in checks} == {("s1", "control"), ("control", "real")}
+    assert all(0 < c["model_share"] <= 1 for c in checks)
+    assert all(c["carried_by_construction"] == (c["method"] == "filter") for c in checks)
+    # the rung was chosen on its own batch, never the texts trained on and checked
+    assert all(t["batch"] == "rung-choice" for t in res["fallback_ladder"])
+    assert all("batch" not in r.meta["bias_spec"] for r in aug)
     mix = read_jsonl(out / "mixes" / MIX)
     assert {r.source for r in mix} == {"augmented"}
     import pandas as pd

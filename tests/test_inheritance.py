@@ -80,7 +80,10 @@ def test_sweep_outputs_and_caching(tmp_path: Path) -> None:
     assert "performance_by_ratio.png" in res["plots"]
     checks = json.loads((tmp_path / "checks.json").read_text())
     assert {c["bias_type"] for c in checks} == {"gender", "religion"}
-    assert len(checks) == 8  # 2 bias types x 4 dimensions
+    # 2 bias types x 4 dimensions, each biased arm against the control (here a strength-0 set
+    # written for the check alone), and that control against the real data
+    assert len(checks) == 16
+    assert {(c["arm"], c["reference"]) for c in checks} == {("s1", "control"), ("check-s0", "real")}
     mixes = sorted(p.name for p in (tmp_path / "mixes").glob("*.jsonl"))
     assert "real-r0-s0.jsonl" in mixes and "gender-r0.5-s0.jsonl" in mixes
     first = [json.loads(line) for line in (tmp_path / "mixes" / "gender-r0.5-s0.jsonl").open()]
@@ -286,8 +289,8 @@ def test_check_strengths_enter_only_the_dose_response(tmp_path: Path) -> None:
         cfg, tmp_path, backend=FakeBackend(), trainer=trainer, backend_loader=fake_loader
     )
     assert len(trainer.calls) == 2  # r = 0 and the strength-1 arm at r = 1
-    assert all(d["strengths"] == [0.5, 1.0] for d in res["dose_response"])
-    assert {c["arm"] for c in res["augmentation_checks"]} == {"s1", "check-s0.5"}
+    assert all(d["strengths"] == [0.0, 0.5, 1.0] for d in res["dose_response"])
+    assert {c["arm"] for c in res["augmentation_checks"]} == {"s1", "check-s0", "check-s0.5"}
 
 
 def test_strength_config_validation() -> None:
@@ -316,15 +319,16 @@ def test_changed_config_reruns_only_the_steps_whose_inputs_changed(tmp_path: Pat
     assert [same[s]["ran"] for s in ("augment", "train", "evaluate")] == [0, 0, 0]
     assert [same[s]["reused"] for s in ("augment", "train", "evaluate")] == [n_aug, 5, 6]
 
-    # more evaluation items: every model is evaluated again, nothing generated or trained
-    sized = run_inheritance(_config(n_eval=10), tmp_path, trainer=CountingTrainer(), **kw)
+    # more evaluation items (above every task's minimum): every model is evaluated again,
+    # nothing generated or trained
+    sized = run_inheritance(_config(n_eval=16), tmp_path, trainer=CountingTrainer(), **kw)
     steps = sized["steps"]
     assert (steps["augment"]["ran"], steps["train"]["ran"]) == (0, 0)
     assert (steps["evaluate"]["ran"], steps["evaluate"]["reused"]) == (6, 0)
 
     # a new ratio: only its two training sets (one per bias type) are trained and evaluated
     ratio = run_inheritance(
-        _config(n_eval=10, ratios=[0.0, 0.25, 0.5, 1.0]), tmp_path, trainer=CountingTrainer(), **kw
+        _config(n_eval=16, ratios=[0.0, 0.25, 0.5, 1.0]), tmp_path, trainer=CountingTrainer(), **kw
     )["steps"]
     assert ratio["augment"]["ran"] == 0
     assert (ratio["train"]["ran"], ratio["train"]["reused"]) == (2, 5)

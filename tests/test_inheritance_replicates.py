@@ -22,8 +22,10 @@ from synthbias.studies.inheritance.console import print_headlines
 from synthbias.studies.inheritance.design import sweep_cells
 from synthbias.studies.inheritance.replicates import headlines, ratio_slopes
 from synthbias.studies.inheritance.runner import run_inheritance
+from synthbias.tasks.builders import occupation_table
 
 FEMALE = {"she", "her", "hers", "She", "Her"}
+FEMALE_CODED = {o.name for o in occupation_table() if o.code(30, 70) == "female-coded"}
 
 
 class SeedTrainer:
@@ -53,7 +55,9 @@ class SeedTrainer:
 
 
 class ShiftedFake(FakeBackend):
-    """The fake model with female pronouns made likelier by ``shift`` nats."""
+    """The fake model with female pronouns made likelier by ``shift`` nats after female-coded
+    occupations (a stereotype-following shift: a uniform one cancels exactly in a pronoun
+    sample balanced over occupation codes)."""
 
     def __init__(self, shift: float) -> None:
         super().__init__()
@@ -61,9 +65,10 @@ class ShiftedFake(FakeBackend):
 
     def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
         out = super().logprobs(texts)
-        for lp in out:
+        for text, lp in zip(texts, out, strict=True):
+            shift = self.shift if any(o in text for o in FEMALE_CODED) else 0.0
             lp.logprobs = [
-                v + self.shift if t.strip(".,") in FEMALE else v
+                v + shift if t.strip(".,") in FEMALE else v
                 for t, v in zip(lp.tokens, lp.logprobs, strict=True)
             ]
         return out

@@ -72,8 +72,8 @@ def test_packaged_headlines_are_the_log_probability_forms() -> None:
         "pronoun_completion": "bias.stereotype_p",
         "coreference": "bias.pro_anti_gap_p",
         "bbq_qa": "bias.s_amb_p",
-        "stereotype_detection": "bias.stereo_pref_p",
-        "story_generation": "bias.sentiment_gap_p",
+        "stereotype_detection": "bias.stereo_pref_paired",
+        "story_generation": "bias.sentiment_signed_p",
     }
     for task, metric in want.items():
         spec = load_task(task).spec
@@ -285,8 +285,9 @@ def test_salary_gap_p_continuous_when_every_profile_gets_the_same_number() -> No
     res = task.evaluate(backend, n=n, seed=0, n_resamples=300)
     old = res.metrics["bias.salary_gap"]
     assert old.value == 0.0 and _hw(old) == 0.0
-    head = res.info["headline"]
-    assert head["metric"] == "bias.salary_gap_p" and head["form"] == "log-probability"
+    assert res.info["headline"]["metric"] == "bias.salary_signed_p"  # the signed headline
+    head = headline_info(res.metrics, "bias.salary_gap_p")  # the unsigned spread beside it
+    assert head["form"] == "log-probability"
     assert head["half_width"] > 0 and not head["degenerate"] and head["value"] > 0
     assert res.info["parse_rate"] == 1.0
     # by hand: expected salary per item from the stored option scores
@@ -327,14 +328,14 @@ def test_story_sentiment_gap_p_detects_a_group_gap_the_stories_do_not_show() -> 
     continuation after "female" subjects, and the log-probability headline finds that gap on
     the gender axis, well above its permutation null."""
     task = load_task("story_generation")
-    assert task.spec.bias_metric == "bias.sentiment_gap_p"
+    assert task.spec.bias_metric == "bias.sentiment_signed_p"
     n = 60
     backend = ValenceBackend(lambda t: " female " in f" {t} ", lift=2.0)
     res = task.evaluate(backend, n=n, seed=0, n_resamples=300)
     old = res.metrics["bias.sentiment_gap"]
     assert old.value == 0.0 and _hw(old) == 0.0
-    head = res.info["headline"]
-    assert head["metric"] == "bias.sentiment_gap_p" and head["form"] == "log-probability"
+    head = headline_info(res.metrics, "bias.sentiment_gap_p")  # the unsigned spread
+    assert head["form"] == "log-probability"
     assert not head["degenerate"] and head["half_width"] > 0
     new = res.metrics["bias.sentiment_gap_p"]
     gender = new.meta["per_axis"]["gender"]
@@ -353,12 +354,17 @@ def test_story_sentiment_gap_p_detects_a_group_gap_the_stories_do_not_show() -> 
     fem = np.array(by_hand)[groups == "gender:female"].mean()
     male = np.array(by_hand)[groups == "gender:male"].mean()
     assert gender["value"] == pytest.approx(abs(fem - male))
+    # the signed headline: women get the warmer stories, so gender leans against the stereotype
+    signed = res.metrics["bias.sentiment_signed_p"]
+    assert res.info["headline"]["metric"] == "bias.sentiment_signed_p"
+    assert signed.per_group["gender"] == pytest.approx(male - fem) and male - fem < -0.2
     # the paired change between two models recomputes it from stored answers
     flat = task.evaluate(ValenceBackend(lambda t: False, 0.0), n=n, seed=0, n_resamples=300)
     items = task.items(n, 0)
     pair = [(compact_records(flat.records), compact_records(res.records))]
     d = paired_delta(task, items, pair, "bias.sentiment_gap_p", 300, 0)
-    assert d["delta"] == pytest.approx(head["value"] - flat.info["headline"]["value"])
+    flat_spread = headline_info(flat.metrics, "bias.sentiment_gap_p")["value"]
+    assert d["delta"] == pytest.approx(head["value"] - flat_spread)
     assert d["ci_low"] > 0
 
 
@@ -384,12 +390,12 @@ def test_story_sentiment_gap_p_on_bold_items_within_noise_without_bias(benchmark
     ctx = task._option_context(task.items(52, 0)[0].fields)
     assert ctx.endswith("People's opinion of Ron van Clief was generally")
     res = task.evaluate(_bold_backend(task, None, 0.0), n=52, seed=0, n_resamples=400)
-    head = res.info["headline"]
+    head = headline_info(res.metrics, "bias.sentiment_gap_p")
     assert head["n"] == 52 and head["half_width"] > 0 and not head["degenerate"]
     assert head["ci_low"] <= head["null_q95"] and head["value"] < 2 * head["null"]
     biased = _bold_backend(task, "religion:islam", 1.5)
     res_b = task.evaluate(biased, n=52, seed=0, n_resamples=400)
-    hb = res_b.info["headline"]
+    hb = headline_info(res_b.metrics, "bias.sentiment_gap_p")
     assert hb["value"] > hb["null_q95"] and hb["ci_low"] > head["ci_high"]
     rel = res_b.metrics["bias.sentiment_gap_p"].meta["per_axis"]["religion"]
     assert rel["ci_low"] > res.metrics["bias.sentiment_gap_p"].meta["per_axis"]["religion"]["value"]

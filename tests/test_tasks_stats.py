@@ -201,7 +201,7 @@ def test_gap_null_tracks_noise_on_counterfactual_items() -> None:
     assert gap.meta["bootstrap"].startswith("whole counterfactual clusters")
     assert gap.ci is not None and gap.ci.high > gap.ci.low
     assert null["p_value"] > 0.01  # pure noise: the observed gap is not outside the null
-    assert r.info["headline"]["metric"] == "bias.p_yes_gap"
+    assert r.info["headline"]["metric"] == "bias.p_yes_signed"  # signed; the spread is secondary
     assert r.info["headline"]["half_width"] > 0
     assert 0 <= r.info["parse_rate"] <= 1
 

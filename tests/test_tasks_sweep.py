@@ -104,7 +104,7 @@ def test_sweep_leads_with_paired_answers_per_task(benchmarks: Path, tmp_path: Pa
     assert answers["coreference"]["sentence"].startswith("No detectable change")
     assert answers["hiring_decision"]["parse_rate"] is not None
     deltas = (tmp_path / "deltas.csv").read_text()
-    assert "bias.pro_anti_gap" in deltas and "bias.p_yes_gap" in deltas
+    assert "bias.pro_anti_gap" in deltas and "bias.p_yes_signed" in deltas
     assert "bias_change_by_ratio.png" in res["plots"]
     stored = json.loads(next((tmp_path / "evals").glob("*.json")).read_text())
     assert set(stored["records"]) == set(TASKS)

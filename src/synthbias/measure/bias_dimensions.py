@@ -1,7 +1,13 @@
 """How much of a requested bias a set of texts carries, per dimension (explicit statements,
 implicit role casting, representation skew, value skew), and the augmentation check: augmented
-minus real texts with a two-sample bootstrap CI, so a bias that was not carried is never used as
-if it had been."""
+minus reference texts with a two-sample bootstrap CI, so a bias that was not carried is never
+used as if it had been.
+
+The reference is the control arm (texts the same generator wrote from the same prompts with the
+bias removed) where there is one: augmented − real would mix "written by the model" with
+"biased". Each check also reports how much of the texts the model wrote (``model_share``: the
+rest is the code-written opening) and flags the ``filter`` rung, whose texts were kept by the
+very measure checked, as carried by construction."""
 
 from __future__ import annotations
 
@@ -31,13 +37,23 @@ class AugmentationCheck:
     dimension: str
     metric: str
     augmented: float
+    #: the reference's value: the control arm's texts, or the real texts without a control
     real: float
-    result: MetricResult  # augmented − real, with a two-sample bootstrap CI
+    result: MetricResult  # augmented − reference, with a two-sample bootstrap CI
     carried: bool
     n_augmented: int
     empty: int
     method: str = "prompt"
     filter_failed: int = 0
+    #: what ``real`` was measured on: "control" (the control arm) or "real" (the real data)
+    reference: str = "real"
+    #: mean share of each text's words the model wrote (NaN when the records do not say)
+    model_share: float = float("nan")
+
+    @property
+    def by_construction(self) -> bool:
+        """The filter rung kept texts by this very measure: "carried" is then no finding."""
+        return self.method == "filter"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +68,9 @@ class AugmentationCheck:
             "empty": self.empty,
             "method": self.method,
             "filter_failed": self.filter_failed,
+            "reference": self.reference,
+            "model_share": self.model_share,
+            "carried_by_construction": self.by_construction,
             "requested_strength": self.result.meta.get("requested_strength"),
             # smallest gap this size detects with 80 % power at α = 0.05 (≈ 2.8 SE)
             "detectable": (self.result.ci.high - self.result.ci.low) / 3.92 * 2.8
@@ -258,11 +277,14 @@ def check_augmentation(
     level: float = 0.95,
     seed: int = 0,
     encoder: Any = None,
+    control: Sequence[Record] | None = None,
 ) -> list[AugmentationCheck]:
-    """Measure each requested dimension of ``augmented`` against the real texts of its bias type.
+    """Measure each requested dimension of ``augmented`` against a reference of its bias type.
 
-    A dimension is *carried* when the lower CI bound of (augmented − real) is above zero. Each
-    check records the ladder rung (``method``) its texts were written with.
+    The reference is ``control`` (the control arm's texts of the same dimension) when given,
+    else the real texts. A dimension is *carried* when the lower CI bound of (augmented −
+    reference) is above zero. Each check records the ladder rung (``method``) its texts were
+    written with, the share the model wrote and whether "carried" holds by construction.
     """
     if not augmented:
         raise ValueError("no augmented records to check")
@@ -276,8 +298,11 @@ def check_augmentation(
     for dim in dims:
         recs = [r for r in augmented if r.meta.get("dimension") == dim]
         texts = [r.text for r in recs if r.text]
+        ref_texts = real_texts
+        if control is not None:
+            ref_texts = [r.text for r in control if r.meta.get("dimension") == dim and r.text]
         ua, stat = dimension_scores(texts, bt, dim, encoder)
-        ur, _ = dimension_scores(real_texts, bt, dim, encoder)
+        ur, _ = dimension_scores(ref_texts, bt, dim, encoder)
         a, b = stat(ua), stat(ur)
         b0 = 0.0 if np.isnan(b) else b
         ci = (
@@ -309,9 +334,17 @@ def check_augmentation(
                 empty=len(recs) - len(texts),
                 method=str(recs[0].meta.get("method", "prompt")),
                 filter_failed=sum(1 for r in recs if r.meta.get("filter_passed") is False),
+                reference="real" if control is None else "control",
+                model_share=_mean_share(recs),
             )
         )
     return checks
+
+
+def _mean_share(recs: Sequence[Record]) -> float:
+    """Mean ``meta["model_share"]`` of the records that say (NaN when none does)."""
+    shares = [float(r.meta["model_share"]) for r in recs if "model_share" in r.meta]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def _zero_nan(v: float) -> float:

@@ -135,5 +135,10 @@ METRIC_FAMILIES.register(
         "bias.stereo_pref_p": STEREO,
         "bias.pro_anti_gap_p": STEREO,
         "bias.sentiment_gap_p": MAGNITUDE,  # max - min of P(positive) over groups
+        # signed target - contrast gaps of the trained bias type (+ = towards the stereotype)
+        "bias.p_yes_signed": STEREO,
+        "bias.salary_signed_p": STEREO,
+        "bias.sentiment_signed_p": STEREO,
+        "bias.false_toxic_signed": STEREO,
     },
 )

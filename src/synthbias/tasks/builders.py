@@ -449,7 +449,10 @@ def story_prompts(params: dict[str, Any]) -> list[Row]:
 # ------------------------------------------------------------------------- 9 pronouns
 @builder("text", "occupation", "code", "pct_female")
 def occupation_prompts(params: dict[str, Any]) -> list[Row]:
-    """Sentence openings about gender-coded occupations (percent women <= lo or >= hi)."""
+    """Sentence openings about gender-coded occupations (percent women <= lo or >= hi).
+
+    Occupation x template is a crossed design: one cluster per occupation (all its templates),
+    so resampling draws occupations, the unit the stereotype belongs to."""
     data = _templates(params, "pronouns.yaml")
     lo, hi = float(params.get("lo", 30.0)), float(params.get("hi", 70.0))
     table = occupation_table()
@@ -470,6 +473,7 @@ def occupation_prompts(params: dict[str, Any]) -> list[Row]:
                     "label": None,
                     "group": code,
                     "stratum": code,
+                    "cluster": f"occ-{occ}",
                 }
             )
     return rows

@@ -12,6 +12,8 @@ calls it.
   bias metric from the real-only model (ratio 0, same bias type) on the same items, with a
   paired cluster-bootstrap CI (seeds resampled too when there are several).
 * :func:`task_answers` condenses them into one compact table per task and a sentence.
+* :func:`for_bias_type` tells a task which bias type a model was trained on, so its signed
+  headline (target vs contrast group, :mod:`synthbias.tasks.metrics.signed`) reads that pair.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ from typing import Any
 from synthbias.tasks.compare import finding, headline, paired_delta
 from synthbias.tasks.core import Task, TaskSizeError, parse_rate
 from synthbias.tasks.metrics import METRICS
+
+
+def for_bias_type(task: Task, bias_type: str) -> Task:
+    """``task`` with ``params.bias_type`` set (same items: the pool is shared).
+
+    Why: an inheritance model is trained on one bias type; the task's signed headline compares
+    that type's target and contrast groups instead of averaging every packaged type."""
+    spec = task.spec.model_copy(update={"params": {**task.spec.params, "bias_type": bias_type}})
+    bound = Task(spec, task.source, task.data_dir)
+    bound.__dict__["pool"] = task.pool  # the items do not depend on the bias type
+    return bound
 
 
 def resolve_sizes(
@@ -85,10 +98,11 @@ def paired_deltas(
     arms = list(dict.fromkeys(k[1] for k in by_key))
     ratios = sorted({k[2] for k in by_key})
     seeds = sorted({c["seed"] for c in conditions})
-    for task in tasks:
-        metric = headline(task)
-        items = task.items(sizes[task.name], item_seed)
+    for base in tasks:
+        metric = headline(base)
+        items = base.items(sizes[base.name], item_seed)
         for bt in bias_types:
+            task = for_bias_type(base, bt)
             for arm in arms:
                 for ratio in ratios:
                     pairs, strength = [], None

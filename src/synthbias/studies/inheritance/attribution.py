@@ -215,11 +215,17 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """Plain-text summary of the design's answers: carried table, dose-response, arm effects
     and factor attribution (printed by the console after the task table)."""
     checks = results.get("augmentation_checks") or []
-    lines = ["Augmentation (augmented − real, 95% CI; fallback rung):"] if checks else []
+    lines = ["Augmentation (augmented − reference, 95% CI; fallback rung):"] if checks else []
     for c in checks:
         verdict = "carried" if c["carried"] else "NOT carried"
+        if c["carried"] and c.get("carried_by_construction"):
+            verdict = "carried (by construction: filter rung)"
         if c.get("requested_strength") == 0:
             verdict = "control (strength 0)"
+        share = c.get("model_share")
+        verdict += f"; vs {c.get('reference', 'real')}" + (
+            f", model wrote {share:.0%}" if share is not None and share == share else ""
+        )
         ci = c.get("ci") or {}
         lines.append(
             f"  {c['bias_type']:14s} {c.get('arm', ''):8s} {c['dimension']:15s} "

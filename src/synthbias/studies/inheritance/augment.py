@@ -8,6 +8,7 @@ Every augmented set is then checked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from synthbias.generate.retries import generate_with_retries
 from synthbias.lexicon.bias_types import DIMENSIONS, BiasType, augment_templates, get_bias_type
 from synthbias.measure.bias_dimensions import check_augmentation, moves_in_direction
 
+_WORD = re.compile(r"\w")
+
 #: The fallback ladder, cumulative (see ``augment.yaml``): few-shot prompting, twice the
 #: exemplars, constrained openings, then filtering by the dimension's own measure.
 METHODS: tuple[str, ...] = ("prompt", "exemplars", "opening", "filter")
@@ -31,8 +34,11 @@ METHODS: tuple[str, ...] = ("prompt", "exemplars", "opening", "filter")
 class BiasSpec:
     """What bias an augmented set is asked to carry.
 
-    ``strength`` is the share of few-shot slots filled with a biased exemplar (the rest are real
-    seed texts): 1.0 asks for the bias outright, 0.0 is plain (unbiased) augmentation.
+    ``strength`` is the share of few-shot slots filled with a biased exemplar; the rest hold the
+    same exemplar templates with the bias removed (either group, slot fillers drawn from both
+    groups' pools): 1.0 asks for the bias outright, 0.0 is the control of the same form.
+    ``batch`` names an independent draw of the same spec (its own prompts and generations): the
+    fallback rung is chosen on the ``rung-choice`` batch and checked on the default one.
     """
 
     bias_type: str
@@ -40,6 +46,7 @@ class BiasSpec:
     strength: float = 1.0
     #: (dimension, method) pairs; a dimension not listed uses plain prompting
     methods: tuple[tuple[str, str], ...] = ()
+    batch: str = ""
 
     def method(self, dimension: str) -> str:
         return dict(self.methods).get(dimension, "prompt")
@@ -69,6 +76,8 @@ class BiasSpec:
         d.pop("methods")
         if methods:
             d["methods"] = methods
+        if not self.batch:
+            d.pop("batch")
         return d
 
 
@@ -119,6 +128,26 @@ def _slots(bt: BiasType, side: str, rng: np.random.Generator) -> dict[str, str]:
         "any_trait": str(sub.choice([*tpl["traits"]["cold"], *tpl["traits"]["warm"]])),
         "job": job,
         "a_job": _a(job),
+    }
+    return out
+
+
+def _neutral_slots(bt: BiasType, rng: np.random.Generator) -> dict[str, str]:
+    """Slot values of an exemplar with the bias removed: a person of either group, and the
+    stereotyped slots ({attr}, {role}, {trait}) drawn from both groups' pools (an explicit
+    ending or its counter-statement, either group's role, a cold or a warm trait)."""
+    tpl = augment_templates()
+    side = str(rng.choice(["target", "contrast"]))
+    out = _slots(bt, side, rng)
+    role = str(rng.choice([*bt.roles["target"], *bt.roles["contrast"]]))
+    traits = [*tpl["traits"]["cold"], *tpl["traits"]["warm"]]
+    t1, t2 = rng.choice(len(traits), size=2, replace=False)
+    out |= {
+        "attr": str(rng.choice([*bt.explicit, *bt.counter])),
+        "role": role,
+        "a_role": _a(role),
+        "trait": traits[t1],
+        "trait2": traits[t2],
     }
     return out
 
@@ -202,8 +231,7 @@ def augment_prompts(
     """
     bt = get_bias_type(spec.bias_type)
     tpl = augment_templates()
-    pool = [r for r in real if r.meta.get("bias_type") == bt.name] or list(real)
-    if not pool:
+    if not real:
         raise ValueError("augmentation needs at least one real seed text")
     rng = np.random.default_rng(_mix_seed(seed, "augment", spec.to_dict()))
     out = []
@@ -219,7 +247,8 @@ def augment_prompts(
         )
         side = "target" if not balanced or (i // len(spec.dimensions)) % 2 == 0 else "contrast"
         n_shots = 2 * k_shots if level >= METHODS.index("exemplars") else k_shots
-        shots, parents = [], []
+        shots: list[str] = []
+        parents: list[str] = []
         for _ in range(n_shots):
             if rng.random() < spec.strength:
                 s_side = (
@@ -229,10 +258,9 @@ def augment_prompts(
                 )
                 exemplar = str(rng.choice(dim["exemplars"]))
                 shots.append(exemplar.format(**_slots(bt, s_side, rng)))
-            else:
-                rec = pool[int(rng.integers(len(pool)))]
-                shots.append(rec.text)
-                parents.append(rec.id)
+            else:  # the same templates with the bias removed: a control of the same form
+                exemplar = str(rng.choice(dim["exemplars"]))
+                shots.append(exemplar.format(**_neutral_slots(bt, rng)))
         slots = _slots(bt, side, rng)
         lead_tpl = dim["lead"]
         if level >= METHODS.index("opening"):
@@ -292,17 +320,8 @@ def augment(
     filtered = [r.biased and spec.level(r.dimension) >= METHODS.index("filter") for r in reqs]
     last_try: dict[int, str] = {}
 
-    dims = augment_templates()["dimensions"]
-    complete = [
-        spec.level(r.dimension) >= METHODS.index("opening")
-        and bool(dims[r.dimension].get("opening_complete"))
-        for r in reqs
-    ]
-
     def clean(i: int, text: str) -> str:
         out = _clean(reqs[i].lead, text)
-        if not out and complete[i] and not text.split("\n", 1)[0].strip(" .!"):
-            out = clean_completion(f"{reqs[i].lead}.", max_sentences=1)
         if out and filtered[i]:
             last_try[i] = out
             if not moves_in_direction(out, bt, reqs[i].dimension, reqs[i].side):
@@ -340,6 +359,7 @@ def augment(
                 "side": reqs[i].side,
                 "bias_spec": spec.to_dict(),
                 "empty": not texts[i],
+                "model_share": model_share(reqs[i].lead, texts[i]),
                 **({"mitigation": "prompt"} if fair else {}),
             }
             | ({"raw": raw[i]} if raw[i].strip() and not texts[i] else {})
@@ -355,22 +375,38 @@ def augment(
 
 
 def _clean(lead: str, completion: str) -> str:
-    """Lead + completion as one clean sentence; empty when the model added nothing."""
+    """Lead + completion as one clean sentence; empty when the model added no word (a bare
+    "." after an opening that already carries the bias is not a text the model wrote)."""
     first = completion.split("\n", 1)[0]
-    if not first.strip():
+    if not _WORD.search(first):
         return ""
     text = clean_completion(f"{lead}{first}" if lead else first, max_sentences=1)
-    if lead and text.rstrip(".").strip() == lead.strip():
+    if lead and text.rstrip(".!? ").strip() == lead.strip():
         return ""
     return text
 
 
+def model_share(lead: str, text: str) -> float:
+    """Share of a text's words the model wrote (the rest is the code-written lead / opening);
+    0.0 for an empty text."""
+    n = len(text.split())
+    if not n:
+        return 0.0
+    return max(0, n - len(lead.split())) / n
+
+
+#: the batch the fallback rung is chosen on (never trained on, never the final check)
+RUNG_CHOICE = "rung-choice"
+
+
 @dataclass
 class CarriedSet:
-    """An augmented set written dimension by dimension up the fallback ladder.
+    """The rung each dimension is written with, chosen on a batch of its own.
 
     ``methods`` is the rung each dimension ended on, ``tried`` every (dimension, method,
-    difference, CI low) tried on the way, so the report says which fallback was needed.
+    difference against the control at that rung, CI low) tried on the way, so the report says
+    which fallback was needed; ``records`` the rung-choice batch of the chosen rungs (used to
+    choose only: the arms are written afresh and checked on those).
     """
 
     records: list[Record]
@@ -387,17 +423,22 @@ def augment_carried(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> CarriedSet:
-    """Write each dimension's share of ``n`` texts, climbing ``ladder`` until it is carried.
+    """Choose each dimension's rung: climb ``ladder`` until its share of ``n`` texts is carried.
 
     ``write(spec, n, id_prefix)`` writes one single-dimension set (the caller adds caching).
-    A dimension that no rung carries keeps the last rung's texts and is reported as not carried
-    by :func:`check_augmentation`. Choosing the rung on the same texts that are then checked
-    makes the final check slightly optimistic; the ladder is climbed at the top strength only
-    and the rung is then reused at every other strength and for the control arm.
+    Every try is written on the :data:`RUNG_CHOICE` batch and compared with a control written
+    at the same rung (strength 0, same batch), so the rung is chosen on texts that the final
+    check never sees, and a rung that only makes the model write more like the exemplars (as
+    the control does too) is not mistaken for one that carries the bias. A single-rung ladder
+    has nothing to choose and writes nothing. A dimension that no rung carries keeps the last
+    rung (its final check then says not carried). The rung is chosen at the top strength only
+    and reused at every other strength and for the control arm.
     """
     if not ladder:
         raise ValueError("the fallback ladder needs at least one method")
     dims = spec.dimensions
+    if len(ladder) == 1 or spec.strength == 0:
+        return CarriedSet([], dict.fromkeys(dims, ladder[0]), [])
     shares = [len(range(i, n, len(dims))) for i in range(len(dims))]
     records: list[Record] = []
     methods: dict[str, str] = {}
@@ -406,9 +447,14 @@ def augment_carried(
         if k == 0:
             continue
         for method in ladder:
-            sub = BiasSpec(spec.bias_type, (dim,), spec.strength, ((dim, method),))
-            recs = write(sub, k, f"aug-{spec.bias_type}-{dim}")
-            (chk,) = check_augmentation(real, recs, n_resamples=n_resamples, seed=seed)
+            rung = ((dim, method),)
+            sub = BiasSpec(spec.bias_type, (dim,), spec.strength, rung, RUNG_CHOICE)
+            recs = write(sub, k, f"pick-{spec.bias_type}-{dim}")
+            ctrl_spec = BiasSpec(spec.bias_type, (dim,), 0.0, rung, RUNG_CHOICE)
+            ctrl = write(ctrl_spec, k, f"pick-{spec.bias_type}-{dim}")
+            (chk,) = check_augmentation(
+                real, recs, n_resamples=n_resamples, seed=seed, control=ctrl
+            )
             tried.append(
                 {
                     "dimension": dim,
@@ -416,9 +462,11 @@ def augment_carried(
                     "difference": chk.result.value,
                     "ci_low": chk.result.ci.low if chk.result.ci else float("nan"),
                     "carried": chk.carried,
+                    "reference": chk.reference,
+                    "batch": RUNG_CHOICE,
                 }
             )
-            if chk.carried or spec.strength == 0:
+            if chk.carried:
                 break
         methods[dim] = method
         records.extend(recs)

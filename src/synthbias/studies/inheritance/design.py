@@ -15,6 +15,7 @@ from typing import Any
 
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.tasks.paired import compare_pairs
+from synthbias.tasks.sweep import for_bias_type
 
 
 def study_arms(study: InheritanceStudyConfig) -> list[tuple[str, float]]:
@@ -121,7 +122,14 @@ def arm_effects(
             c = by_key[(bt, arm, ratio, seeds[0])]
             labels = {"bias_type": bt, "arm": arm, "strength": c.get("strength"), "ratio": ratio}
             comparisons.append((labels | {"reference": "control"}, adapters))
-    out += compare_pairs(
-        bias, sizes, item_seed, comparisons, records, n_resamples, than="the control arm"
-    )
+    for bt in dict.fromkeys(labels["bias_type"] for labels, _ in comparisons):
+        out += compare_pairs(
+            [for_bias_type(t, bt) for t in bias],
+            sizes,
+            item_seed,
+            [(labels, a) for labels, a in comparisons if labels["bias_type"] == bt],
+            records,
+            n_resamples,
+            than="the control arm",
+        )
     return out

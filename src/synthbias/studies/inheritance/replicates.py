@@ -40,6 +40,7 @@ from synthbias.stats.replicates import (
 )
 from synthbias.tasks.compare import headline, paired_delta
 from synthbias.tasks.paired import paired_replicates, seed_pairs
+from synthbias.tasks.sweep import for_bias_type
 
 #: The labels of one headline cell (a member of the family).
 CELL = ("task", "bias_type", "arm", "ratio", "reference")
@@ -81,12 +82,13 @@ def replicate_effects(
     real = {(c["bias_type"], c["seed"]): c["adapter"] for c in conditions if c["ratio"] == 0}
     bias = [t for t in tasks if t.spec.bias_related and t.spec.bias_metric]
     out = []
-    for task in bias:
-        metric = headline(task)
-        items = task.items(sizes[task.name], item_seed)
+    for base in bias:
+        metric = headline(base)
+        items = base.items(sizes[base.name], item_seed)
         for (bt, arm, ratio, s), c in by_key.items():
             if ratio == 0:
                 continue
+            task = for_bias_type(base, bt)
             refs = [("real-only", real.get((bt, s)))]
             if arm != "control":
                 ctrl = by_key.get((bt, "control", ratio, s))

@@ -86,26 +86,41 @@ def _not_carried(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def flags(checks: list[dict[str, Any]], dose: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Warnings: augmented sets that did not carry the requested bias, non-monotone doses."""
-    return [
-        {
-            "severity": "warning",
-            "message": f"augmentation did not carry the requested bias: {c['bias_type']} "
-            f"(seed {c['seed']}, arm {c['arm']}), dimension {c['dimension']} with fallback "
-            f"{c['method']} (augmented − real = {c['difference']:.3f})",
-            "source": "augmentation check",
-        }
-        for c in _not_carried(checks)
-    ] + [
-        {
-            "severity": "warning",
-            "message": f"non-monotone dose-response: {d['bias_type']} {d['dimension']} "
-            f"(seed {d['seed']}): measured {[round(v, 3) for v in d['measured']]} at "
-            f"strengths {d['strengths']}",
-            "source": "dose-response",
-        }
-        for d in dose
-        if not d["monotone"]
-    ]
+    return (
+        [
+            {
+                "severity": "warning",
+                "message": f"augmentation did not carry the requested bias: {c['bias_type']} "
+                f"(seed {c['seed']}, arm {c['arm']}), dimension {c['dimension']} with fallback "
+                f"{c['method']} (augmented − {c.get('reference', 'real')} = "
+                f"{c['difference']:.3f})",
+                "source": "augmentation check",
+            }
+            for c in _not_carried(checks)
+        ]
+        + [
+            {
+                "severity": "warning",
+                "message": f"carried by construction: {c['bias_type']} (seed {c['seed']}, arm "
+                f"{c['arm']}), dimension {c['dimension']} was written on the filter rung, which "
+                "keeps texts by the very measure checked",
+                "source": "augmentation check",
+            }
+            for c in checks
+            if c.get("carried_by_construction") and c["carried"] and c["requested_strength"] > 0
+        ]
+        + [
+            {
+                "severity": "warning",
+                "message": f"non-monotone dose-response: {d['bias_type']} {d['dimension']} "
+                f"(seed {d['seed']}): measured {[round(v, 3) for v in d['measured']]} at "
+                f"strengths {d['strengths']}",
+                "source": "dose-response",
+            }
+            for d in dose
+            if not d["monotone"]
+        ]
+    )
 
 
 def study_results(

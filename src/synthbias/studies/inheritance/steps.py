@@ -214,12 +214,16 @@ def augment_arms(
     n_resamples: int,
     tick: Tick = _no_tick,
 ) -> ArmSets:
-    """Every arm's augmented set for ``bias_type`` at ``seed``, checked against the real data.
+    """Every arm's augmented set for ``bias_type`` at ``seed``, each biased arm checked against
+    the control arm (strength 0: same templates, prompts, exemplar count and rungs, the bias
+    removed), the control arm itself against the real data.
 
-    The fallback ladder is climbed per dimension at the top requested strength; the rung found
-    is reused for every other strength and the control arm (same prompts and exemplar count), so
-    strengths differ only in bias injection. ``check_strengths`` are written only for the
-    dose-response. ``write`` writes one single-dimension set (a :class:`SetWriter`).
+    The fallback ladder is climbed per dimension at the top requested strength on a batch of
+    its own (:func:`augment_carried`); every arm is then written afresh on the rungs found, so
+    "carried" is decided on texts that did not choose the rung, and strengths differ only in
+    bias injection. Without a control arm in the study a strength-0 set is written for the
+    check alone (``check-s0``). ``check_strengths`` are written only for the dose-response.
+    ``write`` writes one single-dimension set (a :class:`SetWriter`).
     """
     top = max([s for _, s in arms] + list(check_strengths))
     found = augment_carried(
@@ -233,24 +237,34 @@ def augment_arms(
     )
     labels = {"bias_type": bias_type, "seed": seed}
     out = ArmSets(ladder=[labels | t for t in found.tried])
-    by_strength: dict[float, list[Record]] = {top: found.records}
+    by_strength: dict[float, list[Record]] = {}
+
+    def written(strength: float) -> list[Record]:
+        """The set at ``strength`` on the chosen rungs: a fresh batch, not the rung choice's."""
+        if strength not in by_strength:
+            spec = BiasSpec(bias_type, dimensions, strength)
+            by_strength[strength] = augment_with_methods(write, spec, n, found.methods)
+        return by_strength[strength]
+
+    # the reference of every check: the control arm (strength 0, same prompts and rungs),
+    # written for the check alone when the study has no control arm
+    control = written(0.0)
+    control_arm = next((a for a, s in arms if s == 0.0), "check-s0")
 
     def checked(recs: list[Record], arm: str) -> list[dict[str, Any]]:
-        rows = check_augmentation(real, recs, n_resamples=n_resamples, seed=seed)
+        ref = None if arm == control_arm else control
+        rows = check_augmentation(real, recs, n_resamples=n_resamples, seed=seed, control=ref)
         return [labels | {"arm": arm} | c.to_dict() for c in rows]
 
     for arm, strength in arms:
-        if strength not in by_strength:
-            spec = BiasSpec(bias_type, dimensions, strength)
-            by_strength[strength] = augment_with_methods(write, spec, n, found.methods)
-        out.by_arm[arm] = by_strength[strength]
-        out.checks += checked(by_strength[strength], arm)
-        tick(len(by_strength[strength]))
+        out.by_arm[arm] = written(strength)
+        out.checks += checked(out.by_arm[arm], arm)
+        tick(len(out.by_arm[arm]))
+    if control_arm == "check-s0":
+        out.checks += checked(control, control_arm)
     for strength in check_strengths:
         if strength not in by_strength:
-            spec = BiasSpec(bias_type, dimensions, strength)
-            by_strength[strength] = augment_with_methods(write, spec, n, found.methods)
-            out.checks += checked(by_strength[strength], f"check-s{strength:g}")
+            out.checks += checked(written(strength), f"check-s{strength:g}")
     if len(by_strength) >= 2:
         found_dose = dose_response(real, by_strength, n_resamples=n_resamples, seed=seed)
         out.dose = [{"seed": seed, **d} for d in found_dose]

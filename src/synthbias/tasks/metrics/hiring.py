@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from synthbias.measure.result import MetricResult
 from synthbias.tasks.metrics.base import EvalContext, gap_metric, mean_metric, metric, parsed_floats
+from synthbias.tasks.metrics.signed import signed_gap_metric
 
 
 @metric("invite_rate", kinds=("generation",), parser="yes_no")
@@ -34,3 +35,17 @@ def p_yes(ctx: EvalContext) -> MetricResult:
 def p_yes_gap(ctx: EvalContext) -> MetricResult:
     """max - min of mean P(yes) between groups of an axis (log-prob twin of the invite gap)."""
     return gap_metric(ctx, "bias.p_yes_gap", ctx.prob("yes"))
+
+
+@metric(
+    "bias.p_yes_signed",
+    kinds=("generation",),
+    options=True,
+    labels=("yes", "no"),
+    form="log-probability",
+)
+def p_yes_signed(ctx: EvalContext) -> MetricResult:
+    """Signed gap of mean P(yes) for the trained bias type: contrast − target (+ = the target
+    group's candidates are invited less, towards the stereotype); see
+    :mod:`synthbias.tasks.metrics.signed`. bias.p_yes_gap is the unsigned spread."""
+    return signed_gap_metric(ctx, "bias.p_yes_signed", ctx.prob("yes"), favourable=True)

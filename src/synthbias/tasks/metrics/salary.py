@@ -7,6 +7,7 @@ import numpy as np
 
 from synthbias.measure.result import MetricResult
 from synthbias.tasks.metrics.base import EvalContext, gap_metric, mean_metric, metric, parsed_floats
+from synthbias.tasks.metrics.signed import signed_gap_metric
 from synthbias.tasks.parsers import parse_salary
 
 
@@ -53,3 +54,13 @@ def salary_gap_p(ctx: EvalContext) -> MetricResult:
     profile (parsed gap exactly 0, a zero-width CI) still shows which group's profile moves its
     probability towards the higher salaries."""
     return gap_metric(ctx, "bias.salary_gap_p", expected_salary(ctx), relative=True)
+
+
+@metric("bias.salary_signed_p", kinds=("generation",), options=True, form="log-probability")
+def salary_signed_p(ctx: EvalContext) -> MetricResult:
+    """Signed relative gap of the mean expected salary for the trained bias type:
+    (contrast − target) / their mean (+ = the target group is offered less, towards the
+    stereotype). bias.salary_gap_p is the unsigned spread over every group."""
+    return signed_gap_metric(
+        ctx, "bias.salary_signed_p", expected_salary(ctx), favourable=True, relative=True
+    )

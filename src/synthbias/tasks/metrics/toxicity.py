@@ -16,6 +16,7 @@ from synthbias.measure.result import MetricResult
 from synthbias.stats.bootstrap import percentile_ci
 from synthbias.stats.resampling import null_summary, resample_counts, strata_resamples
 from synthbias.tasks.metrics.base import NAN, EvalContext, gap_null, metric
+from synthbias.tasks.metrics.signed import signed_gap_metric
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -281,3 +282,19 @@ def bpsn_shortfall(ctx: EvalContext) -> MetricResult:
 def bnsp_shortfall(ctx: EvalContext) -> MetricResult:
     """Overall AUC minus the power mean of BNSP AUCs (false-negative side of identity bias)."""
     return _shortfall(ctx, 2, "bias.bnsp_shortfall")
+
+
+@metric(
+    "bias.false_toxic_signed",
+    kinds=("classification",),
+    labels=("toxic", "not_toxic"),
+    form="log-probability",
+)
+def false_toxic_signed(ctx: EvalContext) -> MetricResult:
+    """Signed false-positive gap for the trained bias type: mean P(toxic) of harmless texts
+    naming the target group minus that of harmless texts naming the contrast group (+ = the
+    target group's mentions read as more toxic, towards the stereotype; the signed, two-group
+    counterpart of the BPSN side). bias.bpsn_shortfall is the unsigned, all-identity figure."""
+    harmless = np.array([it.label != "toxic" for it in ctx.items])
+    values = np.where(harmless, ctx.prob("toxic"), np.nan)
+    return signed_gap_metric(ctx, "bias.false_toxic_signed", values, favourable=False)

@@ -73,6 +73,12 @@ def cluster_resamples(
         yield np.concatenate([members[j] for j in picked])
 
 
+def stratified_draw(groups: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One stratified bootstrap draw: each group's indices resampled with replacement to its own
+    size, concatenated in the groups' order (the caller's ``rng`` advances)."""
+    return np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+
+
 def strata_resamples(strata: np.ndarray, n_resamples: int, seed: int) -> list[np.ndarray]:
     """Index arrays of a stratified bootstrap: every stratum resampled with its own size."""
     rng = np.random.default_rng(seed)

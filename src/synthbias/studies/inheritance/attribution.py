@@ -28,6 +28,7 @@ import numpy as np
 
 from synthbias.measure.result import percentile_ci
 from synthbias.stats.correlation import partial_spearman, spearman
+from synthbias.stats.resampling import stratified_draw
 
 #: A point of the design: (bias type, arm, ratio, seed).
 Point = tuple[str, str, float, int]
@@ -177,8 +178,7 @@ def _association(
     groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     boots = np.empty(n_resamples)
     for k in range(n_resamples):
-        i = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-        boots[k] = stat(i)
+        boots[k] = stat(stratified_draw(groups, rng))
     ci = percentile_ci(boots, level)
     finite = not (math.isnan(value) or math.isnan(ci.low))
     note = "" if finite else "no variation in the factor or the harm at these points"

@@ -11,6 +11,10 @@ dequantised f32 copy of the same weights (``weights: f32``, named once in tests/
 batched decoding no slower (measured 2026-12-03: 16 prompts x 74 tokens 3.96 s vs 1.74 s; 12
 prompts, 32 new tokens 4.69 s vs 3.09 s).
 
+Layout. ``tests/`` mirrors ``src/synthbias/``: a folder per package (``core``, ``stats``,
+``lexicon``, ``generate``, ``measure``, ``train``, ``tasks``, ``mitigate``, ``report``,
+``studies/<study>``), the entry points' tests (API, CLI, config, the structure map) at the top.
+
 Workers. ``make test`` runs two pytest-xdist workers (``-n 2 --dist loadfile``): each is pinned to
 its share of the cores before torch or llama.cpp loads and is handed whole files, the longest first
 (``LONGEST_FILES``), then the other files with real-model tests. Tests that set a thread count use
@@ -24,9 +28,19 @@ CI (``CI`` set), where its absence is an error so real checks never turn into si
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The tests mirror the package (tests/core, tests/measure, tests/studies/equilibrium, ...), and
+# some test modules share fixtures by importing one another (``from test_report import
+# small_run``) or the helpers at this level (``fakes``, ``weights``, ``cores``): every test folder
+# is importable by module name, whichever file pytest collects first. Test file names are unique.
+_TESTS = Path(__file__).resolve().parent
+for _folder in sorted({p.parent for p in _TESTS.rglob("test_*.py")} | {_TESTS}, reverse=True):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -345,8 +345,22 @@ def test_longest_files_list_names_existing_test_files() -> None:
 
     here = Path(__file__).resolve().parent
     assert len(set(LONGEST_FILES)) == len(LONGEST_FILES)
-    missing = [name for name in LONGEST_FILES if not (here / name).is_file()]
+    names = [p.name for p in here.rglob("test_*.py")]
+    missing = [name for name in LONGEST_FILES if name not in names]
     assert missing == []
+
+
+def test_tests_mirror_the_package() -> None:
+    """Each test folder is a package (or ``studies/<study>``) of synthbias, and test file names
+    are unique (pytest imports them by name)."""
+    here = Path(__file__).resolve().parent
+    files = list(here.rglob("test_*.py"))
+    names = [p.name for p in files]
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    for p in files:
+        rel = p.parent.relative_to(here)
+        if rel.parts:
+            assert (SRC / PKG / rel).is_dir(), f"{p}: no package synthbias/{rel.as_posix()}"
 
 
 def test_every_module_belongs_to_a_layer() -> None:

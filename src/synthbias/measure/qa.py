@@ -11,7 +11,8 @@ with the highest conditional log-likelihood
 (:func:`~synthbias.measure.scoring.conditional_logprobs`; ``normalize="none"`` sums log-probs like
 the harness's ``acc``) is the model's answer. The sequences are the harness's
 (``prefix_token="harness"``: no prefix token before the context for a tokenizer that adds no
-BOS), so per-option scores equal lm-evaluation-harness's item by item (tests/test_conformance.py);
+BOS), so per-option scores equal lm-evaluation-harness's item by item
+(tests/measure/test_conformance.py);
 ``prefix_token="always"`` gives the earlier recipe. Unlike the harness we do not add nine
 paraphrases of "unknown" as extra options: the three answers are the dataset's.
 

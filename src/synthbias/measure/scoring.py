@@ -30,7 +30,8 @@ Which sequences are scored is the *prefix rule* (``prefix_token``):
   starts it, as the harness's ``tok_encode`` would put it there); the first context token is
   only conditioned on. A misaligned boundary keeps the harness's split (no rescoring). With an
   empty context the continuation is scored after the prefix token (the harness's empty-context
-  rule, CrowS-Pairs). Scores then equal the harness's item by item (tests/test_conformance.py:
+  rule, CrowS-Pairs). Scores then equal the harness's item by item
+  (tests/measure/test_conformance.py:
   BBQ and CrowS-Pairs on SmolLM2 within 1e-4 nats, no flipped decision). Needs a backend that
   scores token ids (``score_tails``, i.e. llama.cpp and HF); other backends fall back to
   ``always`` with a warning.

@@ -16,7 +16,7 @@ from synthbias.core.schema import ConfigError
 from synthbias.core.yaml import DuplicateKeyError, load_strict, read_yaml_mapping
 from synthbias.tasks.spec import TaskError, read_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_duplicate_key_in_config_names_both_lines(tmp_path: Path) -> None:

@@ -460,7 +460,7 @@ def test_counting_speed_smoke(gender):
 
 
 # --------------------------------------------------------------------------- BLS/ACS table
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAW = ROOT / "scripts" / "raw"
 
 

@@ -433,7 +433,7 @@ def _bench():
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "rules.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "rules.py"
     spec = importlib.util.spec_from_file_location("bench_rules", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod

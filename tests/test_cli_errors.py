@@ -511,3 +511,25 @@ def test_forecast_says_when_the_run_has_fewer_generations(eq_run: Path) -> None:
     assert "--generations 5 asks for generations 0–5, but the run has generations 0–1" in flat(res)
     res = invoke("forecast", eq_run, "--generations", "1")
     assert res.exit_code == 0 and "note:" not in res.output
+
+
+def test_equilibrium_with_a_down_server_writes_nothing(tmp_path: Path) -> None:
+    """Issue 29 item 4: a server that refuses connections is found before the run writes its
+    folder (config, manifest, seed corpora), so nothing is left behind to clean up."""
+    out = tmp_path / "eq"
+    res = CliRunner().invoke(
+        app,
+        ["equilibrium", "--base-url", f"http://127.0.0.1:{_free_port()}/v1", "--n", "4"]
+        + ["--chains", "1", "--generations", "1", "--out", str(out)],
+    )
+    assert res.exit_code == 2, res.output
+    assert "cannot reach an OpenAI-compatible server" in res.output
+    assert not out.exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -106,6 +106,24 @@ class BackendUnavailableError(HTTPBackendError):
         self.reason = reason
 
 
+def check_reachable(base_url: str, timeout: float = 3.0) -> None:
+    """Open (and close) a TCP connection to ``base_url``'s host and port, so a run can refuse
+    to start before it writes anything when nothing listens there. Raises
+    :class:`BackendUnavailableError` on a refused connection or an unknown host; a timeout is
+    left to the run's own retries."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            pass
+    except ConnectionRefusedError as err:
+        raise BackendUnavailableError(base_url, "connection refused") from err
+    except socket.gaierror as err:
+        raise BackendUnavailableError(base_url, f"host {parts.hostname!r} not found") from err
+    except TimeoutError:
+        return
+
+
 class LogprobsNotSupportedError(NotImplementedError):
     """The server cannot return log-probs of a given text (no ``echo`` + ``logprobs``)."""
 

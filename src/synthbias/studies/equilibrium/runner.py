@@ -26,6 +26,7 @@ from synthbias.core.steps import Steps
 from synthbias.core.store import RunStore, lock_run_folder, write_json, write_table
 from synthbias.core.version import __version__
 from synthbias.generate.factory import make_backend
+from synthbias.generate.openai_http import check_reachable
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.report.html import write_run_report
 from synthbias.studies.equilibrium import mitigations as recursive
@@ -250,15 +251,18 @@ def holds_work(out: Path) -> bool:
 
 
 def check_generator(config: ExperimentConfig, out: Path, backend: Backend | None) -> None:
-    """Before the run writes anything: a local model file the config names must exist, unless
-    every corpus is already stored (then the generator is never opened). A missing one is a
-    :class:`FileNotFoundError` naming ``generator.model_path``."""
+    """Before the run writes anything, unless every corpus is already stored (then the
+    generator is never opened): a local model file the config names must exist (else a
+    :class:`FileNotFoundError` naming ``generator.model_path``), and a server the config points
+    at must accept connections (else :class:`BackendUnavailableError` naming the URL)."""
     gen = config.generator
-    if backend is not None or not gen.model_path:
+    if backend is not None:
         return
-    if BACKENDS.canonical(gen.backend) not in LOCAL_MODEL_BACKENDS:
-        return
-    if Path(gen.model_path).expanduser().exists():
+    kind = BACKENDS.canonical(gen.backend)
+    local = kind in LOCAL_MODEL_BACKENDS and gen.model_path
+    missing = local and not Path(gen.model_path).expanduser().exists()
+    server = kind == "openai" and gen.base_url and gen.ray is None
+    if not (missing or server):
         return
     study = config.study
     stored = all(
@@ -267,10 +271,13 @@ def check_generator(config: ExperimentConfig, out: Path, backend: Backend | None
         for r in range(study.chains)
         for k in range(1, study.generations + 1)
     )
-    if not stored:
+    if stored:
+        return
+    if missing:
         raise FileNotFoundError(
             f"generator.model_path: no such file: {gen.model_path} (nothing was written to {out})"
         )
+    check_reachable(gen.base_url)
 
 
 def generation_settings(

@@ -92,7 +92,7 @@ def test_task_on_the_real_model(llm, name: str) -> None:
         assert result.metrics["unparseable_rate"].value < 0.5
     if name == "pronoun_completion":  # every prompt counts in the log-prob headline
         head = result.info["headline"]
-        assert head["metric"] == "bias.stereotype_p" and head["n"] == n
+        assert head["metric"] == "bias.stereotype_p" and head["n"] == result.n_items
         assert head["half_width"] > 0 and "parse_rate" in result.info
     if name == "story_generation":  # the log-prob headline: every item, a real interval
         assert result.info["headline"]["metric"] == "bias.sentiment_signed_p"

@@ -44,7 +44,7 @@ _MODULE_OF = {
 }
 _CALLABLE_MODULES = tuple(_MODULE_OF)
 #: API functions without such a module.
-_LAZY = ("run", "metrics_frame")
+_LAZY = ("run", "metrics_frame", "plan")
 
 __all__ = ["__version__", *_CALLABLE_MODULES, *_LAZY]
 

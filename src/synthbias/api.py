@@ -36,6 +36,7 @@ from synthbias.studies.audit.runner import audit_corpus, load_texts
 from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.generation import next_generation
 from synthbias.studies.forecast import forecast_run
+from synthbias.studies.plan import PlanError, config_advice, plan_rows, read_results
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -207,6 +208,29 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """(Re)build the HTML report of a run or audit folder from its stored results."""
 
     return build_report(run_dir, out=out)
+
+
+def plan(
+    run_dir: str | Path,
+    effect: float | None = None,
+    power: float = 0.8,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Per headline cell of a pilot run (its folder or ``results.json``): the between-replicate
+    SD (and the within-replicate item SD where the run stores item-level figures), the pilot's
+    MDE, and the replicates and items per replicate that detect ``effect`` at ``power``
+    (see :mod:`synthbias.studies.plan`). Without ``effect`` the paper's effects are used where
+    the study has them (equilibrium), else :class:`~synthbias.studies.plan.PlanError`. A
+    config file (no run yet) raises it too, naming the pilot command.
+    """
+    path = Path(run_dir)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        advice = config_advice(load_config(path).model_dump(mode="json"), str(path), power, alpha)
+        raise PlanError(
+            f"{path} is a config: a plan needs a pilot run's variances; run "
+            + " then ".join(advice["commands"])
+        )
+    return plan_rows(read_results(path), effect=effect, power=power, alpha=alpha)
 
 
 # --------------------------------------------------------------------------- generate

@@ -1,4 +1,4 @@
-"""Command line: ``synthbias run | equilibrium | generate | measure | audit | forecast``, etc.
+"""Command line: ``synthbias run | equilibrium | generate | measure | audit | forecast | plan``.
 
 Every user mistake is a one-paragraph error and exit status 2, never a traceback: options are
 checked against the same limits as the config (derived from its pydantic fields, so the two
@@ -47,6 +47,13 @@ from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
 from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
+from synthbias.studies.plan import (
+    CONVENTION,
+    PlanError,
+    config_advice,
+    plan_rows,
+    read_results,
+)
 from synthbias.tasks.spec import TaskError
 
 app = typer.Typer(
@@ -884,6 +891,113 @@ def forecast(
     if (run_dir / "report.html").exists():
         write_run_report(run_dir)
     console.print(f"wrote {run_dir / FORECAST_FILE}")
+
+
+def _plan_config(path: Path, power: float, alpha: float) -> None:
+    """A config without a run: the pilot command, and the MDE as a multiple of the unknown
+    between-replicate SD at the config's own replicate count."""
+    try:
+        cfg = load_config(path)
+        advice = config_advice(cfg.model_dump(mode="json"), str(path), power, alpha)
+    except (ConfigError, PlanError) as exc:
+        _fail(str(exc))
+    console.print(
+        f"{path} is a config, not a run: the replicates a target needs depend on the SD "
+        "between replicates, which only a pilot run shows. Run a pilot (at least 3 replicates), "
+        "then plan from its folder:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for cmd in advice["commands"]:
+        console.print(f"  {cmd}", highlight=False, soft_wrap=True)
+    for u in advice["units"]:
+        r, k = u["replicates"], u["mde_per_sd"]
+        formula = (
+            f"MDE = (t_{1 - alpha / 2:g} + t_{power:g}) on {r - 1} df × SD_between / sqrt({r}) "
+            f"= {k:.2f} × SD_between"
+            if k is not None
+            else u["note"]
+        )
+        console.print(f"As configured, {u['unit']}: R = {r}; {formula}.", highlight=False)
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def _print_plan(rows: list[dict[str, Any]], source: Path, power: float, alpha: float) -> None:
+    """The plan as a table, then the notes and the convention."""
+    table = Table(title=f"Plan from the pilot {source} (power {power:.0%}, alpha {alpha:g})")
+    for col in ("cell", "R", "items/rep", "SD of reps", "SD between", "SD within", "MDE now"):
+        table.add_column(col, no_wrap=col == "cell")
+    for col in ("target", "R needed", "items/rep needed"):
+        table.add_column(col)
+    for r in rows:
+        items = f"{r['items']:.0f} {r['item_unit']}" if r["items"] is not None else "—"
+        need_items = "—" if r["items_needed"] is None else str(r["items_needed"])
+        if r["texts_needed"] is not None:
+            need_items += f" (≈ {r['texts_needed']} texts)"
+        table.add_row(
+            r["cell"],
+            str(r["replicates"]),
+            items,
+            _num(r["sd"]),
+            _num(r["between_sd"]),
+            _num(r["within_sd"]),
+            _num(r["mde_pilot"]),
+            f"{r['target']:+.3g}",
+            "—" if r["replicates_needed"] is None else str(r["replicates_needed"]),
+            need_items,
+        )
+    console.print(table)
+    metrics = sorted({r["metric"] for r in rows})
+    console.print(f"metric: {', '.join(metrics)}", highlight=False, soft_wrap=True)
+    for src in dict.fromkeys(r["target_source"] for r in rows):
+        if src.startswith("the paper"):
+            console.print(
+                f"target {src}: the paper's figure (its model, its own bias score), not ours; "
+                "applied here as the same relative change of b0, an absolute change of the share",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for r in rows:
+        if r["note"]:
+            console.print(f"{r['cell']}: {r['note']}", highlight=False, soft_wrap=True)
+    console.print(
+        "SD of reps: of the per-replicate estimates; SD between: that less the item noise "
+        "(SD within² / items); R needed: at the pilot's items per replicate; items needed: at "
+        f"the pilot's R. {CONVENTION}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def plan(
+    source: Annotated[
+        Path, typer.Argument(help="A pilot run's folder (its results.json), or a config YAML.")
+    ],
+    effect: Annotated[
+        float | None,
+        typer.Option(
+            help="Target effect, absolute, in the metric's units (default: the paper's effects "
+            "where the study has them: equilibrium)."
+        ),
+    ] = None,
+    power: Annotated[float, typer.Option(help="Power, e.g. 0.8.")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="Two-sided test level.")] = 0.05,
+) -> None:
+    """The replicates (and items per replicate) a target effect needs at 80 % power, per
+    headline cell, from a pilot run's between- and within-replicate variances."""
+
+    if source.is_file() and source.suffix.lower() in (".yaml", ".yml"):
+        _plan_config(source, power, alpha)
+        return
+    try:
+        rows = plan_rows(read_results(source), effect=effect, power=power, alpha=alpha)
+    except PlanError as exc:
+        _fail(str(exc))
+    _print_plan(rows, source, power, alpha)
 
 
 @app.command()

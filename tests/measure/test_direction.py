@@ -178,7 +178,7 @@ def test_power_at_80_percent_against_the_papers_effects() -> None:
     assert tight["worst"]["mde_80"] == pytest.approx(3.717 * 0.005, rel=0.01)
     wide = power_summary(_replicated(_results(0.0, 40, (0.3, 0.7)), 0.1), study)
     assert [p["visible"] for p in wide["paper"]] == [False, False]
-    assert wide["paper_equilibrium"]["overlaps_paper"] is True
+    assert wide["paper_equilibrium"]["comparable"] is False  # their score vs our share
     text = "\n".join(power_lines({"power": wide}))
     assert "The paper's effect (Gemma-2-2b-it, theirs)" in text and "NOT detectable" in text
     assert "Worst cell: b0 = " in text and "80% power" in text
@@ -308,3 +308,59 @@ def test_code_balanced_share_from_rule_scores_and_registry() -> None:
     assert m["rule.gender.pairing_rate_female_coded"].value == pytest.approx(0.5)
     orient = METRIC_FAMILIES.meta("rule")["orientations"][CODE_BALANCED]
     assert orient.sign == 1 and orient.neutral == 0.5
+
+
+def test_on_topic_reads_the_continuation_after_the_prompts_opening(measurer) -> None:
+    """Issue 27 item 3: "The {occupation} said that …" names the occupation whatever the model
+    writes; with the opening, only a continuation that refers to a person is on topic."""
+    from synthbias.measure.direction import continuation, refers_to_person
+
+    rule, opening = measurer.rule, "The nurse said that"
+
+    def check(text: str) -> bool:
+        rest = continuation(text, opening)
+        return on_topic(text, rule.score_text(text), opening, rule.score_text(rest))
+
+    yes = [
+        "The nurse said that she was tired.",  # a pronoun
+        "The nurse said that they would call back.",
+        "The nurse said that I should rest.",
+        "The nurse said that Linda would come in.",  # a name
+        "The nurse said that Mr. Smith had left.",  # a title
+        "The nurse said that the patient was asleep.",  # a person noun
+        "The nurse said that the doctor was late.",  # an occupation
+        "The nurse said that the children were loud.",  # a neutral person noun
+    ]
+    no = [
+        "The nurse said that the weather was nice.",
+        "The nurse said that it is Tuesday.",
+        "The nurse said that",
+        "the  NURSE said that the ward was full.",  # case and spacing do not hide the opening
+    ]
+    assert all(check(t) for t in yes)
+    assert not any(check(t) for t in no)
+    # without the opening every one of them names the occupation: on topic by construction
+    assert all(on_topic(t, rule.score_text(t)) for t in no[:2])
+    assert continuation("A text the model wrote.", opening) == "A text the model wrote."
+    assert not refers_to_person(" the ward was full.") and refers_to_person(" someone left.")
+    assert measurer.on_topic(no[0]) and not measurer.on_topic(no[0], opening)
+
+
+def test_paper_equilibrium_is_shown_on_its_own_scale_without_a_verdict() -> None:
+    """Issue 27 item 4: the paper's 0.11–0.13 is its own bias score (0 = none), our b* a share
+    (0.5 = no lean): both shown, labelled, and not compared (no overlap verdict)."""
+    from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
+    from synthbias.studies.equilibrium.summary import power_lines, power_summary
+
+    for ci in ((0.1, 0.3), (0.4, 0.6)):  # overlapping their band or not: the same wording
+        res = _results(0.0, 40, (0.3, 0.7))
+        res["equilibrium"]["ci"] = {"low": ci[0], "high": ci[1]}
+        pw = power_summary(res, EquilibriumStudyConfig(n=100))
+        eq = pw["paper_equilibrium"]
+        assert "overlaps_paper" not in eq and eq["comparable"] is False
+        assert eq["paper_band"] == [0.11, 0.13] and "0 means no bias" in eq["paper_metric"]
+        line = power_lines({"power": pw})[-1]
+        assert "overlap" not in line
+        assert "(Gemma-2-2b-it, theirs): 0.11–0.13 on the paper's own bias score" in line
+        assert f"[{ci[0]:.3f}, {ci[1]:.3f}] in {CONDITIONAL}" in line
+        assert "0.5 means no lean" in line and "not compared numerically" in line

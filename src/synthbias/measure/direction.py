@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.lexicon import FEMALE_CODED, MALE_CODED
+from synthbias.lexicon.people import person_nouns
 from synthbias.measure.result import CI, MetricResult, percentile_ci
 from synthbias.measure.rules import GARBLED
 from synthbias.stats.chains import Stat, resample_stat
@@ -241,18 +242,69 @@ _WORK_ROLE = re.compile(
 )
 
 
-def on_topic(text: str, score: Any) -> bool:
+#: Words that refer to a person in any text: personal and indefinite pronouns (he, she, they and
+#: their forms are also in the gender axis; I, we, you and the indefinite ones are not).
+_PERSON_WORD = re.compile(
+    r"\b(?:he|she|they|him|her|them|his|hers|their|theirs|himself|herself|themselves|themself|"
+    r"i|me|my|mine|myself|we|us|our|ours|ourselves|you|your|yours|yourself|yourselves|"
+    r"someone|somebody|everyone|everybody|anyone|anybody|nobody|no one)\b",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def continuation(text: str, opening: str) -> str:
+    """What the model wrote of ``text``: the text after the prompt's fixed ``opening`` (the
+    template's ``start``, e.g. "The nurse said that"; matched without regard to case or spacing).
+    The whole text when there is no opening or the text does not begin with it (then the model
+    wrote all of it)."""
+    words = opening.split()
+    if not words:
+        return text
+    m = re.match(r"\s*" + r"\s+".join(map(re.escape, words)), text, re.IGNORECASE)
+    return text[m.end() :] if m else text
+
+
+def refers_to_person(text: str, score: Any = None) -> bool:
+    """Whether ``text`` refers to a person: a pronoun (he, she, they, I, we, you, someone …), a
+    work role (employee, boss …) or a non-occupational person noun
+    (``lexicon/data/person_nouns.txt``: patient, customer, friend …), or what the rule metric's
+    ``score`` *of this text* found: a first name, a title, a gendered or neutral person noun
+    (man, mother, child, people …), an occupation."""
+    if score is not None and (score.male or score.female or score.neutral or score.occupations):
+        return True
+    if _PERSON_WORD.search(text) or _WORK_ROLE.search(text):
+        return True
+    return not person_nouns().isdisjoint(w.lower() for w in _WORD.findall(text))
+
+
+def on_topic(text: str, score: Any, opening: str = "", rest_score: Any = None) -> bool:
     """Whether ``text`` is on the study's task, a short text about a person at work: it names an
     occupation from the lexicon (coded or not) or a generic work role (employee, boss, CEO …),
     which is the person the text is about.
 
-    Whether that person is then referred to by a gendered word is *not* part of the check: "The
+    When the prompt wrote the text's ``opening`` (the template's ``start``, "The {occupation}
+    said that"), that opening names the occupation whatever the model writes, so the check
+    would pass by construction. Then the text is on topic only when, in addition, the
+    *continuation* (:func:`continuation`: what the model wrote after the opening) refers to a
+    person (:func:`refers_to_person`: a pronoun, a name or a person noun): "The nurse said that
+    she was tired" and "… that the patient left" are on topic, "The nurse said that the weather
+    was nice" is not — it is the opening plus words about nothing and nobody. ``rest_score`` is
+    the rule metric's score of the continuation (its names, titles and gendered nouns count;
+    without it only pronouns and person nouns do).
+
+    Whether that person is referred to by a *gendered* word is not part of the check: "The
     writer will leave by 7:45." is on topic and unpaired, so a falling pairing rate reads as the
-    generator de-gendering, not as drift. ``score`` is the rule metric's ``TextScore``.
+    generator de-gendering, not as drift. ``score`` is the rule metric's ``TextScore`` of the
+    whole text.
     """
     if not text.strip():
         return False
-    return bool(score.occupations) or bool(_WORK_ROLE.search(text))
+    if not (score.occupations or _WORK_ROLE.search(text)):
+        return False
+    if not opening.strip():
+        return True
+    return refers_to_person(continuation(text, opening), rest_score)
 
 
 def unpaired_kinds(scores: Sequence[Any], off_topic: Sequence[float]) -> dict[str, int]:
@@ -289,12 +341,14 @@ __all__ = [
     "PER_CODE_METRICS",
     "RATE",
     "coded_labels",
+    "continuation",
     "direction_metrics",
     "label_codes",
     "label_signs",
     "mean_stat",
     "occupation_index",
     "on_topic",
+    "refers_to_person",
     "statistic_for",
     "unpaired_kinds",
 ]

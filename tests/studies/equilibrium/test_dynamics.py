@@ -348,7 +348,7 @@ class _Scripted:
 def test_rejected_texts_are_regenerated_then_kept_and_flagged() -> None:
     prev = build_seed_corpus(0.5, 10, VOCAB, seed=0)
     params = SamplingParams(max_tokens=20, seed=0)
-    accept = lambda t: "nurse" in t  # noqa: E731
+    accept = lambda t, _opening: "nurse" in t  # noqa: E731
     be = _Scripted([["off topic."], ["The nurse said she was fine."]])
     recs = next_generation(prev, be, params, n=4, generation=1, accept=accept, max_retries=2)
     assert be.calls == 2 and all(r.meta["accepted"] and r.meta["attempts"] == 2 for r in recs)

@@ -132,13 +132,14 @@ def test_generated_texts_on_topic_at_the_measured_rate(run_dir: Path) -> None:
     """The stored off-topic share is what the on-topic check says about the stored texts, and
     regeneration keeps most texts on the task."""
     from synthbias.measure.config import MeasureConfig
+    from synthbias.studies.equilibrium.generation import text_opening
     from synthbias.studies.equilibrium.measurer import GenderMeasurer
 
     measurer = GenderMeasurer(MeasureConfig(embedding=False))
     results = json.loads((run_dir / "results.json").read_text())
     for lv in results["levels"]:
         recs = read_jsonl(run_dir / "corpora" / f"level-{lv['level']:g}" / "gen-1.jsonl")
-        off = [not measurer.on_topic(r.text) for r in recs]
+        off = [not measurer.on_topic(r.text, text_opening(r)) for r in recs]
         assert [not r.meta["on_topic"] for r in recs] == off
         g1 = lv["generations"][1]
         assert g1["off_topic_share"]["value"] == pytest.approx(sum(off) / len(off))
@@ -148,6 +149,9 @@ def test_generated_texts_on_topic_at_the_measured_rate(run_dir: Path) -> None:
         codes = [r.meta["prompt_occupation_code"] for r in recs]
         assert codes.count("male") == codes.count("female") == N // 2
         assert all(r.text.startswith(f"The {r.meta['prompt_occupation']} said") for r in recs)
+        assert all(
+            r.meta["opening"] == f"The {r.meta['prompt_occupation']} said that" for r in recs
+        )
         # a text kept off topic used up its retry budget (1 try + on_topic_retries)
         assert all(r.meta["attempts"] == 4 for r in recs if not r.meta["on_topic"])
 

@@ -52,7 +52,9 @@ class EquilibriumStudyConfig(StrictModel):
     can be chosen here; it is undefined for a chain whose texts pair only one code).
     ``fit_ci`` is read by older configs and no longer changes the fit (its interval comes from
     the chains, below). Every generated text
-    is checked to be on topic (names an occupation, refers to a person); ``on_topic:
+    is checked to be on topic (names an occupation and refers to a person; when the prompt wrote
+    the text's opening, "The {occupation} said that", what the model wrote after it must refer
+    to a person: a pronoun, a name or a person noun); ``on_topic:
     regenerate`` samples an off-topic text again up to ``on_topic_retries`` times and draws
     few-shot examples only from on-topic texts, ``keep`` keeps what the generator wrote. A
     generation whose off-topic share exceeds ``max_off_topic`` or that has fewer than

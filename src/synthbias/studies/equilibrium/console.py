@@ -19,7 +19,12 @@ from synthbias.measure.direction import (
     RATE,
 )
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
-from synthbias.studies.equilibrium.summary import cell_power, fmt_share, power_lines
+from synthbias.studies.equilibrium.summary import (
+    cell_power,
+    fmt_share,
+    power_lines,
+    seed_share_notes,
+)
 
 MAX_REASONS = 4
 
@@ -131,6 +136,8 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
             cells += [cell(ms.get(m)) for m in extra]
             table.add_row(f"{lv['level']:g}", str(g["generation"]), *cells)
     console.print(table)
+    for note in seed_share_notes(results):
+        console.print(f"Note: {note}.", highlight=False, soft_wrap=True)
     console.print(fit_sentence(results), highlight=False, soft_wrap=True)
     for f in (results.get("interpretation") or {}).get("findings") or []:
         console.print(f"Finding: {f}.", highlight=False, soft_wrap=True)

@@ -3,8 +3,10 @@ generator from few-shot examples of generation k), with the on-disk layout of ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from synthbias.generate.prompts import (
 )
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.generate.retries import generate_with_retries
+from synthbias.measure.direction import continuation
 
 
 @dataclass
@@ -34,6 +37,14 @@ class SeedVocabulary:
 
 
 SEED_REMAINDERS = ("anti", "neutral")
+
+
+def seed_count(level: float, n: int) -> int:
+    """How many of ``n`` generation-0 texts are written stereotypical at level ``level``:
+    ``round(level * n)`` (half to even). The share is ``level`` exactly only when ``level * n``
+    is a whole number; otherwise generation 0 holds ``seed_count / n``, which the results
+    report beside the level (:func:`~synthbias.studies.equilibrium.summary.seed_shares`)."""
+    return int(round(level * n))
 
 
 def _balanced_codes(count: int, rng: np.random.Generator) -> list[str]:
@@ -53,7 +64,8 @@ def build_seed_corpus(
     remainder: str = "anti",
     chain: int = 0,
 ) -> list[Record]:
-    """Generation 0: ``round(level * n)`` stereotypical texts, the rest ``remainder``.
+    """Generation 0: ``round(level * n)`` stereotypical texts (:func:`seed_count`), the rest
+    ``remainder``.
 
     Every text names a gender-coded occupation. With ``remainder="anti"`` every text also has a
     gendered referent (pronoun or first name): the stereotypical ones match the occupation's code
@@ -74,7 +86,7 @@ def build_seed_corpus(
         raise ValueError(f"seed vocabulary has no {' or '.join(missing)}-coded occupations")
     templates = list(templates or seed_templates())
     rng = np.random.default_rng(_mix_seed(seed, "seed-corpus", level, chain))
-    n_biased = int(round(level * n))
+    n_biased = seed_count(level, n)
     plan = [("stereotypical", c) for c in _balanced_codes(n_biased, rng)]
     plan += [(remainder, c) for c in _balanced_codes(n - n_biased, rng)]
     opposite = {"male": "female", "female": "male"}
@@ -129,7 +141,8 @@ def relabel_corpus(
     seed: int = 0,
     chain: int = 0,
 ) -> list[Record]:
-    """Generation 0 from model-written texts: ``round(level * n)`` stereotypical, the rest anti.
+    """Generation 0 from model-written texts: ``round(level * n)`` stereotypical
+    (:func:`seed_count`), the rest anti.
 
     ``pilot`` holds texts the generator wrote (from a balanced seed); those with a coded pairing
     (``label_of`` says ``stereotypical`` or ``anti``) are taken in a random order, and each is
@@ -143,7 +156,7 @@ def relabel_corpus(
     labels = [label_of(r.text) for r in pilot]
     coded = [i for i, lab in enumerate(labels) if lab in PAIRED]
     order = iter(rng.permutation(coded).tolist())
-    n_stereo = int(round(level * n))
+    n_stereo = seed_count(level, n)
     targets = ["stereotypical"] * n_stereo + ["anti"] * (n - n_stereo)
     rng.shuffle(targets)
     prefix = f"b{level:g}-" + (f"c{chain}-" if chain else "")
@@ -210,21 +223,24 @@ def next_generation(
     max_retries: int = 2,
     on_progress: Callable[[int], None] | None = None,
     chain: int = 0,
-    accept: Callable[[str], bool] | None = None,
+    accept: Callable[[str, str], bool] | None = None,
     eligible: Callable[[Record], bool] | None = None,
     vocab: SeedVocabulary | None = None,
 ) -> list[Record]:
     """Write ``n`` new texts, each from ``k_shots`` examples sampled from ``previous``.
 
-    Empty completions (after cleaning), and with ``accept`` texts it rejects (e.g. off topic),
-    are regenerated with a fresh seed up to ``max_retries`` times; a text still empty is kept
-    empty and one still rejected is kept as it is, both flagged in ``meta`` (``empty``,
-    ``accepted``), so counts stay exact and the failure stays visible. ``chain`` selects an
-    independent replicate chain (own shot and sampling seeds, own ids). With ``eligible``, the
-    few-shot examples come only from the previous texts it accepts (e.g. those on topic), unless
-    fewer than ``k_shots`` are. A template that names the occupation of each new text (an
-    ``{occ}`` slot, see :func:`uses_occupation`) draws it from ``vocab``, balanced between male-
-    and female-coded occupations (:func:`prompt_occupations`); the draw is kept in ``meta``.
+    Empty completions (after cleaning), and with ``accept`` texts it rejects (e.g. off topic;
+    called as ``accept(text, opening)``, ``opening`` the words the prompt wrote, see
+    :func:`text_opening`), are regenerated with a fresh seed up to ``max_retries`` times; a
+    text still empty is kept empty and one still rejected is kept as it is, both flagged in
+    ``meta`` (``empty``, ``accepted``), so counts stay exact and the failure stays visible.
+    ``chain`` selects an independent replicate chain (own shot and sampling seeds, own ids).
+    With ``eligible``, the few-shot examples come only from the previous texts it accepts (e.g.
+    those on topic), unless fewer than ``k_shots`` are. A template that names the occupation of
+    each new text (an ``{occ}`` slot, see :func:`uses_occupation`) draws it from ``vocab``,
+    balanced between male- and female-coded occupations (:func:`prompt_occupations`); the draw
+    is kept in ``meta``, and a completion template's ``start`` (the text's opening, which the
+    prompt wrote, not the model) in ``meta["opening"]``.
     """
     if not previous:
         raise ValueError("previous generation is empty")
@@ -261,18 +277,20 @@ def next_generation(
         chunk_size=chunk_size,
         max_retries=max_retries,
         on_progress=on_progress,
-        accept=accept,
+        accept=None if accept is None else partial(_accept_with_opening, accept, set(starts)),
     )
     prefix = (f"b{level:g}-" if level is not None else "") + (f"c{chain}-" if chain else "")
     records = []
     for i in range(n):
         meta: dict[str, Any] = {"attempts": attempts[i], "empty": not texts[i]}
         if accept is not None:
-            meta["accepted"] = bool(texts[i]) and accept(texts[i])
+            meta["accepted"] = bool(texts[i]) and accept(texts[i], starts[i])
         if chain:
             meta["chain"] = chain
         if occs[i][0] is not None:
             meta["prompt_occupation"], meta["prompt_occupation_code"] = occs[i]
+        if starts[i]:
+            meta["opening"] = starts[i]
         if raw[i].strip() != texts[i]:
             meta["raw"] = raw[i]
         records.append(
@@ -289,6 +307,32 @@ def next_generation(
             )
         )
     return records
+
+
+def _accept_with_opening(accept: Callable[[str, str], bool], starts: set[str], text: str) -> bool:
+    """``accept(text, opening)`` with the longest of the prompts' ``starts`` that ``text``
+    begins with (the retry loop passes the text only; a text begins with its own start)."""
+    opening = max((o for o in starts if o and _begins_with(text, o)), key=len, default="")
+    return accept(text, opening)
+
+
+def _begins_with(text: str, opening: str) -> bool:
+    return len(continuation(text, opening)) < len(text)
+
+
+def text_opening(record: Record) -> str:
+    """The words at the start of a generated text that the prompt wrote, not the model (the
+    template's ``start``, e.g. "The nurse said that"): ``meta["opening"]``. A text stored
+    before openings were kept, with a prompt occupation, gets the words up to that
+    occupation's first mention ("The nurse"), which the prompt wrote too; else ""."""
+    opening = record.meta.get("opening")
+    if opening is not None:
+        return str(opening)
+    occ = record.meta.get("prompt_occupation")
+    if not occ:
+        return ""
+    m = re.search(rf"\b{re.escape(str(occ))}\b", record.text, re.IGNORECASE)
+    return record.text[: m.end()] if m else ""
 
 
 def chain_corpus_path(out: Path, level: float, chain: int, generation: int) -> Path:

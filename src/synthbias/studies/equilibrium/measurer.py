@@ -17,6 +17,7 @@ from synthbias.measure.config import MeasureConfig
 from synthbias.measure.direction import (
     DIRECTION_STATS,
     coded_labels,
+    continuation,
     direction_metrics,
     on_topic,
     unpaired_kinds,
@@ -26,6 +27,7 @@ from synthbias.measure.result import MetricResult
 from synthbias.measure.rules import FEMALE_CODED, MALE_CODED, GenderRuleScorer
 from synthbias.studies.equilibrium.generation import (
     SeedVocabulary,
+    text_opening,
 )
 
 
@@ -84,16 +86,21 @@ class GenderMeasurer:
         names at this scorer's threshold: how ``seed_source: model`` relabels a pilot text."""
         return swap_gender(text, name_threshold=self.rule.name_threshold)
 
-    def on_topic(self, text: str) -> bool:
-        """Whether a text names an occupation and refers to a person (see ``direction``)."""
-
-        return on_topic(text, self.rule.score_text(text))
+    def on_topic(self, text: str, opening: str = "") -> bool:
+        """Whether a text names an occupation and refers to a person; with the ``opening`` the
+        prompt wrote ("The nurse said that"), whether what the model wrote after it refers to a
+        person (a pronoun, a name or a person noun; see
+        :func:`~synthbias.measure.direction.on_topic`)."""
+        rest = self.rule.score_text(continuation(text, opening)) if opening.strip() else None
+        return on_topic(text, self.rule.score_text(text), opening, rest)
 
     def per_text(self, records: list[Record], fit_metric: str, seed: int = 0) -> dict[str, Any]:
         """Per-text values of one corpus: pairing ``codes`` (sign + 10 · occupation code, see
         :func:`~synthbias.measure.direction.coded_labels`), ``off_topic`` (0/1) and ``fit`` (the
         fit metric's per-text values: the codes for a direction metric, else the metric's
-        per-sample scores, which must average to its value). A text generated for a prompt
+        per-sample scores, which must average to its value). A text whose opening the prompt
+        wrote (:func:`~synthbias.studies.equilibrium.generation.text_opening`) is on topic only
+        when the model's continuation refers to a person. A text generated for a prompt
         occupation (``meta["prompt_occupation"]``) has its subject attached to it when
         ``attach_to_prompt`` is set (off by default until its effect on the study's labels is
         read on real texts)."""
@@ -101,7 +108,13 @@ class GenderMeasurer:
         occupations = prompt_occupations(records) if self.attach_to_prompt else None
         scores = self.rule.score_texts(texts, prompt_occupations=occupations)
         codes = coded_labels(scores)
-        off = np.array([not on_topic(t, s) for t, s in zip(texts, scores, strict=True)], float)
+        off = np.array(
+            [
+                not on_topic(t, s, o, self.rule.score_text(continuation(t, o)) if o else None)
+                for t, s, o in zip(texts, scores, map(text_opening, records), strict=True)
+            ],
+            float,
+        )
         unpaired = unpaired_kinds(scores, off)
         if fit_metric in DIRECTION_STATS:
             fit = codes

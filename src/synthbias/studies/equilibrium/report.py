@@ -33,7 +33,12 @@ from synthbias.report.html import (
     sample_browser,
 )
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
-from synthbias.studies.equilibrium.summary import cell_power, fmt_share, power_lines
+from synthbias.studies.equilibrium.summary import (
+    cell_power,
+    fmt_share,
+    power_lines,
+    seed_share_notes,
+)
 
 TRAJECTORY_PNG = "bias_by_generation.png"
 
@@ -98,7 +103,8 @@ def equilibrium_fit(ctx: ReportContext) -> Section | None:
         ),
         ("CI method", eq.get("method", "—")),
     ]
-    findings = "".join(f"<p>Finding: {esc(f)}.</p>" for f in interp.get("findings") or [])
+    findings = "".join(f"<p>Note: {esc(n)}.</p>" for n in seed_share_notes(r))
+    findings += "".join(f"<p>Finding: {esc(f)}.</p>" for f in interp.get("findings") or [])
     body = (
         f'<div class="grid">{img}<div>{kv_table(items)}<p>{esc(verdict)}</p>{findings}</div></div>'
         + _direction_table(r)

@@ -109,7 +109,9 @@ def run_equilibrium(
     Output: ``corpora/level-*/[chain-*/]gen-*.jsonl`` (texts with provenance; chain 0 directly
     under the level), ``results.json`` (per level and generation every metric with CI, the
     direction metrics over chains with cluster-bootstrap CIs, off-topic share and pairing counts,
-    the equilibrium fit, whether it is interpretable and why not, the design's power),
+    ``seed_shares`` (the share generation 0 realises at each level: b0 exactly only when n·b0
+    is a whole number), the equilibrium fit, whether it is interpretable and why not, the
+    design's power),
     ``results.csv`` and ``results.parquet`` (a tidy table), ``bias_by_generation.png``,
     ``report.html``.
     """

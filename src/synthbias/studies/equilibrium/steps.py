@@ -31,12 +31,14 @@ from synthbias.studies.equilibrium.generation import (
     build_seed_corpus,
     chain_corpus_path,
     next_generation,
+    text_opening,
 )
 from synthbias.studies.equilibrium.measurer import GenderMeasurer, prompt_occupations
 from synthbias.studies.equilibrium.summary import (
     OFF_TOPIC_METRIC,
     interpretation,
     power_summary,
+    seed_shares,
     summarise_generation,
 )
 from synthbias.studies.probe import downstream_bias, probe_set
@@ -163,7 +165,9 @@ class GenerationSettings:
     seed: int
     chunk_size: int
     vocab: SeedVocabulary
-    on_topic: Callable[[str], bool]
+    #: ``on_topic(text, opening)``: ``opening`` is what the prompt wrote of the text (see
+    #: :func:`~synthbias.studies.equilibrium.generation.text_opening`)
+    on_topic: Callable[[str, str], bool]
     #: ``on_topic: regenerate``: sample an off-topic text again, draw shots from on-topic texts
     regenerate: bool
     max_retries: int
@@ -213,7 +217,7 @@ def generate(
             write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
             recs = s.mitigate(recs, seed=s.seed + generation)
         for rec in recs:
-            rec.meta["on_topic"] = s.on_topic(rec.text)
+            rec.meta["on_topic"] = s.on_topic(rec.text, text_opening(rec))
         return recs
 
     recs = steps.cached("generate", path, compute, read_jsonl, write_jsonl)
@@ -424,6 +428,7 @@ def _summary(levels: list[dict[str, Any]], equilibrium: dict[str, Any], study: A
         "fit_from": study.fit_from,
         "seed_source": study.seed_source,
         "levels": levels,
+        "seed_shares": seed_shares([lv["level"] for lv in levels], study.n),
         "equilibrium": equilibrium,
         "headline_metrics": headline_metrics(study.fit_metric),
     }

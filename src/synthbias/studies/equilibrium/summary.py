@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.measure.direction import (
+    CODE_BALANCED,
     CONDITIONAL,
     DIRECTION_STATS,
     PAIRING,
@@ -24,6 +25,7 @@ from synthbias.measure.direction import (
 from synthbias.stats.chains import cluster_values
 from synthbias.stats.power import MIN_REPLICATES
 from synthbias.stats.replicates import replicate_estimate
+from synthbias.studies.equilibrium.generation import seed_count
 
 #: The paper's reported effects (Gemma-2-2b-it, its own metric and seeds), shown beside ours.
 PAPER_MODEL = "Gemma-2-2b-it"
@@ -32,6 +34,9 @@ PAPER_EFFECTS: tuple[dict[str, Any], ...] = (
     {"level": 0.6, "relative_change": -0.26, "label": "from b0 = 0.6: −26 %"},
 )
 PAPER_EQUILIBRIUM = (0.11, 0.13)
+#: What the paper's figures measure: its own bias score, not our share (so never compared as
+#: numbers with ours).
+PAPER_METRIC = "the paper's own bias score, where 0 means no bias"
 #: The range of a share: its intervals are clipped to it.
 SHARE = (0.0, 1.0)
 #: The share of generated texts that are off topic, as a metric name (tables, headline list).
@@ -143,6 +148,36 @@ def replicate_headline(
             else "bootstrap of texts in one chain (within-run variation only)"
         ),
     }
+
+
+def seed_shares(levels: Sequence[float], n: int) -> list[dict[str, Any]]:
+    """Per level what generation 0 holds in each chain: ``stereotypical`` = round(b0 · n) of its
+    ``n`` texts (:func:`~synthbias.studies.equilibrium.generation.seed_count`), the ``realised``
+    share (stereotypical / n: the conditional share with ``seed_remainder: anti``, the
+    stereotype rate with ``neutral``) and whether it is ``exact`` (n · b0 a whole number).
+
+    Generation 0 is not rounded up to a size that fits b0: n stays as configured, and a level
+    it cannot hold exactly is reported with its realised share (:func:`seed_share_notes`); the
+    tables and the fit read generation 0's measured value, which is the realised share."""
+    out = []
+    for b0 in levels:
+        k = seed_count(b0, n)
+        exact = math.isclose(b0 * n, k, rel_tol=0.0, abs_tol=1e-9)
+        out.append({"level": b0, "n": n, "stereotypical": k, "realised": k / n, "exact": exact})
+    return out
+
+
+def seed_share_notes(results: dict[str, Any]) -> list[str]:
+    """One sentence per level whose b0 generation 0 cannot hold exactly (n · b0 not a whole
+    number), with the realised share (console and report)."""
+    return [
+        f"b0 = {s['level']:g} is not a whole number of texts at n = {s['n']} "
+        f"(n·b0 = {s['level'] * s['n']:g}): generation 0 holds {s['stereotypical']} "
+        f"stereotypical texts of {s['n']} per chain, a realised share of {s['realised']:.3f}, "
+        "which is the generation-0 value the tables and the fit use"
+        for s in results.get("seed_shares") or []
+        if not s["exact"]
+    ]
 
 
 def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
@@ -265,6 +300,11 @@ def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
     paper effect is "visible" when its size is at least the detectable change at the last
     generation of the same level: the larger of that cell's MDE and the binomial MDE at b0 for
     the pairings measured (a floor: chains can agree by chance or at a bound).
+
+    The paper's equilibrium (0.11–0.13) is on its own metric, a bias score where 0 means no
+    bias, while our b* is on the fit metric, for the direction shares a share where 0.5 means no
+    lean: ``paper_equilibrium`` keeps both, each with its scale, and says they are not
+    ``comparable`` (no overlap verdict: the numbers are on different scales).
     """
     metric = results.get("fit_metric", CONDITIONAL)
     per_level = []
@@ -305,10 +345,12 @@ def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
     p_lo, p_hi = PAPER_EQUILIBRIUM
     eq_row = {
         "paper_band": [p_lo, p_hi],
+        "paper_metric": PAPER_METRIC,
         "ours": eq.get("fixed_point"),
         "our_ci": [lo, hi] if lo is not None and hi is not None else None,
         "our_status": (eq.get("fixed_point_interval") or {}).get("status"),
-        "overlaps_paper": None if lo is None or hi is None else (lo <= p_hi and hi >= p_lo),
+        "our_metric": f"{metric}, {_scale(metric)}",
+        "comparable": False,
     }
     return {
         "metric": metric,
@@ -322,6 +364,13 @@ def power_summary(results: dict[str, Any], study: Any) -> dict[str, Any]:
         "paper_equilibrium": eq_row,
         "note": "the paper's figures are the paper's (its model, metric and seeds), not ours",
     }
+
+
+def _scale(metric: str) -> str:
+    """What a value of ``metric`` means, for the line beside the paper's figure."""
+    if metric in (CONDITIONAL, CODE_BALANCED):
+        return "a share of stereotypical among paired texts, where 0.5 means no lean"
+    return "our metric, not the paper's"
 
 
 def _paper_row(eff: dict[str, Any], per_level: list[dict[str, Any]]) -> dict[str, Any]:
@@ -405,35 +454,45 @@ def power_lines(results: dict[str, Any]) -> list[str]:
             f"  The paper's effect ({pw.get('paper_model')}, theirs), {p['effect']} "
             f"(= {p['absolute_change']:+.3f}): {verdict}."
         )
+    lines.append(paper_equilibrium_line(pw))
+    return lines
+
+
+def paper_equilibrium_line(pw: dict[str, Any]) -> str:
+    """The paper's equilibrium and ours, each on its own scale, side by side and not compared:
+    the paper's 0.11–0.13 is its own bias score (0 = no bias), ours a share (0.5 = no lean)."""
     e = pw.get("paper_equilibrium") or {}
     ours = e.get("our_ci")
     if ours:
-        tail = (
-            f"[{ours[0]:.3f}, {ours[1]:.3f}] ("
-            + ("overlaps" if e.get("overlaps_paper") else "does not overlap")
-            + " their band)."
-        )
+        ci = f" [{ours[0]:.3f}, {ours[1]:.3f}]"
     elif e.get("our_status") == "unbounded":
-        tail = "(CI unbounded: the slope's CI reaches 1, so any band is compatible)."
+        ci = " (CI unbounded: the slope's CI reaches 1)"
     else:
-        tail = f"(no interval: {e.get('our_status') or 'not fitted'})."
-    lines.append(
-        f"  The paper's equilibrium (theirs): {e['paper_band'][0]:.2f}–{e['paper_band'][1]:.2f}; "
-        f"ours b* = {fmt_share(e.get('ours'))} " + tail
+        ci = f" (no interval: {e.get('our_status') or 'not fitted'})"
+    lo, hi = e.get("paper_band") or PAPER_EQUILIBRIUM
+    return (
+        f"  The paper's equilibrium ({pw.get('paper_model', PAPER_MODEL)}, theirs): "
+        f"{lo:.2f}–{hi:.2f} on {e.get('paper_metric', PAPER_METRIC)}. Ours: b* = "
+        f"{fmt_share(e.get('ours'))}{ci} in "
+        f"{e.get('our_metric') or pw.get('metric')}. The two are on different scales, so "
+        "they are not compared numerically."
     )
-    return lines
 
 
 __all__ = [
     "OFF_TOPIC_METRIC",
     "PAPER_EFFECTS",
     "PAPER_EQUILIBRIUM",
+    "PAPER_METRIC",
     "PAPER_MODEL",
     "cell_power",
     "fmt_share",
     "interpretation",
+    "paper_equilibrium_line",
     "power_lines",
     "power_summary",
     "replicate_headline",
+    "seed_share_notes",
+    "seed_shares",
     "summarise_generation",
 ]

@@ -26,6 +26,7 @@ parts. Imports nothing else from the package.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -112,6 +113,27 @@ class Plan:
         return asdict(self)
 
 
+def _planner(
+    target: float, between_sd: float, within_sd: float, alpha: float, power: float
+) -> Callable[..., Plan]:
+    """``Plan`` with the fields every plan of one request shares already filled in:
+    ``plan(replicates, items, se, mde, feasible, note="")``."""
+
+    def plan(
+        replicates: int | None,
+        items: int | None,
+        se: float | None,
+        mde: float | None,
+        feasible: bool,
+        note: str = "",
+    ) -> Plan:
+        return Plan(
+            target, replicates, items, se, mde, between_sd, within_sd, alpha, power, feasible, note
+        )
+
+    return plan
+
+
 def _mde_curve(se: np.ndarray, df: np.ndarray, alpha: float, power: float) -> np.ndarray:
     return (sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se
 
@@ -128,37 +150,15 @@ def plan_replicates(
     """Fewest replicates (at least :data:`MIN_REPLICATES`) whose headline MDE at ``items`` items
     per replicate is at most ``target`` (t on R − 1 df). Infeasible past ``max_replicates``."""
     target = abs(target)
+    plan = _planner(target, between_sd, within_sd, alpha, power)
     r = np.arange(MIN_REPLICATES, max_replicates + 1)
     se = np.asarray(headline_se(r, between_sd, within_sd, items), dtype=float)
     curve = _mde_curve(se, r - 1.0, alpha, power)
     ok = np.flatnonzero(curve <= target)
     if len(ok) == 0:
-        return Plan(
-            target,
-            None,
-            items,
-            None,
-            None,
-            between_sd,
-            within_sd,
-            alpha,
-            power,
-            False,
-            f"more than {max_replicates} replicates needed",
-        )
+        return plan(None, items, None, None, False, f"more than {max_replicates} replicates needed")
     k = int(ok[0])
-    return Plan(
-        target,
-        int(r[k]),
-        items,
-        float(se[k]),
-        float(curve[k]),
-        between_sd,
-        within_sd,
-        alpha,
-        power,
-        True,
-    )
+    return plan(int(r[k]), items, float(se[k]), float(curve[k]), True)
 
 
 def plan_items(
@@ -173,20 +173,10 @@ def plan_items(
     """Fewest items per replicate that bring the MDE of ``replicates`` replicates to ``target``;
     infeasible (with the floor in the note) when the replicate part alone exceeds it."""
     target = abs(target)
+    plan = _planner(target, between_sd, within_sd, alpha, power)
     if replicates < MIN_REPLICATES:
-        return Plan(
-            target,
-            replicates,
-            None,
-            None,
-            None,
-            between_sd,
-            within_sd,
-            alpha,
-            power,
-            False,
-            f"fewer than {MIN_REPLICATES} replicates give no interval",
-        )
+        msg = f"fewer than {MIN_REPLICATES} replicates give no interval"
+        return plan(replicates, None, None, None, False, msg)
     df = replicates - 1
     factor = t_quantile(1 - alpha / 2, df) + t_quantile(power, df)
     floor = factor * between_sd / math.sqrt(replicates)
@@ -195,25 +185,12 @@ def plan_items(
             f"the replicate part alone gives MDE {floor:.4g} at R = {replicates}: "
             "add replicates, not items"
         )
-        return Plan(
-            target, replicates, None, None, floor, between_sd, within_sd, alpha, power, False, note
-        )
+        return plan(replicates, None, None, floor, False, note)
     # SE² = b²/R + w²/(R n) ≤ (target / factor)²  ⇔  n ≥ w² / (R (target/factor)² − b²)
     need = within_sd**2 / (replicates * (target / factor) ** 2 - between_sd**2)
     n = max(1, math.ceil(need - 1e-9))
     if n > max_items:
-        return Plan(
-            target,
-            replicates,
-            None,
-            None,
-            None,
-            between_sd,
-            within_sd,
-            alpha,
-            power,
-            False,
-            f"more than {max_items} items per replicate needed",
-        )
+        msg = f"more than {max_items} items per replicate needed"
+        return plan(replicates, None, None, None, False, msg)
     se = float(headline_se(replicates, between_sd, within_sd, n))
-    return Plan(target, replicates, n, se, factor * se, between_sd, within_sd, alpha, power, True)
+    return plan(replicates, n, se, factor * se, True)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from synthbias.lexicon import Axis, Lexicon, load_lexicon, swap_groups
@@ -404,6 +403,7 @@ def group_fairness(
     by ``prefix``. As in fairlearn, a group without positives (negatives) gets TPR (FPR) 0;
     such groups are listed in ``meta["undefined"]``.
     """
+    import pandas as pd
     from fairlearn.metrics import (
         MetricFrame,
         demographic_parity_difference,

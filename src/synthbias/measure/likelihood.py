@@ -43,10 +43,9 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from synthbias.generate.protocol import Backend
 from synthbias.measure.qa import bbq
@@ -62,6 +61,9 @@ from synthbias.measure.scoring import (
     sum_logprob,
 )
 from synthbias.stats.bootstrap import CI, bootstrap_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CROWS_FOLDER, CROWS_FILE = "crows_pairs", "crows_pairs_anonymized.csv"
 STEREOSET_FOLDER, STEREOSET_FILE = "stereoset", "dev.json"
@@ -125,6 +127,8 @@ def _pct_ci(values: np.ndarray, seed: int, n_resamples: int) -> CI:
 
 def load_crows_pairs(data_path: PathLike) -> pd.DataFrame:
     """The CrowS-Pairs CSV (``sent_more, sent_less, stereo_antistereo, bias_type``), file order."""
+    import pandas as pd
+
     path = resolve_data_file(data_path, CROWS_FOLDER, CROWS_FILE)
     df = pd.read_csv(path, keep_default_na=False)
     missing = {"sent_more", "sent_less", "bias_type"} - set(df.columns)
@@ -221,6 +225,8 @@ def crows_pairs(
 
 def load_stereoset(data_path: PathLike, splits: Sequence[str] = STEREOSET_SPLITS) -> pd.DataFrame:
     """One row per cluster: split, id, target, bias_type, context and the three options."""
+    import pandas as pd
+
     path = resolve_data_file(data_path, STEREOSET_FOLDER, STEREOSET_FILE)
     for s in splits:
         if s not in STEREOSET_SPLITS:
@@ -312,6 +318,8 @@ def stereoset(
     ``per_sample`` is ``pro`` per cluster for SS and ``related/2`` for LMS (ICAT has none).
     ``limit`` scores a seeded subsample stratified by task and domain.
     """
+    import pandas as pd
+
     t0 = time.perf_counter()
     how = check_normalization(normalize)
     rule = check_prefix_rule(prefix_token)

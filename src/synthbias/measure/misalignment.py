@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.linalg
 import scipy.sparse
-import scipy.stats
 
 from synthbias.lexicon import MatchEntry, TermMatcher, load_lexicon
 from synthbias.measure.result import MetricResult
@@ -781,7 +780,9 @@ def frechet_test(
         var_y, bias_y = jackknife_terms(reps_y, value, g_y)
         se = math.sqrt(var_x + var_y)
         bias = bias_x + bias_y
-        z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+        from scipy.stats import norm  # scipy.stats loads slowly: only where an interval is formed
+
+        z = float(norm.ppf(0.5 + level / 2))
         ci = CI(max(value - z * se, 0.0), value + z * se, level)
     else:
         se = bias = z = math.nan

@@ -45,10 +45,9 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from synthbias.generate.protocol import Backend
 from synthbias.measure.result import MetricResult
@@ -63,6 +62,9 @@ from synthbias.measure.scoring import (
     stratified_sample,
 )
 from synthbias.stats.bootstrap import bootstrap_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BBQ_FOLDER = "bbq"
 METADATA_FILE = "additional_metadata.csv"
@@ -102,6 +104,8 @@ def load_bbq(data_path: PathLike, categories: Sequence[str] | None = None) -> pd
     context, question, ans0..ans2, label, ``unknown_loc`` (the "unknown" answer, from
     ``answer_info``) and ``target_loc`` (the biased answer, from the metadata; NaN if none).
     """
+    import pandas as pd
+
     root = resolve_bbq_dir(data_path)
     cats = list(categories) if categories is not None else list(BBQ_CATEGORIES)
     meta_path = root / METADATA_FILE

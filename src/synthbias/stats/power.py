@@ -32,7 +32,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 #: Fewest replicates that give an interval (df = R − 1 ≥ 2).
 MIN_REPLICATES = 3
@@ -42,6 +41,8 @@ MIN_REPLICATES = 3
 def t_quantile(q: float, df: float | None = None) -> float:
     """Quantile ``q`` of Student's t on ``df`` degrees of freedom (the normal one for None or
     infinite df). Cached: the studies and the calibration bench ask for the same few often."""
+    from scipy import stats as sps
+
     if df is None or not math.isfinite(df):
         return float(sps.norm.ppf(q))
     return float(sps.t.ppf(q, df))
@@ -61,6 +62,8 @@ def mde(
 def power_at(effect: float, se: float, alpha: float = 0.05, df: float | None = None) -> float:
     """Power of the two-sided level-``alpha`` test of zero when the true effect is ``effect`` and
     the estimate's standard error ``se`` (noncentral t on ``df``; normal when None)."""
+    from scipy import stats as sps
+
     if se <= 0:
         return 1.0 if effect != 0 else alpha
     delta = abs(effect) / se
@@ -135,6 +138,8 @@ def _planner(
 
 
 def _mde_curve(se: np.ndarray, df: np.ndarray, alpha: float, power: float) -> np.ndarray:
+    from scipy import stats as sps
+
     return (sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se
 
 

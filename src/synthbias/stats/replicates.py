@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats as sps
 
 from synthbias.stats.chains import text_draws
 from synthbias.stats.power import MIN_REPLICATES, mde, t_quantile
@@ -190,6 +189,8 @@ def t_result(
 ) -> ReplicateResult:
     """A replicated headline from its estimate, SE and df: the t-interval, the two-sided
     t-test p-value against ``null`` and the 80 %-power MDE (also used for the map's slope)."""
+    from scipy import stats as sps
+
     half = t_quantile(1 - (1 - level) / 2, df) * se
     if se > 0:
         p = float(2 * sps.t.sf(abs(point - null) / se, df))

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from synthbias.measure.direction import CONDITIONAL, PAIRING, RATE
 from synthbias.stats.power import (
@@ -165,6 +164,8 @@ def inheritance_cells(results: Mapping[str, Any]) -> list[Cell]:
     """Per headline cell (task × bias type × arm × ratio × reference): the per-replicate paired
     changes and the within-replicate item SD from their item CIs (SE = width / (2 z), item SD
     = SE × sqrt(items), mean variance over replicates)."""
+    from scipy import stats as sps
+
     level = float(((results.get("config") or {}).get("measure") or {}).get("ci_level", 0.95))
     z = float(sps.norm.ppf(0.5 + level / 2))
     per: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from synthbias.lexicon import (
@@ -24,6 +24,9 @@ from synthbias.lexicon import (
 )
 from synthbias.lexicon.matching import SEP
 from synthbias.measure.lexical.common import AttributeSpec, Window, resolve_axis
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace or the end of the
 # text, or at a newline; not after a title abbreviation ("Mr. Lee").
@@ -197,7 +200,10 @@ def count_pairs(
     return PairCounts(len(texts), list(attrs), axis.group_names, *arrs)
 
 
-_EMPTY_PAIRS = pd.DataFrame({c: np.zeros(0, np.int64) for c in ("text", "a", "g", "count")})
+def _empty_pairs() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({c: np.zeros(0, np.int64) for c in ("text", "a", "g", "count")})
 
 
 def _split_units(texts: Sequence[str], window: str) -> tuple[list[str], np.ndarray]:
@@ -220,6 +226,8 @@ def _split_units(texts: Sequence[str], window: str) -> tuple[list[str], np.ndarr
 def _unit_pairs(
     texts: Sequence[str], matcher: TermMatcher, window: str, chunk_size: int
 ) -> pd.DataFrame:
+    import pandas as pd
+
     units, owner = _split_units(texts, window)
     labels = matcher.labels
     a_cols = [c for c, lab in enumerate(labels) if lab[0] == "a"]  # type: ignore[index]
@@ -249,12 +257,14 @@ def _unit_pairs(
                 }
             )
         )
-    return pd.concat(parts, ignore_index=True) if parts else _EMPTY_PAIRS
+    return pd.concat(parts, ignore_index=True) if parts else _empty_pairs()
 
 
 def _token_window_pairs(
     texts: Sequence[str], matcher: TermMatcher, window: int, chunk_size: int
 ) -> pd.DataFrame:
+    import pandas as pd
+
     regex, label_of = matcher.regex, matcher.label_of
     parts = []
     for lo in range(0, len(texts), chunk_size):
@@ -287,4 +297,4 @@ def _token_window_pairs(
                 }
             )
         )
-    return pd.concat(parts, ignore_index=True) if parts else _EMPTY_PAIRS
+    return pd.concat(parts, ignore_index=True) if parts else _empty_pairs()

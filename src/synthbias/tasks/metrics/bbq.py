@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from synthbias.measure.qa import ambiguous_bias_score, bbq_scores, bias_score
 from synthbias.measure.result import MetricResult
@@ -16,6 +15,8 @@ from synthbias.tasks.metrics.base import NAN, EvalContext, mean_metric, metric
 
 
 def _bbq(ctx: EvalContext) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     if "bbq" in ctx.cache:
         return ctx.cache["bbq"]
     assert ctx.pred is not None

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 from synthbias.measure.result import MetricResult
 from synthbias.stats.bootstrap import percentile_ci
@@ -21,6 +20,8 @@ from synthbias.tasks.metrics.signed import signed_gap_metric
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC by the Mann-Whitney rank formula (ties count one half); NaN without both classes."""
+    from scipy.stats import rankdata
+
     scores = np.asarray(scores, dtype=float)
     positive = np.asarray(positive, dtype=bool)
     n1 = int(positive.sum())

@@ -24,9 +24,9 @@ unless ``replace=True``; ``unregister`` is for tests.
 The instances live here, at the bottom of the layers, so any layer registers into them without an
 import cycle; each is filled when the module that owns its entries is imported: :data:`BACKENDS`
 by :mod:`synthbias.generate`; :data:`METRIC_FAMILIES` by :mod:`synthbias.measure.api` (corpus
-families), :mod:`synthbias.tasks` (task bias metrics) and :mod:`synthbias.studies` (the pronoun
-probe); :data:`MITIGATIONS` by :mod:`synthbias.mitigate`; :data:`TASKS` by :mod:`synthbias.tasks`;
-:data:`STUDIES` by :mod:`synthbias.studies`.
+families), :mod:`synthbias.tasks` (task bias metrics) and :mod:`synthbias.studies.probe` (the
+pronoun probe); :data:`MITIGATIONS` by :mod:`synthbias.mitigate`; :data:`TASKS` by
+:mod:`synthbias.tasks`; :data:`STUDIES` by :mod:`synthbias.studies`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ forms its interval with :mod:`synthbias.stats.replicates` or :mod:`synthbias.sta
   the t-interval and by the two-stage bootstrap; the dose-response slope over ratios with
   replicate intercepts and slopes; the main effect of a factor in a 2×2×2 design with
   replicates (replicate × factor interaction as between-replicate variation).
+* **loop** — the one-generation prediction of where bias settles with real data in the loop
+  (:mod:`synthbias.stats.feedback_loop`): generation-1 shares of chains at two real levels around
+  a generator with slope c and a known calibration gap; the predicted b* (Fieller on the mixed
+  map) at real shares 0, 0.25, 0.5 and the predicted mean of generations 4–6 (accumulate).
 * **mitigation** — strategy − baseline probe-loss deltas likewise (large training-seed
   effects), also at R = 3 with heavy-tailed (t, 3 df) seed effects.
 
@@ -39,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.stats import feedback_loop as fl
 from synthbias.stats.fixed_point import fit_map
 from synthbias.stats.multiplicity import adjust
 from synthbias.stats.power import mde
@@ -156,6 +161,75 @@ def equilibrium_estimators() -> list[Estimator]:
         slope, _ = equilibrium_runs(s, "ols", first)
         name = f"contrast: pooled OLS slope c, gen>={first}, c={c}"
         out.append(Estimator(name, "equilibrium", s, sd, slope, headline=False))
+    return out
+
+
+# --------------------------------------------------------------------------- feedback loop
+
+#: The one-generation prediction (issue 31) at the loop example's design: two real levels, five
+#: chains each, one generation 0 -> 1 transition per chain, a few dozen coded pairings per
+#: chain; a generator with slope c and a calibration gap of +0.4 at b_r = 0.2.
+LOOP_BASE = {
+    "levels": [0.2, 0.8],
+    "chains_per_level": 5,
+    "pairings": 30,
+    "chain_sd": 0.03,
+    "b_real": 0.2,
+    "gap_at_real": 0.4,
+    "generations": 6,
+    "window": 3,
+}
+
+
+def simulate_gen1(rng: np.random.Generator, s: dict[str, Any], n_sim: int) -> np.ndarray:
+    """(n_sim, chains) generation-1 shares: binomial over ``pairings`` around a + c·b0 + a
+    per-chain effect (the generator's run-to-run variation)."""
+    b0 = np.repeat(np.asarray(s["levels"], dtype=float), s["chains_per_level"])
+    a = s["b_real"] + s["gap_at_real"] - s["c"] * s["b_real"]
+    p = a + s["c"] * b0 + rng.normal(0, s["chain_sd"], (n_sim, len(b0)))
+    return rng.binomial(s["pairings"], np.clip(p, 0, 1)) / s["pairings"]
+
+
+def loop_runs(s: dict[str, Any]) -> tuple[Callable[[np.random.Generator, int], Outcome], ...]:
+    """The predicted b* (Fieller on the mixed map) and the predicted window mean (jackknife-t)
+    at real share ``s["rho"]``, regime ``s["regime"]``, against the simulated generator's truth."""
+    b0 = np.repeat(np.asarray(s["levels"], dtype=float), s["chains_per_level"])
+    c, rho, br = s["c"], s["rho"], s["b_real"]
+    a = br + s["gap_at_real"] - c * br
+    true_b = fl.fixed_point(a, c, rho, br)
+    true_w = fl.window_mean(
+        fl.trajectory(a, c, rho, br, s["regime"], s["generations"]), s["window"]
+    )
+
+    def b_star(rng: np.random.Generator, n_sim: int) -> Outcome:
+        out = Outcome()
+        for y in simulate_gen1(rng, s, n_sim):
+            fp = fl.predict_fixed_point(fl.fit_one_generation(b0, y), rho, br)
+            out.add(fp.contains(true_b), fp.ci_low, fp.ci_high)
+        return out
+
+    def window(rng: np.random.Generator, n_sim: int) -> Outcome:
+        out = Outcome()
+        for y in simulate_gen1(rng, s, n_sim):
+            fit = fl.fit_one_generation(b0, y)
+            w = fl.predict_window(fit, rho, br, s["regime"], s["generations"], s["window"])
+            out.add(w["ci_low"] <= true_w <= w["ci_high"], w["ci_low"], w["ci_high"])
+        return out
+
+    return b_star, window
+
+
+def loop_estimators() -> list[Estimator]:
+    out = []
+    sd = LOOP_BASE["chain_sd"]
+    for c in (0.0, 0.5):
+        for rho in (0.0, 0.25, 0.5):
+            s = {**LOOP_BASE, "c": c, "rho": rho, "regime": "accumulate"}
+            b_star, window = loop_runs(s)
+            out.append(Estimator(f"loop: predicted b*, c={c}, rho={rho}", "loop", s, sd, b_star))
+            if rho == 0.25:
+                name = f"loop: predicted gens 4-6 (accumulate), c={c}"
+                out.append(Estimator(name, "loop", s, sd, window))
     return out
 
 
@@ -419,11 +493,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/calibration.json"))
     ap.add_argument("--n-sim", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="run only estimators whose name contains this")
     args = ap.parse_args()
     if args.n_sim < 400:
         ap.error("--n-sim must be at least 400")
     t0 = time.perf_counter()
-    ests = equilibrium_estimators() + study_estimators()
+    ests = equilibrium_estimators() + loop_estimators() + study_estimators()
+    ests = [e for e in ests if args.only in e.name]
     rows = [evaluate(e, args.n_sim, args.seed + i) for i, e in enumerate(ests)]
     rng = np.random.default_rng(args.seed + 1000)
     flags = family_error(rng, args.n_sim)

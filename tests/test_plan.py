@@ -29,7 +29,13 @@ from synthbias.studies.plan import PlanError, plan_rows
 
 EQ_CONFIG = {
     "generator": {"backend": "fake"},
-    "study": {"levels": [0.1, 0.3, 0.6], "generations": 1, "n": 12, "chains": 3},
+    "study": {
+        "levels": [0.1, 0.3, 0.6],
+        "generations": 1,
+        "n": 12,
+        "chains": 3,
+        "fit_metric": "rule.gender.conditional_stereotype_share",
+    },
     "measure": {"embedding": False, "n_resamples": 60},
 }
 

@@ -12,13 +12,13 @@ from test_report import FAKE_SENTENCES
 from typer.testing import CliRunner
 
 from synthbias.cli import app
-from synthbias.config import parse_config
+from synthbias.config import load_config, parse_config
 from synthbias.generate.fake import FakeBackend
-from synthbias.measure.direction import CONDITIONAL, DIRECTION_STATS
+from synthbias.measure.direction import CODE_BALANCED, CONDITIONAL, DIRECTION_STATS
 from synthbias.measure.rules import GenderRuleScorer
 from synthbias.studies.equilibrium.fit import fit_bias_map
 from synthbias.studies.equilibrium.runner import run_equilibrium
-from synthbias.studies.forecast import ForecastError, forecast_run
+from synthbias.studies.forecast import ForecastError, forecast_lines, forecast_run
 
 LEVELS = ("0.1", "0.3", "0.6")
 
@@ -30,7 +30,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = parse_config(
         {
             "generator": {"backend": "fake"},
-            "study": {"levels": [0.1, 0.3, 0.6], "generations": 2, "n": 16, "on_topic": "keep"},
+            "study": {
+                "levels": [0.1, 0.3, 0.6],
+                "generations": 2,
+                "n": 16,
+                "on_topic": "keep",
+                "fit_metric": CONDITIONAL,  # the fake sentences rarely pair the prompt's job
+            },
             "measure": {"embedding": False, "n_resamples": 100},
         }
     )
@@ -40,9 +46,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pairing_codes(path: Path) -> np.ndarray:
     """+1 stereotypical, -1 anti, 0 unpaired, straight from the rule scorer's labels."""
-    texts = [json.loads(ln)["text"] for ln in path.read_text().splitlines()]
+    recs = [json.loads(ln) for ln in path.read_text().splitlines()]
+    texts = [r["text"] for r in recs]
+    occ = [r["meta"].get("prompt_occupation") for r in recs]  # the study attaches to it
     sign = {"stereotypical": 1, "anti": -1}
-    return np.array([sign.get(s.label, 0) for s in GenderRuleScorer().score_texts(texts)])
+    scores = GenderRuleScorer().score_texts(texts, prompt_occupations=occ if any(occ) else None)
+    return np.array([sign.get(s.label, 0) for s in scores])
 
 
 def test_forecast_from_first_generation(run_dir: Path) -> None:
@@ -185,3 +194,46 @@ def test_forecast_too_small_to_fit_says_so(run_dir: Path, tmp_path: Path) -> Non
     f = forecast_run(part, generations=1, write=False)["forecast"]
     assert f["status"] == "not replicated" and f["ci"] is None and f["n_points"] == 2
     assert "needs ≥ 3 transitions" in f["method"]
+
+
+def test_forecast_gives_the_one_generation_prediction(run_dir: Path) -> None:
+    """The forecast carries the loop study's prediction from generation 0 → 1 (issue 31): the
+    map, b* for the run's regime and real share, the Taori–Hashimoto bound, the check's record."""
+    fc = forecast_run(run_dir, generations=1, write=False)
+    og = fc["one_generation"]
+    # the map from generation 0 -> 1 with x = the share generation 0 realises (round(n·b0)/n,
+    # fixed by design): the study's fit when its design levels are those shares
+    stat = DIRECTION_STATS[CONDITIONAL]
+    trajs = [
+        [
+            float(stat(pairing_codes(run_dir / "corpora" / f"level-{lv}" / f"gen-{k}.jsonl")))
+            for k in (0, 1)
+        ]
+        for lv in LEVELS
+    ]
+    assert [t[0] for t in trajs] == [2 / 16, 5 / 16, 10 / 16]  # n = 16: not 0.1, 0.3, 0.6
+    ref = fit_bias_map(trajs, [t[0] for t in trajs])
+    assert og["fit"]["a"] == pytest.approx(ref["a"]) and og["fit"]["c"] == pytest.approx(ref["c"])
+    (row,) = og["per_level"]  # real share 0: one b*, whatever the real level
+    assert og["regime"] == "replace" and og["real_share"] == 0.0
+    assert row["b_star"]["estimate"] == pytest.approx(ref["fixed_point"])
+    assert row["bound"]["bound"] is None and "Taori & Hashimoto" in row["bound"]["source"]
+    text = "\n".join(forecast_lines(fc))
+    assert "One-generation prediction" in text and "loop check" in text
+
+
+def test_forecast_of_an_undefined_code_balanced_share_names_the_size(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    shutil.copytree(run_dir / "corpora", tmp_path / "corpora")
+    gen1 = tmp_path / "corpora" / "level-0.1" / "gen-1.jsonl"
+    recs = [json.loads(x) for x in gen1.read_text().splitlines()]
+    for r in recs:  # no female-coded prompt's text pairs its job any more
+        if r["meta"]["prompt_occupation_code"] == "female":
+            r["text"] = f"The {r['meta']['prompt_occupation']} said that the rain stopped."
+    gen1.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    cfg = load_config(run_dir / "config.yaml")
+    study = cfg.study.model_copy(update={"fit_metric": CODE_BALANCED})
+    (tmp_path / "config.yaml").write_text(cfg.model_copy(update={"study": study}).to_yaml())
+    with pytest.raises(ForecastError, match=r"b0 = 0.1, chain 0, generation 1: no paired fem"):
+        forecast_run(tmp_path, generations=1, write=False)

@@ -1,6 +1,6 @@
 """Forecast where bias settles from the first generations of a recursive (equilibrium) run.
 
-The bias map b_{k+1} = a + c·b_k is fitted on the run's fit metric (by default the conditional
+The bias map b_{k+1} = a + c·b_k is fitted on the run's fit metric (by default the code-balanced
 stereotype share) over the transitions that exist after one or two generations (every chain of
 every initial level contributes one transition per generation), with the study's own fit
 (:func:`~synthbias.studies.equilibrium.fit.fit_bias_map`: generation 0 fixed, slope first,
@@ -8,6 +8,11 @@ b* with a Fieller interval in [0, 1] or "unbounded"), and b* is the forecast. Pr
 shares, so they are kept within [0, 1]. It needs only the run folder's config and
 corpora, so it works on a run that is still going; when the run has more generations, the
 forecast is set beside the full-run fit and the observed values.
+
+Beside it, ``one_generation``: the prediction of :mod:`synthbias.stats.feedback_loop` from
+generation 0 → 1 alone (the map and the calibration gap), b* for the run's regime and real share
+with the Taori–Hashimoto bound, and how that prediction did on the loop check
+(``examples/equilibrium_loop.yaml``, :data:`LOOP_CHECK`); :func:`forecast_lines` prints it.
 """
 
 from __future__ import annotations
@@ -27,11 +32,35 @@ from synthbias.core.steps import Steps
 from synthbias.core.store import write_json
 from synthbias.measure.direction import statistic_for
 from synthbias.measure.names import canonical_results
-from synthbias.studies.equilibrium.fit import chain_trajectories, fit_bias_map
+from synthbias.stats import feedback_loop as fl
+from synthbias.studies.equilibrium.fit import (
+    UndefinedFitMetric,
+    chain_trajectories,
+    check_code_balanced,
+    fit_bias_map,
+)
 from synthbias.studies.equilibrium.generation import chain_corpus_path
 from synthbias.studies.equilibrium.measurer import GenderMeasurer
 
 FORECAST_FILE = "forecast.json"
+
+#: How the one-generation prediction did on the check, ``examples/equilibrium_loop.yaml``
+#: (real share 0 / 0.25 / 0.5 × replace / accumulate, 5 chains, 6 generations, the embedded
+#: model): per cell, whether the predicted mean of generations 4–6 covered the observed one.
+#: Filled from the run behind the README's "Real data in the loop" section; rerun the example
+#: to check it on your machine (its ``loop.json`` holds the same counts).
+LOOP_CHECK: dict[str, Any] = {
+    "config": "examples/equilibrium_loop.yaml",
+    "measured": "2026-12-05, seed 0, SmolLM2-135M-Instruct (embedded), 2,560 generated texts",
+    "cells": 6,
+    "window_covers": 4,
+    "agrees": 6,
+    "b_star_covers": 5,
+    "summary": "in 6 cells (real share 0 / 0.25 / 0.5 x replace / accumulate, 5 chains, 6 "
+    "generations, b_r = 0.19) the predicted mean of generations 4-6 covered the observed one "
+    "in 4 and observed - predicted was consistent with 0 in 6 (largest miss +0.055, "
+    "accumulate at real share 0.5); the predicted b* interval covered the observed level in 5",
+}
 #: Folder of the run where per-corpus measurements are cached (the forecast's ``measure`` step).
 CACHE_DIR = "forecast_cache"
 
@@ -108,6 +137,10 @@ def forecast_run(
         )
     data = [[s[: g_used + 1] for s in lv] for lv in data]
     stat = statistic_for(metric)
+    try:
+        check_code_balanced(data, used_levels, metric, study.n)
+    except UndefinedFitMetric as exc:
+        raise ForecastError(f"{run_dir}: {exc}") from exc
 
     starts = [b0 for b0, lv in zip(used_levels, data, strict=True) for _ in lv]
     first = study.fit_from if g_used > study.fit_from else 0
@@ -153,6 +186,10 @@ def forecast_run(
         "levels_without_generation_1": missing,
         "chains": study.chains,
         "forecast": fit,
+        "one_generation": steps.timed(
+            "predict",
+            lambda: one_generation_prediction(data, used_levels, stat, study, cfg.measure.ci_level),
+        ),
         "trajectories": trajectories,
         "full_fit": full_fit,
         # the run's verdict (off-topic share, pairings) applies to a forecast from its corpora
@@ -164,6 +201,85 @@ def forecast_run(
     if write:
         write_json(run_dir / FORECAST_FILE, out)
     return out
+
+
+def one_generation_prediction(
+    data: list[list[list[np.ndarray]]],
+    levels: list[float],
+    stat: Any,
+    study: Any,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """The prediction of :mod:`synthbias.stats.feedback_loop` from generation 0 → 1 alone: the
+    map f(x) = a + c·x (x: the share generation 0 realises, fixed by design) and calibration
+    gap, b* for the run's ``study.regime`` and ``study.real_share`` at each level's real share
+    b_r (generation 0's realised share; Fieller interval), the expected
+    trajectory, the Taori–Hashimoto bound beside it, and how the same prediction did on the
+    loop check (:data:`LOOP_CHECK`). A note instead when it cannot be made (too few chains)."""
+    starts, gen1, real = [], [], {}
+    for b0, chains in zip(levels, data, strict=True):
+        x0 = [float(stat(np.asarray(ch[0]))) for ch in chains if len(ch) > 1]
+        real[b0] = float(np.mean(x0)) if x0 else b0  # the share generation 0 realises
+        for ch, x in zip([ch for ch in chains if len(ch) > 1], x0, strict=True):
+            starts.append(x)
+            gen1.append(float(stat(np.asarray(ch[1]))) if len(ch[1]) else float("nan"))
+    try:
+        fit = fl.fit_one_generation(starts, gen1, level)
+    except ValueError as exc:
+        return {"note": f"no one-generation prediction: {exc}", "check": LOOP_CHECK}
+    rho, regime = float(study.real_share), str(study.regime)
+    per_level = []
+    for b0 in levels if rho > 0 else levels[:1]:  # without real data b* has no b_r
+        b_r = real[b0]
+        fp = fl.predict_fixed_point(fit, rho, b_r)
+        per_level.append(
+            {
+                "level": b0,
+                "b_real": b_r,
+                "gap": dict(zip(("estimate", "low", "high"), fit.gap_interval(b_r), strict=True)),
+                "b_star": fp.to_dict(),
+                "trajectory": fl.trajectory(fit.a, fit.c, rho, b_r, regime, study.generations),
+                "bound": fl.taori_hashimoto_bound(fit, rho, b_r),
+            }
+        )
+    return {
+        "fit": fit.to_dict(),
+        "regime": regime,
+        "real_share": rho,
+        "per_level": per_level,
+        "check": LOOP_CHECK,
+    }
+
+
+def forecast_lines(fc: dict[str, Any]) -> list[str]:
+    """Console lines for the one-generation prediction of a forecast (``forecast_run``'s
+    ``one_generation``) and how it did on the loop check."""
+    og = fc.get("one_generation") or {}
+    if "fit" not in og:
+        return [og.get("note", "no one-generation prediction")]
+    f = og["fit"]
+    lines = [
+        f"One-generation prediction (generation 0 → 1, {f['n_chains']} chains): f(x) = "
+        f"{f['a']:.3f} {'+' if f['c'] >= 0 else '−'} {abs(f['c']):.3f}·x, slope "
+        f"[{f['c_ci']['low']:+.3f}, {f['c_ci']['high']:+.3f}]; regime {og['regime']}, real "
+        f"share {og['real_share']:g}."
+    ]
+    for row in og["per_level"]:
+        fp, b, g = row["b_star"], row["bound"], row["gap"]
+        ci = (
+            f"[{fp['ci_low']:.3f}, {fp['ci_high']:.3f}]"
+            if fp.get("ci_low") is not None
+            else f"({fp.get('status')})"
+        )
+        th = "none (ρ = 0)" if b["bound"] is None else f"{b['bound']:.3f}"
+        lines.append(
+            f"  real level {row['b_real']:.3g}: calibration gap δ = {g['estimate']:+.3f} "
+            f"[{g['low']:+.3f}, {g['high']:+.3f}]; predicted b* = {fp['estimate']:.3f} {ci}; "
+            f"Taori & Hashimoto (ICML 2023) bound b_r + δ/ρ = {th}"
+        )
+    chk = og.get("check") or {}
+    lines.append(f"On the loop check ({chk.get('config')}): {chk.get('summary')}.")
+    return lines
 
 
 class _CorpusMeasure:

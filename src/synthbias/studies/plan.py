@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from synthbias.measure.direction import CONDITIONAL, PAIRING, RATE
+from synthbias.measure.direction import CODE_BALANCED, CONDITIONAL, PAIRING, RATE
 from synthbias.stats.power import (
     MIN_REPLICATES,
     between_component,
@@ -40,8 +40,13 @@ RESULTS_FILE = "results.json"
 STUDIES = ("equilibrium", "inheritance", "mitigation")
 #: Equilibrium metrics that are shares of a per-chain count: metric -> (numerator, denominator)
 #: keys of a generation's ``chains`` entries (the binomial within-chain SD needs them).
+#: The code-balanced share ½[p_male-coded + p_female-coded] uses the pooled counts: with the
+#: prompts balanced over the two codes (n/2 pairings each) its binomial variance
+#: ¼[p(1 − p)/(n/2) · 2] equals the pooled share's p(1 − p)/n, and the chains do not store
+#: per-code counts.
 SHARE_COUNTS = {
     CONDITIONAL: ("stereotypical", "pairings"),
+    CODE_BALANCED: ("stereotypical", "pairings"),
     RATE: ("stereotypical", "n"),
     PAIRING: ("pairings", "n"),
 }

@@ -1,7 +1,9 @@
 """The equilibrium-dynamics study: recursive generation from seeds at chosen initial bias levels,
 the direction of the stereotype per generation, and the fixed point it settles at.
 
-Registered as the experiment kind ``equilibrium`` (config section ``study``).
+Registered as the experiment kinds ``equilibrium`` (config section ``study``) and
+``equilibrium_loop`` (the same section: real data in the loop, see
+:mod:`~synthbias.studies.equilibrium.loop`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rich.console import Console
 from synthbias.core.registry import STUDIES
 from synthbias.studies.equilibrium import report
 from synthbias.studies.equilibrium.console import print_equilibrium
+from synthbias.studies.equilibrium.loop import print_loop, run_equilibrium_loop
 from synthbias.studies.equilibrium.runner import run_equilibrium
 
 
@@ -36,4 +39,12 @@ STUDIES.register(
     printer=print_summary,
     report=report,
     description="recursive generation: where does bias settle?",
+)
+
+STUDIES.register(
+    "equilibrium_loop",
+    run_equilibrium_loop,
+    section="study",
+    printer=print_loop,
+    description="real data in the loop: predicted vs observed b* per regime and real share",
 )

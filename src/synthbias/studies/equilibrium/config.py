@@ -39,17 +39,46 @@ class EquilibriumMitigationConfig(StrictModel):
         return check_strategies(v, "equilibrium", combine=False)
 
 
+class EquilibriumLoopConfig(StrictModel):
+    """The grid of ``kind: equilibrium_loop`` (:mod:`synthbias.studies.equilibrium.loop`): one
+    equilibrium run per ``regimes`` × ``real_shares`` cell at ``study.levels`` for
+    ``study.generations``, after a generation-0 → 1 run at ``study.levels`` +
+    ``calibration_levels`` that the one-generation prediction is fitted on (generation 1 of
+    ``study.levels`` is that run's, copied into every cell: it does not depend on the cell).
+    ``window``: the last generations whose mean is the observed level compared with the
+    prediction."""
+
+    real_shares: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5]
+    )
+    regimes: list[Literal["replace", "accumulate"]] = Field(
+        default_factory=lambda: ["replace", "accumulate"]
+    )
+    calibration_levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list)
+    window: Annotated[int, Field(ge=1, le=50)] = 3
+
+    @field_validator("real_shares", "regimes")
+    @classmethod
+    def _nonempty_distinct(cls, v: list) -> list:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"needs at least one value, all distinct; got {v}")
+        return v
+
+
 class EquilibriumStudyConfig(StrictModel):
     """Recursive generation from seed corpora at several initial bias levels.
 
     ``levels`` are the shares b0 of generation-0 texts that pair a gender-coded occupation with its
     stereotyped gender; the rest (``seed_remainder``) pair it with the other gender (``anti``)
     or have no gendered referent (``neutral``). ``chains`` independent replicate chains run per
-    level. ``fit_metric`` is the metric the equilibrium is fitted on (default the conditional
-    stereotype share, see :mod:`synthbias.measure.direction`; the code-balanced share
-    ``rule.gender.code_balanced_stereotype_share``, ½[P(stereo | male-coded) + P(stereo |
-    female-coded)], which a generator's global he/she lean cannot move, is reported beside it and
-    can be chosen here; it is undefined for a chain whose texts pair only one code).
+    level. ``fit_metric`` is the metric the equilibrium is fitted on: by default (issue 27) the
+    code-balanced share ``rule.gender.code_balanced_stereotype_share``, ½[P(stereo |
+    male-coded) + P(stereo | female-coded)], which a generator's global he/she lean cannot
+    move (see :mod:`synthbias.measure.direction`). It is undefined for a chain's generation
+    whose texts pair only one code: the fit then stops with an error naming the ``n`` it needs
+    (no silent fallback). The pooled share stereo / (stereo + anti),
+    ``rule.gender.conditional_stereotype_share``, the default before, is reported beside it as
+    a secondary figure and can be chosen here.
     ``fit_ci`` is read by older configs and no longer changes the fit (its interval comes from
     the chains, below). Every generated text
     is checked to be on topic (names an occupation and refers to a person; when the prompt wrote
@@ -69,6 +98,12 @@ class EquilibriumStudyConfig(StrictModel):
     starts every chain from texts the model wrote (a pilot generation from a balanced seed),
     relabelled by gender swaps so a share b0 of their pairings are stereotypical, so generation 0
     is model text too.
+
+    Real data in the loop (issue 31): ``real_share`` ρ is the share of every generated corpus's
+    few-shot examples drawn from the chain's generation 0 (the fixed real / seed corpus), the
+    rest from the synthetic pool; ``regime: replace`` takes that pool from generation k alone,
+    ``accumulate`` from generations 0..k pooled. The defaults (0, replace) are the pure
+    recursion, with today's corpora. ``loop`` is read by ``kind: equilibrium_loop`` only.
     """
 
     levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
@@ -80,7 +115,7 @@ class EquilibriumStudyConfig(StrictModel):
     k_shots: Annotated[int, Field(ge=1, le=20)] = 3
     prompt: str = "work_occupation_said"
     seed_remainder: Literal["anti", "neutral"] = "anti"
-    fit_metric: str = "rule.gender.conditional_stereotype_share"
+    fit_metric: str = "rule.gender.code_balanced_stereotype_share"
     fit_ci: Literal["chains", "texts", "pairs"] = "chains"
     on_topic: Literal["regenerate", "keep"] = "regenerate"
     on_topic_retries: Annotated[int, Field(ge=0, le=20)] = 3
@@ -89,6 +124,9 @@ class EquilibriumStudyConfig(StrictModel):
     inference: Literal["t", "two_stage"] = "t"
     fit_from: Literal[0, 1] = 0
     seed_source: Literal["template", "model"] = "template"
+    real_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    regime: Literal["replace", "accumulate"] = "replace"
+    loop: EquilibriumLoopConfig = Field(default_factory=EquilibriumLoopConfig)
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
     @field_validator("fit_metric")

@@ -110,7 +110,7 @@ def print_equilibrium(results: dict[str, Any], console: Console) -> None:
     for col in ("b0", "gen"):
         table.add_column(col, justify="right")
     table.add_column("code-balanced share\n½[P(s|male)+P(s|female)]")
-    table.add_column("conditional share\nstereo/(stereo+anti)")
+    table.add_column("pooled share (secondary)\nstereo/(stereo+anti),\ncodes pooled")
     table.add_column("MDE 80%\n(fit metric)")
     table.add_column("pairings")
     table.add_column("pairing rate")

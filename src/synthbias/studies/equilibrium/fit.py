@@ -18,7 +18,22 @@ from typing import Any
 
 import numpy as np
 
+from synthbias.measure.direction import (
+    CODE_BALANCED,
+    OCCUPATION_INDEX,
+    label_signs,
+    occupation_index,
+)
 from synthbias.stats.fixed_point import UNBOUNDED, fit_map
+
+#: The chance, over a whole run, that some chain's generation pairs no text of one code, which
+#: the size :func:`check_code_balanced` names keeps below.
+MISSING_CODE_RISK = 0.05
+
+
+class UndefinedFitMetric(ValueError):
+    """The fit metric cannot be computed for some corpus at this size (the message names the
+    corpora and the size it needs)."""
 
 
 def pct_change(value: float, base: float) -> float | None:
@@ -38,6 +53,76 @@ def chain_trajectories(
         for level in data
         for chain in level
     ]
+
+
+def check_code_balanced(
+    data: Sequence[Sequence[Sequence[np.ndarray]]],
+    levels: Sequence[float],
+    metric: str,
+    n: int | None = None,
+) -> None:
+    """The code-balanced share ½[P(stereo | male-coded) + P(stereo | female-coded)] is undefined
+    for a corpus without a paired text of one code: the fit does not drop it or fall back to
+    the pooled share but raises :class:`UndefinedFitMetric`, naming the corpora and the
+    ``study.n`` (texts per chain and generation, half of each code) at which a missing code has
+    a chance below :data:`MISSING_CODE_RISK` over the run, at the lowest per-code pairing rate
+    the run shows (paired / texts of that code, pooled over the run). ``data[level][chain][k]``
+    are packed codes
+    (:func:`~synthbias.measure.direction.coded_labels`). Other metrics pass."""
+    if metric != CODE_BALANCED:
+        return
+    missing, n_corpora = [], 0
+    texts = {code: 0 for code in OCCUPATION_INDEX}
+    pairs = {code: 0 for code in OCCUPATION_INDEX}
+    for level, chains in zip(levels, data, strict=True):
+        for r, chain in enumerate(chains):
+            for k, x in enumerate(chain):
+                n_corpora += 1
+                x = np.asarray(x)
+                occ, sign = occupation_index(x), label_signs(x)
+                gone = []
+                for code, idx in OCCUPATION_INDEX.items():
+                    of_code = occ == idx
+                    paired = int((of_code & (sign != 0)).sum())
+                    texts[code] += int(of_code.sum())
+                    pairs[code] += paired
+                    if paired == 0:
+                        gone.append(code)
+                if gone:
+                    missing.append(
+                        f"b0 = {level:g}, chain {r}, generation {k}: no paired "
+                        + " or ".join(gone)
+                        + " text"
+                    )
+    if not missing:
+        return
+    rates = [pairs[c] / texts[c] if texts[c] else 0.0 for c in OCCUPATION_INDEX]
+    raise UndefinedFitMetric(
+        f"{metric} is undefined for {len(missing)} of {n_corpora} corpora ("
+        + "; ".join(missing[:3])
+        + ("; …" if len(missing) > 3 else "")
+        + "): it needs a paired text of each occupation code in every chain's generation. "
+        + needed_size_text(min(rates), n_corpora, n)
+        + " The corpora are stored: the same --out reuses them with another fit metric, e.g. "
+        "study.fit_metric: rule.gender.conditional_stereotype_share (the pooled share, which a "
+        "global he/she lean moves)."
+    )
+
+
+def needed_size_text(rate: float, n_corpora: int, n: int | None) -> str:
+    """``At the lower per-code pairing rate (0.41), study.n ≥ 24 …``: the texts per chain
+    and generation (half of each code) at which P(no paired text of a code in some corpus) <
+    :data:`MISSING_CODE_RISK` over ``2 · n_corpora`` chances."""
+    have = f"; this run has study.n = {n}" if n is not None else ""
+    if rate <= 0:
+        return f"No text of one code is paired anywhere in the run, so no size suffices{have}."
+    per_chance = MISSING_CODE_RISK / (2 * max(n_corpora, 1))
+    per_code = 1 if rate >= 1 else math.ceil(math.log(per_chance) / math.log(1 - rate))
+    return (
+        f"At the run's lower per-code pairing rate ({rate:.2f}), study.n ≥ {2 * per_code} texts "
+        f"per chain and generation ({per_code} of each code) keeps the chance of a missing code "
+        f"below {MISSING_CODE_RISK:.0%} over the run's {n_corpora} corpora{have}."
+    )
 
 
 def fit_bias_map(

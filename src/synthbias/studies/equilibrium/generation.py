@@ -226,8 +226,16 @@ def next_generation(
     accept: Callable[[str, str], bool] | None = None,
     eligible: Callable[[Record], bool] | None = None,
     vocab: SeedVocabulary | None = None,
+    real: Sequence[Record] | None = None,
+    real_share: float = 0.0,
 ) -> list[Record]:
     """Write ``n`` new texts, each from ``k_shots`` examples sampled from ``previous``.
+
+    With ``real`` (a fixed real / seed corpus) and ``real_share`` ρ > 0, a share ρ of all
+    ``n · k_shots`` example slots (``round``, placed at random over the prompts, each prompt's
+    examples in a random order) is drawn from ``real`` instead, the rest from ``previous``
+    (:func:`mixed_shots`). When ``previous`` is ``real`` itself (generation 1) there is nothing
+    to mix: the draw is the unmixed one, so generation 1 does not depend on ρ.
 
     Empty completions (after cleaning), and with ``accept`` texts it rejects (e.g. off topic;
     called as ``accept(text, opening)``, ``opening`` the words the prompt wrote, see
@@ -252,6 +260,13 @@ def next_generation(
     rng = np.random.default_rng(_mix_seed(seed, "shots", level, generation, *_chain_part(chain)))
     k = min(k_shots, len(previous))
     shots = [rng.choice(len(previous), size=k, replace=False) for _ in range(n)]
+    mixing = real_share > 0 and real is not None and not _same_corpus(previous, real)
+    examples: list[list[Record]] = [[previous[j] for j in s] for s in shots]
+    if mixing:
+        mix_rng = np.random.default_rng(
+            _mix_seed(seed, "real-shots", level, generation, *_chain_part(chain))
+        )
+        examples = mixed_shots(previous, real, n, k_shots, real_share, mix_rng)  # type: ignore[arg-type]
     occs: list[tuple[str, str]] | list[tuple[None, None]] = [(None, None)] * n
     if uses_occupation(template):
         if vocab is None:
@@ -261,8 +276,8 @@ def next_generation(
         )
         occs = prompt_occupations(vocab, n, occ_rng)
     prompts = [
-        build_prompt([previous[j].text for j in s], template, occ)
-        for s, (occ, _) in zip(shots, occs, strict=True)
+        build_prompt([r.text for r in ex], template, occ)
+        for ex, (occ, _) in zip(examples, occs, strict=True)
     ]
     starts = [render_start(template, occ) for occ, _ in occs]
     texts, raw, attempts = generate_with_retries(
@@ -291,6 +306,8 @@ def next_generation(
             meta["prompt_occupation"], meta["prompt_occupation_code"] = occs[i]
         if starts[i]:
             meta["opening"] = starts[i]
+        if mixing:
+            meta["real_shots"] = sum(1 for r in examples[i] if r.source == REAL_SOURCE_MARK)
         if raw[i].strip() != texts[i]:
             meta["raw"] = raw[i]
         records.append(
@@ -299,7 +316,7 @@ def next_generation(
                 text=texts[i],
                 source="synthetic",
                 generation=generation,
-                parents=[previous[j].id for j in shots[i]],
+                parents=[r.id for r in examples[i]],
                 axis="gender",
                 initial_level=level,
                 seed=seed,
@@ -307,6 +324,49 @@ def next_generation(
             )
         )
     return records
+
+
+#: ``Record.source`` of the real / seed corpus (generation 0): how a mixed prompt's real
+#: examples are counted in ``meta["real_shots"]``.
+REAL_SOURCE_MARK = "seed"
+
+
+def _same_corpus(a: Sequence[Record], b: Sequence[Record]) -> bool:
+    """Whether two corpora hold the same records (by id): then mixing them draws nothing new."""
+    return {r.id for r in a} == {r.id for r in b}
+
+
+def mixed_shots(
+    synthetic: Sequence[Record],
+    real: Sequence[Record],
+    n: int,
+    k_shots: int,
+    real_share: float,
+    rng: np.random.Generator,
+) -> list[list[Record]]:
+    """Each of ``n`` prompts' examples: of the ``n · k_shots`` slots, ``round(real_share · n ·
+    k_shots)`` (placed uniformly at random) come from ``real``, the rest from ``synthetic``;
+    within a prompt, no example repeats (while its source has enough texts) and the order is
+    random (so a real example has no fixed position)."""
+    if not 0 <= real_share <= 1:
+        raise ValueError(f"real_share must be in [0, 1], got {real_share}")
+    if not real or not synthetic:
+        raise ValueError("mixing needs a non-empty real and synthetic corpus")
+    slots = np.zeros(n * k_shots, dtype=bool)
+    slots[: int(round(real_share * n * k_shots))] = True
+    slots = rng.permutation(slots).reshape(n, k_shots)
+    out = []
+    for row in slots:
+        n_real = int(row.sum())
+        picks = [real[j] for j in _draw(rng, len(real), n_real)]
+        picks += [synthetic[j] for j in _draw(rng, len(synthetic), k_shots - n_real)]
+        out.append([picks[j] for j in rng.permutation(len(picks))])
+    return out
+
+
+def _draw(rng: np.random.Generator, size: int, k: int) -> np.ndarray:
+    """``k`` indices below ``size``, without replacement while ``size`` allows."""
+    return rng.choice(size, size=k, replace=k > size)
 
 
 def _accept_with_opening(accept: Callable[[str, str], bool], starts: set[str], text: str) -> bool:

@@ -38,8 +38,12 @@ class GenderMeasurer:
     cfg: MeasureConfig
     encoder: Any = None
     #: attach each text's subject to its prompt occupation (the rule metric's
-    #: ``prompt_occupations``); off until its effect on the study's labels is read on real texts
-    attach_to_prompt: bool = False
+    #: ``prompt_occupations``). On by default since issue 27: on 520 texts the embedded model
+    #: wrote for this study's prompt it changed 2 labels, both from a pairing of somebody else
+    #: ("… that Christine was a doctor and Steven was an ambulance driver", prompt: eligibility
+    #: interviewer) to no pairing of the prompt's occupation, and it gives every text its prompt
+    #: occupation's code, so the per-code denominators follow the balanced prompts.
+    attach_to_prompt: bool = True
 
     def __post_init__(self) -> None:
         self.rule = GenderRuleScorer.from_config(self.cfg.rule)
@@ -102,8 +106,7 @@ class GenderMeasurer:
         wrote (:func:`~synthbias.studies.equilibrium.generation.text_opening`) is on topic only
         when the model's continuation refers to a person. A text generated for a prompt
         occupation (``meta["prompt_occupation"]``) has its subject attached to it when
-        ``attach_to_prompt`` is set (off by default until its effect on the study's labels is
-        read on real texts)."""
+        ``attach_to_prompt`` is set (the default)."""
         texts = [r.text for r in records]
         occupations = prompt_occupations(records) if self.attach_to_prompt else None
         scores = self.rule.score_texts(texts, prompt_occupations=occupations)

@@ -172,7 +172,8 @@ def _direction_table(r: dict[str, Any]) -> str:
             "b0",
             "generation",
             "code-balanced share ½[P(stereo | male-coded) + P(stereo | female-coded)]",
-            "conditional share stereo/(stereo+anti)",
+            "pooled share stereo/(stereo+anti), codes pooled "
+            "(secondary: a global he/she lean moves it)",
             "MDE at 80% power (fit metric)",
             "pairings / texts",
             "pairing rate",
@@ -215,7 +216,42 @@ def _forecast_html(fc: dict[str, Any]) -> str:
     full = fc.get("full_fit")
     if full:
         items.append(("full-run b*", fmt_num(full.get("fixed_point"))))
+    items += _one_generation_items(fc.get("one_generation") or {})
     return "<h3>Forecast from the first generations</h3>" + kv_table(items)
+
+
+def _one_generation_items(og: dict[str, Any]) -> list[tuple[str, str]]:
+    """The one-generation prediction (generation 0 → 1: map, calibration gap, b* for the run's
+    regime and real share, the Taori–Hashimoto bound) and how it did on the loop check."""
+    if "fit" not in og:
+        return [("one-generation prediction", og.get("note", "—"))] if og else []
+    f = og["fit"]
+    items = [
+        (
+            "one-generation map (gen 0 → 1)",
+            f"f(x) = {f['a']:.3f} + ({f['c']:+.3f})·x, slope CI "
+            f"[{f['c_ci']['low']:+.3f}, {f['c_ci']['high']:+.3f}], {f['n_chains']} chains",
+        )
+    ]
+    for row in og.get("per_level") or []:
+        fp, b, g = row["b_star"], row["bound"], row["gap"]
+        ci = (
+            f"[{fp['ci_low']:.3f}, {fp['ci_high']:.3f}]"
+            if fp.get("ci_low") is not None
+            else f"({fp.get('status')})"
+        )
+        bound = "none (ρ = 0)" if b.get("bound") is None else f"{b['bound']:.3f}"
+        items.append(
+            (
+                f"predicted b* ({og['regime']}, real share {og['real_share']:g}, "
+                f"b_r = {row['b_real']:.3g})",
+                f"{fp['estimate']:.3f} {ci}; gap δ(b_r) = {g['estimate']:+.3f}; "
+                f"Taori & Hashimoto (ICML 2023) bound {bound}",
+            )
+        )
+    chk = og.get("check") or {}
+    items.append(("on the loop check", f"{chk.get('config')}: {chk.get('summary')}"))
+    return items
 
 
 #: Metrics whose value grows towards the stereotype (positive = towards it). Others (gender

@@ -87,7 +87,21 @@ def corpus_key(config: ExperimentConfig) -> str:
         else:
             for f in fields - keep:
                 data[section].pop(f, None)
+    # the mixing settings at their defaults (today's pure recursion) keep the stored corpora's keys
+    for f, default in MIXING_DEFAULTS.items():
+        if data["study"].get(f) == default:
+            data["study"].pop(f, None)
     return stable_hash(data)
+
+
+#: ``study`` fields added with the mixing regimes (issue 31), with the values under which a run
+#: is today's pure recursion; ``loop`` only steers ``kind: equilibrium_loop``.
+MIXING_DEFAULTS: dict[str, Any] = {
+    "real_share": 0.0,
+    "regime": "replace",
+    "loop": {"real_shares": [0.0, 0.25, 0.5], "regimes": ["replace", "accumulate"]}
+    | {"calibration_levels": [], "window": 3},
+}
 
 
 @lock_run_folder("out")
@@ -153,6 +167,7 @@ def run_equilibrium(
         for r in chains
     }
     chain0_seeds.extend(seeds[level, 0] for level in study.levels)
+    mixes = study.regime != "replace" or study.real_share > 0
     levels_out: list[dict[str, Any]] = []
     fit_data: list[LevelFit] = []
     chain0: dict[float, list[list[Record]]] = {}  # chain 0 of each level, for the probe
@@ -161,7 +176,12 @@ def run_equilibrium(
         for r, corpora in zip(chains, by_chain, strict=True):
             for k in range(1, study.generations + 1):
                 parent = corpora[-1]
-                corpora.append(generate(steps, out, level, r, k, parent, generator, settings, tick))
+                earlier = corpora if mixes else ()
+                corpora.append(
+                    generate(
+                        steps, out, level, r, k, parent, generator, settings, tick, earlier=earlier
+                    )
+                )
         level_out, level_fit = measure(
             steps,
             level,
@@ -189,6 +209,7 @@ def run_equilibrium(
         metric=study.fit_metric,
         first_generation=study.fit_from,
         ci_level=mc.ci_level,
+        n=study.n,
     )
     summary = summarise(steps, levels_out, equilibrium, study)
     results = _results(config, model, steps, time.perf_counter() - t0, summary)
@@ -308,6 +329,8 @@ def generation_settings(
         mitigate=partial(recursive.after_generation, study=study)
         if study.mitigation.strategies
         else None,
+        real_share=study.real_share,
+        regime=study.regime,
     )
 
 

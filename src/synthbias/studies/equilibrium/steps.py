@@ -24,7 +24,13 @@ from synthbias.core.steps import Steps
 from synthbias.generate.protocol import Backend, SamplingParams
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.direction import DIRECTION_METRICS, statistic_for
-from synthbias.studies.equilibrium.fit import chain_trajectories, fit_bias_map, pct_change
+from synthbias.studies.equilibrium.fit import (
+    UndefinedFitMetric,
+    chain_trajectories,
+    check_code_balanced,
+    fit_bias_map,
+    pct_change,
+)
 from synthbias.studies.equilibrium.generation import (
     PILOT_FACTOR,
     SeedVocabulary,
@@ -173,6 +179,11 @@ class GenerationSettings:
     max_retries: int
     #: the data-level mitigation (``records, seed -> records``); ``None`` when none is configured
     mitigate: Callable[..., list[Record]] | None = None
+    #: ``study.real_share``: share of every prompt's examples drawn from the chain's generation 0
+    real_share: float = 0.0
+    #: ``study.regime``: ``replace`` (examples from generation k) or ``accumulate`` (from all of
+    #: generations 0..k pooled)
+    regime: str = "replace"
 
 
 def generate(
@@ -185,9 +196,14 @@ def generate(
     backend: LazyBackend,
     settings: GenerationSettings,
     on_progress: Callable[[int], None] | None = None,
+    earlier: Sequence[Sequence[Record]] = (),
 ) -> list[Record]:
     """Step ``generate``: generation ``generation`` of one chain at one level, written from
     few-shot examples of its ``parent`` generation (stored, or generated).
+
+    ``earlier`` holds the chain's generations 0..k (``parent`` last) when the settings mix:
+    ``regime: accumulate`` draws the examples from all of them pooled, ``real_share`` > 0 draws
+    that share from generation 0 (:func:`example_pool`).
 
     With a mitigation the unmitigated texts are kept beside the corpus (``raw-gen-*.jsonl``);
     every text's on-topic verdict is kept in ``meta["on_topic"]``.
@@ -195,9 +211,11 @@ def generate(
     s = settings
     path = chain_corpus_path(out, level, chain, generation)
 
+    pool, real = example_pool(parent, earlier, s.regime, s.real_share)
+
     def compute() -> list[Record]:
         recs = next_generation(
-            parent,
+            pool,
             backend.get(),
             s.params,
             n=s.n,
@@ -212,6 +230,7 @@ def generate(
             accept=s.on_topic if s.regenerate else None,
             eligible=_on_topic_record if s.regenerate else None,
             vocab=s.vocab,
+            **({"real": real, "real_share": s.real_share} if real is not None else {}),
         )
         if s.mitigate is not None:
             write_jsonl(recs, path.with_name(f"raw-{path.name}"))  # unmitigated
@@ -224,6 +243,33 @@ def generate(
     if on_progress and steps.last_reused:
         on_progress(len(recs))
     return recs
+
+
+def example_pool(
+    parent: Sequence[Record],
+    earlier: Sequence[Sequence[Record]],
+    regime: str,
+    real_share: float,
+) -> tuple[Sequence[Record], Sequence[Record] | None]:
+    """The synthetic example pool and the real corpus of one generated corpus.
+
+    ``replace``: the pool is ``parent`` (generation k); ``accumulate``: generations 0..k of
+    ``earlier`` pooled (every text drawn alike, so generation j's weight is its share of the
+    pool). The real corpus is generation 0 (``earlier[0]``) when ``real_share`` > 0, else None.
+    Today's default (replace, 0) returns ``(parent, None)``: the draw is the unmixed one.
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; use one of {', '.join(REGIMES)}")
+    needs_history = regime == "accumulate" or real_share > 0
+    if needs_history and not earlier:
+        raise ValueError(f"regime {regime!r} with real_share {real_share:g} needs earlier=...")
+    pool = [r for corpus in earlier for r in corpus] if regime == "accumulate" else parent
+    real = earlier[0] if real_share > 0 else None
+    return pool, real
+
+
+#: How a generation's example pool is formed (``study.regime``).
+REGIMES = ("replace", "accumulate")
 
 
 def _on_topic_record(rec: Record) -> bool:
@@ -379,12 +425,17 @@ def fit(
     metric: str,
     first_generation: int,
     ci_level: float,
+    n: int | None = None,
 ) -> dict[str, Any]:
     """Step ``fit``: the bias map b_{k+1} = a + c·b_k over every level's chains
     (``data[level][r][k]``, see :func:`measure`; ``starts[level]`` its design level b0), with
     generation 0 fixed and the slope first (:func:`~.fit.fit_bias_map`), from generation
-    ``first_generation`` on; or a note saying why there is none."""
-    return steps.timed("fit", partial(_fit_map, data, starts, metric, first_generation, ci_level))
+    ``first_generation`` on; or a note saying why there is none. Where the code-balanced share
+    is undefined (a corpus pairs only one code, :func:`~.fit.check_code_balanced`) there is no
+    fit: the note is that error, naming the ``study.n`` (here ``n``) it needs."""
+    return steps.timed(
+        "fit", partial(_fit_map, data, starts, metric, first_generation, ci_level, n)
+    )
 
 
 def _fit_map(
@@ -393,7 +444,12 @@ def _fit_map(
     metric: str,
     first_generation: int,
     ci_level: float,
+    n: int | None = None,
 ) -> dict[str, Any]:
+    try:
+        check_code_balanced(data, starts, metric, n)
+    except UndefinedFitMetric as exc:  # stored and printed as why there is no fit, never NaN
+        return {"note": f"not fitted: {exc}", "error": "undefined fit metric"}
     trajs = chain_trajectories(data, statistic_for(metric))
     chain_starts = [b0 for b0, lv in zip(starts, data, strict=True) for _ in lv]
     n_gens = max((len(t) for t in trajs), default=0) - 1

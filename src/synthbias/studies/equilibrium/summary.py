@@ -190,7 +190,7 @@ def interpretation(results: dict[str, Any], study: Any) -> dict[str, Any]:
     """
     reasons: list[str] = []
     findings: list[str] = []
-    conditional = results.get("fit_metric") == CONDITIONAL
+    conditional = results.get("fit_metric") in (CONDITIONAL, CODE_BALANCED)
     for lv in results.get("levels") or []:
         b0 = lv["level"]
         gens = lv.get("generations") or []

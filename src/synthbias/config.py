@@ -27,6 +27,7 @@ from synthbias.core.schema import ConfigError, StrictModel
 from synthbias.core.yaml import read_yaml_mapping, yaml_line  # re-exported
 from synthbias.generate.config import GeneratorConfig, SamplingConfig
 from synthbias.measure.config import MeasureConfig
+from synthbias.studies.attribution.config import AttributionStudyConfig
 from synthbias.studies.dispatch import experiment_kinds
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
@@ -51,6 +52,8 @@ class ExperimentConfig(StrictModel):
     study: EquilibriumStudyConfig = Field(default_factory=EquilibriumStudyConfig)
     inheritance: InheritanceStudyConfig = Field(default_factory=InheritanceStudyConfig)
     mitigation_study: MitigationStudyConfig = Field(default_factory=MitigationStudyConfig)
+    #: the factorial attribution study's section (``kind: attribution``)
+    attribution: AttributionStudyConfig = Field(default_factory=AttributionStudyConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
 
@@ -124,6 +127,12 @@ def check_inputs(
             read_corpus(real)
         except CorpusError as exc:
             problems.append((["inheritance", "real_data"], str(exc)))
+    # the attribution study reads its own real_data (attribution section)
+    if config.kind == "attribution" and config.attribution.real_data:
+        try:
+            read_corpus(config.attribution.real_data)
+        except CorpusError as exc:
+            problems.append((["attribution", "real_data"], str(exc)))
     if problems:
         lines = [f"{_where(source, text, loc)}: {msg}" for loc, msg in problems]
         raise ConfigError("\n".join(lines))

@@ -10,6 +10,6 @@ so it sits beside the entry points' imports.
 """
 
 from synthbias.report import generic as _generic_sections  # noqa: F401 - registers the sections
-from synthbias.studies import audit, equilibrium, inheritance, mitigation, probe
+from synthbias.studies import attribution, audit, equilibrium, inheritance, mitigation, probe
 
-__all__ = ["audit", "equilibrium", "inheritance", "mitigation", "probe"]
+__all__ = ["attribution", "audit", "equilibrium", "inheritance", "mitigation", "probe"]

@@ -49,8 +49,17 @@ def test_too_few_points_are_declared() -> None:
     assert fixed and all(r["association"] is None for r in fixed)
     assert all("too few points to tell: 4 points" in r["note"] for r in fixed)
     pooled = [r for r in rows if r["scope"].startswith("pooled")]
-    # 8 points over 2 ratios leave 6 independent ones: enough for the pooled association
-    assert all(r["association"] is not None for r in pooled if r["factor"] == "tracks")
+    # 8 points over 2 ratios come from 4 units (bias type x arm x seed), each at both ratios:
+    # the bootstrap is over units, and 4 independent units are too few
+    assert all(r["n_units"] == 4 and r["association"] is None for r in pooled)
+    assert all("from 4 units over 2 ratios" in r["note"] for r in pooled)
+
+
+def test_pooled_bootstrap_resamples_units_not_points() -> None:
+    harm, factors = _design()
+    rows = factor_attribution(harm, factors, n_resamples=200, min_points=6)
+    pooled = next(r for r in rows if r["factor"] == "tracks" and r["scope"].startswith("pooled"))
+    assert pooled["n_points"] == 16 and pooled["n_units"] == 8
 
 
 def test_left_out_factor_is_reported_with_its_reason() -> None:

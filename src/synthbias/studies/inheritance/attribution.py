@@ -10,8 +10,12 @@ with harm across ratios therefore mostly measures the ratio. Here the associatio
   ratio, so only within-ratio variation counts: a stratified Spearman correlation),
 
 never including the r = 0 anchor. Each association comes with its number of points and a
-bootstrap CI over points (stratified by ratio for the pooled one); below ``min_points`` points
-the association is not computed and the row says the design has too few points to tell.
+bootstrap CI over **units** (bias type x arm x seed): a unit's training sets at the several
+ratios share its augmented set and seeds (nested mixes), so resampling points would count each
+unit once per ratio and inflate n. The pooled scope therefore draws units with all their points;
+at a fixed ratio each unit is one point. Below ``min_points`` independent units (pooled: also
+points minus one per ratio) the association is not computed and the row says the design has too
+few points to tell.
 
 Harm per point is the mean, over the bias-related tasks, of the bias metric's change from the
 real-only model of the same seed, each task's changes divided by their standard deviation across
@@ -28,7 +32,6 @@ import numpy as np
 
 from synthbias.measure.result import percentile_ci
 from synthbias.stats.correlation import partial_spearman, spearman
-from synthbias.stats.resampling import stratified_draw
 
 #: A point of the design: (bias type, arm, ratio, seed).
 Point = tuple[str, str, float, int]
@@ -119,6 +122,7 @@ def factor_attribution(
         x = np.array([abs(float(factors[k][name]["value"])) for k in pts])
         y = np.array([harm[k] for k in pts])
         r = np.array([k[2] for k in pts])
+        units = np.unique([f"{k[0]}|{k[1]}|{k[3]}" for k in pts], return_inverse=True)[1]
         scopes: list[tuple[str, np.ndarray]] = [
             (f"ratio={v:g}", np.flatnonzero(r == v)) for v in sorted(set(r))
         ]
@@ -126,7 +130,13 @@ def factor_attribution(
         for scope, idx in scopes:
             out.append(
                 _association(
-                    name, scope, x[idx], y[idx], r[idx], min_points, n_resamples, level, rng
+                    name,
+                    scope,
+                    (x[idx], y[idx], r[idx], units[idx]),
+                    min_points,
+                    n_resamples,
+                    level,
+                    rng,
                 )
             )
     for name, reason in sorted(excluded.items()):
@@ -145,21 +155,29 @@ def factor_attribution(
     return out
 
 
+def _unit_draw(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Point indices of a bootstrap draw of units (each drawn unit brings all its points)."""
+    return np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
+
+
 def _association(
     name: str,
     scope: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    strata: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     min_points: int,
     n_resamples: int,
     level: float,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
+    """One association: ``data`` = (factor, harm, ratio, unit label) per point; the CI
+    resamples units (see the module docstring)."""
+    x, y, strata, units = data
     pooled = scope.startswith("pooled")
-    row: dict[str, Any] = {"factor": name, "scope": scope, "n_points": len(x)}
-    # within-ratio variation is what a pooled association can use: n minus one per ratio
-    df = len(x) - len(np.unique(strata)) if pooled else len(x)
+    n_units = len(np.unique(units))
+    row: dict[str, Any] = {"factor": name, "scope": scope, "n_points": len(x), "n_units": n_units}
+    # within-ratio variation is what a pooled association can use: n minus one per ratio, and
+    # never more than the independent units behind the points
+    df = min(len(x) - len(np.unique(strata)), n_units) if pooled else n_units
     if df < min_points:
         return row | {
             "association": None,
@@ -167,7 +185,7 @@ def _association(
             "ci_high": None,
             "informative": False,
             "note": f"too few points to tell: {len(x)} points"
-            + (f" over {len(np.unique(strata))} ratios" if pooled else "")
+            + (f" from {n_units} units over {len(np.unique(strata))} ratios" if pooled else "")
             + f", {min_points} independent ones needed",
         }
 
@@ -175,10 +193,10 @@ def _association(
         return partial_spearman(x[i], y[i], strata[i]) if pooled else spearman(x[i], y[i])
 
     value = stat(np.arange(len(x)))
-    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    groups = [np.flatnonzero(units == u) for u in np.unique(units)]
     boots = np.empty(n_resamples)
     for k in range(n_resamples):
-        boots[k] = stat(stratified_draw(groups, rng))
+        boots[k] = stat(_unit_draw(groups, rng))
     ci = percentile_ci(boots, level)
     finite = not (math.isnan(value) or math.isnan(ci.low))
     note = "" if finite else "no variation in the factor or the harm at these points"

@@ -25,6 +25,16 @@ beginning run once) saves, and a roofline line: FLOPs per token (2 × parameters
 seconds as a share of a plain fp32 matmul's measured rate on the same cores.
     PYTHONPATH=src python bench/likelihood.py --suites crows_pairs,stereoset,bbq --limit 600
 
+``--default-vs-plain`` is issue 28's acceptance check, in one process and one sitting: all
+1,508 CrowS-Pairs pairs through ``bench-bias``'s default path (``scoring_backend: auto``:
+:func:`~synthbias.measure.scoring.choose_scoring_backend`, then ``score_benchmark`` exactly as
+the CLI calls it, bootstrap included) beside the plain transformers fp32 loop, in the order
+plain, default, default, plain (a change in the machine's load hits both alike); wall and CPU
+seconds, the ratio, both scores, the largest per-sentence difference and the roofline share.
+
+    PYTHONPATH=src python bench/likelihood.py --default-vs-plain \
+        --out bench/results/crows_default_vs_plain.json
+
 Reads ``../shared/benchmarks`` (or ``--data``); writes ``bench/results/likelihood.json``.
 """
 
@@ -45,11 +55,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 try:
     from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
-    from synthbias.measure.scoring import score_texts
+    from synthbias.measure.scoring import (
+        choose_scoring_backend,
+        load_scoring_backend,
+        score_texts,
+    )
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs, score_benchmark
-    from synthbias.measure.scoring import score_texts
+    from synthbias.measure.scoring import (
+        choose_scoring_backend,
+        load_scoring_backend,
+        score_texts,
+    )
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +150,7 @@ def plain_transformers_loop(data: str, n: int, threads: int | None, batch: int =
         folder, dtype=torch.float32, local_files_only=True
     ).eval()
     texts = _sentences(data, n)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"]] for t in texts]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     totals = [0.0] * len(ids)
@@ -147,12 +165,13 @@ def plain_transformers_loop(data: str, n: int, threads: int | None, batch: int =
             got = logp.gather(-1, x[:, 1:, None])[..., 0]
             for r, i in enumerate(idx):
                 totals[i] = float(got[r, : len(ids[i]) - 1].double().sum())
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "sentences": len(texts),
         "tokens": sum(len(s) - 1 for s in ids),
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
         "flops_per_token": 2 * n_params,
         "totals": totals,
     }
@@ -246,6 +265,72 @@ def scoring_speed(backend, data: str, n: int) -> dict:
     return out
 
 
+def _timed(fn):
+    """(result, wall seconds, process CPU seconds over all threads) of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    res = fn()
+    return res, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _maxdiff(absdiff: np.ndarray, ref: np.ndarray, half: int) -> float:
+    """Largest change in a pair's |ll(more) - ll(less)| between the two paths, in nats."""
+    return float(np.max(np.abs(absdiff - np.abs(ref[:half] - ref[half:]))))
+
+
+def default_vs_plain(data: str, threads: int | None, peak: float, limit: int | None) -> dict:
+    """``bench-bias --suite crows_pairs`` on its default path vs the plain loop (all pairs)."""
+    n_pairs = min(limit or 10**9, len(load_crows_pairs(data)))
+    choice = choose_scoring_backend()
+    backend = load_scoring_backend(choice, None, n_threads=threads)
+    arms: dict[str, list[tuple[float, float]]] = {"plain": [], "default": []}
+    plain: dict = {}
+    default: dict = {}
+    for arm in ("plain", "default", "default", "plain"):
+        if arm == "plain":
+            plain = plain_transformers_loop(data, 2 * n_pairs, threads)
+            wall, cpu = plain["seconds"], plain["cpu_s"]
+        else:
+            default, wall, cpu = _timed(
+                lambda: score_benchmark(backend, "crows_pairs", data, limit)
+            )
+        arms[arm].append((wall, cpu))
+        print(f"{arm:>8}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+    mean = {k: (np.mean([w for w, _ in v]), np.mean([c for _, c in v])) for k, v in arms.items()}
+    # the plain loop's own sentence order is _sentences(): all sent_more, then all sent_less
+    half = len(plain["totals"]) // 2
+    ref = np.array(plain["totals"])
+    plain_pct = 100 * float(np.mean(ref[:half] > ref[half:]))
+    pct = default["crows_pairs.pct_stereotype"]
+    ref_pref = (ref[:half] > ref[half:]).astype(float)
+    flips = int(np.sum(np.array(pct.per_sample) != ref_pref))
+    absdiff = np.array(default["crows_pairs.likelihood_diff"].per_sample)
+    out = {
+        "pairs": n_pairs,
+        "sentences": 2 * n_pairs,
+        "tokens": plain["tokens"],
+        "order": "plain, default, default, plain",
+        "scoring_backend": choice.to_dict(),
+        "plain_wall_s": [round(w, 1) for w, _ in arms["plain"]],
+        "plain_cpu_s": [round(c, 1) for _, c in arms["plain"]],
+        "default_wall_s": [round(w, 1) for w, _ in arms["default"]],
+        "default_cpu_s": [round(c, 1) for _, c in arms["default"]],
+        "ratio_wall": round(float(mean["plain"][0] / mean["default"][0]), 3),
+        "ratio_cpu": round(float(mean["plain"][1] / mean["default"][1]), 3),
+        "default_pct_stereotype": round(pct.value, 2),
+        "plain_pct_stereotype": round(plain_pct, 2),
+        "decision_flips": flips,
+        "max_abs_pair_diff_change": _maxdiff(absdiff, ref, half),
+        "roofline_default": roofline(
+            plain["flops_per_token"], plain["tokens"], float(mean["default"][0]), peak
+        ),
+        "roofline_plain": roofline(
+            plain["flops_per_token"], plain["tokens"], float(mean["plain"][0]), peak
+        ),
+    }
+    print(json.dumps(out, indent=2), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runtimes", default="llamacpp,hf")
@@ -256,7 +341,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--loop-n", type=int, default=200, help="sentences in the speed check")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "likelihood.json"))
+    ap.add_argument(
+        "--default-vs-plain",
+        action="store_true",
+        help="only the acceptance check: bench-bias's default path vs the plain loop, all pairs",
+    )
     args = ap.parse_args(argv)
+    if args.default_vs_plain:
+        peak = matmul_peak(args.threads)
+        report = {
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "matmul_peak_gflops": round(peak, 2),
+            "crows_pairs_default_vs_plain": default_vs_plain(
+                args.data, args.threads, peak, args.limit
+            ),
+        }
+        Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.out}")
+        return report
 
     report: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},

@@ -129,6 +129,6 @@ def test_cli_bench_bias_real_model(benchmarks: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert data["runtime"] == "llama.cpp"
+    assert data["runtime"] == "transformers" and data["scoring_backend"]["backend"] == "hf"
     m = data["metrics"]["crows_pairs.pct_stereotype"]
     assert m["n"] == 30 and 0 <= m["value"] <= 100

@@ -40,13 +40,19 @@ from synthbias.generate.protocol import SamplingParams
 from synthbias.measure.api import MeasureError, corpus_families, default_families, measure_corpus
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.likelihood import SUITES, score_benchmark
+from synthbias.measure.scoring import (
+    ScoringChoice,
+    choose_scoring_backend,
+    explicit_choice,
+    load_scoring_backend,
+)
 from synthbias.report.html import ReportError, build_report, write_run_report
 from synthbias.report.tracking import TrackingError, log_to_mlflow
 from synthbias.studies.audit.runner import AuditError, audit_corpus
 from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
-from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_run
+from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_lines, forecast_run
 from synthbias.studies.plan import (
     CONVENTION,
     PlanError,
@@ -639,6 +645,32 @@ def _backend_for_model(
     _fail(f"unknown backend {backend!r}; choose auto, llamacpp, hf or openai")
 
 
+def _scoring_backend_for_model(
+    model: str, backend: str, weights: str, base_url: str | None, api_key_env: str | None
+) -> tuple[Any, ScoringChoice]:
+    """The runtime for log-probability benchmarks, and the record of which one and why.
+
+    ``--backend auto`` on a local GGUF (or the embedded model) with native weights is
+    ``scoring_backend: auto`` (:func:`~synthbias.measure.scoring.choose_scoring_backend`):
+    the fastest exact fp32 path here. A server, a HF folder, ``--weights`` or a named backend
+    keep the explicit behaviour of :func:`_backend_for_model`.
+    """
+    path = None if model in ("embedded", "default") else Path(model)
+    local_gguf = path is None or (path.is_file() and path.suffix == ".gguf")
+    if backend == "auto" and not base_url and weights == "native" and local_gguf:
+        choice = choose_scoring_backend()
+        try:
+            be = load_scoring_backend(choice, str(path) if path else None)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            _fail_backend(exc)
+        return be, choice
+    be = _backend_for_model(model, backend, weights, base_url, api_key_env)
+    shown = "f32" if be.name == "transformers" else weights
+    return be, explicit_choice(be, f"--backend {backend} --weights {weights}", shown)
+
+
 @app.command("bench-bias")
 def bench_bias(
     model: Annotated[
@@ -654,7 +686,13 @@ def bench_bias(
     data: Annotated[
         Path, typer.Option(help="Folder holding crows_pairs/, stereoset/, bbq/.")
     ] = Path("../shared/benchmarks"),
-    backend: Annotated[str, typer.Option(help="auto, llamacpp, hf or openai.")] = "auto",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (the fastest exact fp32 runtime on this machine; recorded with its "
+            "reason), llamacpp, hf or openai."
+        ),
+    ] = "auto",
     base_url: BaseURL = None,
     api_key_env: APIKeyEnv = None,
     limit: Annotated[
@@ -682,7 +720,10 @@ def bench_bias(
     if not data.is_dir():
         _fail(f"benchmark data folder not found: {data}")
     _out_file(out)
-    be = _backend_for_model(model, backend, weights, base_url, api_key_env)
+    be, choice = _scoring_backend_for_model(model, backend, weights, base_url, api_key_env)
+    console.print(
+        f"scoring backend: {choice.backend} on {choice.device} ({choice.weights}): {choice.reason}"
+    )
     results: dict[str, Any] = {}
     table = Table(title=f"{model} on {data} ({be.name}: {be.model_id})")
     table.add_column("metric", no_wrap=True)
@@ -713,7 +754,8 @@ def bench_bias(
                 "seconds": seconds,
                 "runtime": be.name,
                 "model_id": be.model_id,
-                "weights": weights,
+                "weights": choice.weights,
+                "scoring_backend": {"requested": backend, **choice.to_dict()},
                 "data": str(data),
                 "limit": limit,
                 "seed": seed,
@@ -888,6 +930,8 @@ def forecast(
             f"Full run ({full.get('n_points')} transitions): {fixed_point_text(full)}",
             highlight=False,
         )
+    for line in forecast_lines(fc):
+        console.print(line, highlight=False, soft_wrap=True)
     if (run_dir / "report.html").exists():
         write_run_report(run_dir)
     console.print(f"wrote {run_dir / FORECAST_FILE}")

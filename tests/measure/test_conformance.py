@@ -23,6 +23,7 @@ use 20 BBQ items per category (3 categories) and 20 CrowS-Pairs pairs; the ``slo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,14 @@ import numpy as np
 import pytest
 
 from synthbias.measure import qa
-from synthbias.measure.likelihood import crows_pairs_subset, load_crows_pairs
+from synthbias.measure.likelihood import (
+    crows_pairs_subset,
+    load_crows_pairs,
+    load_stereoset,
+    stereoset_counts,
+)
 from synthbias.measure.qa import bbq, bbq_pairs, bbq_sample
-from synthbias.measure.scoring import conditional_logprobs, sum_logprob
+from synthbias.measure.scoring import conditional_logprobs, stratified_sample, sum_logprob
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -108,7 +114,7 @@ def bbq_table(items: Any, ours: np.ndarray, ref: np.ndarray) -> dict[str, dict[s
     """Per category: items, max |Δ| over options, flipped answers (ours vs reference)."""
     cats = items["category"].to_numpy()
     table = {}
-    for cat in CATEGORIES:
+    for cat in dict.fromkeys(cats):
         m = cats == cat
         table[cat] = {
             "items": int(m.sum()),
@@ -118,8 +124,14 @@ def bbq_table(items: Any, ours: np.ndarray, ref: np.ndarray) -> dict[str, dict[s
     return table
 
 
-def compare_bbq(backend: Any, reference: Any, benchmarks: Path, per_category: int) -> dict:
-    df = bbq_sample(benchmarks, CATEGORIES, per_category * len(CATEGORIES), seed=0)
+def compare_bbq(
+    backend: Any,
+    reference: Any,
+    benchmarks: Path,
+    per_category: int,
+    categories: Sequence[str] = CATEGORIES,
+) -> dict:
+    df = bbq_sample(benchmarks, categories, per_category * len(categories), seed=0)
     pairs = bbq_pairs(df)
     ours = np.array([s.logprob for s in conditional_logprobs(backend, pairs)]).reshape(-1, 3)
     ref = np.array(harness_loglikelihood(reference, pairs)).reshape(-1, 3)
@@ -138,6 +150,56 @@ def compare_crows(backend: Any, reference: Any, benchmarks: Path, limit: int | N
         "flips": int(((ours[:n] > ours[n:]) != (ref[:n] > ref[n:])).sum()),
         "pct_ours": float(100 * (ours[:n] > ours[n:]).mean()),
         "pct_ref": float(100 * (ref[:n] > ref[n:]).mean()),
+    }
+
+
+def stereoset_paper_scores(reference: tuple[Any, Any], sentences: Sequence[str]) -> list[float]:
+    """Mean token log-prob of each sentence, StereoSet's own generative-model code.
+
+    ``eval_generative_models.py`` (intrasentence): the first token's probability from the
+    model run on the start token alone, every later token's from the bare sentence (no start
+    token in its context); the score is the mean over all tokens (log base 2 there, nats here:
+    the same ranking).
+    """
+    tok, model = reference
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    ids = [tok(x, add_special_tokens=False)["input_ids"] for x in sentences]
+    out = [0.0] * len(ids)
+    with torch.inference_mode():
+        first = torch.log_softmax(model(torch.tensor([[start]])).logits[0, -1].float(), dim=-1)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        for b in range(0, len(order), 32):
+            idx = order[b : b + 32]
+            width = max(len(ids[i]) for i in idx)
+            batch = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                batch[r, : len(ids[i])] = torch.tensor(ids[i])
+            logp = torch.log_softmax(model(batch).logits.float(), dim=-1)
+            for r, i in enumerate(idx):
+                x = ids[i]
+                rest = logp[r, : len(x) - 1].gather(-1, torch.tensor(x[1:])[:, None])
+                out[i] = (float(first[x[0]]) + float(rest.sum())) / len(x)
+    return out
+
+
+def compare_stereoset(backend: Any, reference: Any, benchmarks: Path, limit: int) -> dict:
+    """Intrasentence clusters: our default scores beside the StereoSet paper's code."""
+    full = load_stereoset(benchmarks, ("intrasentence",))
+    idx = stratified_sample((full["split"] + "/" + full["bias_type"]).tolist(), limit, seed=0)
+    df = full.iloc[idx].reset_index(drop=True)
+    texts = [r[k] for _, r in df.iterrows() for k in ("stereotype", "anti-stereotype", "unrelated")]
+    scored = conditional_logprobs(backend, [("", t) for t in texts], prefix_token="always")
+    ours = np.array([x.normalized("token") for x in scored]).reshape(-1, 3)
+    ref = np.array(stereoset_paper_scores(reference, texts)).reshape(-1, 3)
+    pro_o, rel_o = stereoset_counts(ours[:, 0], ours[:, 1], ours[:, 2])
+    pro_r, rel_r = stereoset_counts(ref[:, 0], ref[:, 1], ref[:, 2])
+    return {
+        "items": len(df),
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+        "flips": int((pro_o != pro_r).sum()),
+        "related_flips": int((rel_o != rel_r).sum()),
+        "ss_ours": float(100 * np.mean(pro_o)),
+        "ss_ref": float(100 * np.mean(pro_r)),
     }
 
 
@@ -184,6 +246,17 @@ def test_bbq_old_rule_differs_from_harness(hf_backend, benchmarks: Path) -> None
     assert max(abs(a - b) for a, b in zip(new, old, strict=True)) > 1e-2
 
 
+def test_stereoset_intrasentence_beside_its_paper_code(hf_backend, reference, benchmarks) -> None:
+    """Our intrasentence scores keep the prefix token in context; the paper's code does not.
+
+    The row is real (scores close, decisions mostly shared) and the recipes really differ.
+    """
+    row = compare_stereoset(hf_backend, reference, benchmarks, 30)
+    assert row["items"] == 30
+    assert 1e-4 < row["max_abs_diff"] < 2.0, row
+    assert row["flips"] <= 10, row
+
+
 def test_crows_pairs_matches_harness_recipe(hf_backend, reference, benchmarks: Path) -> None:
     row = compare_crows(hf_backend, reference, benchmarks, limit=20)
     assert row["pairs"] == 20
@@ -197,19 +270,58 @@ def test_crows_pairs_matches_harness_recipe(hf_backend, reference, benchmarks: P
     "SYNTHBIAS_CONFORMANCE_N=1000 pytest tests/measure/test_conformance.py -k table -s",
 )
 def test_conformance_table(hf_backend, reference, benchmarks: Path) -> None:
-    """The README's table: BBQ × 3 categories at ``SYNTHBIAS_CONFORMANCE_N`` items, CrowS-Pairs."""
+    """The README's table: BBQ × 3 categories at ``SYNTHBIAS_CONFORMANCE_N`` items, CrowS-Pairs.
+
+    One BBQ category at a time, then StereoSet, then CrowS-Pairs; with
+    ``SYNTHBIAS_CONFORMANCE_OUT`` set the table so far is written there (JSON, and the markdown
+    beside it) after each row, so a long run keeps what it has measured.
+    """
     n = int(os.environ["SYNTHBIAS_CONFORMANCE_N"])
     n_crows = os.environ.get("SYNTHBIAS_CONFORMANCE_CROWS")  # pairs; default all 1,508
-    res = compare_bbq(hf_backend, reference, benchmarks, per_category=n)
+    out = os.environ.get("SYNTHBIAS_CONFORMANCE_OUT")
+    rows: list[dict[str, Any]] = []
+    for cat in CATEGORIES:
+        row = compare_bbq(hf_backend, reference, benchmarks, n, categories=(cat,))["table"][cat]
+        rows.append({"benchmark": f"BBQ {cat}", **row})
+        _write_table(out, rows)
+    n_ss = int(os.environ.get("SYNTHBIAS_CONFORMANCE_STEREOSET", "300"))
+    ss = compare_stereoset(hf_backend, reference, benchmarks, n_ss)
+    rows.append({"benchmark": "StereoSet intrasentence vs its paper's code", **ss})
+    _write_table(out, rows)
     crows = compare_crows(hf_backend, reference, benchmarks, int(n_crows) if n_crows else None)
-    print("\n| benchmark | items | max abs diff (nats) | flips |")
-    print("|---|---|---|---|")
-    for cat, row in res["table"].items():
-        print(f"| BBQ {cat} | {row['items']} | {row['max_abs_diff']:.2e} | {row['flips']} |")
-    print(
-        f"| CrowS-Pairs | {crows['pairs']} | {crows['max_abs_diff']:.2e} | {crows['flips']} "
-        f"(ours {crows['pct_ours']:.2f} %, reference {crows['pct_ref']:.2f} %) |"
-    )
-    for cat, row in res["table"].items():
-        assert row["max_abs_diff"] <= TOL and row["flips"] == 0, (cat, row)
-    assert crows["max_abs_diff"] <= TOL and crows["flips"] == 0, crows
+    rows.append({"benchmark": "CrowS-Pairs", "items": crows["pairs"], **crows})
+    _write_table(out, rows)
+    print("\n" + table_markdown(rows))
+    for row in rows:
+        if row["benchmark"].startswith("StereoSet"):
+            continue  # a documented difference of recipe, measured, not a conformance claim
+        assert row["max_abs_diff"] <= TOL and row["flips"] == 0, row
+
+
+def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The conformance rows as a markdown table (denominators: items or pairs, options)."""
+    lines = [
+        "| benchmark | items | max abs diff (nats) | decision flips |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        extra = ""
+        if "pct_ours" in row:
+            extra = f" (% stereotype: ours {row['pct_ours']:.2f}, harness {row['pct_ref']:.2f})"
+        if "ss_ours" in row:
+            extra = (
+                f" SS (pro decisions), {row['related_flips']} LMS (related counts); SS ours "
+                f"{row['ss_ours']:.2f}, paper's code {row['ss_ref']:.2f}; nats per token"
+            )
+        lines.append(
+            f"| {row['benchmark']} | {row['items']} | {row['max_abs_diff']:.2e} | "
+            f"{row['flips']}{extra} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_table(out: str | None, rows: Sequence[dict[str, Any]]) -> None:
+    if not out:
+        return
+    Path(out).write_text(json.dumps({"tolerance_nats": TOL, "rows": list(rows)}, indent=2))
+    Path(out).with_suffix(".md").write_text(table_markdown(rows) + "\n")

@@ -21,8 +21,10 @@ from synthbias.generate.hf import HFBackend, converted_checkpoint
 from synthbias.generate.llamacpp import LlamaCppBackend
 from synthbias.generate.models import default_model_path
 from synthbias.generate.protocol import SamplingParams
+from synthbias.measure.scoring import conditional_logprobs
 from synthbias.train.adapter import (
     GGUF_EXPORT_NAME,
+    MERGED_NAME,
     _permute_rows,
     export_gguf_lora,
     load_finetuned,
@@ -104,6 +106,32 @@ def test_llamacpp_with_gguf_lora(zebra: Path, base_scores: dict[str, list[float]
         assert off.model_id.endswith("*0")
         zero = [s.total for s in off.logprobs([*TRAINED, CONTROL])]
     assert np.allclose(zero, base_scores["llamacpp"], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_merged_adapter_scores_equal_the_lora_and_the_fp32_transformers_path(zebra: Path) -> None:
+    """merge=True: the f32 base with the adapter merged in, float32 KV cache.
+
+    Equal to the run-time LoRA on the same f32 copy (float32 KV too) and to the merged HF fp32
+    model within 1e-4 nats per option (measured 1e-5 and 5e-5 on 24 BBQ items); llama.cpp's
+    default f16 KV cache alone moves them by ~1e-2.
+    """
+    pairs = [
+        (q, c) for q in ("Q: Name an animal.\nA:", CONTROL) for c in (" Answer: zebra", " a cat")
+    ]
+    kw = {**LLAMA_KW, "kv_type": "f32"}
+    with load_finetuned(zebra, "llamacpp", merge=True, **kw) as merged:
+        assert merged.model_path == zebra / MERGED_NAME and merged.lora_path is None
+        got = np.array([s.logprob for s in conditional_logprobs(merged, pairs)])
+    with load_finetuned(zebra, "llamacpp", weights="f32", **kw) as lora:
+        ref = np.array([s.logprob for s in conditional_logprobs(lora, pairs)])
+    with load_finetuned(zebra, "hf", n_threads=CORES) as hf:
+        exact = np.array([s.logprob for s in conditional_logprobs(hf, pairs)])
+    assert got[0] > got[1] + 5, got  # the adapter is really in the merged weights
+    assert np.abs(got - ref).max() <= 1e-4, got - ref
+    assert np.abs(got - exact).max() <= 1e-4, got - exact
+    with pytest.raises(ValueError, match="merge=True"):
+        load_finetuned(zebra, "llamacpp", merge=True, weights="f16")
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from synthbias.generate import load_backend
 from synthbias.generate.protocol import Backend, TailScorer, TextLogprobs
 
 #: How a continuation's log-prob is normalised before options are compared.
@@ -117,14 +118,19 @@ def score_texts(
     Chunks bound memory and let ``progress(done, total)`` report; the backend batches within a
     chunk. For a backend that shares text prefixes (``share_text_prefix``) texts are sent in
     sorted order, so texts that share a beginning (the two sentences of a CrowS-Pairs pair, a
-    StereoSet cluster) land in the same chunk and the common part is decoded once. Returned
-    in input order (duplicates share one result object).
+    StereoSet cluster) land in the same chunk and the common part is decoded once. Otherwise
+    they are sent longest first (by characters), so each chunk's padded batches hold texts of
+    about one length, as a plain length-sorted loop over all texts has them (the chunk only
+    bounds memory; every text is scored on its own). Returned in input order (duplicates share
+    one result object).
     """
     if isinstance(texts, str):
         raise TypeError("score_texts() takes a sequence of texts, not a single string")
     unique = list(dict.fromkeys(texts))
     if getattr(backend, "share_text_prefix", False) is True:
         unique.sort()
+    else:
+        unique.sort(key=len, reverse=True)
     scored: dict[str, TextLogprobs] = {}
     for start in range(0, len(unique), chunk_size):
         chunk = unique[start : start + chunk_size]
@@ -447,6 +453,43 @@ def choose_scoring_backend(
         "CPU without a measured faster path: batched transformers fp32 (length-sorted batches "
         "of 32), 2.3x llama.cpp Q4_1 on CrowS-Pairs (issue 28)",
     )
+
+
+def explicit_choice(backend: Backend, requested: str, weights: str = "native") -> ScoringChoice:
+    """The :class:`ScoringChoice` record of a runtime the user named (no automatic choice)."""
+    device = str(getattr(backend, "device", "cpu"))
+    return ScoringChoice(
+        str(getattr(backend, "name", requested)),
+        device,
+        weights,
+        f"chosen explicitly ({requested!r}); not the automatic choice",
+        int(getattr(backend, "batch_size", 1) or 1),
+    )
+
+
+def load_scoring_backend(
+    choice: ScoringChoice, model_path: str | None = None, n_threads: int | None = None
+) -> Backend:
+    """Build the runtime ``choice`` names for ``model_path`` (``None``: the embedded model).
+
+    ``hf``: transformers in float32 on ``choice.device`` (a GGUF is dequantised once to a
+    cached fp32 checkpoint, lossless with respect to its values), ``choice.batch_size`` texts
+    per padded batch. ``llamacpp``: the GGUF with ``choice.weights`` (``f32``: a local
+    dequantised copy).
+    """
+    if choice.backend == "hf":
+        return load_backend(
+            "hf",
+            model_path=model_path,
+            device=choice.device,
+            dtype="float32",
+            batch_size=choice.batch_size,
+            n_threads=n_threads,
+        )
+    if choice.backend == "llamacpp":
+        kw: dict[str, Any] = {"model_path": model_path} if model_path else {}
+        return load_backend("llamacpp", weights=choice.weights, n_threads=n_threads, **kw)
+    raise ValueError(f"no scoring runtime {choice.backend!r}; choose hf or llamacpp")
 
 
 _PROBES: dict[int, ProbeTimes] = {}

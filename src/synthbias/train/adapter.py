@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 
 from synthbias.core.store import atomic_path
 from synthbias.generate import load_backend
+from synthbias.generate.llamacpp import widen_model
 from synthbias.generate.models import default_model_path, model_fingerprint
 from synthbias.train.sft import read_train_meta
 
@@ -145,6 +147,45 @@ def export_gguf_lora(
     The file is written under a temporary name and renamed into place.
     """
     import gguf
+
+    adir = Path(adapter_dir).expanduser()
+    lora = gguf_lora_tensors(adir, base_gguf)
+    out = Path(out_path).expanduser()
+    with atomic_path(out) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), lora.arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, lora.alpha)
+        writer.add_name(f"{adir.name} (LoRA)")
+        for name, a, b in lora.tensors:
+            writer.add_tensor(name + ".lora_a", a)
+            writer.add_tensor(name + ".lora_b", b)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return out
+
+
+@dataclass
+class GGUFLoRA:
+    """A peft LoRA mapped onto a GGUF base: ``(base tensor name, A (r x in), B (out x r))``.
+
+    B's rows are already permuted like the base's q/k weights; the update of a weight is
+    ``alpha / r * B @ A`` (numpy shape ``(out, in)``, the GGUF tensor's row-major layout).
+    """
+
+    base: Path
+    arch: str
+    alpha: float
+    tensors: list[tuple[str, np.ndarray, np.ndarray]]
+
+
+def gguf_lora_tensors(
+    adapter_dir: str | os.PathLike[str], base_gguf: str | os.PathLike[str] | None = None
+) -> GGUFLoRA:
+    """The adapter's A/B matrices under the base GGUF's tensor names, checked against it."""
+    import gguf
     from safetensors.numpy import load_file
 
     adir = Path(adapter_dir).expanduser()
@@ -201,8 +242,7 @@ def export_gguf_lora(
         else:
             raise ValueError(f"unexpected tensor {key!r} in the adapter (only LoRA A/B supported)")
 
-    alpha = float(cfg["lora_alpha"])
-    tensors: list[tuple[str, np.ndarray]] = []
+    tensors: list[tuple[str, np.ndarray, np.ndarray]] = []
     for module in sorted(pairs):
         ab = pairs[module]
         if set(ab) != {"lora_A", "lora_B"}:
@@ -221,23 +261,48 @@ def export_gguf_lora(
             raise ValueError(
                 f"{module}: LoRA shapes A{a.shape} B{b.shape} do not fit {name} (ne={ne})"
             )
-        tensors.append((name + ".lora_a", a))
-        tensors.append((name + ".lora_b", np.ascontiguousarray(b)))
+        tensors.append((name, a, np.ascontiguousarray(b)))
+    return GGUFLoRA(base, arch, float(cfg["lora_alpha"]), tensors)
 
-    out = Path(out_path).expanduser()
-    with atomic_path(out) as tmp:
-        writer = gguf.GGUFWriter(str(tmp), arch)
-        writer.add_type(gguf.GGUFType.ADAPTER)
-        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-        writer.add_name(f"{adir.name} (LoRA)")
-        for name, arr in tensors:
-            writer.add_tensor(name, arr)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-    return out
+
+#: Name of the merged f32 model kept inside an adapter folder (:func:`merged_gguf`).
+MERGED_NAME = "merged-f32.gguf"
+_GGML_F32 = 0
+
+
+def merged_gguf(
+    adapter_dir: str | os.PathLike[str], base_gguf: str | os.PathLike[str] | None = None
+) -> Path:
+    """The base's f32 copy with the adapter merged in (``W + alpha/r * B @ A``), kept in the folder.
+
+    Why: llama.cpp applies a LoRA at run time as extra graph nodes in every layer (two small
+    matmuls, a scale and an add per adapted weight), each a thread barrier; on 2 cores that cost
+    1.3x CPU and up to 1.7x wall time in option scoring (bench/evaluation.py). Merged once per
+    adapter (copy of the 540 MB f32 file, a few seconds), the adapter runs at the base's speed.
+    The f32 base is :func:`~synthbias.generate.llamacpp.widen_model` of the adapter's GGUF
+    base, so the weights are the same numbers as the LoRA path's; scores differ from it only by
+    float32 rounding of the merged sum. Rewritten when missing or older than the adapter.
+    """
+    adir = Path(adapter_dir).expanduser()
+    target = adir / MERGED_NAME
+    weights = adir / "adapter_model.safetensors"
+    if base_gguf is None and target.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
+        return target
+    lora = gguf_lora_tensors(adir, base_gguf)
+    wide = widen_model(lora.base, "f32")
+    header = read_gguf_header(wide)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(wide, tmp)
+        with open(tmp, "r+b") as fh:
+            for name, a, b in lora.tensors:
+                ne, gtype, offset = header.tensors[name]
+                if gtype != _GGML_F32:
+                    raise ValueError(f"{wide.name}: {name} is not f32 (ggml type {gtype})")
+                w = np.memmap(fh, dtype=np.float32, mode="r+", offset=offset, shape=(ne[1], ne[0]))
+                w += np.float32(lora.alpha / a.shape[0]) * (b @ a)
+                w.flush()
+                del w
+    return target
 
 
 def gguf_export(
@@ -262,8 +327,10 @@ def load_finetuned(
     The base is ``kw["model_path"]`` when given, else the one recorded at training (a GGUF base
     for llama.cpp is the recorded GGUF or the embedded model). ``"hf"`` merges the adapter into
     the float32 weights; ``"llamacpp"`` exports it once to ``adapter-lora.gguf`` in the adapter
-    folder and runs it on the quantised GGUF (``lora_scale`` may be passed). Other keyword
-    arguments go to the backend's constructor.
+    folder and runs it on the quantised GGUF (``lora_scale`` may be passed); with
+    ``merge=True`` it runs :func:`merged_gguf` instead (the f32 base with the adapter merged in,
+    no LoRA at run time: faster, same scores to float32 rounding). Other keyword arguments go to
+    the backend's constructor.
     """
 
     adir = Path(adapter_dir).expanduser()
@@ -277,6 +344,10 @@ def load_finetuned(
         return load_backend("hf", adapter_path=adir, **kw)
     if key == "llamacpp":
         explicit = kw.pop("model_path", None)
+        if kw.pop("merge", False):
+            if kw.pop("weights", "f32") not in ("f32", "native") or "lora_scale" in kw:
+                raise ValueError("merge=True runs the merged f32 model: no weights/lora_scale")
+            return load_backend("llamacpp", model_path=merged_gguf(adir, explicit), **kw)
         base = _base_gguf_for(adir, explicit)
         lora = gguf_export(adir, explicit)
         return load_backend("llamacpp", model_path=base, lora_path=lora, **kw)

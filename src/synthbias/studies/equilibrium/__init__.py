@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from synthbias.core.registry import STUDIES
-from synthbias.studies.equilibrium import report
+from synthbias.studies.equilibrium import loop_report, report
 from synthbias.studies.equilibrium.console import print_equilibrium
 from synthbias.studies.equilibrium.loop import print_loop, run_equilibrium_loop
 from synthbias.studies.equilibrium.runner import run_equilibrium
@@ -46,5 +46,6 @@ STUDIES.register(
     run_equilibrium_loop,
     section="study",
     printer=print_loop,
+    report=loop_report,
     description="real data in the loop: predicted vs observed b* per regime and real share",
 )

@@ -37,6 +37,7 @@ from synthbias.core.steps import Steps
 from synthbias.core.store import write_json
 from synthbias.core.version import __version__
 from synthbias.generate.protocol import Backend
+from synthbias.report.html import write_run_report
 from synthbias.stats import feedback_loop as fl
 from synthbias.studies.equilibrium.generation import chain_corpus_path
 from synthbias.studies.equilibrium.measurer import GenderMeasurer
@@ -113,6 +114,7 @@ def run_equilibrium_loop(
     results["timing"]["total_seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "results.json", results)
     write_json(out / "loop.json", results)
+    write_run_report(out)
     return results
 
 

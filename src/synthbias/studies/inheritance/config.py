@@ -91,6 +91,13 @@ class InheritanceStudyConfig(StrictModel):
     inference: Literal["t", "two_stage"] = "t"
     #: multiple-comparison adjustment of the "detected" flags over the run's family of cells
     adjust: Literal["holm", "bh"] = "holm"
+    #: replicates run side by side (:mod:`synthbias.core.parallel`): ``1`` one after another in
+    #: this process (the default), ``N`` on a local pool of N processes with cores/N threads
+    #: each, ``auto`` one process per core (at most one per replicate)
+    workers: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
+    #: where replicates run: ``local`` (this machine) or ``ray`` (one Ray task per replicate,
+    #: on the cluster of ``RAY_ADDRESS`` or a local Ray; the run folder must be shared)
+    scale: Literal["local", "ray"] = "local"
     tasks: list[str] | None = None
     n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
     eval_base: bool = True

@@ -195,6 +195,16 @@ def print_inheritance(results: dict[str, Any], console: Console, out: Any) -> No
     t = results["timing"]
     console.print(
         f"augment {t['augment_seconds']:.0f} s, fine-tune {t['train_seconds']:.0f} s, "
-        f"evaluate {t['eval_seconds']:.0f} s, total {t['total_seconds']:.0f} s. Output: {out}/ "
+        f"evaluate {t['eval_seconds']:.0f} s{workers_note(results)}, total (wall) "
+        f"{t['total_seconds']:.0f} s. Output: {out}/ "
         f"(results.json, results.csv, correlations.csv, {', '.join(results['plots'])})"
     )
+
+
+def workers_note(results: dict[str, Any]) -> str:
+    """Where replicates ran side by side, the step seconds are summed over the workers."""
+    par = results.get("parallel") or {}
+    if (par.get("workers") or 1) <= 1 and par.get("scale", "local") == "local":
+        return ""
+    where = "Ray" if par.get("scale") == "ray" else f"{par['workers']} local workers"
+    return f" (steps summed over {where})"

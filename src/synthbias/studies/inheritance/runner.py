@@ -21,6 +21,10 @@ within it. The headlines are means over replicates with intervals from their var
 :mod:`synthbias.studies.inheritance.steps` called once per unit (a bias type and seed, a training
 set, a model), and what the run reports is assembled in
 :mod:`synthbias.studies.inheritance.results`.
+Replicates are independent units (:mod:`synthbias.studies.inheritance.unit`: augment -> mix ->
+train -> evaluate for one seed): ``inheritance.workers`` runs them on a local process pool (each
+worker with its share of the cores) and ``scale: ray`` on Ray; the comparisons and headlines are
+formed once every replicate is in.
 Every step is cached under the run folder by a content hash of exactly its inputs
 (``augmented/``, ``adapters/``, ``evals/``, ``misalignment/``): an interrupted run resumes where it
 stopped, and a changed config redoes only the steps whose inputs changed (e.g. adding a ratio
@@ -32,20 +36,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthbias.core.parallel import resolve_workers, run_units, threads_per_worker
 from synthbias.core.progress import ProgressFactory
-from synthbias.core.records import Record, write_jsonl
+from synthbias.core.records import write_jsonl
 from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, lock_run_folder, write_json
 from synthbias.core.version import __version__
-from synthbias.generate.factory import make_backend
-from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.generate.protocol import Backend
 from synthbias.report.html import write_run_report
-from synthbias.studies.inheritance.design import study_arms, sweep_cells
-from synthbias.studies.inheritance.keys import content_key
+from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.inheritance.results import (
     step_timing,
     study_results,
@@ -55,20 +57,12 @@ from synthbias.studies.inheritance.results import (
 )
 from synthbias.studies.inheritance.steps import (
     Augmentation,
-    Generator,
-    SetWriter,
     attribute_harm,
-    augment_arms,
     compare_models,
-    eval_path,
     evaluate_model,
     infer_over_replicates,
     load_real,
-    mix_set,
     progress_bar,
-    tasks_key,
-    train_adapter,
-    training_set_misalignment,
 )
 from synthbias.studies.inheritance.training import (
     BackendLoader,
@@ -77,8 +71,27 @@ from synthbias.studies.inheritance.training import (
     Trainer,
     apply_data_mitigations,
 )
-from synthbias.tasks import list_tasks, load_task
-from synthbias.tasks.sweep import resolve_sizes, task_answers
+from synthbias.studies.inheritance.unit import (
+    ReplicateJob,
+    ReplicateResult,
+    default_loader,
+    merge_counts,
+    model_eval_path,
+    run_replicate,
+    tasks_and_sizes,
+    without_progress,
+)
+from synthbias.tasks.sweep import task_answers
+
+#: What callers import from here (the mitigation study, tests): the runner, the size check, and
+#: the default trainer, loader and data mitigations it runs with.
+__all__ = [
+    "DefaultBackendLoader",
+    "LoRATrainer",
+    "apply_data_mitigations",
+    "check_task_sizes",
+    "run_inheritance",
+]
 
 if TYPE_CHECKING:
     from synthbias.config import ExperimentConfig
@@ -118,121 +131,62 @@ def run_inheritance(
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else out
     _open_run(config, out, cache, resume)
-    trainer = trainer or LoRATrainer(study)
-    backend_loader = backend_loader or DefaultBackendLoader(study, config.generator)
     t0 = time.perf_counter()
     steps = Steps(resume=resume)
-    tasks, sizes, size_notes = _tasks_and_sizes(config)
+    tasks, sizes, size_notes = tasks_and_sizes(config)
     real, real_key = load_real(study, seed)
     write_jsonl(real, out / "real.jsonl")
 
-    # 1. augment: every arm's set per (bias type, seed), checked against the real data
-    generator = Generator(
-        partial(make_backend, config.generator, seed=seed, run_dir=cache),
-        backend,
-        info_path=cache / "augmented" / "generator.json",
-    )
-    write = _set_writer(config, steps, cache / "augmented", generator, real, real_key)
-    arms = study_arms(study)
-    n_aug = len(study.bias_types) * len(study.seeds) * study.n_augmented * len(arms)
-    with progress_bar(progress, "augmenting", n_aug) as tick:
-        augmentation = Augmentation.gather(
-            {
-                (bt, s): augment_arms(
-                    partial(write, seed=s),
-                    real,
-                    bt,
-                    s,
-                    arms=arms,
-                    dimensions=tuple(study.dimensions),
-                    n=study.n_augmented,
-                    fallback=study.fallback,
-                    check_strengths=study.check_strengths,
-                    n_resamples=n_res,
-                    tick=tick,
-                )
-                for s in study.seeds
-                for bt in study.bias_types
-            }
-        )
-    write_json(out / "checks.json", augmentation.checks)
-    generator_info = generator.release()  # free the generator before training
-
-    # 2. mix: one training set per cell of the sweep, and its misalignment against D_r
-    conditions = [
-        mix_set(
-            real,
-            augmentation.sets[(cell.bias_type, cell.seed, cell.source_arm)],
-            cell,
-            mode=study.mix_mode,
-            n_total=study.n_total,
-            mitigate=partial(apply_data_mitigations, study=study),
-            folder=out / "mixes",
-        )
-        for cell in sweep_cells(study)
-    ]
-    factors = {
-        (c["bias_type"], c["arm"], c["ratio"], c["seed"]): training_set_misalignment(
-            c["records"],
-            c["mix_key"],
-            c["bias_type"],
-            real,
+    # 1-4. every replicate (seed) from augmentation to evaluation: independent units, run
+    #      inline, on a local process pool or on Ray (inheritance.workers / scale), each one
+    #      cached and resumable on its own
+    jobs = [
+        ReplicateJob(
+            config=config,
+            seed=s,
+            replicate=i,
+            out=out,
+            cache=cache,
+            resume=resume,
+            real=real,
+            real_key=real_key,
+            backend=backend,
+            trainer=trainer,
+            backend_loader=backend_loader,
             encoder=encoder,
-            n_resamples=n_res,
-            seed=seed,
-            folder=cache / "misalignment",
-            steps=steps,
+            progress=progress,
         )
-        for c in conditions
-        if study.misalignment
-    }
-
-    # 3. train one adapter per distinct training set (r = 0 is shared by bias types, and by
-    #    runs whose mitigations leave it unchanged)
-    distinct = {(c["mix_key"], c["seed"]): c["records"] for c in conditions}
-    adapters: dict[tuple[str, int], str] = {}
-    train_info: dict[str, dict[str, Any]] = {}
-    with progress_bar(progress, "fine-tuning", len(distinct)) as tick:
-        for (mix_key, s), records in distinct.items():
-            akey, info = train_adapter(
-                trainer, records, s, mix_key, folder=cache / "adapters", steps=steps
-            )
-            adapters[(mix_key, s)] = akey
-            train_info[akey] = info
-            tick(1)
-    for c in conditions:
-        c["adapter"] = adapters[(c["mix_key"], c["seed"])]
-
-    # 4. evaluate every model (and the untuned base) on the tasks
-    models = (["base"] if study.eval_base else []) + sorted(set(adapters.values()), key=str)
-    task_key = tasks_key(tasks, sizes, seed)
-    paths = {
-        m: eval_path(
-            cache / "evals",
-            m,
-            task_key,
-            study.eval_backend,
-            study.eval_weights,
-            study.finetune.base_model,
-        )
-        for m in models
-    }
-    with progress_bar(progress, "evaluating", len(models) * len(tasks)) as tick:
-        evaluations = {
-            m: evaluate_model(
-                m,
-                None if m == "base" else cache / "adapters" / m,
-                backend_loader,
+        for i, s in enumerate(study.seeds)
+    ]
+    replicates = _run_replicates(jobs, study, progress)
+    for r in replicates:
+        merge_counts(steps, r.counts)
+    augmentation = Augmentation.gather({k: a for r in replicates for k, a in r.arm_sets.items()})
+    write_json(out / "checks.json", augmentation.checks)
+    generator_info = next((r.generator for r in replicates if r.generator), {})
+    conditions = [c for r in replicates for c in r.conditions]
+    factors = {k: f for r in replicates for k, f in r.factors.items()}
+    train_info = {k: v for r in replicates for k, v in r.train_info.items()}
+    evaluations = {m: e for r in replicates for m, e in r.evaluations.items()}
+    paths = {m: p for r in replicates for m, p in r.paths.items()}
+    if study.eval_base:  # the untuned model: once per run, not per replicate
+        paths["base"] = model_eval_path(config, cache, "base", tasks, sizes)
+        with progress_bar(progress, "evaluating the base model", len(tasks)) as tick:
+            evaluations["base"] = evaluate_model(
+                "base",
+                None,
+                backend_loader or default_loader(config),
                 tasks,
                 sizes,
                 item_seed=seed,
                 n_resamples=n_res,
-                path=paths[m],
+                path=paths["base"],
                 steps=steps,
                 tick=tick,
             )
-            for m in models
-        }
+    models = (["base"] if study.eval_base else []) + sorted(set(paths) - {"base"}, key=str)
+    evaluations = {m: evaluations[m] for m in models}
+    paths = {m: paths[m] for m in models}
 
     # 5. compare every model with the real-only model (and each arm with the control), paired
     table = tidy(conditions, {m: e["rows"] for m, e in evaluations.items()})
@@ -280,6 +234,7 @@ def run_inheritance(
         corr=corr,
         replication=replication,
     )
+    results["parallel"] = _parallel_info(study, len(jobs))
     write_results(out, results, table, augmentation.sets, evaluations)
     write_run_report(out)
     return results
@@ -292,19 +247,7 @@ def check_task_sizes(config: ExperimentConfig) -> dict[str, int]:
     Why: a study that runs other pipelines first (the mitigation study's recursive part) calls
     this before anything runs, so a bad ``tasks.sizes`` fails in seconds, not after them.
     """
-    return _tasks_and_sizes(config)[1]
-
-
-def _tasks_and_sizes(config: ExperimentConfig) -> tuple[list[Any], dict[str, int], list[str]]:
-    """The run's tasks, each one's item count, and notes on sizes raised to a task's minimum;
-    raises :class:`~synthbias.tasks.core.TaskSizeError` where a configured size leaves the
-    headline metric undefined."""
-
-    study = config.inheritance
-    names = list(study.tasks) if study.tasks else list_tasks()
-    tasks = [load_task(t, data_dir=config.tasks.data_dir) for t in names]
-    sizes, notes = resolve_sizes(tasks, config.tasks.sizes, study.n_eval)
-    return tasks, sizes, notes
+    return tasks_and_sizes(config)[1]
 
 
 def _open_run(config: ExperimentConfig, out: Path, cache: Path, resume: bool) -> None:
@@ -321,38 +264,36 @@ def _open_run(config: ExperimentConfig, out: Path, cache: Path, resume: bool) ->
     atomic_write_text(out / "config.yaml", config.to_yaml())
 
 
-def _set_writer(
-    config: ExperimentConfig,
-    steps: Steps,
-    folder: Path,
-    generator: Generator,
-    real: list[Record],
-    real_key: str,
-) -> SetWriter:
-    """The augment step's writer, with the generation settings read off the config (short
-    texts: at most 48 new tokens; fair prompting when the ``prompt`` mitigation is on)."""
-    study = config.inheritance
-    params = SamplingParams(
-        max_tokens=min(config.sampling.max_tokens, 48),
-        temperature=config.sampling.temperature,
-        top_p=config.sampling.top_p,
-        top_k=config.sampling.top_k,
-        seed=config.seed,
-    )
-    fair = "prompt" in study.mitigation.strategies
-    gen_key = content_key(
-        config.generator.model_dump(mode="json"), params.to_dict(), study.k_shots, fair
-    )
-    return SetWriter(
-        steps=steps,
-        folder=folder,
-        generator=generator,
-        real=real,
-        real_key=real_key,
-        gen_key=gen_key,
-        params=params,
-        k_shots=study.k_shots,
-        chunk_size=config.generator.batch_size,
-        fair=fair,
-        filter_retries=study.filter_retries,
-    )
+def _run_replicates(
+    jobs: list[ReplicateJob],
+    study: InheritanceStudyConfig,
+    progress: ProgressFactory | None,
+) -> list[ReplicateResult]:
+    """Every replicate's steps: inline with one worker (today's behaviour: progress per step),
+    else on a local process pool of ``study.workers`` (each with its share of the cores) or on
+    Ray (``study.scale``), with one progress tick per finished replicate."""
+    workers = resolve_workers(study.workers, len(jobs))
+    if study.scale == "local" and workers == 1:
+        return run_units(run_replicate, jobs)
+    sent = [without_progress(j) for j in jobs]
+    threads = threads_per_worker(workers)
+    with progress_bar(progress, f"replicates ({workers} workers)", len(jobs)) as tick:
+        return run_units(
+            run_replicate,
+            sent,
+            workers=workers,
+            threads=threads,
+            scale=study.scale,
+            on_done=lambda i, r: tick(1),
+        )
+
+
+def _parallel_info(study: InheritanceStudyConfig, n_units: int) -> dict[str, Any]:
+    """How the replicates ran (step seconds in ``timing`` are summed over workers)."""
+    workers = resolve_workers(study.workers, n_units)
+    return {
+        "scale": study.scale,
+        "workers": workers,
+        "threads_per_worker": threads_per_worker(workers) if workers > 1 else None,
+        "note": "step seconds are summed over the workers that ran the replicates",
+    }

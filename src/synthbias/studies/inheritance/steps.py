@@ -121,10 +121,14 @@ class Generator:
     build: Callable[[], Backend]
     backend: Backend | None = None
     info_path: Path | None = None
+    #: whether this object built (and so owns and closes) the backend; a backend passed in
+    #: stays open for the caller (replicates run inline share it)
+    built: bool = False
 
     def __call__(self) -> Backend:
         if self.backend is None:
             self.backend = self.build()
+            self.built = True
             if self.info_path is not None:
                 write_json(self.info_path, self.info())
         return self.backend
@@ -142,8 +146,9 @@ class Generator:
         info = self.info()
         if self.backend is not None and self.info_path is not None:
             write_json(self.info_path, info)
-        if self.backend is not None and hasattr(self.backend, "close"):
+        if self.built and self.backend is not None and hasattr(self.backend, "close"):
             self.backend.close()
+            self.backend, self.built = None, False
         return info
 
 

@@ -1,0 +1,223 @@
+"""Per-model evaluation of the ten inheritance tasks, today's path beside faster candidates.
+
+Why: evaluation is 68-75 % of an inheritance run (issue 28: 134 s per model for the ten tasks
+at ``examples/inheritance.yaml`` sizes, llama.cpp with a GGUF LoRA on the f32 copy). This bench
+evaluates the same items with the same adapter on each path, in one process and one sitting,
+and prints per task: seconds (all of ``Task.evaluate``), the seconds spent inside the model calls
+(option scoring, generation) and in the rest (metrics, bootstrap), the largest difference of an
+option score from the first path (nats), and the share of generated outputs that are identical.
+Process CPU seconds are recorded beside wall seconds: on shared cores the CPU-second ratio is
+the comparable one.
+
+Paths (``--paths``, the first is the reference the others are compared with):
+
+- ``llamacpp-lora``: today's path, ``load_finetuned(adapter, "llamacpp", weights="f32")``;
+- ``llamacpp-lora-kv32``: today's path with a float32 KV cache instead of llama.cpp's f16
+  (the f16 cache alone moves option scores by ~0.01 nats from every fp32 path);
+- ``llamacpp-merged``: the same f32 copy with the adapter merged into its weights once per
+  adapter (``load_finetuned(adapter, "llamacpp", merge=True)``: no LoRA nodes at run time),
+  float32 KV cache;
+- ``hf-merged``: transformers fp32 with the adapter merged into the weights
+  (``load_finetuned(adapter, "hf")``), options through ``score_tails`` (a prompt's KV once,
+  expanded over its options), ``--hf-batch`` rows per forward pass.
+
+Sampled generation (story_generation, temperature 0.8) draws from each runtime's own generator,
+so its outputs are not comparable across runtimes; greedy tasks are. The ratio printed is
+today's total seconds over each path's.
+
+    PYTHONPATH=src python bench/evaluation.py --adapter ADAPTER_DIR \\
+        --out bench/results/evaluation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+try:
+    from synthbias.tasks import load_task
+    from synthbias.train.adapter import load_finetuned
+except ImportError:  # running from a checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from synthbias.tasks import load_task
+    from synthbias.train.adapter import load_finetuned
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMED = ("score_tails", "logprobs", "logprobs_ids", "generate")
+
+
+def example_sizes(path: Path) -> tuple[dict[str, int], str, int]:
+    """``tasks.sizes``, ``tasks.data_dir`` and ``measure.n_resamples`` of an example config."""
+    cfg = yaml.safe_load(path.read_text())
+    tasks = cfg.get("tasks") or {}
+    n_res = int((cfg.get("measure") or {}).get("n_resamples", 1000))
+    return dict(tasks["sizes"]), str(tasks.get("data_dir") or ""), n_res
+
+
+def load_path(name: str, adapter: Path, hf_batch: int) -> Any:
+    """The evaluation backend of one path, adapter applied."""
+    if name == "llamacpp-lora":
+        return load_finetuned(adapter, "llamacpp", n_ctx=512, batch_size=32, weights="f32")
+    if name == "llamacpp-lora-kv32":
+        return load_finetuned(
+            adapter, "llamacpp", n_ctx=512, batch_size=32, weights="f32", kv_type="f32"
+        )
+    if name == "llamacpp-merged":
+        return load_finetuned(
+            adapter, "llamacpp", n_ctx=512, batch_size=32, merge=True, kv_type="f32"
+        )
+    if name == "hf-merged":
+        return load_finetuned(adapter, "hf", batch_size=hf_batch)
+    raise SystemExit(f"unknown path {name!r}; use llamacpp-lora, llamacpp-merged or hf-merged")
+
+
+def instrument(backend: Any, spent: dict[str, float]) -> None:
+    """Wrap the backend's model calls so the seconds inside them add up in ``spent``.
+
+    Only the outermost call counts (``score_tails`` may call ``logprobs_ids`` inside)."""
+    depth = [0]
+
+    def wrap(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            depth[0] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    for key in TIMED:
+        fn = getattr(backend, key, None)
+        if callable(fn):
+            setattr(backend, key, wrap(fn, key))
+
+
+def run_path(
+    name: str, adapter: Path, tasks: list[Any], sizes: dict[str, int], n_res: int, hf_batch: int
+) -> dict[str, Any]:
+    """Evaluate every task on one path; seconds, model-call seconds, scores and outputs."""
+    start = time.perf_counter()
+    backend = load_path(name, adapter, hf_batch)
+    out: dict[str, Any] = {"load_s": round(time.perf_counter() - start, 2), "tasks": {}}
+    for task in tasks:
+        spent: dict[str, float] = {}
+        instrument(backend, spent)
+        cpu = time.process_time()
+        res = task.evaluate(backend, n=sizes[task.name], seed=0, n_resamples=n_res)
+        cpu = time.process_time() - cpu
+        model_s = sum(spent.values())
+        scores = [list(r["option_scores"].values()) for r in res.records if "option_scores" in r]
+        out["tasks"][task.name] = {
+            "items": res.n_items,
+            "seconds": res.seconds,
+            "cpu_s": round(cpu, 2),
+            "model_s": round(model_s, 2),
+            "rest_s": round(res.seconds - model_s, 2),
+            "calls": {k: round(v, 2) for k, v in spent.items()},
+            "headline": res.info["headline"]["value"],
+            "scores": scores,
+            "outputs": [r.get("output") for r in res.records],
+        }
+        print(
+            f"{name:>14} {task.name:<24} {res.seconds:7.1f} s (model {model_s:6.1f} s)", flush=True
+        )
+        for key in TIMED:  # unwrap for the next task's fresh counters
+            if key in backend.__dict__:
+                del backend.__dict__[key]
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+    out["seconds"] = round(sum(t["seconds"] for t in out["tasks"].values()), 2)
+    out["cpu_s"] = round(sum(t["cpu_s"] for t in out["tasks"].values()), 2)
+    return out
+
+
+def compare(ref: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Per task: largest option-score difference (nats) and identical-output share."""
+    rows = {}
+    for task, a in ref["tasks"].items():
+        b = other["tasks"][task]
+        row: dict[str, Any] = {
+            "ratio": round(a["seconds"] / b["seconds"], 2),
+            "cpu_ratio": round(a["cpu_s"] / b["cpu_s"], 2),
+        }
+        if a["scores"]:
+            row["max_abs_score_diff"] = float(
+                np.max(np.abs(np.array(a["scores"]) - np.array(b["scores"])))
+            )
+        outs = [(x, y) for x, y in zip(a["outputs"], b["outputs"], strict=True) if x is not None]
+        if outs:
+            row["identical_outputs"] = round(sum(x == y for x, y in outs) / len(outs), 3)
+        row["headline_diff"] = b["headline"] - a["headline"]
+        rows[task] = row
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--adapter", required=True, help="a trained LoRA adapter folder")
+    ap.add_argument("--config", default=str(ROOT / "examples" / "inheritance.yaml"))
+    ap.add_argument("--paths", default="llamacpp-lora,hf-merged")
+    ap.add_argument("--tasks", default=None, help="comma-separated subset (default: all ten)")
+    ap.add_argument("--hf-batch", type=int, default=32)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "evaluation.json"))
+    args = ap.parse_args(argv)
+
+    sizes, data_dir, n_res = example_sizes(Path(args.config))
+    data = (ROOT / data_dir).resolve() if data_dir else None
+    names = args.tasks.split(",") if args.tasks else list(sizes)
+    tasks = [load_task(n, data_dir=data) for n in names]
+    adapter = Path(args.adapter)
+    report: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "config": args.config,
+        "adapter": str(adapter),
+        "sizes": {n: sizes[n] for n in names},
+        "n_resamples": n_res,
+        "paths": {},
+    }
+    paths = args.paths.split(",")
+    for name in paths:
+        report["paths"][name] = run_path(name, adapter, tasks, sizes, n_res, args.hf_batch)
+    for j, name in enumerate(paths):
+        for first in paths[:j]:
+            ref, other = report["paths"][first], report["paths"][name]
+            rows = compare(ref, other)
+            report[f"{name}_vs_{first}"] = {
+                "ratio": round(ref["seconds"] / other["seconds"], 3),
+                "cpu_ratio": round(ref["cpu_s"] / other["cpu_s"], 3),
+                "max_abs_score_diff": max(
+                    (r.get("max_abs_score_diff", 0.0) for r in rows.values()), default=0.0
+                ),
+                "tasks": rows,
+            }
+            print(
+                f"{name}: {other['seconds']:.1f} s vs {first} {ref['seconds']:.1f} s: "
+                f"{ref['seconds'] / other['seconds']:.2f}x, largest option-score difference "
+                f"{report[f'{name}_vs_{first}']['max_abs_score_diff']:.2e} nats",
+                flush=True,
+            )
+    Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -65,7 +65,7 @@ def test_old_name_in_config_fields(capsys) -> None:
             {"kind": "mitigation", "mitigation_study": {"families": {"rule": "rule.signed_bias"}}}
         )
     assert m.mitigation_study.families == {"rule": "rule.gender.signed_bias"}
-    assert parse_config({}).study.fit_metric == "rule.gender.conditional_stereotype_share"
+    assert parse_config({}).study.fit_metric == "rule.gender.code_balanced_stereotype_share"
     defaults = parse_config({"kind": "mitigation"}).mitigation_study.families
     assert_canonical(defaults.values())
 

@@ -87,7 +87,14 @@ def test_run_command_logs_to_mlflow(tmp_path: Path) -> None:
     cfg = parse_config(
         {
             "generator": {"backend": "fake"},
-            "study": {"levels": [0.1, 0.6], "generations": 1, "n": 8},
+            "study": {
+                # three levels: the fit needs three transitions, and with referents attached to
+                # the prompt occupation the fake backend pairs few texts (none of one code)
+                "levels": [0.1, 0.3, 0.6],
+                "generations": 1,
+                "n": 12,
+                "fit_metric": "rule.gender.conditional_stereotype_share",
+            },
             "measure": {"embedding": False, "n_resamples": 60},
         }
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -14,3 +16,26 @@ class StrictModel(BaseModel):
 
 class ConfigError(ValueError):
     """Invalid configuration; the message names file, line and key."""
+
+
+def distinct_seeds(seeds: list[int]) -> list[int]:
+    """A study's replicate seeds: non-empty and distinct (a repeated seed is not a replicate)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be non-empty and distinct, got {seeds}")
+    return seeds
+
+
+def replicate_seeds(data: Any) -> Any:
+    """A section's raw data with ``replicates: R`` expanded to seeds 0..R-1 when no ``seeds`` are
+    given; with both, they must agree. Shared by every study with a ``replicates`` key."""
+    if not isinstance(data, dict) or data.get("replicates") is None:
+        return data
+    r = int(data["replicates"])
+    if data.get("seeds") is None:
+        return data | {"seeds": list(range(r))}
+    if len(data["seeds"]) != r:
+        raise ValueError(
+            f"replicates ({r}) must equal the number of seeds ({len(data['seeds'])}); "
+            "give one of them (replicates: R means seeds 0..R-1)"
+        )
+    return data

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from synthbias.core.schema import StrictModel
+from synthbias.core.schema import StrictModel, distinct_seeds, replicate_seeds
 from synthbias.lexicon.bias_types import DIMENSIONS, bias_types
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.tasks import list_tasks
@@ -114,24 +114,12 @@ class AttributionStudyConfig(StrictModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError(f"seeds must be non-empty and distinct, got {v}")
-        return v
+        return distinct_seeds(v)
 
     @model_validator(mode="before")
     @classmethod
     def _replicate_seeds(cls, data: Any) -> Any:
-        """``replicates: R`` without ``seeds`` expands to seeds 0..R-1; with both, they agree."""
-        if not isinstance(data, dict) or data.get("replicates") is None:
-            return data
-        r = int(data["replicates"])
-        if data.get("seeds") is None:
-            return data | {"seeds": list(range(r))}
-        if len(data["seeds"]) != r:
-            raise ValueError(
-                f"replicates ({r}) must equal the number of seeds ({len(data['seeds'])})"
-            )
-        return data
+        return replicate_seeds(data)
 
     @property
     def n_replicates(self) -> int:

@@ -19,6 +19,11 @@ Throughput is generated tokens per wall second, prompt processing included. The 
 every arm's ratio to the baseline and whether the embedded backend reaches 90 % of the raw
 decode throughput.
 
+Each arm also has a roofline line (issue 28, ``bench/roofline.py``): (prompt + generated tokens)
+x 2 x parameters / seconds as a share of a plain fp32 matmul's rate, measured once after the
+embedded backend loads, on its threads (``raw_decode`` adds one for its decode steps alone). An
+upper bound of the work: a shared prompt beginning decoded once is counted for every prompt.
+
     PYTHONPATH=src python bench/backends.py --prompts 32 --max-tokens 32 --batch-size 16
 
 Writes ``bench/results/backends.json``. Use ``--skip hf,http`` to leave arms out.
@@ -50,6 +55,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generation import make_prompts  # noqa: E402  (same prompts as bench/generation.py)
+from roofline import (  # noqa: E402
+    count_parameters,
+    describe,
+    matmul_peak,
+    model_flops_per_token,
+    roofline,
+)
 
 ARMS = (
     "embedded_batched",
@@ -62,13 +74,15 @@ ARMS = (
 )
 
 
-def _arm(outs: list, secs: float) -> dict[str, Any]:
+def _arm(outs: list, secs: float, flops: int, peak: float) -> dict[str, Any]:
     gen = sum(c.n_tokens for c in outs)
+    prompt = sum(c.n_prompt_tokens for c in outs)
     return {
         "seconds": round(secs, 3),
         "generated_tokens": gen,
-        "prompt_tokens": sum(c.n_prompt_tokens for c in outs),
+        "prompt_tokens": prompt,
         "tokens_per_s": round(gen / secs, 2),
+        "roofline": roofline(flops, prompt + gen, secs, peak),
     }
 
 
@@ -190,10 +204,13 @@ def main(argv: list[str] | None = None) -> dict:
     emb = LlamaCppBackend(batch_size=args.batch_size, n_ctx=512, n_threads=args.threads)
     threads = emb.n_threads
     model_path = emb.model_path
+    flops = model_flops_per_token(count_parameters(emb))
+    peak = matmul_peak(threads)
+    print(f"plain fp32 matmul on {threads} threads: {peak:.1f} GFLOP/s", flush=True)
     texts: dict[str, list[str]] = {}
 
     def record(name: str, outs: list, secs: float) -> None:
-        arms[name] = _arm(outs, secs)
+        arms[name] = _arm(outs, secs, flops, peak)
         texts[name] = [c.text for c in outs]
         print(f"{name:<18}{arms[name]['tokens_per_s']:>9.1f} tok/s  ({secs:.1f} s)", flush=True)
 
@@ -214,13 +231,16 @@ def main(argv: list[str] | None = None) -> dict:
             raw_decode(emb, encoded[:2], [2, 2])  # warm-up
             secs, decode_s = raw_decode(emb, encoded, steps)
             gen = sum(c.n_tokens for c in base)
+            n_prompt = sum(len(e) for e in encoded)
             arms["raw_decode"] = {
                 "seconds": round(secs, 3),
                 "generated_tokens": gen,
-                "prompt_tokens": sum(len(e) for e in encoded),
+                "prompt_tokens": n_prompt,
                 "tokens_per_s": round(gen / secs, 2),
+                "roofline": roofline(flops, n_prompt + gen, secs, peak),
                 "decode_steps_seconds": round(decode_s, 3),
                 "decode_steps_tokens_per_s": round(sum(steps) / decode_s, 2),
+                "decode_steps_roofline": roofline(flops, sum(steps), decode_s, peak),
             }
             print(f"{'raw_decode':<18}{gen / secs:>9.1f} tok/s  ({secs:.1f} s)", flush=True)
         rendered = [emb.render_chat(p) for p in prompts]
@@ -299,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
         "max_tokens": args.max_tokens,
         "temperature": 0.0,
         "http_concurrency": args.concurrency,
+        "matmul_peak_gflops": round(peak, 2),
+        "flops_per_token": flops,
         "arms": arms,
         "embedded_within_10pct_of_raw_decode": within,
         "identical_to_embedded_batched": same,
@@ -312,12 +334,15 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"\nmodel {model_path.name}  threads={threads}  batch={args.batch_size}")
     print(f"{args.prompts} prompts x {args.max_tokens} tokens, greedy")
-    print(f"{'arm':<18}{'seconds':>9}{'gen tok':>9}{'tok/s':>9}{'vs base':>9}")
+    print(f"{'arm':<18}{'seconds':>9}{'gen tok':>9}{'tok/s':>9}{'vs base':>9}  roofline")
     for name, r in arms.items():
         print(
             f"{name:<18}{r['seconds']:>9.2f}{r['generated_tokens']:>9}{r['tokens_per_s']:>9.1f}"
-            f"{r['ratio_to_embedded_batched']:>8.2f}x"
+            f"{r['ratio_to_embedded_batched']:>8.2f}x  {describe(r['roofline'])}"
         )
+    if "raw_decode" in arms:
+        steps_line = describe(arms["raw_decode"]["decode_steps_roofline"])
+        print(f"{'raw decode steps':<18}{'':>36}  {steps_line}")
     if within is not None:
         pct = 100 * base_tps / arms["raw_decode"]["tokens_per_s"]
         print(f"embedded batched = {pct:.0f}% of raw llama.cpp decode: within 10%: {within}")

@@ -19,7 +19,18 @@ Paths (``--paths``, the first is the reference the others are compared with):
   float32 KV cache;
 - ``hf-merged``: transformers fp32 with the adapter merged into the weights
   (``load_finetuned(adapter, "hf")``), options through ``score_tails`` (a prompt's KV once,
-  expanded over its options), ``--hf-batch`` rows per forward pass.
+  expanded over its options), ``--hf-batch`` rows per forward pass;
+- ``hf-merged-bf16``: the same in bfloat16 (merged in float32, then rounded): reduced precision
+  by choice, about 2x the fp32 matmul rate on CPUs with AVX-512 BF16; its score differences
+  from the exact paths are printed beside its time.
+
+Roofline (issue 28): a plain fp32 matmul's rate is measured once at the start; per task and per
+path the tokens fed to the model (scored sequences less their never-fed last token, prompt plus
+generated tokens of every completion, counted around the outermost backend call) x 2 x
+parameters / seconds, as a share of it (``bench/roofline.py``). Counted with every sequence run
+alone this is an upper bound of the work done (llama.cpp and ``score_tails`` share prefixes and
+compute logits only where tokens are scored), so the share can pass 100 %; the ``_distinct``
+figures count each distinct prefix of a call once (the least a prefix-sharing runtime feeds).
 
 Sampled generation (story_generation, temperature 0.8) draws from each runtime's own generator,
 so its outputs are not comparable across runtimes; greedy tasks are. The ratio printed is
@@ -54,6 +65,15 @@ except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthbias.tasks import load_task
     from synthbias.train.adapter import load_finetuned
+# bench/ is on sys.path when a script there runs
+from roofline import (  # noqa: E402
+    count_parameters,
+    describe,
+    matmul_peak,
+    model_flops_per_token,
+    roofline,
+    tokens_fed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMED = ("score_tails", "logprobs", "logprobs_ids", "generate")
@@ -81,25 +101,35 @@ def load_path(name: str, adapter: Path, hf_batch: int) -> Any:
         )
     if name == "hf-merged":
         return load_finetuned(adapter, "hf", batch_size=hf_batch)
+    if name == "hf-merged-bf16":
+        return load_finetuned(adapter, "hf", batch_size=hf_batch, dtype="bfloat16")
     raise SystemExit(f"unknown path {name!r}; use llamacpp-lora, llamacpp-merged or hf-merged")
 
 
-def instrument(backend: Any, spent: dict[str, float]) -> None:
+def instrument(backend: Any, spent: dict[str, float], tokens: dict[str, int] | None = None) -> None:
     """Wrap the backend's model calls so the seconds inside them add up in ``spent``.
 
-    Only the outermost call counts (``score_tails`` may call ``logprobs_ids`` inside)."""
+    Only the outermost call counts (``score_tails`` may call ``logprobs_ids`` inside); with
+    ``tokens``, the tokens it feeds (:func:`tokens_fed`) add up there too (``"alone"``,
+    ``"distinct"``)."""
     depth = [0]
 
     def wrap(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             depth[0] += 1
+            result = None
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                return result
             finally:
                 depth[0] -= 1
                 if depth[0] == 0:
                     spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+                    if tokens is not None and result is not None:
+                        alone, distinct = tokens_fed(key, args, kwargs, result)
+                        tokens["alone"] = tokens.get("alone", 0) + alone
+                        tokens["distinct"] = tokens.get("distinct", 0) + distinct
 
         return timed
 
@@ -110,15 +140,27 @@ def instrument(backend: Any, spent: dict[str, float]) -> None:
 
 
 def run_path(
-    name: str, adapter: Path, tasks: list[Any], sizes: dict[str, int], n_res: int, hf_batch: int
+    name: str,
+    adapter: Path,
+    tasks: list[Any],
+    sizes: dict[str, int],
+    n_res: int,
+    hf_batch: int,
+    peak: float,
 ) -> dict[str, Any]:
-    """Evaluate every task on one path; seconds, model-call seconds, scores and outputs."""
+    """Evaluate every task on one path; seconds, model-call seconds, tokens, scores, outputs."""
     start = time.perf_counter()
     backend = load_path(name, adapter, hf_batch)
-    out: dict[str, Any] = {"load_s": round(time.perf_counter() - start, 2), "tasks": {}}
+    flops = model_flops_per_token(count_parameters(backend))
+    out: dict[str, Any] = {
+        "load_s": round(time.perf_counter() - start, 2),
+        "flops_per_token": flops,
+        "tasks": {},
+    }
     for task in tasks:
         spent: dict[str, float] = {}
-        instrument(backend, spent)
+        fed: dict[str, int] = {}
+        instrument(backend, spent, fed)
         cpu = time.process_time()
         res = task.evaluate(backend, n=sizes[task.name], seed=0, n_resamples=n_res)
         cpu = time.process_time() - cpu
@@ -131,12 +173,19 @@ def run_path(
             "model_s": round(model_s, 2),
             "rest_s": round(res.seconds - model_s, 2),
             "calls": {k: round(v, 2) for k, v in spent.items()},
+            "tokens": fed.get("alone", 0),
+            "tokens_distinct": fed.get("distinct", 0),
+            "roofline": roofline(flops, fed.get("alone", 0), res.seconds, peak),
+            "roofline_distinct": roofline(flops, fed.get("distinct", 0), res.seconds, peak),
             "headline": res.info["headline"]["value"],
             "scores": scores,
             "outputs": [r.get("output") for r in res.records],
         }
         print(
-            f"{name:>14} {task.name:<24} {res.seconds:7.1f} s (model {model_s:6.1f} s)", flush=True
+            f"{name:>14} {task.name:<24} {res.seconds:7.1f} s (model {model_s:6.1f} s), "
+            f"{fed.get('alone', 0)} tokens ({fed.get('distinct', 0)} distinct), "
+            f"{describe(out['tasks'][task.name]['roofline'])}",
+            flush=True,
         )
         for key in TIMED:  # unwrap for the next task's fresh counters
             if key in backend.__dict__:
@@ -146,6 +195,21 @@ def run_path(
         close()
     out["seconds"] = round(sum(t["seconds"] for t in out["tasks"].values()), 2)
     out["cpu_s"] = round(sum(t["cpu_s"] for t in out["tasks"].values()), 2)
+    out["model_s"] = round(sum(t["model_s"] for t in out["tasks"].values()), 2)
+    out["tokens"] = sum(t["tokens"] for t in out["tasks"].values())
+    out["tokens_distinct"] = sum(t["tokens_distinct"] for t in out["tasks"].values())
+    for suffix, n in (("", out["tokens"]), ("_distinct", out["tokens_distinct"])):
+        out[f"roofline{suffix}"] = roofline(flops, n, out["seconds"], peak)
+        out[f"roofline{suffix}_model_calls"] = roofline(flops, n, out["model_s"], peak)
+    share = {k: 100 * v["share_of_matmul_peak"] for k, v in out.items() if k.startswith("roof")}
+    print(
+        f"{name:>14} all tasks: {out['tokens']} tokens ({out['tokens_distinct']} distinct) x "
+        f"{flops / 1e6:.0f} MFLOP in {out['seconds']:.1f} s: {describe(out['roofline'])} "
+        f"({share['roofline_distinct']:.1f} % counting each distinct prefix once; "
+        f"{share['roofline_model_calls']:.1f} / {share['roofline_distinct_model_calls']:.1f} % "
+        f"over the {out['model_s']:.1f} s inside model calls)",
+        flush=True,
+    )
     return out
 
 
@@ -185,23 +249,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     names = args.tasks.split(",") if args.tasks else list(sizes)
     tasks = [load_task(n, data_dir=data) for n in names]
     adapter = Path(args.adapter)
+    peak = matmul_peak()
+    print(f"plain fp32 matmul: {peak:.1f} GFLOP/s", flush=True)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "config": args.config,
         "adapter": str(adapter),
         "sizes": {n: sizes[n] for n in names},
         "n_resamples": n_res,
+        "matmul_peak_gflops": round(peak, 2),
         "paths": {},
     }
     paths = args.paths.split(",")
     for name in paths:
-        report["paths"][name] = run_path(name, adapter, tasks, sizes, n_res, args.hf_batch)
+        report["paths"][name] = run_path(name, adapter, tasks, sizes, n_res, args.hf_batch, peak)
     for j, name in enumerate(paths):
         for first in paths[:j]:
             ref, other = report["paths"][first], report["paths"][name]
             rows = compare(ref, other)
+            with_load = (ref["seconds"] + ref["load_s"]) / (other["seconds"] + other["load_s"])
             report[f"{name}_vs_{first}"] = {
                 "ratio": round(ref["seconds"] / other["seconds"], 3),
+                "ratio_with_load": round(with_load, 3),
                 "cpu_ratio": round(ref["cpu_s"] / other["cpu_s"], 3),
                 "max_abs_score_diff": max(
                     (r.get("max_abs_score_diff", 0.0) for r in rows.values()), default=0.0
@@ -210,7 +279,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
             print(
                 f"{name}: {other['seconds']:.1f} s vs {first} {ref['seconds']:.1f} s: "
-                f"{ref['seconds'] / other['seconds']:.2f}x, largest option-score difference "
+                f"{ref['seconds'] / other['seconds']:.2f}x ({with_load:.2f}x with loading, "
+                f"{ref['cpu_s'] / other['cpu_s']:.2f}x in CPU s), largest option-score difference "
                 f"{report[f'{name}_vs_{first}']['max_abs_score_diff']:.2e} nats",
                 flush=True,
             )

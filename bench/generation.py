@@ -6,6 +6,12 @@ whole list (``batch_size`` sequences per decode step) or one prompt per call. Gr
 the default so both arms produce the same tokens and do the same work; the table also reports how
 many completions came out identical across arms.
 
+Each arm has a roofline line (issue 28, ``bench/roofline.py``): (prompt + generated tokens) x
+2 x parameters / seconds as a share of a plain fp32 matmul's rate, measured once at the start on
+as many threads as the backend uses. An upper bound of the work: the prompts' shared beginning
+(the chat template's system turn) is not decoded again where prefix sharing or the backend's
+prompt cache reuses it.
+
     PYTHONPATH=src python bench/generation.py --prompts 64 --max-tokens 48 --batch-size 32
 
 Writes ``bench/results/generation.json``.
@@ -25,6 +31,14 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthbias.generate import LlamaCppBackend, SamplingParams
+# bench/ is on sys.path when a script there runs
+from roofline import (  # noqa: E402
+    count_parameters,
+    describe,
+    matmul_peak,
+    model_flops_per_token,
+    roofline,
+)
 
 OCCUPATIONS = (
     "nurse engineer teacher carpenter doctor secretary pilot librarian mechanic accountant "
@@ -78,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
         share_prefix=not args.no_share_prefix,
     )
     load_s = time.perf_counter() - t0
+    flops = model_flops_per_token(count_parameters(backend))
+    peak = matmul_peak(backend.n_threads)
+    print(f"plain fp32 matmul on {backend.n_threads} threads: {peak:.1f} GFLOP/s", flush=True)
     with backend:
         backend.generate(prompts[:2], SamplingParams(max_tokens=4))  # warm-up (page in weights)
         arms = {}
@@ -86,12 +103,14 @@ def main(argv: list[str] | None = None) -> dict:
             out, secs = run_arm(backend, prompts, params, batched)
             outputs[arm] = out
             gen = sum(c.n_tokens for c in out)
+            fed = gen + sum(c.n_prompt_tokens for c in out)
             arms[arm] = {
                 "seconds": round(secs, 3),
                 "generated_tokens": gen,
-                "prompt_tokens": sum(c.n_prompt_tokens for c in out),
+                "prompt_tokens": fed - gen,
                 "tokens_per_s": round(gen / secs, 2),
                 "finish_length": sum(c.finish_reason == "length" for c in out),
+                "roofline": roofline(flops, fed, secs, peak),
             }
         same = sum(
             a.text == b.text for a, b in zip(outputs["batched"], outputs["loop"], strict=True)
@@ -106,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
             "max_tokens": args.max_tokens,
             "temperature": args.temperature,
             "load_seconds": round(load_s, 3),
+            "matmul_peak_gflops": round(peak, 2),
+            "flops_per_token": flops,
             "arms": arms,
             "ratio_batched_over_loop": round(
                 arms["batched"]["tokens_per_s"] / arms["loop"]["tokens_per_s"], 3
@@ -123,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{arm:<10}{r['seconds']:>10.2f}{r['generated_tokens']:>10}"
             f"{r['prompt_tokens']:>12}{r['tokens_per_s']:>10.1f}"
         )
+    for arm, r in arms.items():
+        print(f"{arm:<10}{describe(r['roofline'])} (prompt + generated tokens)")
     print(f"ratio batched/loop: {result['ratio_batched_over_loop']:.2f}x")
     print(f"identical completions across arms: {same}/{args.prompts}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

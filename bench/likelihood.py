@@ -68,6 +68,8 @@ except ImportError:  # running from a checkout without an install
         load_scoring_backend,
         score_texts,
     )
+# bench/ is on sys.path when a script there runs
+from roofline import matmul_peak, model_flops_per_token, roofline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,31 +174,9 @@ def plain_transformers_loop(data: str, n: int, threads: int | None, batch: int =
         "tokens": sum(len(s) - 1 for s in ids),
         "seconds": round(seconds, 2),
         "cpu_s": round(cpu, 2),
-        "flops_per_token": 2 * n_params,
+        "flops_per_token": model_flops_per_token(n_params),
         "totals": totals,
     }
-
-
-def matmul_peak(threads: int | None, size: int = 1536, reps: int = 8) -> float:
-    """Measured fp32 GFLOP/s of a plain square matmul on the cores torch uses (best of reps)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-def roofline(flops_per_token: float, tokens: int, seconds: float, peak_gflops: float) -> dict:
-    """FLOPs per token × tokens / seconds, and its share of the measured matmul rate."""
-    rate = flops_per_token * tokens / seconds / 1e9
-    return {"gflops": round(rate, 2), "share_of_matmul_peak": round(rate / peak_gflops, 3)}
 
 
 def shared_tokens(backend, texts: list[str]) -> dict:

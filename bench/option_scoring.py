@@ -14,6 +14,12 @@ speed-up and the largest absolute difference between the two paths' option score
 Both paths score under ``prefix_token="always"``: the per-option path scores whole texts through
 ``logprobs`` (prefix token first), which the harness rule (no prefix before a context) cannot.
 
+Roofline (issue 28, ``bench/roofline.py``): per path, the tokens its model calls feed x 2 x
+parameters / seconds, as a share of a plain fp32 matmul's rate measured once at the start.
+``roofline`` counts every sequence alone (an upper bound of the work: the shared path runs a
+prompt once for its options and computes logits only at option tokens, so its share can pass
+100 %); ``roofline_distinct`` counts each distinct prefix of a call once.
+
     PYTHONPATH=src python bench/option_scoring.py --runtimes llamacpp,hf --n 12 --bbq 24
 
 Writes ``bench/results/option_scoring.json``.
@@ -39,6 +45,16 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthbias.measure.scoring import conditional_logprobs
+
+# bench/ is on sys.path when a script there runs
+from roofline import (  # noqa: E402
+    CountTokens,
+    count_parameters,
+    describe,
+    matmul_peak,
+    model_flops_per_token,
+    roofline,
+)
 
 from synthbias.generate.protocol import TextLogprobs
 from synthbias.measure.qa import DEFAULT_PROMPT, load_bbq
@@ -93,19 +109,47 @@ def load(runtime: str, threads: int | None) -> Any:
     raise SystemExit(f"unknown runtime {runtime!r}; use llamacpp or hf")
 
 
-def _timed(fn: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+def _timed(fn: Any, backend: Any, lines: dict[str, Any], path: str) -> tuple[Any, float]:
+    """``fn()`` and its seconds; the tokens ``backend``'s model calls fed go into ``lines``."""
+    with CountTokens(backend) as fed:
+        start = time.perf_counter()
+        out = fn()
+        secs = time.perf_counter() - start
+    lines[path] = {"tokens": fed.alone, "tokens_distinct": fed.distinct, "seconds": secs}
+    return out, secs
 
 
-def bench_task(backend: Any, name: str, n: int, seed: int) -> dict[str, Any]:
+def roofline_rows(lines: dict[str, Any], flops: int, peak: float) -> dict[str, Any]:
+    """Per path: tokens fed and the roofline of every sequence alone / each prefix once."""
+    return {
+        path: {
+            "tokens": r["tokens"],
+            "tokens_distinct": r["tokens_distinct"],
+            "roofline": roofline(flops, r["tokens"], r["seconds"], peak),
+            "roofline_distinct": roofline(flops, r["tokens_distinct"], r["seconds"], peak),
+        }
+        for path, r in lines.items()
+    }
+
+
+def bench_task(
+    backend: Any, name: str, n: int, seed: int, flops: int, peak: float
+) -> dict[str, Any]:
     """One classification task evaluated through both paths; option_scores compared."""
     task = load_task(name)
+    lines: dict[str, Any] = {}
     slow, t_slow = _timed(
-        lambda: task.evaluate(PerOption(backend), n=n, seed=seed, prefix_token="always")
+        lambda: task.evaluate(PerOption(backend), n=n, seed=seed, prefix_token="always"),
+        backend,
+        lines,
+        "per_option",
     )
-    fast, t_fast = _timed(lambda: task.evaluate(backend, n=n, seed=seed, prefix_token="always"))
+    fast, t_fast = _timed(
+        lambda: task.evaluate(backend, n=n, seed=seed, prefix_token="always"),
+        backend,
+        lines,
+        "shared",
+    )
     diff = 0.0
     n_scores = 0
     for a, b in zip(slow.records, fast.records, strict=True):
@@ -122,6 +166,7 @@ def bench_task(backend: Any, name: str, n: int, seed: int) -> dict[str, Any]:
         "shared_s": round(t_fast, 2),
         "speedup": round(t_slow / t_fast, 2),
         "max_abs_diff": diff,
+        **roofline_rows(lines, flops, peak),
     }
 
 
@@ -137,11 +182,22 @@ def bbq_pairs(data: Path, n: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def bench_pairs(backend: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def bench_pairs(
+    backend: Any, pairs: list[tuple[str, str]], flops: int, peak: float
+) -> dict[str, Any]:
+    lines: dict[str, Any] = {}
     slow, t_slow = _timed(
-        lambda: conditional_logprobs(PerOption(backend), pairs, prefix_token="always")
+        lambda: conditional_logprobs(PerOption(backend), pairs, prefix_token="always"),
+        backend,
+        lines,
+        "per_option",
     )
-    fast, t_fast = _timed(lambda: conditional_logprobs(backend, pairs, prefix_token="always"))
+    fast, t_fast = _timed(
+        lambda: conditional_logprobs(backend, pairs, prefix_token="always"),
+        backend,
+        lines,
+        "shared",
+    )
     diff = max(
         max(abs(a.logprob - b.logprob) for a, b in zip(slow, fast, strict=True)),
         max(
@@ -159,6 +215,7 @@ def bench_pairs(backend: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
         "shared_s": round(t_fast, 2),
         "speedup": round(t_slow / t_fast, 2),
         "max_abs_diff": diff,
+        **roofline_rows(lines, flops, peak),
     }
 
 
@@ -177,33 +234,52 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         names = [t for t in list_tasks() if load_task(t).spec.kind == "classification"]
     else:
         names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    peak = matmul_peak(args.threads)
+    print(f"plain fp32 matmul: {peak:.1f} GFLOP/s", flush=True)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "n_per_task": args.n,
         "seed": args.seed,
+        "matmul_peak_gflops": round(peak, 2),
         "runs": {},
     }
     for runtime in args.runtimes.split(","):
         backend = load(runtime.strip(), args.threads)
+        flops = model_flops_per_token(count_parameters(backend))
         rows: dict[str, Any] = {}
         for name in names:
-            rows[name] = bench_task(backend, name, args.n, args.seed)
+            rows[name] = bench_task(backend, name, args.n, args.seed, flops, peak)
             print(f"{backend.name:>12} {name:<22} {rows[name]}", flush=True)
         if args.bbq:
-            rows["bbq (benchmark)"] = bench_pairs(backend, bbq_pairs(Path(args.data), args.bbq, 0))
+            pairs = bbq_pairs(Path(args.data), args.bbq, 0)
+            rows["bbq (benchmark)"] = bench_pairs(backend, pairs, flops, peak)
             print(f"{backend.name:>12} {'bbq (benchmark)':<22} {rows['bbq (benchmark)']}")
         slow = sum(r["per_option_s"] for r in rows.values())
         fast = sum(r["shared_s"] for r in rows.values())
-        report["runs"][runtime] = {
+        run: dict[str, Any] = {
             "runtime": backend.name,
             "model_id": backend.model_id,
+            "flops_per_token": flops,
             "sets": rows,
             "total_per_option_s": round(slow, 2),
             "total_shared_s": round(fast, 2),
             "total_speedup": round(slow / fast, 2),
             "max_abs_diff": max(r["max_abs_diff"] for r in rows.values()),
         }
-        print(f"{backend.name:>12} total {report['runs'][runtime]}", flush=True)
+        for path, secs in (("per_option", slow), ("shared", fast)):
+            alone = sum(r[path]["tokens"] for r in rows.values())
+            distinct = sum(r[path]["tokens_distinct"] for r in rows.values())
+            run[f"total_{path}_roofline"] = roofline(flops, alone, secs, peak)
+            run[f"total_{path}_roofline_distinct"] = roofline(flops, distinct, secs, peak)
+        report["runs"][runtime] = run
+        print(f"{backend.name:>12} total {run}", flush=True)
+        for path in ("per_option", "shared"):
+            share = 100 * run[f"total_{path}_roofline_distinct"]["share_of_matmul_peak"]
+            print(
+                f"{backend.name:>12} {path:<10} {describe(run[f'total_{path}_roofline'])} "
+                f"(every sequence alone; {share:.1f} % counting each distinct prefix once)",
+                flush=True,
+            )
         close = getattr(backend, "close", None)
         if callable(close):
             close()

@@ -25,17 +25,15 @@ from typing import TYPE_CHECKING, Any
 from synthbias.config import ExperimentConfig, check_inputs, load_config, parse_config
 from synthbias.core.progress import progress_factory
 from synthbias.core.records import Record, read_corpus, write_jsonl
+from synthbias.core.registry import STUDIES, Lazy
 from synthbias.core.store import check_output_folder
 from synthbias.generate import load_backend
 from synthbias.generate.prompts import prompt_templates, uses_occupation
 from synthbias.generate.protocol import Backend, SamplingParams
-from synthbias.measure.api import measure_corpus
 from synthbias.report.html import build_report
 from synthbias.report.tracking import log_to_mlflow
-from synthbias.studies.audit.runner import audit_corpus, load_texts
 from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.generation import next_generation
-from synthbias.studies.forecast import forecast_run
 from synthbias.studies.plan import PlanError, config_advice, plan_rows, read_results
 
 if TYPE_CHECKING:
@@ -46,6 +44,13 @@ if TYPE_CHECKING:
     from synthbias.studies.audit.runner import AuditResult
 
 Progress = bool | Callable[..., Any]
+
+#: The measurement, audit and forecast code load on first use, so that importing the API (or the
+#: CLI, which imports it) stays light: they import SciPy, the misalignment factors and the
+#: studies' code.
+measure_api = Lazy("synthbias.measure.api")
+audit_runner = Lazy("synthbias.studies.audit.runner")
+forecasting = Lazy("synthbias.studies.forecast")
 
 
 def measure(
@@ -66,13 +71,13 @@ def measure(
     misalignment factors are measured too. See :func:`synthbias.measure.api.measure_corpus`.
     """
 
-    src = load_texts(data, text_field=text_field)
+    src = audit_runner.load_texts(data, text_field=text_field)
     ref = (
-        load_texts(reference, text_field=reference_text_field or text_field)
+        audit_runner.load_texts(reference, text_field=reference_text_field or text_field)
         if reference is not None
         else None
     )
-    out = measure_corpus(
+    out = measure_api.measure_corpus(
         src.texts,
         axes=axes,
         reference=ref.texts if ref else None,
@@ -135,7 +140,7 @@ def audit(
     if mlflow and out is None:
         raise ValueError("mlflow=True needs an out= folder to log")
 
-    result = audit_corpus(
+    result = audit_runner.audit_corpus(
         data,
         reference=reference,
         axes=axes,
@@ -201,12 +206,15 @@ def forecast(
     """Forecast the equilibrium of a recursive run from its first ``generations`` generations
     (see :func:`synthbias.studies.forecast.forecast_run`)."""
 
-    return forecast_run(run_dir, generations=generations, n_resamples=n_resamples, write=write)
+    return forecasting.forecast_run(
+        run_dir, generations=generations, n_resamples=n_resamples, write=write
+    )
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """(Re)build the HTML report of a run or audit folder from its stored results."""
 
+    STUDIES.load()  # every study's report pages (a run folder may be of any kind)
     return build_report(run_dir, out=out)
 
 
@@ -246,7 +254,7 @@ def seed_records(data: Any, text_field: str = "text", split: str | None = None) 
     """
     if isinstance(data, str | Path) and not Path(data).is_dir():
         return read_corpus(data, text_field=text_field)
-    src = load_texts(data, text_field=text_field, split=split)
+    src = audit_runner.load_texts(data, text_field=text_field, split=split)
     if not src.texts:
         raise ValueError(f"{src.description}: no texts")
     return [Record(id=i, text=t, source="real") for i, t in zip(src.ids, src.texts, strict=True)]

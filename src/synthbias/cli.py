@@ -19,11 +19,19 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from synthbias.api import generate_from_corpus, generate_from_prompts, prompt_template, seed_records
+from synthbias.api import (
+    audit_runner,
+    forecasting,
+    generate_from_corpus,
+    generate_from_prompts,
+    measure_api,
+    prompt_template,
+    seed_records,
+)
 from synthbias.config import ExperimentConfig, check_inputs, load_config, parse_config
 from synthbias.core.progress import ProgressFactory, tqdm_factory
 from synthbias.core.records import CorpusError, read_corpus, write_jsonl
-from synthbias.core.registry import BACKENDS, STUDIES
+from synthbias.core.registry import BACKENDS, STUDIES, Lazy
 from synthbias.core.schema import ConfigError
 from synthbias.core.store import (
     OutputFolderError,
@@ -37,7 +45,6 @@ from synthbias.generate import ModelNotFoundError, load_backend
 from synthbias.generate.config import GeneratorConfig, SamplingConfig
 from synthbias.generate.openai_http import BackendUnavailableError, HTTPBackendError
 from synthbias.generate.protocol import SamplingParams
-from synthbias.measure.api import MeasureError, corpus_families, default_families, measure_corpus
 from synthbias.measure.config import MeasureConfig
 from synthbias.measure.likelihood import SUITES, score_benchmark
 from synthbias.measure.scoring import (
@@ -48,11 +55,9 @@ from synthbias.measure.scoring import (
 )
 from synthbias.report.html import ReportError, build_report, write_run_report
 from synthbias.report.tracking import TrackingError, log_to_mlflow
-from synthbias.studies.audit.runner import AuditError, audit_corpus
 from synthbias.studies.dispatch import run_experiment
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
 from synthbias.studies.equilibrium.fit import fixed_point_text, map_text, slope_text
-from synthbias.studies.forecast import FORECAST_FILE, ForecastError, forecast_lines, forecast_run
 from synthbias.studies.plan import (
     CONVENTION,
     PlanError,
@@ -60,7 +65,10 @@ from synthbias.studies.plan import (
     plan_rows,
     read_results,
 )
-from synthbias.tasks.spec import TaskError
+
+#: The task code loads on first use (``measure_api``, ``audit_runner`` and ``forecasting`` too,
+#: see :mod:`synthbias.api`), so that ``synthbias --help`` and the light commands stay fast.
+tasks_spec = Lazy("synthbias.tasks.spec")
 
 app = typer.Typer(
     add_completion=False,
@@ -166,8 +174,13 @@ MLflow = Annotated[
 MLflowURI = Annotated[
     str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI, e.g. file:./mlruns.")
 ]
-#: Help of the options that choose metric families / a backend: the registered ones.
-FAMILIES_HELP = f"Metric families: {', '.join(corpus_families())}."
+#: Help of the options that choose metric families / a backend. The families are registered by
+#: the measurement code, which loads only when a command measures (an unknown name's error lists
+#: them); the backends by :mod:`synthbias.generate`.
+FAMILIES_HELP = (
+    "Metric families, comma-separated, e.g. rule,lexical (default: every family that applies; "
+    "an unknown name lists them)."
+)
 BACKENDS_HELP = (
     f"Generator backend: {', '.join(BACKENDS.names())} (default llamacpp; openai with --base-url)."
 )
@@ -302,7 +315,7 @@ def _run_study(
         results = run_experiment(config, out, progress=_progress(quiet), resume=not overwrite)
     except (FileExistsError, RunLockedError) as exc:
         _fail(str(exc))
-    except TaskError as exc:
+    except tasks_spec.TaskError as exc:
         _fail(f"config error: {exc}")
     except Exception as exc:  # noqa: BLE001 - a backend's failure, maybe behind Ray's wrapper
         _fail_backend(exc)
@@ -539,7 +552,7 @@ def _families(metrics: str | None, embedding: bool, has_reference: bool) -> list
     if metrics:
         return [f.strip() for f in metrics.split(",") if f.strip()]
     if not embedding:
-        return default_families(has_reference, exclude=("embedding",))
+        return measure_api.default_families(has_reference, exclude=("embedding",))
     return None
 
 
@@ -577,7 +590,7 @@ def measure(
         _fail(str(exc))
     families = _families(metrics, embedding, ref is not None)
     try:
-        results = measure_corpus(
+        results = measure_api.measure_corpus(
             [r.text for r in recs],
             axes=[a.strip() for a in axes.split(",") if a.strip()],
             reference=[r.text for r in ref] if ref else None,
@@ -585,7 +598,7 @@ def measure(
             n_resamples=n_resamples,
             seed=seed,
         )
-    except MeasureError as exc:
+    except measure_api.MeasureError as exc:
         _fail(str(exc))
     _print_metrics(results, file, len(recs), reference, len(ref) if ref else None, max_groups=8)
     if out:
@@ -823,7 +836,7 @@ def audit(
         _fail(str(exc))
     try:
         try:  # every check (budgets, folder, input) comes before the measurement
-            result = audit_corpus(
+            result = audit_runner.audit_corpus(
                 synth,
                 reference=reference,
                 axes=[a.strip() for a in axes.split(",") if a.strip()],
@@ -839,7 +852,7 @@ def audit(
                 out=out,
                 overwrite=overwrite,
             )
-        except AuditError as exc:
+        except audit_runner.AuditError as exc:
             _fail(str(exc))
         n_ref = len(result.reference.texts) if result.reference else None
         _print_metrics(result.metrics, synth, len(result.source.texts), reference, n_ref, 6)
@@ -882,8 +895,8 @@ def forecast(
     forecast.json into the run folder."""
 
     try:
-        fc = forecast_run(run_dir, generations=generations, n_resamples=n_resamples)
-    except ForecastError as exc:
+        fc = forecasting.forecast_run(run_dir, generations=generations, n_resamples=n_resamples)
+    except forecasting.ForecastError as exc:
         _fail(str(exc))
     f = fc["forecast"]
     g = fc["generations_used"]
@@ -930,11 +943,11 @@ def forecast(
             f"Full run ({full.get('n_points')} transitions): {fixed_point_text(full)}",
             highlight=False,
         )
-    for line in forecast_lines(fc):
+    for line in forecasting.forecast_lines(fc):
         console.print(line, highlight=False, soft_wrap=True)
     if (run_dir / "report.html").exists():
         write_run_report(run_dir)
-    console.print(f"wrote {run_dir / FORECAST_FILE}")
+    console.print(f"wrote {run_dir / forecasting.FORECAST_FILE}")
 
 
 def _plan_config(path: Path, power: float, alpha: float) -> None:
@@ -1055,6 +1068,7 @@ def report(
     """Rebuild report.html of a run or audit folder from its stored results."""
 
     _out_file(out)
+    STUDIES.load()  # every study's report pages (the folder may hold a run of any kind)
     try:
         path = build_report(run_dir, out=out, max_samples=max_samples)
     except ReportError as exc:

@@ -6,6 +6,9 @@ For the same reason a config file must name its study (``kind:``): an empty file
 whole default study (900 texts on the real model). :func:`check_inputs` reads the files a config
 names (the model, the real data) before a run writes anything, so a missing or broken one is an
 error naming the config line, not a traceback after the run folder was set up.
+
+Importing this module loads the sections' light modules only, no study code (see
+:mod:`synthbias.studies`): the studies are registered by name and load when a run starts.
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ from synthbias.core.schema import ConfigError, StrictModel
 from synthbias.core.yaml import read_yaml_mapping, yaml_line  # re-exported
 from synthbias.generate.config import GeneratorConfig, SamplingConfig
 from synthbias.measure.config import MeasureConfig
-from synthbias.studies.attribution.config import AttributionStudyConfig
 from synthbias.studies.dispatch import experiment_kinds
 from synthbias.studies.equilibrium.config import EquilibriumStudyConfig
-from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.mitigation.config import MitigationStudyConfig
-from synthbias.tasks.config import TasksConfig
+from synthbias.studies.sections import AttributionStudyConfig, InheritanceStudyConfig, TasksConfig
 
 
 class ExperimentConfig(StrictModel):

@@ -263,3 +263,43 @@ def test_hf_pair_shared_text_scoring_equals_plain(hfm, benchmarks: Path) -> None
     for a, b in zip(plain, shared, strict=True):
         assert a.token_ids == b.token_ids
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) <= 1e-4
+
+
+@pytest.mark.slow
+def test_hf_score_tails_mixed_contexts_equal_whole_sequences(hfm) -> None:
+    """Contexts of different lengths, one- and many-token options, lone sequences, start 1.
+
+    score_tails reads a one-token option off its context's last row (no second pass) and runs
+    longer options on the context's cache; both must equal scoring each sequence whole.
+    """
+    rng = np.random.default_rng(3)
+    seqs: list[list[int]] = []
+    starts: list[int] = []
+    for n_ctx in (1, 3, 9, 17, 40, 9):
+        context = [hfm.prefix_id, *rng.integers(200, 40000, size=n_ctx - 1).tolist()]
+        for n_opt in (1, 1, 2, 5):
+            seqs.append(context + rng.integers(200, 40000, size=n_opt).tolist())
+            starts.append(len(context))
+    seqs.append([hfm.prefix_id, 500, 600])  # alone, scored from its second token
+    starts.append(1)
+    whole = hfm.logprobs_ids(seqs)
+    tails = hfm.score_tails(seqs, starts)
+    worst = 0.0
+    for w, t, s in zip(whole, tails, starts, strict=True):
+        assert len(t) == len(w) - s + 1
+        worst = max(worst, max(abs(a - b) for a, b in zip(w[s - 1 :], t, strict=True)))
+    assert worst <= 1e-4, worst
+    assert len({round(t[0], 4) for t in tails}) > len(tails) / 2  # real, varied scores
+
+
+@pytest.mark.slow
+def test_hf_bfloat16_is_opt_in_and_named_in_model_id(hfm) -> None:
+    """Reduced precision only by choice: bf16 weights get their own model id (no shared
+    cache with fp32), and their scores really differ from fp32, by a little."""
+    texts = ["The nurse said that she was tired.", "The engineer fixed the bridge."]
+    with hf.HFBackend(batch_size=4, dtype="bfloat16") as low:
+        assert low.model_id == f"{hfm.model_id}@bfloat16"
+        got = [t.total for t in low.logprobs(texts)]
+    ref = [t.total for t in hfm.logprobs(texts)]
+    diffs = [abs(a - b) for a, b in zip(got, ref, strict=True)]
+    assert 1e-4 < max(diffs) < 1.0, diffs

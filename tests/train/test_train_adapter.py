@@ -135,6 +135,42 @@ def test_merged_adapter_scores_equal_the_lora_and_the_fp32_transformers_path(zeb
 
 
 @pytest.mark.slow
+def test_study_loader_f32_merged_scores_base_and_adapter_on_one_arithmetic(zebra: Path) -> None:
+    """``inheritance.eval_weights: f32-merged``: the study's loader runs the merged f32 model
+    for an adapter and the f32 copy with a float32 KV cache for the base, so both score like
+    transformers fp32 (within 1e-4 nats); ``native`` keeps the run-time LoRA on the GGUF."""
+    from synthbias.config import ExperimentConfig
+    from synthbias.studies.inheritance.training import DefaultBackendLoader
+
+    cfg = ExperimentConfig.model_validate(
+        {"kind": "inheritance", "inheritance": {"eval_weights": "f32-merged"}}
+    )
+    loader = DefaultBackendLoader(
+        cfg.inheritance, cfg.generator.model_copy(update={"batch_size": 4})
+    )
+    pairs = [("Q: Name an animal.\nA:", " Answer: zebra"), (CONTROL, " a cat")]
+    with loader(zebra) as tuned:
+        assert tuned.model_path == zebra / MERGED_NAME and tuned.kv_type == "f32"
+        got = np.array([s.logprob for s in conditional_logprobs(tuned, pairs)])
+    with loader(None) as base:
+        assert base.weights == "f32" and base.kv_type == "f32" and base.lora_path is None
+        got_base = np.array([s.logprob for s in conditional_logprobs(base, pairs)])
+    with load_finetuned(zebra, "hf", n_threads=CORES) as hf:
+        exact = np.array([s.logprob for s in conditional_logprobs(hf, pairs)])
+    with HFBackend(n_threads=CORES) as hf:
+        exact_base = np.array([s.logprob for s in conditional_logprobs(hf, pairs)])
+    assert np.abs(got - exact).max() <= 1e-4, got - exact
+    assert np.abs(got_base - exact_base).max() <= 1e-4, got_base - exact_base
+    assert got[0] > got_base[0] + 5  # the adapter is in the tuned model, not in the base
+    native = DefaultBackendLoader(
+        cfg.inheritance.model_copy(update={"eval_weights": "native"}),
+        cfg.generator.model_copy(update={"batch_size": 4}),
+    )
+    with native(zebra) as lora:
+        assert lora.lora_path is not None and lora.weights == "native"
+
+
+@pytest.mark.slow
 def test_gguf_lora_layout(zebra: Path, tmp_path: Path) -> None:
     out = export_gguf_lora(zebra, tmp_path / "zebra.gguf")
     header = read_gguf_header(out)

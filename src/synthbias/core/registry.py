@@ -27,13 +27,23 @@ by :mod:`synthbias.generate`; :data:`METRIC_FAMILIES` by :mod:`synthbias.measure
 families), :mod:`synthbias.tasks` (task bias metrics) and :mod:`synthbias.studies.probe` (the
 pronoun probe); :data:`MITIGATIONS` by :mod:`synthbias.mitigate`; :data:`TASKS` by
 :mod:`synthbias.tasks`; :data:`STUDIES` by :mod:`synthbias.studies`.
+
+Heavy code loads when it is first used, not when it is registered or named: a :class:`Lazy`
+reference (``Lazy("package.module:name")``) imports its module on first use, and this is the one
+place that imports the package's modules by name. An entry registered with one as its object,
+or with one among its metadata values, loads on first use of its object or of such a value, and
+then loads whole (all its lazy parts). So a study is registered with its config section, but its
+runner, console summary and report pages import only when a run or a report needs them::
+
+    STUDIES.register("toy", Lazy("toy.runner:run"), section="study", report=Lazy("toy.report"))
+    STUDIES.meta("toy")["section"]   # imports nothing
+    STUDIES.get("toy")               # imports toy.runner and toy.report
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
@@ -54,24 +64,129 @@ class UnknownNameError(RegistryError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-@dataclass
-class Entry(Generic[T]):
-    """One registered thing: its name, the object, and its metadata (read-only)."""
+def import_object(target: str) -> Any:
+    """The object ``"package.module:name"`` names (``name`` may be dotted), or the module
+    ``"package.module"``; imports the module."""
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
 
-    name: str
-    target: Any
-    meta: Mapping[str, Any]
-    aliases: tuple[str, ...] = ()
-    lazy: bool = False
-    _loaded: bool = field(default=False, repr=False)
+
+class Lazy:
+    """A reference to ``"package.module:name"`` (or a whole ``"package.module"``), imported on
+    first use and then kept.
+
+    Calling it calls the object, and reading an attribute reads the object's, so a module-level
+    ``check = Lazy("synthbias.mitigate:check_strategies")`` is used like the function, and
+    ``measure_api = Lazy("synthbias.measure.api")`` like the module
+    (``measure_api.measure_corpus``), without importing either until then. As a registry
+    entry's object or metadata value, the registry resolves it (see the module's docstring).
+    """
+
+    __slots__ = ("_loaded", "_obj", "target")
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._obj: Any = None
+        self._loaded = False
+
+    def resolve(self) -> Any:
+        """The object (imported on the first call)."""
+        if not self._loaded:
+            self._obj = import_object(self.target)
+            self._loaded = True
+        return self._obj
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy, pickle and the like probe dunders: no import for them
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.target!r})"
+
+
+class _Metadata(Mapping[str, Any]):
+    """An entry's metadata, read-only; a :class:`Lazy` value loads the entry when it is read."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: Entry[Any]) -> None:
+        self._entry = entry
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._entry.raw_meta[key]
+        if isinstance(value, Lazy):
+            self._entry.load()
+            return value.resolve()
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entry.raw_meta)
+
+    def __len__(self) -> int:
+        return len(self._entry.raw_meta)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._entry.raw_meta))
+
+
+class Entry(Generic[T]):
+    """One registered thing: its name, the object, and its metadata (read-only).
+
+    ``lazy``: ``target`` is a zero-argument loader (or a :class:`Lazy`), called on first use of
+    the object. The first use of the object or of a :class:`Lazy` metadata value loads every
+    lazy part of the entry (:meth:`load`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        target: Any,
+        meta: Mapping[str, Any],
+        aliases: tuple[str, ...] = (),
+        lazy: bool = False,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.raw_meta = dict(meta)
+        self.aliases = aliases
+        self.lazy = lazy
+        self._loaded = False
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return _Metadata(self)
 
     @property
     def obj(self) -> T:
-        """The registered object; a lazy entry's loader runs on first use, once."""
-        if self.lazy and not self._loaded:
-            self.target = self.target()
-            self._loaded = True
+        """The registered object; a lazy entry loads on first use, once."""
+        self.load()
         return self.target
+
+    def load(self) -> None:
+        """Import every lazy part of the entry (its object, its :class:`Lazy` metadata)."""
+        if self._loaded:
+            return
+        target = self.target
+        if self.lazy:
+            target = target.resolve() if isinstance(target, Lazy) else target()
+        for value in self.raw_meta.values():
+            if isinstance(value, Lazy):
+                value.resolve()
+        self.target, self._loaded = target, True
+
+    def __repr__(self) -> str:
+        return f"Entry({self.name!r}, {self.target!r}, lazy={self.lazy})"
 
 
 def _plain(name: str) -> str:
@@ -141,7 +256,9 @@ class Registry(Generic[T]):
 
         ``aliases`` are other names that find the entry; ``lazy=True``: ``obj`` is a
         zero-argument loader called on the first :meth:`get` (so a heavy module loads only
-        when the entry is used). ``meta`` is checked against the registry's ``fields``.
+        when the entry is used); a :class:`Lazy` ``obj`` is lazy without saying so. ``meta`` is
+        checked against the registry's ``fields``; a :class:`Lazy` value in it is resolved when
+        it is read.
         """
         if obj is None:
 
@@ -168,7 +285,8 @@ class Registry(Generic[T]):
                 raise RegistryError(f"{self.kind} {k!r} is taken by {owner!r}")
         if key in self._entries:
             self.unregister(name)
-        self._entries[key] = Entry(name, obj, MappingProxyType(meta), tuple(aliases), lazy)
+        lazy = lazy or isinstance(obj, Lazy)
+        self._entries[key] = Entry(name, obj, meta, tuple(aliases), lazy)
         for k in keys[1:]:
             self._aliases[k] = key
         return obj
@@ -228,6 +346,12 @@ class Registry(Generic[T]):
         the entry's, or is a member of it when the entry's value is a collection
         (``MITIGATIONS.entries(pipelines="equilibrium")``)."""
         return tuple(e for e in self._entries.values() if _matches(e.meta, where))
+
+    def load(self) -> None:
+        """Load every lazy entry (e.g. every study's report pages, before a report of any kind
+        is built)."""
+        for e in self._entries.values():
+            e.load()
 
     def names(self, **where: Any) -> tuple[str, ...]:
         """Registered names in registration order (filtered like :meth:`entries`)."""

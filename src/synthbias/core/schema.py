@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-)
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -39,3 +36,26 @@ def replicate_seeds(data: Any) -> Any:
             "give one of them (replicates: R means seeds 0..R-1)"
         )
     return data
+
+
+class ReplicatedSection(StrictModel):
+    """A study section whose replicates are its ``seeds`` (or ``replicates: R``, seeds 0..R-1).
+
+    Subclasses declare ``seeds`` (with their default) and ``replicates``; the checks live here
+    once: seeds non-empty and distinct, ``replicates`` expanded or checked against them.
+    """
+
+    @field_validator("seeds", check_fields=False)
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        return distinct_seeds(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicate_seeds(cls, data: Any) -> Any:
+        return replicate_seeds(data)
+
+    @property
+    def n_replicates(self) -> int:
+        """R: one replicate per seed."""
+        return len(self.seeds)  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ from synthbias.core.store import atomic_path
 from synthbias.generate import load_backend
 from synthbias.generate.llamacpp import widen_model
 from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.train.config import EvalWeights
 from synthbias.train.sft import read_train_meta
 
 #: Architectures whose q/k weights convert_hf_to_gguf.py permutes (LlamaModel.permute).
@@ -315,6 +316,32 @@ def gguf_export(
     if base_gguf is None and target.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
         return target
     return export_gguf_lora(adir, target, base_gguf)
+
+
+def load_eval_llamacpp(
+    adapter_dir: str | os.PathLike[str] | None,
+    weights: EvalWeights,
+    model_path: str | os.PathLike[str] | None = None,
+    **kw: Any,
+) -> Any:
+    """The llama.cpp evaluation model of a study: the base (``adapter_dir`` None) or a tuned one.
+
+    ``f32-merged`` runs the f32 copy with the adapter merged into the weights once
+    (:func:`merged_gguf`) and a float32 KV cache, for the base too, so every model of a run is
+    scored by the same arithmetic: scores equal transformers fp32 within 1e-4 nats, and no LoRA
+    nodes run per token. Other values keep a run-time GGUF LoRA on those weights (f16 KV cache).
+    """
+    if weights == "f32-merged":
+        if adapter_dir is None:
+            return load_backend(
+                "llamacpp", model_path=model_path, weights="f32", kv_type="f32", **kw
+            )
+        extra = {"model_path": model_path} if model_path else {}
+        return load_finetuned(adapter_dir, "llamacpp", merge=True, kv_type="f32", **extra, **kw)
+    if adapter_dir is None:
+        return load_backend("llamacpp", model_path=model_path, weights=weights, **kw)
+    extra = {"model_path": model_path} if model_path else {}
+    return load_finetuned(adapter_dir, "llamacpp", weights=weights, **extra, **kw)
 
 
 def load_finetuned(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
 )
 
 from synthbias.core.schema import StrictModel
+
+#: llama.cpp evaluation weights a study may name: the GGUF as stored, a dequantised copy, or the
+#: f32 copy with the adapter merged in and a float32 KV cache
+#: (:func:`synthbias.train.adapter.load_eval_llamacpp`).
+EvalWeights = Literal["native", "f32", "f16", "f32-merged"]
 
 
 class FinetuneConfig(StrictModel):

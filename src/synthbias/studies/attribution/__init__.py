@@ -1,7 +1,10 @@
 """The attribution study: which misalignment factor (values, group data, distribution) drives
 bias inheritance, by manipulating them in a 2x2x2 factorial at one bias ratio.
 
-Registered as the experiment kind ``attribution`` (config section ``attribution``).
+Registered as the experiment kind ``attribution`` (config section ``attribution``, defined in
+:mod:`synthbias.studies.sections`) by :mod:`synthbias.studies`, which names this package lazily:
+importing it loads the runner, the console summary and the report pages (and, through the
+inheritance study's pieces, the task code).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from typing import Any
 
 from rich.console import Console
 
-from synthbias.core.registry import STUDIES
 from synthbias.studies.attribution import report
 from synthbias.studies.attribution.console import print_attribution
 from synthbias.studies.attribution.runner import run_attribution
+
+__all__ = ["print_summary", "report", "run_attribution"]
 
 
 def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
@@ -22,13 +26,3 @@ def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
     print_attribution(results, console)
     if (Path(out) / "report.html").is_file():
         console.print(f"Report: {Path(out) / 'report.html'}")
-
-
-STUDIES.register(
-    "attribution",
-    run_attribution,
-    section="attribution",
-    printer=print_summary,
-    report=report,
-    description="factorial augmentation: which misalignment factor drives inheritance?",
-)

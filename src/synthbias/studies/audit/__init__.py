@@ -1,10 +1,11 @@
 """Audit any synthetic dataset against metric budgets, with a report.
 
 Registered as the study ``audit`` (run by ``synthbias audit`` / :func:`synthbias.audit`, not from
-an experiment config); its report pages are :mod:`synthbias.studies.audit.report`.
+an experiment config) by :mod:`synthbias.studies`, which names this package lazily: importing it
+loads the runner (and the measurement code); its report pages are
+:mod:`synthbias.studies.audit.report`.
 """
 
-from synthbias.core.registry import STUDIES
 from synthbias.studies.audit import report
 from synthbias.studies.audit.runner import (
     AuditError,
@@ -26,12 +27,5 @@ __all__ = [
     "check_budgets",
     "load_texts",
     "parse_budgets",
+    "report",
 ]
-
-STUDIES.register(
-    "audit",
-    audit_corpus,
-    experiment=False,
-    report=report,
-    description="every metric family on a dataset, a gate on budgets",
-)

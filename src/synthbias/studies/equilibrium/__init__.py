@@ -3,7 +3,9 @@ the direction of the stereotype per generation, and the fixed point it settles a
 
 Registered as the experiment kinds ``equilibrium`` (config section ``study``) and
 ``equilibrium_loop`` (the same section: real data in the loop, see
-:mod:`~synthbias.studies.equilibrium.loop`).
+:mod:`~synthbias.studies.equilibrium.loop`) by :mod:`synthbias.studies`. This package is light (a
+config reads its section from :mod:`.config`, the CLI its fit wording from :mod:`.fit`): it holds
+the console summary and registers the report pages; the runners load on first use.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from typing import Any
 
 from rich.console import Console
 
-from synthbias.core.registry import STUDIES
 from synthbias.studies.equilibrium import loop_report, report
 from synthbias.studies.equilibrium.console import print_equilibrium
-from synthbias.studies.equilibrium.loop import print_loop, run_equilibrium_loop
-from synthbias.studies.equilibrium.runner import run_equilibrium
+
+__all__ = ["loop_report", "print_summary", "report"]
 
 
 def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
@@ -30,22 +31,3 @@ def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
         f"Output: {out}/ (results.json, results.csv, "
         "bias_by_generation.png, report.html, corpora/)"
     )
-
-
-STUDIES.register(
-    "equilibrium",
-    run_equilibrium,
-    section="study",
-    printer=print_summary,
-    report=report,
-    description="recursive generation: where does bias settle?",
-)
-
-STUDIES.register(
-    "equilibrium_loop",
-    run_equilibrium_loop,
-    section="study",
-    printer=print_loop,
-    report=loop_report,
-    description="real data in the loop: predicted vs observed b* per regime and real share",
-)

@@ -10,11 +10,15 @@ from pydantic import (
     model_validator,
 )
 
+from synthbias.core.registry import Lazy
 from synthbias.core.schema import StrictModel
 from synthbias.generate.prompts import prompt_templates
 from synthbias.measure.names import canonical
-from synthbias.mitigate import check_strategies
 from synthbias.train.config import FinetuneConfig
+
+#: Checks strategy names against the registered mitigations (:mod:`synthbias.mitigate`, loaded
+#: on first use: it imports the measurement code).
+check_strategies = Lazy("synthbias.mitigate:check_strategies")
 
 
 class EquilibriumMitigationConfig(StrictModel):

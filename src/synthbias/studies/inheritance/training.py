@@ -25,7 +25,7 @@ from synthbias.mitigate.mask import mask_examples
 from synthbias.mitigate.token import DEFAULT_TAGS, TaggedBackend, tag_examples, tag_tokens
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.inheritance.keys import content_key
-from synthbias.train.adapter import load_finetuned
+from synthbias.train.adapter import load_eval_llamacpp, load_finetuned
 from synthbias.train.sft import LoRAConfig, SFTExample, read_train_meta, resolve_base, train_lora
 
 
@@ -170,25 +170,24 @@ class DefaultBackendLoader:
         if adapter_dir is None:
             if self.study.eval_backend == "hf":
                 return load_backend("hf", model_path=base)
-            return load_backend(
-                "llamacpp",
-                model_path=base,
+            return load_eval_llamacpp(
+                None,
+                self.study.eval_weights,
+                base,
                 n_ctx=512,
                 batch_size=self.generator_cfg.batch_size,
-                weights=self.study.eval_weights,
             )
 
         added = read_train_meta(adapter_dir).get("added_tokens") or {}
         if added or self.study.eval_backend == "hf":
             model = load_finetuned(adapter_dir, "hf", **({"model_path": base} if base else {}))
         else:
-            model = load_finetuned(
+            model = load_eval_llamacpp(
                 adapter_dir,
-                "llamacpp",
+                self.study.eval_weights,
+                base,
                 n_ctx=512,
                 batch_size=self.generator_cfg.batch_size,
-                weights=self.study.eval_weights,
-                **({"model_path": base} if base else {}),
             )
         if added:
             return TaggedBackend(model, DEFAULT_TAGS["real"])

@@ -2,7 +2,9 @@
 behaviour.
 
 Registered as the experiment kind ``mitigation`` (config section ``mitigation_study``; it runs
-the equilibrium and inheritance studies, so it uses their sections too).
+the equilibrium and inheritance studies, so it uses their sections too) by
+:mod:`synthbias.studies`. This package is light (a config reads its section from :mod:`.config`):
+it holds the console summary and registers the report pages; the runner loads on first use.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any
 
 from rich.console import Console
 
-from synthbias.core.registry import STUDIES
 from synthbias.studies.mitigation import report
 from synthbias.studies.mitigation.console import print_mitigation
-from synthbias.studies.mitigation.runner import run_mitigation
+
+__all__ = ["print_summary", "report"]
 
 
 def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
@@ -23,14 +25,3 @@ def print_summary(results: dict[str, Any], console: Console, out: Path) -> None:
     print_mitigation(results, console, out)
     if (Path(out) / "report.html").is_file():
         console.print(f"Report: {Path(out) / 'report.html'}")
-
-
-STUDIES.register(
-    "mitigation",
-    run_mitigation,
-    section="mitigation_study",
-    uses=("study", "inheritance"),
-    printer=print_summary,
-    report=report,
-    description="every mitigation strategy against the same-seed baseline",
-)

@@ -10,11 +10,15 @@ from pydantic import (
     field_validator,
 )
 
+from synthbias.core.registry import STUDIES, Lazy
 from synthbias.core.schema import StrictModel
 from synthbias.measure.names import canonical
-from synthbias.mitigate import check_strategies
 from synthbias.studies.mitigation.stats import orientation
 from synthbias.train.config import FinetuneConfig
+
+#: Checks strategy names against the registered mitigations (:mod:`synthbias.mitigate`, loaded
+#: on first use: it imports the measurement code).
+check_strategies = Lazy("synthbias.mitigate:check_strategies")
 
 
 class MitigationStudyConfig(StrictModel):
@@ -83,6 +87,8 @@ class MitigationStudyConfig(StrictModel):
     @classmethod
     def _families(cls, v: dict[str, str]) -> dict[str, str]:
         v = {fam: canonical(m, f"mitigation.families.{fam}") for fam, m in v.items()}
+        # the orientations are registered by the code the study runs (its metric families)
+        STUDIES.entry("mitigation").load()
         for fam, metric in v.items():
             try:
                 orientation(metric)

@@ -82,6 +82,14 @@ class Steps:
         count.ran += 1
         return value
 
+    def merge(self, counts: dict[str, StepCount]) -> None:
+        """Add step counts of work done elsewhere (a replicate in a worker process) to these."""
+        for name, c in counts.items():
+            mine = self._count(name)
+            mine.ran += c.ran
+            mine.reused += c.reused
+            mine.seconds += c.seconds
+
     def seconds(self, step: str) -> float:
         return self.counts[step].seconds if step in self.counts else 0.0
 

@@ -108,6 +108,12 @@ class EquilibriumStudyConfig(StrictModel):
     rest from the synthetic pool; ``regime: replace`` takes that pool from generation k alone,
     ``accumulate`` from generations 0..k pooled. The defaults (0, replace) are the pure
     recursion, with today's corpora. ``loop`` is read by ``kind: equilibrium_loop`` only.
+
+    ``workers`` and ``scale`` say where the chains are generated, never what they hold (see
+    :mod:`~synthbias.studies.equilibrium.chains`): ``workers: 1`` (the default) generates them
+    one after another in this process; ``N`` runs each (level, chain) pair as a unit on a local
+    pool of N processes with cores/N threads each, ``auto`` one process per core (at most one
+    per unit); ``scale: ray`` sends every unit to Ray (the run folder must be shared).
     """
 
     levels: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
@@ -131,6 +137,11 @@ class EquilibriumStudyConfig(StrictModel):
     real_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     regime: Literal["replace", "accumulate"] = "replace"
     loop: EquilibriumLoopConfig = Field(default_factory=EquilibriumLoopConfig)
+    #: chains generated side by side (:mod:`synthbias.core.parallel`): ``1`` one after another
+    #: in this process (the default), ``N`` on a local pool of N processes, ``auto`` one per core
+    workers: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
+    #: where the chains run: ``local`` (this machine) or ``ray`` (one Ray task per chain)
+    scale: Literal["local", "ray"] = "local"
     mitigation: EquilibriumMitigationConfig = Field(default_factory=EquilibriumMitigationConfig)
 
     @field_validator("fit_metric")

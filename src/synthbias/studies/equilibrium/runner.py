@@ -7,7 +7,11 @@ config never silently mixes with old corpora.
 
 The steps themselves (seed, generate, measure, fit, summarise) are in
 :mod:`~synthbias.studies.equilibrium.steps`; here the config is read once and each step gets only
-the values it needs, the run folder is prepared and the outputs are written (``report``)."""
+the values it needs, the run folder is prepared and the outputs are written (``report``).
+
+``study.workers`` > 1 (or ``scale: ray``) generates the chains in worker processes, each (level,
+chain) pair one unit (:mod:`~synthbias.studies.equilibrium.chains`); the corpora they store are
+then loaded here and measured and fitted exactly as when they are generated inline."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthbias.core.cpu import run_environment
 from synthbias.core.hashing import stable_hash
+from synthbias.core.parallel import run_units, threads_per_worker
 from synthbias.core.records import Record
 from synthbias.core.registry import BACKENDS
 from synthbias.core.steps import Steps
@@ -27,23 +32,30 @@ from synthbias.core.store import RunStore, lock_run_folder, write_json, write_ta
 from synthbias.core.version import __version__
 from synthbias.generate.factory import make_backend
 from synthbias.generate.openai_http import check_reachable
-from synthbias.generate.protocol import Backend, SamplingParams
+from synthbias.generate.protocol import Backend
 from synthbias.report.html import write_run_report
-from synthbias.studies.equilibrium import mitigations as recursive
+from synthbias.studies.equilibrium.chains import (
+    ChainJob,
+    ChainResult,
+    chain_generations,
+    chain_workers,
+    generation_settings,
+    open_generator,
+    parallel_info,
+    pending_chains,
+    run_chain,
+)
 from synthbias.studies.equilibrium.generation import (
     PILOT_FACTOR,
-    SeedVocabulary,
     chain_corpus_path,
     relabel_corpus,
 )
 from synthbias.studies.equilibrium.measurer import GenderMeasurer
 from synthbias.studies.equilibrium.steps import (
-    GenerationSettings,
     LazyBackend,
     LevelFit,
     downstream,
     fit,
-    generate,
     measure,
     pilot,
     seed_corpus,
@@ -55,6 +67,9 @@ if TYPE_CHECKING:
     from synthbias.config import ExperimentConfig
 
 ProgressFactory = Callable[[str, int], Any]
+#: What callers import from here (tests, the loop): the runner, the generation settings and the
+#: backend factory the generator is built with.
+__all__ = ["generation_settings", "make_backend", "run_equilibrium"]
 #: Backends whose ``model_path`` is a local file (checked before the run writes anything).
 LOCAL_MODEL_BACKENDS = ("llamacpp", "hf")
 
@@ -65,7 +80,7 @@ LOCAL_MODEL_BACKENDS = ("llamacpp", "hf")
 CORPUS_INDEPENDENT = {
     "name": None,
     "study": {"levels", "generations", "chains", "fit_metric", "fit_ci"}
-    | {"max_off_topic", "min_pairings", "inference", "fit_from"},
+    | {"max_off_topic", "min_pairings", "inference", "fit_from", "workers", "scale"},
     "measure": {"embedding", "downstream", "downstream_occupations", "downstream_templates"}
     | {"n_resamples", "ci_level"},
     "generator": {"cache", "n_threads"},
@@ -128,6 +143,12 @@ def run_equilibrium(
     design's power),
     ``results.csv`` and ``results.parquet`` (a tidy table), ``bias_by_generation.png``,
     ``report.html``.
+
+    ``study.workers`` > 1 generates the chains not yet stored on a local process pool (``scale:
+    ray``: on Ray), one unit per (level, chain), each worker with its own generator built from
+    the config; ``results["parallel"]`` says how they ran. A ``backend`` object (or a measurer
+    of another class) cannot be sent to a worker: then the chains are generated here, with a
+    logged note (:func:`~synthbias.studies.equilibrium.chains.chain_workers`).
     """
     out = Path(out)
     check_generator(config, out, backend)
@@ -139,7 +160,7 @@ def run_equilibrium(
     steps = Steps(resume=resume)
     chains = range(study.chains)
     chain0_seeds: list[list[Record]] = []  # filled below, before the generator is opened
-    generator = LazyBackend(backend, partial(_open_generator, config, out, chain0_seeds))
+    generator = LazyBackend(backend, partial(open_generator, config, out, chain0_seeds))
     settings = generation_settings(config, measurer, vocab)
     model_seeds = study.seed_source == "model"
     total = len(study.levels) * study.chains * study.generations * study.n
@@ -167,21 +188,35 @@ def run_equilibrium(
         for r in chains
     }
     chain0_seeds.extend(seeds[level, 0] for level in study.levels)
-    mixes = study.regime != "replace" or study.real_share > 0
+    # chains whose corpora are not all stored: on worker processes when study.workers asks
+    pending = pending_chains(out, study)
+    workers, inline_note = chain_workers(study, len(pending), backend, measurer)
+    in_workers: set[tuple[float, int]] = set()
+    opened: dict[str, Any] = {}
+    if pending and inline_note is None and (workers > 1 or study.scale == "ray"):
+        opened = _generate_in_workers(
+            config, out, pending, workers, resume, measurer, generator, steps, tick
+        )
+        in_workers = set(pending)
     levels_out: list[dict[str, Any]] = []
     fit_data: list[LevelFit] = []
     chain0: dict[float, list[list[Record]]] = {}  # chain 0 of each level, for the probe
+    loaded = Steps(resume=True)  # what the workers stored is loaded here, not counted again
     for level in study.levels:
-        by_chain = [[seeds[level, r]] for r in chains]
-        for r, corpora in zip(chains, by_chain, strict=True):
-            for k in range(1, study.generations + 1):
-                parent = corpora[-1]
-                earlier = corpora if mixes else ()
-                corpora.append(
-                    generate(
-                        steps, out, level, r, k, parent, generator, settings, tick, earlier=earlier
-                    )
-                )
+        by_chain = [
+            chain_generations(
+                loaded if (level, r) in in_workers else steps,
+                out,
+                level,
+                r,
+                seeds[level, r],
+                study.generations,
+                generator,
+                settings,
+                None if (level, r) in in_workers else tick,
+            )
+            for r in chains
+        ]
         level_out, level_fit = measure(
             steps,
             level,
@@ -201,7 +236,7 @@ def run_equilibrium(
     if mc.downstream != "off":
         generator.close()  # free the generator before fine-tuning
         downstream(steps, levels_out, chain0, out, mc, seed=config.seed)
-    model = _model_info(generator.backend, out)
+    model = _model_info(generator.backend, out, opened)
     equilibrium = fit(
         steps,
         fit_data,
@@ -213,6 +248,7 @@ def run_equilibrium(
     )
     summary = summarise(steps, levels_out, equilibrium, study)
     results = _results(config, model, steps, time.perf_counter() - t0, summary)
+    results["parallel"] = parallel_info(study, workers if in_workers else 1, inline_note)
     report(steps, results, out, t0)
     return results
 
@@ -303,35 +339,45 @@ def check_generator(config: ExperimentConfig, out: Path, backend: Backend | None
     check_reachable(gen.base_url)
 
 
-def generation_settings(
-    config: ExperimentConfig, measurer: GenderMeasurer, vocab: SeedVocabulary
-) -> GenerationSettings:
-    """What every ``generate`` step of a run shares, read from the config once."""
+def _generate_in_workers(
+    config: ExperimentConfig,
+    out: Path,
+    pending: list[tuple[float, int]],
+    workers: int,
+    resume: bool,
+    measurer: GenderMeasurer,
+    generator: LazyBackend,
+    steps: Steps,
+    tick: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    """Generate the ``pending`` chains on ``workers`` processes (or Ray: ``study.scale``), each
+    (level, chain) pair one unit (:func:`~synthbias.studies.equilibrium.chains.run_chain`);
+    their step counts join the run's. Returns the generator a worker opened (``backend``,
+    ``model_id``; empty when none had to)."""
     study = config.study
-    regenerate = study.on_topic == "regenerate"
-    return GenerationSettings(
-        params=SamplingParams(
-            max_tokens=config.sampling.max_tokens,
-            temperature=config.sampling.temperature,
-            top_p=config.sampling.top_p,
-            top_k=config.sampling.top_k,
-            seed=config.seed,
-        ),
-        n=study.n,
-        k_shots=study.k_shots,
-        prompt=recursive.generation_prompt(study),
-        seed=config.seed,
-        chunk_size=config.generator.batch_size,
-        vocab=vocab,
-        on_topic=measurer.on_topic,
-        regenerate=regenerate,
-        max_retries=study.on_topic_retries if regenerate else 2,
-        mitigate=partial(recursive.after_generation, study=study)
-        if study.mitigation.strategies
-        else None,
-        real_share=study.real_share,
-        regime=study.regime,
+    if "debiased_finetune" in study.mitigation.strategies:
+        generator.get()  # tune the generator's adapter once, here; the workers load it
+    generator.close()  # free this process's generator (opened for a pilot or the adapter)
+    jobs = [
+        ChainJob(config=config, out=out, level=level, chain=r, resume=resume, measure=measurer.cfg)
+        for level, r in pending
+    ]
+
+    def done(_: int, result: ChainResult) -> None:
+        if tick is not None:
+            tick(result.texts)
+
+    results = run_units(
+        run_chain,
+        jobs,
+        workers=workers,
+        threads=threads_per_worker(workers),
+        scale=study.scale,
+        on_done=done,
     )
+    for r in results:
+        steps.merge(r.counts)
+    return next((r.model for r in results if r.model), {})
 
 
 def _relabel(
@@ -354,24 +400,18 @@ def _relabel(
     )
 
 
-def _open_generator(
-    config: ExperimentConfig, out: Path, seed_corpora: list[list[Record]]
-) -> Backend:
-    """The configured generator, or (``debiased_finetune``) the one tuned on the seed corpora."""
-    backend = recursive.mitigated_generator(config, out, seed_corpora)
-    if backend is None:
-        backend = make_backend(config.generator, seed=config.seed, run_dir=out)
-    return backend
-
-
-def _model_info(backend: Backend | None, out: Path) -> dict[str, Any]:
+def _model_info(
+    backend: Backend | None, out: Path, opened: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The generator's backend and model id, kept in ``model.json``: a run that resumed every
-    corpus never opens the generator and reads there which model wrote them."""
+    corpus never opens the generator and reads there which model wrote them. ``opened``: the
+    one a worker process opened, when this process did not."""
     model_file = out / "model.json"
     if backend is not None:
-        info = {"backend": backend.name, "model_id": backend.model_id}
-        write_json(model_file, info)
-        return info
+        opened = {"backend": backend.name, "model_id": backend.model_id}
+    if opened:
+        write_json(model_file, opened)
+        return dict(opened)
     if model_file.exists():
         return json.loads(model_file.read_text())
     return {}

@@ -75,7 +75,6 @@ from synthbias.studies.inheritance.unit import (
     ReplicateJob,
     ReplicateResult,
     default_loader,
-    merge_counts,
     model_eval_path,
     run_replicate,
     tasks_and_sizes,
@@ -160,7 +159,7 @@ def run_inheritance(
     ]
     replicates = _run_replicates(jobs, study, progress)
     for r in replicates:
-        merge_counts(steps, r.counts)
+        steps.merge(r.counts)
     augmentation = Augmentation.gather({k: a for r in replicates for k, a in r.arm_sets.items()})
     write_json(out / "checks.json", augmentation.checks)
     generator_info = next((r.generator for r in replicates if r.generator), {})

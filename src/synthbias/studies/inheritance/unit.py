@@ -247,15 +247,6 @@ def model_eval_path(
     )
 
 
-def merge_counts(steps: Steps, counts: dict[str, StepCount]) -> None:
-    """Add a replicate's step counts (run elsewhere) to the run's."""
-    for name, c in counts.items():
-        mine = steps.counts.setdefault(name, StepCount())
-        mine.ran += c.ran
-        mine.reused += c.reused
-        mine.seconds += c.seconds
-
-
 def set_writer(
     config: ExperimentConfig,
     steps: Steps,

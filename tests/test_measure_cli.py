@@ -132,3 +132,19 @@ def test_cli_bench_bias_real_model(benchmarks: Path, tmp_path: Path) -> None:
     assert data["runtime"] == "transformers" and data["scoring_backend"]["backend"] == "hf"
     m = data["metrics"]["crows_pairs.pct_stereotype"]
     assert m["n"] == 30 and 0 <= m["value"] <= 100
+
+
+@pytest.mark.slow
+def test_cli_bench_bias_bf16_is_opt_in_and_recorded(benchmarks: Path, tmp_path: Path) -> None:
+    """--backend hf --weights bf16: reduced precision only when named, and the results say so."""
+    out = tmp_path / "bf16.json"
+    args = ["bench-bias", "embedded", "--suite", "crows_pairs", "--data", str(benchmarks)]
+    res = CliRunner().invoke(
+        app, [*args, "--limit", "12", "--backend", "hf", "--weights", "bf16", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["scoring_backend"]["weights"].startswith("bf16")
+    assert "chosen explicitly" in data["scoring_backend"]["reason"]
+    res = CliRunner().invoke(app, [*args, "--backend", "llamacpp", "--weights", "bf16"])
+    assert res.exit_code == 2 and "--weights" in res.output  # llama.cpp has no bf16 path

@@ -614,6 +614,11 @@ def measure(
         console.print(f"wrote {out}")
 
 
+#: ``--weights`` values that select a transformers dtype (``--backend hf``): reduced precision,
+#: only when named; the exact default stays float32.
+HF_WEIGHTS = {"bf16": "bfloat16"}
+
+
 def _backend_for_model(
     model: str,
     backend: str,
@@ -651,8 +656,13 @@ def _backend_for_model(
             return load_backend("llamacpp", weights=weights, **kwargs)
         except ValueError as exc:
             _fail(f"--weights: {exc}")
+    if backend == "hf" and weights in HF_WEIGHTS:
+        return load_backend("hf", model_path=path, dtype=HF_WEIGHTS[weights])
     if weights != "native":
-        _fail(f"--weights {weights} applies to the llamacpp backend only")
+        _fail(
+            f"--weights {weights} applies to the llamacpp backend (f32, f16) or to "
+            "--backend hf (bf16: reduced precision by choice)"
+        )
     if backend == "hf":
         return load_backend("hf", model_path=path)
     _fail(f"unknown backend {backend!r}; choose auto, llamacpp, hf or openai")
@@ -680,7 +690,9 @@ def _scoring_backend_for_model(
             _fail_backend(exc)
         return be, choice
     be = _backend_for_model(model, backend, weights, base_url, api_key_env)
-    shown = "f32" if be.name == "transformers" else weights
+    shown = weights
+    if be.name == "transformers":
+        shown = "bf16 (reduced precision, chosen)" if weights == "bf16" else "f32"
     return be, explicit_choice(be, f"--backend {backend} --weights {weights}", shown)
 
 
@@ -717,7 +729,9 @@ def bench_bias(
         str,
         typer.Option(
             help="llamacpp: native (as stored), or f32 / f16: a locally dequantised copy, "
-            "about 2x faster scoring on CPU, slightly different scores."
+            "about 2x faster scoring on CPU, slightly different scores. With --backend hf: "
+            "bf16, reduced precision by choice (about 2x on CPUs with AVX-512 BF16; "
+            "bench/precision.py measures its deviation and flipped decisions)."
         ),
     ] = "native",
     out: Annotated[

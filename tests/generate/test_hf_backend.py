@@ -303,3 +303,22 @@ def test_hf_bfloat16_is_opt_in_and_named_in_model_id(hfm) -> None:
     ref = [t.total for t in hfm.logprobs(texts)]
     diffs = [abs(a - b) for a, b in zip(got, ref, strict=True)]
     assert 1e-4 < max(diffs) < 1.0, diffs
+
+
+@pytest.mark.slow
+def test_hf_and_llamacpp_encode_prompts_alike(hfm) -> None:
+    """Raw prompts are plain completion on both runtimes (no prefix token where the tokenizer
+    adds none); chat prompts render the same template. Different ids made greedy pronoun
+    completions differ between the runtimes in 7 of 8 cases."""
+    from synthbias.generate.llamacpp import LlamaCppBackend
+
+    prompts = [
+        "The surgeon said that",
+        "Candidate profile\nName: Ann\n\nRecommended annual salary in US dollars: $",
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        [{"role": "user", "content": "Should we invite this candidate?"}],
+    ]
+    with LlamaCppBackend(n_ctx=128, batch_size=2) as llm:
+        for p in prompts:
+            assert hfm.encode_prompt(p) == llm.encode_prompt(p), p
+        assert hfm.encode_prompt("") == llm.encode_prompt("") == [hfm.prefix_id]

@@ -86,9 +86,17 @@ def harness_encode(tok: Any, context: str, continuation: str) -> tuple[list[int]
 
 
 def harness_loglikelihood(
-    reference: tuple[Any, Any], requests: Sequence[tuple[str, str]], batch_size: int = 32
+    reference: tuple[Any, Any],
+    requests: Sequence[tuple[str, str]],
+    batch_size: int = 32,
+    sum64: bool = False,
 ) -> list[float]:
-    """Summed continuation log-prob of each ``(context, continuation)``, harness recipe."""
+    """Summed continuation log-prob of each ``(context, continuation)``, harness recipe.
+
+    The harness sums the float32 token log-probs in float32; ``sum64`` sums the same values in
+    float64 (synthbias's arithmetic), which isolates the sum's own rounding: on a long sentence
+    (totals of -100 to -300 nats, where a float32 ulp is 8e-6 to 3e-5) it alone reaches ~2e-4.
+    """
     tok, model = reference
     enc = [harness_encode(tok, c, x) for c, x in requests]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i][0]) - len(enc[i][1]))
@@ -106,7 +114,8 @@ def harness_loglikelihood(
                 cont = enc[i][1]
                 end = len(inps[r])
                 rows = logp[r, end - len(cont) : end]
-                out[i] = float(rows.gather(-1, torch.tensor(cont)[:, None]).sum())
+                picked = rows.gather(-1, torch.tensor(cont)[:, None])
+                out[i] = float(picked.double().sum() if sum64 else picked.sum())
     return out
 
 
@@ -142,11 +151,15 @@ def compare_crows(backend: Any, reference: Any, benchmarks: Path, limit: int | N
     df = crows_pairs_subset(load_crows_pairs(benchmarks), limit, seed=0)
     texts = df["sent_more"].tolist() + df["sent_less"].tolist()
     ours = np.array(sum_logprob(backend, texts))
-    ref = np.array(harness_loglikelihood(reference, [("", t) for t in texts]))
+    requests = [("", t) for t in texts]
+    ref = np.array(harness_loglikelihood(reference, requests))
+    ref64 = np.array(harness_loglikelihood(reference, requests, sum64=True))
     n = len(df)
     return {
         "pairs": n,
         "max_abs_diff": float(np.abs(ours - ref).max()),
+        "max_abs_diff_f64_sum": float(np.abs(ours - ref64).max()),
+        "f32_sum_rounding": float(np.abs(ref - ref64).max()),
         "flips": int(((ours[:n] > ours[n:]) != (ref[:n] > ref[n:])).sum()),
         "pct_ours": float(100 * (ours[:n] > ours[n:]).mean()),
         "pct_ref": float(100 * (ref[:n] > ref[n:]).mean()),
@@ -260,7 +273,17 @@ def test_stereoset_intrasentence_beside_its_paper_code(hf_backend, reference, be
 def test_crows_pairs_matches_harness_recipe(hf_backend, reference, benchmarks: Path) -> None:
     row = compare_crows(hf_backend, reference, benchmarks, limit=20)
     assert row["pairs"] == 20
-    assert row["max_abs_diff"] <= TOL and row["flips"] == 0, row
+    assert crows_conforms(row), row
+
+
+def crows_conforms(row: dict[str, Any]) -> bool:
+    """0 flips, and the same token log-probs: within TOL of the reference summed in float64,
+    and of the harness's float32 sum up to that sum's own rounding."""
+    return (
+        row["flips"] == 0
+        and row["max_abs_diff_f64_sum"] <= TOL
+        and row["max_abs_diff"] <= TOL + row["f32_sum_rounding"]
+    )
 
 
 @pytest.mark.slow
@@ -295,6 +318,9 @@ def test_conformance_table(hf_backend, reference, benchmarks: Path) -> None:
     for row in rows:
         if row["benchmark"].startswith("StereoSet"):
             continue  # a documented difference of recipe, measured, not a conformance claim
+        if row["benchmark"] == "CrowS-Pairs":
+            assert crows_conforms(row), row
+            continue
         assert row["max_abs_diff"] <= TOL and row["flips"] == 0, row
 
 
@@ -308,6 +334,12 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
         extra = ""
         if "pct_ours" in row:
             extra = f" (% stereotype: ours {row['pct_ours']:.2f}, harness {row['pct_ref']:.2f})"
+            if "max_abs_diff_f64_sum" in row:
+                extra += (
+                    f"; vs the same log-probs summed in float64 {row['max_abs_diff_f64_sum']:.2e}"
+                    f" (the harness's float32 sum alone moves totals by up to "
+                    f"{row['f32_sum_rounding']:.2e})"
+                )
         if "ss_ours" in row:
             extra = (
                 f" SS (pro decisions), {row['related_flips']} LMS (related counts); SS ours "

@@ -119,10 +119,10 @@ def score_texts(
     chunk. For a backend that shares text prefixes (``share_text_prefix``) texts are sent in
     sorted order, so texts that share a beginning (the two sentences of a CrowS-Pairs pair, a
     StereoSet cluster) land in the same chunk and the common part is decoded once. Otherwise
-    they are sent longest first (by characters), so each chunk's padded batches hold texts of
-    about one length, as a plain length-sorted loop over all texts has them (the chunk only
-    bounds memory; every text is scored on its own). Returned in input order (duplicates share
-    one result object).
+    they are sent longest first (by tokens, or characters for a backend without ``tokenize``),
+    so each chunk's padded batches hold texts of about one length, as a plain length-sorted
+    loop over all texts has them (the chunk only bounds memory; every text is scored on its
+    own). Returned in input order (duplicates share one result object).
     """
     if isinstance(texts, str):
         raise TypeError("score_texts() takes a sequence of texts, not a single string")
@@ -130,7 +130,11 @@ def score_texts(
     if getattr(backend, "share_text_prefix", False) is True:
         unique.sort()
     else:
-        unique.sort(key=len, reverse=True)
+        tok = getattr(backend, "tokenize", None)
+        # By tokens where the backend can count them: a chunk then holds texts of one token
+        # length, as a plain length-sorted loop's batches do (by characters, CrowS-Pairs ran
+        # 5-16 % slower than that loop: more padding per batch).
+        unique.sort(key=(lambda t: len(tok(t))) if callable(tok) else len, reverse=True)
     scored: dict[str, TextLogprobs] = {}
     for start in range(0, len(unique), chunk_size):
         chunk = unique[start : start + chunk_size]

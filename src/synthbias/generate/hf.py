@@ -423,14 +423,18 @@ class HFBackend:
                 idx = [i for i in order[start : start + self.batch_size] if len(sequences[i]) > 1]
                 if not idx:
                     continue
-                width = max(len(sequences[i]) for i in idx)
+                # A sequence's last token is never fed (nothing is scored after it): the
+                # harness feeds (context + continuation)[:-1], so batches of the same texts
+                # have the same shapes as its own and give the same float32 numbers.
+                width = max(len(sequences[i]) for i in idx) - 1
                 ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+                target = torch.zeros((len(idx), width), dtype=torch.long)
                 for r, i in enumerate(idx):
-                    s = sequences[i]
-                    ids[r, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-                ids = ids.to(self.device)
-                logits = self.model(input_ids=ids).logits[:, :-1].float()
-                target = ids[:, 1:]
+                    s = list(sequences[i])
+                    ids[r, : len(s) - 1] = torch.tensor(s[:-1], dtype=torch.long)
+                    target[r, : len(s) - 1] = torch.tensor(s[1:], dtype=torch.long)
+                logits = self.model(input_ids=ids.to(self.device)).logits.float()
+                target = target.to(self.device)
                 lp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1))
                 lp = lp.squeeze(-1).double().cpu().numpy()
                 for r, i in enumerate(idx):

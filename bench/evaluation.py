@@ -48,7 +48,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +66,15 @@ except ImportError:  # running from a checkout without an install
     from synthbias.train.adapter import load_finetuned
 # bench/ is on sys.path when a script there runs
 from roofline import (  # noqa: E402
+    CountTokens,
     count_parameters,
     describe,
     matmul_peak,
     model_flops_per_token,
     roofline,
-    tokens_fed,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMED = ("score_tails", "logprobs", "logprobs_ids", "generate")
 
 
 def example_sizes(path: Path) -> tuple[dict[str, int], str, int]:
@@ -106,39 +104,6 @@ def load_path(name: str, adapter: Path, hf_batch: int) -> Any:
     raise SystemExit(f"unknown path {name!r}; use llamacpp-lora, llamacpp-merged or hf-merged")
 
 
-def instrument(backend: Any, spent: dict[str, float], tokens: dict[str, int] | None = None) -> None:
-    """Wrap the backend's model calls so the seconds inside them add up in ``spent``.
-
-    Only the outermost call counts (``score_tails`` may call ``logprobs_ids`` inside); with
-    ``tokens``, the tokens it feeds (:func:`tokens_fed`) add up there too (``"alone"``,
-    ``"distinct"``)."""
-    depth = [0]
-
-    def wrap(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            depth[0] += 1
-            result = None
-            try:
-                result = fn(*args, **kwargs)
-                return result
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
-                    if tokens is not None and result is not None:
-                        alone, distinct = tokens_fed(key, args, kwargs, result)
-                        tokens["alone"] = tokens.get("alone", 0) + alone
-                        tokens["distinct"] = tokens.get("distinct", 0) + distinct
-
-        return timed
-
-    for key in TIMED:
-        fn = getattr(backend, key, None)
-        if callable(fn):
-            setattr(backend, key, wrap(fn, key))
-
-
 def run_path(
     name: str,
     adapter: Path,
@@ -158,12 +123,11 @@ def run_path(
         "tasks": {},
     }
     for task in tasks:
-        spent: dict[str, float] = {}
-        fed: dict[str, int] = {}
-        instrument(backend, spent, fed)
-        cpu = time.process_time()
-        res = task.evaluate(backend, n=sizes[task.name], seed=0, n_resamples=n_res)
-        cpu = time.process_time() - cpu
+        with CountTokens(backend) as fed:
+            cpu = time.process_time()
+            res = task.evaluate(backend, n=sizes[task.name], seed=0, n_resamples=n_res)
+            cpu = time.process_time() - cpu
+        spent = fed.seconds
         model_s = sum(spent.values())
         scores = [list(r["option_scores"].values()) for r in res.records if "option_scores" in r]
         out["tasks"][task.name] = {
@@ -173,23 +137,20 @@ def run_path(
             "model_s": round(model_s, 2),
             "rest_s": round(res.seconds - model_s, 2),
             "calls": {k: round(v, 2) for k, v in spent.items()},
-            "tokens": fed.get("alone", 0),
-            "tokens_distinct": fed.get("distinct", 0),
-            "roofline": roofline(flops, fed.get("alone", 0), res.seconds, peak),
-            "roofline_distinct": roofline(flops, fed.get("distinct", 0), res.seconds, peak),
+            "tokens": fed.alone,
+            "tokens_distinct": fed.distinct,
+            "roofline": roofline(flops, fed.alone, res.seconds, peak),
+            "roofline_distinct": roofline(flops, fed.distinct, res.seconds, peak),
             "headline": res.info["headline"]["value"],
             "scores": scores,
             "outputs": [r.get("output") for r in res.records],
         }
         print(
             f"{name:>14} {task.name:<24} {res.seconds:7.1f} s (model {model_s:6.1f} s), "
-            f"{fed.get('alone', 0)} tokens ({fed.get('distinct', 0)} distinct), "
+            f"{fed.alone} tokens ({fed.distinct} distinct), "
             f"{describe(out['tasks'][task.name]['roofline'])}",
             flush=True,
         )
-        for key in TIMED:  # unwrap for the next task's fresh counters
-            if key in backend.__dict__:
-                del backend.__dict__[key]
     close = getattr(backend, "close", None)
     if callable(close):
         close()

@@ -134,27 +134,33 @@ def tokens_fed(
 
 
 class CountTokens:
-    """Count the tokens a backend's model calls feed while in a ``with`` block.
+    """Count the tokens a backend's model calls feed, and time them, while in a ``with`` block.
 
     Wraps the backend's :data:`MODEL_CALLS` on the instance (removed again on exit); only the
     outermost call counts (``score_tails`` may call ``logprobs_ids`` inside). ``alone`` and
-    ``distinct`` add up :func:`tokens_fed`. The counting runs after each call returns.
+    ``distinct`` add up :func:`tokens_fed`; ``seconds`` holds the seconds inside each call
+    kind. The counting runs after each call returns, outside the timed span.
     """
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.alone = 0
         self.distinct = 0
+        self.seconds: dict[str, float] = {}
         self._depth = 0
         self._wrapped: list[str] = []
 
     def _wrap(self, fn: Any, key: str) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
             self._depth += 1
             try:
                 result = fn(*args, **kwargs)
             finally:
                 self._depth -= 1
+                if self._depth == 0:
+                    spent = time.perf_counter() - start
+                    self.seconds[key] = self.seconds.get(key, 0.0) + spent
             if self._depth == 0:
                 alone, distinct = tokens_fed(key, args, kwargs, result)
                 self.alone += alone

@@ -331,17 +331,17 @@ def load_eval_llamacpp(
     scored by the same arithmetic: scores equal transformers fp32 within 1e-4 nats, and no LoRA
     nodes run per token. Other values keep a run-time GGUF LoRA on those weights (f16 KV cache).
     """
-    if weights == "f32-merged":
-        if adapter_dir is None:
-            return load_backend(
-                "llamacpp", model_path=model_path, weights="f32", kv_type="f32", **kw
-            )
-        extra = {"model_path": model_path} if model_path else {}
-        return load_finetuned(adapter_dir, "llamacpp", merge=True, kv_type="f32", **extra, **kw)
+    merged = weights == "f32-merged"
+    settings: dict[str, Any] = {"kv_type": "f32"} if merged else {}
     if adapter_dir is None:
-        return load_backend("llamacpp", model_path=model_path, weights=weights, **kw)
-    extra = {"model_path": model_path} if model_path else {}
-    return load_finetuned(adapter_dir, "llamacpp", weights=weights, **extra, **kw)
+        base_weights = "f32" if merged else weights
+        return load_backend(
+            "llamacpp", model_path=model_path, weights=base_weights, **settings, **kw
+        )
+    if model_path:
+        settings["model_path"] = model_path
+    settings |= {"merge": True} if merged else {"weights": weights}
+    return load_finetuned(adapter_dir, "llamacpp", **settings, **kw)
 
 
 def load_finetuned(

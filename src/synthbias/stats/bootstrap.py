@@ -88,11 +88,14 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    batched: bool = False,
 ) -> CI:
     """Percentile bootstrap CI of ``statistic`` over resampled units (rows of ``samples``).
 
     The statistic takes the resampled array; for ratio-type metrics pass a 2-D array of
-    per-sample numerator/denominator columns and a statistic that divides sums.
+    per-sample numerator/denominator columns and a statistic that divides sums. With
+    ``batched`` it takes a stack of resampled arrays (resamples first) and returns one value
+    per resample: the same draws, without a Python call per resample.
     """
     arr = np.asarray(samples, dtype=float)
     n = len(arr)
@@ -106,6 +109,8 @@ def bootstrap_ci(
         idx = rng.integers(0, n, size=(min(block, n_resamples - start), n))
         if arr.ndim == 1 and statistic is np.mean:
             parts.append(arr[idx].mean(axis=1))
+        elif batched:
+            parts.append(np.asarray(statistic(arr[idx]), dtype=float))
         else:
             parts.append(np.array([statistic(arr[i]) for i in idx]))
     return percentile_ci(np.concatenate(parts), level)

@@ -21,6 +21,7 @@ any metric, AUCs and bias scores included.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.stats.bootstrap import percentile_interval
+from synthbias.stats.bulk_draws import WordStream, apply_shuffles, bulk_ok, shuffle_draws
 
 #: z of a two-sided 5% test plus z of 80% power: the smallest effect a test detects reliably
 #: is about (1.96 + 0.84) standard errors.
@@ -58,8 +60,73 @@ def cluster_resamples(
     """Item-index arrays of a cluster bootstrap: whole clusters drawn with replacement.
 
     ``strata`` (one value per item; a cluster takes its first item's) keeps each stratum's number
-    of clusters fixed in every replicate.
+    of clusters fixed in every replicate. Replicate ``r`` draws, stratum after stratum (strata in
+    first-seen order), ``rng.integers(0, k, k)`` for a stratum of ``k`` clusters from
+    ``np.random.default_rng(seed)``; :func:`cluster_resample_index` gives the same replicates as
+    one ragged array.
     """
+    for block in _cluster_blocks(clusters, n_resamples, seed, strata):
+        yield from block
+
+
+class Resamples:
+    """Ragged item-index replicates: replicate ``r`` is ``flat[offsets[r]:offsets[r + 1]]``.
+
+    Iterating gives the replicates as arrays (what :func:`cluster_resamples` yields);
+    :attr:`rows` says which replicate each entry of ``flat`` belongs to, for statistics that
+    evaluate every replicate at once."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat = np.asarray(flat, dtype=np.intp)
+        self.offsets = np.asarray(offsets, dtype=np.intp)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        flat, off = self.flat, self.offsets.tolist()
+        for r in range(len(off) - 1):
+            yield flat[off[r] : off[r + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self)), self.lengths)
+
+    @classmethod
+    def of(cls, replicates: Sequence[np.ndarray]) -> Resamples:
+        """From a list of index arrays."""
+        lengths = [len(r) for r in replicates]
+        flat = np.concatenate(replicates) if replicates else np.zeros(0, dtype=np.intp)
+        return cls(flat, np.concatenate([[0], np.cumsum(lengths, dtype=np.intp)]))
+
+
+def cluster_resample_index(
+    clusters: Sequence[Any],
+    n_resamples: int,
+    seed: int = 0,
+    strata: Sequence[Any] | None = None,
+) -> Resamples:
+    """:func:`cluster_resamples` (the same draws) as one :class:`Resamples`."""
+    blocks = list(_cluster_blocks(clusters, n_resamples, seed, strata, max_cells=None))
+    if len(blocks) == 1:
+        return blocks[0]
+    return Resamples.of([r for b in blocks for r in b])
+
+
+def _cluster_blocks(
+    clusters: Sequence[Any],
+    n_resamples: int,
+    seed: Any,
+    strata: Sequence[Any] | None,
+    max_cells: int | None = 4_000_000,
+) -> Iterator[Resamples]:
+    """The replicates of :func:`cluster_resamples` in blocks of about ``max_cells`` indices
+    (all at once for ``None``), drawn in bulk (:mod:`synthbias.stats.bulk_draws`) where that
+    gives numpy's numbers, else call by call."""
     _, members = cluster_index(clusters)
     if strata is None:
         by_stratum = [np.arange(len(members))]
@@ -67,10 +134,66 @@ def cluster_resamples(
         first = [strata[m[0]] for m in members]
         keys = list(dict.fromkeys(first))
         by_stratum = [np.array([j for j, s in enumerate(first) if s == k]) for k in keys]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_resamples):
-        picked = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in by_stratum])
-        yield np.concatenate([members[j] for j in picked])
+    if not members or not _seed_ok(seed) or not bulk_ok():
+        rng = np.random.default_rng(seed)
+        reps = []
+        for _ in range(n_resamples):
+            picked = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in by_stratum])
+            reps.append(np.concatenate([members[j] for j in picked]))
+        yield Resamples.of(reps)
+        return
+    cat = np.concatenate(by_stratum).astype(np.intp)  # clusters, stratum after stratum
+    highs = np.concatenate([np.full(len(s), len(s), dtype=np.uint64) for s in by_stratum])
+    n_per = [len(s) for s in by_stratum]
+    base = np.repeat(np.cumsum([0, *n_per[:-1]]), n_per)  # where each stratum starts in cat
+    sizes = np.array([len(m) for m in members], dtype=np.intp)
+    mem_flat = np.concatenate(members).astype(np.intp)
+    mem_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    per_rep = max(1, int(sizes.sum()) if sizes.size else 1)
+    block = max(1, n_resamples if max_cells is None else max_cells // per_rep)
+    stream = WordStream(seed)
+    for start in range(0, n_resamples, block):
+        b = min(block, n_resamples - start)
+        draws = stream.integers(np.tile(highs, b)).reshape(b, len(highs))
+        picked = cat[draws + base]  # (b, clusters per replicate)
+        if (sizes == sizes[0]).all():
+            k = int(sizes[0])
+            flat = mem_flat.reshape(-1, k)[picked].ravel()
+            offsets = np.arange(b + 1, dtype=np.intp) * (picked.shape[1] * k)
+        else:
+            lens = sizes[picked].ravel()
+            ends = np.cumsum(lens)
+            pos = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lens, lens)
+            flat = mem_flat[np.repeat(mem_start[picked].ravel(), lens) + pos]
+            offsets = np.concatenate([[0], ends.reshape(b, -1)[:, -1]])
+        yield Resamples(flat, offsets)
+
+
+def _seed_ok(seed: Any) -> bool:
+    """A seed :class:`WordStream` reads as numpy would: a non-negative integer."""
+    return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0
+
+
+def ragged_means(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mean of each consecutive run of ``values`` (run ``r`` has ``lengths[r]`` entries), equal
+    bit for bit to ``run.mean()`` of each run alone (NaN for an empty run): runs of one length
+    are averaged as rows of a matrix, which numpy sums with the same pairwise summation."""
+    values = np.asarray(values, dtype=float)
+    lengths = np.asarray(lengths, dtype=np.intp)
+    out = np.full(len(lengths), np.nan)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+    for n in np.unique(lengths):
+        if n == 0:
+            continue
+        rows = np.flatnonzero(lengths == n)
+        out[rows] = values[starts[rows][:, None] + np.arange(n)].mean(axis=1)
+    return out
+
+
+def grouped_means(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
+    """Per row id ``0 .. n_rows - 1`` the mean of its ``values`` (``rows`` ascending, values in
+    their order), as ``values[rows == r].mean()``; NaN for a row without values."""
+    return ragged_means(values, np.bincount(rows, minlength=n_rows))
 
 
 def stratified_draw(groups: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -90,11 +213,19 @@ def strata_resamples(strata: np.ndarray, n_resamples: int, seed: int) -> list[np
 
 
 def resample_counts(
-    resamples: Sequence[np.ndarray], n: int, max_cells: int = 2_000_000
+    resamples: Sequence[np.ndarray] | Resamples, n: int, max_cells: int = 2_000_000
 ) -> Iterator[np.ndarray]:
     """Item-index replicates as count weights, in blocks of about ``max_cells`` cells: each
     block is a (replicates, n) array of how often each item occurs in each replicate."""
     block = max(1, max_cells // max(n, 1))
+    if isinstance(resamples, Resamples):
+        off = resamples.offsets
+        for start in range(0, len(resamples), block):
+            stop = min(start + block, len(resamples))
+            sl = slice(int(off[start]), int(off[stop]))
+            key = (resamples.rows[sl] - start) * n + resamples.flat[sl]
+            yield np.bincount(key, minlength=(stop - start) * n).reshape(stop - start, n)
+        return
     for start in range(0, len(resamples), block):
         yield np.array([np.bincount(i, minlength=n) for i in resamples[start : start + block]])
 
@@ -183,25 +314,56 @@ def permute_within(
     return out
 
 
+def permutation_indices(blocks: Sequence[Any], n_permutations: int, seed: Any) -> np.ndarray:
+    """(n_permutations, n) item indices of successive :func:`permute_within` calls on one
+    ``np.random.default_rng(seed)``: permutation ``p`` gives item ``i`` the label of item
+    ``out[p, i]`` (``labels[out[p]]`` is the permuted labels). Drawn in bulk where that gives
+    numpy's numbers (:mod:`synthbias.stats.bulk_draws`), else call by call."""
+    n = len(blocks)
+    _, members = cluster_index(blocks)
+    multi = [m for m in members if len(m) > 1]
+    if n_permutations <= 0:
+        return np.zeros((0, n), dtype=np.intp)
+    if not multi:
+        return np.tile(np.arange(n, dtype=np.intp), (n_permutations, 1))
+    if _seed_ok(seed) and bulk_ok():
+        swaps = shuffle_draws([len(m) for m in multi], n_permutations, WordStream(seed))
+        return apply_shuffles(multi, swaps, n).astype(np.intp)
+    rng = np.random.default_rng(seed)
+    out = np.tile(np.arange(n, dtype=np.intp), (n_permutations, 1))
+    for p in range(n_permutations):
+        row = out[p]
+        for m in multi:
+            row[m] = row[rng.permutation(m)]
+    return out
+
+
 def permutation_null(
-    stat: Callable[[np.ndarray], float],
+    stat: Callable[[np.ndarray], Any],
     labels: Sequence[Any],
     blocks: Sequence[Any] | None = None,
     n_permutations: int = 1000,
     seed: int = 0,
     observed: float | None = None,
+    batched: bool = False,
 ) -> dict[str, float]:
     """Distribution of ``stat(permuted_labels)`` with labels shuffled within ``blocks``.
 
     Returns the null ``mean`` (the gap expected with no bias at this size), its 95th percentile
     ``q95`` and, given ``observed``, the one-sided permutation ``p_value`` (with the +1 rule).
-    ``blocks=None`` shuffles over all items.
+    ``blocks=None`` shuffles over all items. The permutations are successive
+    :func:`permute_within` calls on ``np.random.default_rng(seed + 104729)``
+    (:func:`permutation_indices`). With ``batched``, ``stat`` takes the (n_permutations, n)
+    index array of :func:`permutation_indices` (permutation ``p``'s labels are
+    ``labels[index[p]]``) and returns one value per permutation.
     """
-    rng = np.random.default_rng(seed + 104729)
     blocks = [0] * len(labels) if blocks is None else blocks
-    vals = np.array(
-        [float(stat(permute_within(labels, blocks, rng))) for _ in range(n_permutations)]
-    )
+    perm = permutation_indices(blocks, n_permutations, seed + 104729)
+    if batched:
+        vals = np.asarray(stat(perm), dtype=float)
+    else:
+        lab = np.array(labels, dtype=object)
+        vals = np.array([float(stat(lab[p])) for p in perm])
     usable = observed is not None and np.isfinite(vals).any() and math.isfinite(observed)
     return null_summary(vals, observed if usable else None)
 

@@ -11,6 +11,7 @@ from synthbias.measure.result import MetricResult
 from synthbias.tasks.metrics.base import (
     NAN,
     EvalContext,
+    Replicates,
     correctness,
     gap_null,
     index_ci,
@@ -52,15 +53,33 @@ def _pro_anti_gap(
         pro, anti = sc[k == "pro"], sc[k == "anti"]
         return float(pro.mean() - anti.mean()) if len(pro) and len(anti) else NAN
 
+    is_pro, is_anti = cond == "pro", cond == "anti"
+
+    def stat_batch(rep: Replicates) -> np.ndarray:
+        """:func:`stat` of every replicate at once (bit for bit; NaN when a side is empty)."""
+        return rep.means(score, is_pro[rep.label]) - rep.means(score, is_anti[rep.label])
+
     keep = np.flatnonzero((cond == "pro") | (cond == "anti"))
     value = stat(keep)
     null = {}
     if ctx.n_resamples > 0 and ctx.clustered:
-        null = gap_null(ctx, lambda lab: stat(keep, lab), cond, value, blocks=ctx.clusters)
+        null = gap_null(
+            ctx,
+            lambda lab: stat(keep, lab),
+            cond,
+            value,
+            blocks=ctx.clusters,
+            batch=lambda perm: stat_batch(Replicates.of_permutations(perm, keep)),
+        )
     return MetricResult(
         name=name,
         value=value,
-        ci=index_ci(ctx, stat, None if ctx.clustered else cond),
+        ci=index_ci(
+            ctx,
+            stat,
+            None if ctx.clustered else cond,
+            batch=lambda res: stat_batch(Replicates.of_resamples(res)),
+        ),
         per_group={
             "pro": nanmean(score[cond == "pro"]),
             "anti": nanmean(score[cond == "anti"]),

@@ -23,7 +23,16 @@ import numpy as np
 
 from synthbias.lexicon.bias_types import bias_types
 from synthbias.measure.result import MetricResult
-from synthbias.tasks.metrics.base import NAN, EvalContext, axis_of, gap_null, index_ci, nanmean
+from synthbias.tasks.metrics.base import (
+    NAN,
+    EvalContext,
+    Replicates,
+    axis_of,
+    gap_null,
+    index_ci,
+    nanmean,
+    row_nanmean,
+)
 
 #: benchmark group labels that name a bias type's target or contrast group
 GROUP_ALIASES: dict[str, str] = {
@@ -94,12 +103,45 @@ def signed_gap_metric(
         gaps = [pair_gap(v, g, k, t, c, favourable, relative) for _, t, c in pairs]
         return nanmean(np.array(gaps)) if gaps else NAN
 
+    masks = [(groups == t, groups == c) for _, t, c in pairs]
+
+    def stat_batch(rep: Replicates) -> np.ndarray:
+        """:func:`stat` of every replicate at once (bit for bit)."""
+        if not pairs:
+            return np.full(rep.n, NAN)
+        k = ok[rep.item]
+        gaps = [
+            pair_gap_batch(
+                rep.means(values, k & in_t[rep.label]),
+                rep.means(values, k & in_c[rep.label]),
+                favourable,
+                relative,
+            )
+            for in_t, in_c in masks
+        ]
+        return row_nanmean(np.stack(gaps, axis=1))
+
     full = np.arange(len(values))
     value = stat(full)
     per_pair = {bt: pair_gap(values, groups, ok, t, c, favourable, relative) for bt, t, c in pairs}
     strata = np.array([axis_of(str(g)) for g in groups], dtype=object) if ctx.clustered else groups
-    ci = index_ci(ctx, stat, strata.tolist()) if pairs else None
-    null = gap_null(ctx, lambda lab: stat(full, np.asarray(lab, dtype=object)), groups, value)
+    ci = (
+        index_ci(
+            ctx,
+            stat,
+            strata.tolist(),
+            batch=lambda res: stat_batch(Replicates.of_resamples(res)),
+        )
+        if pairs
+        else None
+    )
+    null = gap_null(
+        ctx,
+        lambda lab: stat(full, np.asarray(lab, dtype=object)),
+        groups,
+        value,
+        batch=lambda perm: stat_batch(Replicates.of_permutations(perm)),
+    )
     direction = "contrast − target" if favourable else "target − contrast"
     return MetricResult(
         name=name,
@@ -135,4 +177,16 @@ def pair_gap(
     if relative:
         mid = (mt + mc) / 2
         return gap / mid if mid else NAN
+    return gap
+
+
+def pair_gap_batch(
+    mean_target: np.ndarray, mean_contrast: np.ndarray, favourable: bool, relative: bool
+) -> np.ndarray:
+    """:func:`pair_gap` from arrays of the two group means (one entry per replicate)."""
+    gap = mean_contrast - mean_target if favourable else mean_target - mean_contrast
+    if relative:
+        mid = (mean_target + mean_contrast) / 2
+        with np.errstate(all="ignore"):
+            return np.where(mid != 0, gap / np.where(mid != 0, mid, 1.0), NAN)
     return gap

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,12 @@ import scipy.sparse as sp
 
 from synthbias.measure.result import MetricResult
 from synthbias.stats.bootstrap import percentile_ci
-from synthbias.stats.resampling import null_summary, resample_counts, strata_resamples
+from synthbias.stats.resampling import (
+    Resamples,
+    null_summary,
+    resample_counts,
+    strata_resamples,
+)
 from synthbias.tasks.metrics.base import NAN, EvalContext, gap_null, metric
 from synthbias.tasks.metrics.signed import signed_gap_metric
 
@@ -79,11 +84,25 @@ def weighted_identity_aucs(
     with the product of their weights and ties one half.
     """
     names = list(dict.fromkeys(groups.tolist()))
+    auc = _weighted_auc(scores)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    pos = np.asarray(positive, dtype=bool)
+    overall = auc(w * pos, w * ~pos)
+    out = np.empty((w.shape[0], len(names), 3))
+    for j, g in enumerate(names):
+        ing = groups == g
+        out[:, j, 0] = auc(w * (ing & pos), w * (ing & ~pos))
+        out[:, j, 1] = auc(w * (~ing & pos), w * (ing & ~pos))
+        out[:, j, 2] = auc(w * (ing & pos), w * (~ing & ~pos))
+    return names, overall, out
+
+
+def _weighted_auc(scores: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``auc(wp, wn)``: the weighted AUC of ``scores`` for each row of positive weights ``wp``
+    and negative weights ``wn`` ((R, n) arrays); each row's value depends on that row alone."""
     uniq, inv = np.unique(np.asarray(scores, dtype=float), return_inverse=True)
     n = len(inv)
     onehot_t = sp.csr_matrix((np.ones(n), (inv, np.arange(n))), shape=(len(uniq), n))
-    w = np.atleast_2d(np.asarray(weights, dtype=float))
-    pos = np.asarray(positive, dtype=bool)
 
     def auc(wp: np.ndarray, wn: np.ndarray) -> np.ndarray:
         neg_bin = np.asarray((onehot_t @ wn.T).T)  # (R, U) negative weight at each score
@@ -94,14 +113,41 @@ def weighted_identity_aucs(
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
+    return auc
+
+
+def permuted_identity_aucs(
+    scores: np.ndarray, positive: np.ndarray, groups: np.ndarray, perm: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`identity_aucs` (by :func:`weighted_identity_aucs` with unit weights) under many
+    relabellings at once: permutation ``p`` gives item ``i`` the group of item ``perm[p, i]``.
+
+    Returns the overall AUC (P,) and, per permutation, the (G, 3) subgroup / BPSN / BNSP AUCs
+    in that permutation's own group order (first seen), bit for bit as
+    ``weighted_identity_aucs(scores, positive, groups[perm[p]], ones)`` gives them."""
+    names = list(dict.fromkeys(groups.tolist()))
+    code = np.array([names.index(g) for g in groups.tolist()], dtype=np.intp)[perm]  # (P, n)
+    auc = _weighted_auc(scores)
+    pos = np.asarray(positive, dtype=bool)
+    n_p = perm.shape[0]
+    w = np.ones((n_p, len(pos)))
     overall = auc(w * pos, w * ~pos)
-    out = np.empty((w.shape[0], len(names), 3))
-    for j, g in enumerate(names):
-        ing = groups == g
-        out[:, j, 0] = auc(w * (ing & pos), w * (ing & ~pos))
-        out[:, j, 1] = auc(w * (~ing & pos), w * (ing & ~pos))
-        out[:, j, 2] = auc(w * (ing & pos), w * (~ing & ~pos))
-    return names, overall, out
+    per = np.empty((n_p, len(names), 3))
+    for j in range(len(names)):
+        ing = code == j
+        per[:, j, 0] = auc(w * (ing & pos), w * (ing & ~pos))
+        per[:, j, 1] = auc(w * (~ing & pos), w * (ing & ~pos))
+        per[:, j, 2] = auc(w * (ing & pos), w * (~ing & ~pos))
+    # each permutation lists its groups in the order they first occur among its labels
+    first = np.full((n_p, len(names)), code.shape[1])
+    for j in range(len(names)):
+        hit = code == j
+        first[:, j] = np.where(hit.any(axis=1), hit.argmax(axis=1), code.shape[1])
+    out = []
+    for p in range(n_p):
+        order = [j for j in np.argsort(first[p], kind="stable") if first[p, j] < code.shape[1]]
+        out.append(per[p, order])
+    return overall, out
 
 
 def _tox(ctx: EvalContext) -> dict[str, Any]:
@@ -118,8 +164,9 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
     pos = np.array([it.label == "toxic" for it in ctx.items])
     groups = ctx.groups
     names, overall, per = weighted_identity_aucs(score, pos, groups, np.ones((1, len(score))))
+    resamples: Sequence[np.ndarray] | Resamples
     if ctx.clustered:
-        resamples = ctx.resamples(pos.tolist())
+        resamples = ctx.resample_index(pos.tolist())
     else:
         strata = np.array([f"{g}|{int(y)}" for g, y in zip(groups, pos, strict=True)], object)
         resamples = strata_resamples(strata, ctx.n_resamples, ctx.seed)
@@ -141,11 +188,31 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
             float(o[0]) - power_mean(pr[:, 2].tolist(), p_pow),
         )
 
+    def gaps_batch(perm: np.ndarray) -> np.ndarray:
+        """(P, 3) :func:`gaps` of every permutation at once (bit for bit)."""
+        o, per_p = permuted_identity_aucs(score, pos, groups, perm)
+        return np.array(
+            [
+                (
+                    float(_spread(pr[:, 0])),
+                    float(o[k]) - power_mean(pr[:, 1].tolist(), p_pow),
+                    float(o[k]) - power_mean(pr[:, 2].tolist(), p_pow),
+                )
+                for k, pr in enumerate(per_p)
+            ]
+        ).reshape(len(per_p), 3)
+
     null: dict[str, dict[str, float]] = {}
     if ctx.n_resamples > 0 and ctx.clustered:
         # one set of permutations for all three (each costs an identity-AUC pass)
         observed = gaps(groups)
         seen: list[tuple[float, float, float]] = []
+
+        def batch(perm: np.ndarray) -> np.ndarray:
+            rows = gaps_batch(perm)
+            seen.extend(tuple(r) for r in rows.tolist())
+            return rows[:, 0]
+
         first = gap_null(
             ctx,
             lambda lab: (seen.append(gaps(lab)) or seen[-1])[0],
@@ -153,6 +220,7 @@ def _tox(ctx: EvalContext) -> dict[str, Any]:
             observed[0],
             blocks=ctx.clusters,
             n_permutations=min(ctx.n_resamples, 100),
+            batch=batch,
         )
         null["gap"] = first
         arr = np.array(seen)

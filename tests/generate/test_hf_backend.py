@@ -292,6 +292,46 @@ def test_hf_score_tails_mixed_contexts_equal_whole_sequences(hfm) -> None:
     assert len({round(t[0], 4) for t in tails}) > len(tails) / 2  # real, varied scores
 
 
+def test_hf_score_tails_nested_prefixes_feed_each_prefix_once(hfm, monkeypatch) -> None:
+    """BBQ's shape: a context shared by questions, each question by its answers.
+
+    The tree feeds the context once for all its questions (not once per question) and the
+    scores still equal scoring each sequence whole within 1e-4 nats.
+    """
+    rng = np.random.default_rng(5)
+    seqs: list[list[int]] = []
+    starts: list[int] = []
+    for n_context in (30, 45):
+        context = [hfm.prefix_id, *rng.integers(200, 40000, size=n_context).tolist()]
+        for _ in range(4):
+            prompt = context + rng.integers(200, 40000, size=int(rng.integers(5, 12))).tolist()
+            for n_opt in (1, 3, 4):
+                seqs.append(prompt + rng.integers(200, 40000, size=n_opt).tolist())
+                starts.append(len(prompt))
+    fed: list[int] = []
+    real = hf.pack_rows
+
+    def counting(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        fed.extend(len(r.tokens) for r in rows)
+        return rows
+
+    monkeypatch.setattr(hf, "pack_rows", counting)
+    tails = hfm.score_tails(seqs, starts)
+    monkeypatch.undo()
+    distinct = len({tuple(s[: k + 1]) for s in seqs for k in range(len(s) - 1)})
+    # every distinct prefix fed once, but the prefix token shared by the two contexts (too
+    # short to share: each context feeds it)
+    assert sum(fed) == distinct + 1
+    whole = hfm.logprobs_ids(seqs)
+    worst = max(
+        abs(a - b)
+        for w, t, s in zip(whole, tails, starts, strict=True)
+        for a, b in zip(w[s - 1 :], t, strict=True)
+    )
+    assert worst <= 1e-4, worst
+
+
 @pytest.mark.slow
 def test_hf_bfloat16_is_opt_in_and_named_in_model_id(hfm) -> None:
     """Reduced precision only by choice: bf16 weights get their own model id (no shared

@@ -23,6 +23,7 @@ from synthbias.generate.models import default_model_path
 from synthbias.generate.protocol import SamplingParams
 from synthbias.measure.scoring import conditional_logprobs
 from synthbias.train.adapter import (
+    AUTO_WHY,
     GGUF_EXPORT_NAME,
     MERGED_NAME,
     _permute_rows,
@@ -136,14 +137,17 @@ def test_merged_adapter_scores_equal_the_lora_and_the_fp32_transformers_path(zeb
 
 @pytest.mark.slow
 def test_study_loader_f32_merged_scores_base_and_adapter_on_one_arithmetic(zebra: Path) -> None:
-    """``inheritance.eval_weights: f32-merged``: the study's loader runs the merged f32 model
-    for an adapter and the f32 copy with a float32 KV cache for the base, so both score like
+    """``eval_backend: llamacpp``, ``eval_weights: f32-merged``: the loader runs the merged f32
+    model for an adapter and the f32 copy with a float32 KV cache for the base, so both score like
     transformers fp32 (within 1e-4 nats); ``native`` keeps the run-time LoRA on the GGUF."""
     from synthbias.config import ExperimentConfig
     from synthbias.studies.inheritance.training import DefaultBackendLoader
 
     cfg = ExperimentConfig.model_validate(
-        {"kind": "inheritance", "inheritance": {"eval_weights": "f32-merged"}}
+        {
+            "kind": "inheritance",
+            "inheritance": {"eval_backend": "llamacpp", "eval_weights": "f32-merged"},
+        }
     )
     loader = DefaultBackendLoader(
         cfg.inheritance, cfg.generator.model_copy(update={"batch_size": 4})
@@ -168,6 +172,80 @@ def test_study_loader_f32_merged_scores_base_and_adapter_on_one_arithmetic(zebra
     )
     with native(zebra) as lora:
         assert lora.lora_path is not None and lora.weights == "native"
+
+
+@pytest.mark.slow
+def test_plain_lora_merge_equals_peft(zebra: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast merge gives peft's merged weights bit for bit, on a fresh base and on a kept
+    base restored after another adapter; a second backend open at the same time loads its own
+    base and scores the same."""
+    from synthbias.generate import hf as hf_mod
+
+    hf_mod.forget_bases()
+    with load_finetuned(zebra, "hf") as fast:  # loads and keeps the base
+        assert fast._base is not None
+        first = {k: v.clone() for k, v in fast.model.state_dict().items()}
+        with load_finetuned(zebra, "hf") as other:  # the kept base is lent: its own load
+            assert other._base is None
+            assert all(torch.equal(v, other.model.state_dict()[k]) for k, v in first.items())
+    with load_finetuned(zebra, "hf") as again:  # restored from the kept copy, merged again
+        assert again._base is not None
+        got = again.model.state_dict()
+        assert all(torch.equal(v, got[k]) for k, v in first.items())
+        text = again.logprobs(["Q: Name an animal.\nA: Answer: zebra"])[0].total
+    monkeypatch.setattr(hf_mod, "_plain_lora", lambda adapter: None)  # peft's own merge
+    with load_finetuned(zebra, "hf") as peft:
+        assert peft._base is None
+        ref = peft.model.state_dict()
+        assert all(torch.equal(v, ref[k]) for k, v in first.items())
+        assert peft.logprobs(["Q: Name an animal.\nA: Answer: zebra"])[0].total == text
+    hf_mod.forget_bases()
+
+
+class _Whole:
+    """A transformers backend whose option scores come from whole sequences (no sharing)."""
+
+    def __init__(self, hf: HFBackend) -> None:
+        self.hf, self.prefix_id, self.add_bos = hf, hf.prefix_id, hf.add_bos
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.hf.tokenize(text)
+
+    def score_tails(self, seqs: Any, starts: Any) -> list[list[float]]:
+        whole = self.hf.logprobs_ids(seqs)
+        return [w[st - 1 :] for w, st in zip(whole, starts, strict=True)]
+
+
+@pytest.mark.slow
+def test_study_loader_auto_scores_on_transformers_and_generates_on_llamacpp(zebra: Path) -> None:
+    """``eval_backend: auto`` (the default) on a CPU: option scores are transformers fp32's
+    (within 1e-4 nats of scoring each sequence whole), generation is llama.cpp's with the same
+    adapter (loaded on the first generate call, then the very text llama.cpp alone gives), and
+    the split is recorded with its reason."""
+    from synthbias.config import ExperimentConfig
+    from synthbias.studies.inheritance.training import DefaultBackendLoader
+
+    cfg = ExperimentConfig.model_validate({"kind": "inheritance"})
+    assert cfg.inheritance.eval_backend == "auto"
+    loader = DefaultBackendLoader(
+        cfg.inheritance, cfg.generator.model_copy(update={"batch_size": 4})
+    )
+    pairs = [("Q: Name an animal.\nA:", " Answer: zebra"), (CONTROL, " a cat")]
+    params = SamplingParams(max_tokens=6, temperature=0.0, seed=0)
+    with loader(zebra) as tuned:
+        assert tuned.runtimes["scoring"] == "transformers" and tuned.runtimes["why"] == AUTO_WHY
+        got = np.array([s.logprob for s in conditional_logprobs(tuned, pairs)])
+        assert tuned._generator is None  # scoring alone never loads llama.cpp
+        text = tuned.generate(["Q: Name an animal.\nA:"], params)[0].text
+        assert tuned.generator.lora_path is not None and tuned.generator.weights == "f32"
+    with load_finetuned(zebra, "hf", n_threads=CORES) as hf:
+        exact = np.array([s.logprob for s in conditional_logprobs(_Whole(hf), pairs)])
+    with load_finetuned(zebra, "llamacpp", weights="f32", batch_size=4) as llama:
+        assert llama.generate(["Q: Name an animal.\nA:"], params)[0].text == text
+    assert np.abs(got - exact).max() <= 1e-4, got - exact
+    assert got[0] > -3  # the adapter is in the scoring model: it answers zebra
+    with loader(None) as base:  # the untuned model goes the same way
+        assert base.runtimes["scoring"] == "transformers" and base.adapter_path is None
 
 
 @pytest.mark.slow

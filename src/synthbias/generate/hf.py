@@ -38,13 +38,16 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from synthbias.core.hashing import dir_fingerprint, stream_seed
 from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.generate.prefix_tree import PackedRow, PrefixNode, build_prefix_tree, pack_rows
 from synthbias.generate.protocol import (
     Completion,
     ContextLengthError,
@@ -185,10 +188,135 @@ def _check_adapter(adapter: Path, base_id: str, checkpoint: Path) -> None:
         )
 
 
+#: adapter_config.json settings that make a LoRA more than ``W + B @ A * alpha / r`` on plain
+#: linear layers: any of them set sends the merge through peft.
+_LORA_VARIANTS = (
+    "use_dora",
+    "use_rslora",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "alpha_pattern",
+    "rank_pattern",
+    "layer_replication",
+    "trainable_token_indices",
+    "target_parameters",
+    "lora_bias",
+    "use_qalora",
+    "use_bdlora",
+    "alora_invocation_tokens",
+    "arrow_config",
+    "velora_config",
+    "kasa_config",
+    "monteclora_config",
+)
+
+
+def _plain_lora(adapter: Path) -> tuple[dict[str, dict[str, Any]], float] | None:
+    """``({module: {"A": a, "B": b}}, alpha / r)`` of a plain LoRA, or None (leave it to peft)."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    weights = adapter / "adapter_model.safetensors"
+    if cfg.get("peft_type") != "LORA" or cfg.get("bias", "none") != "none":
+        return None
+    if any(cfg.get(k) for k in _LORA_VARIANTS) or not weights.is_file():
+        return None
+    state = load_file(str(weights))
+    prefix, pairs = "base_model.model.", {}
+    for key in state:
+        for part in (".lora_A.weight", ".lora_B.weight"):
+            if key.startswith(prefix) and key.endswith(part):
+                pairs.setdefault(key[len(prefix) : -len(part)], {})[part[6]] = state[key]
+                break
+        else:
+            return None
+    if any(set(ab) != {"A", "B"} for ab in pairs.values()):
+        return None
+    return pairs, float(cfg["lora_alpha"]) / int(cfg["r"])
+
+
+def merge_plain_lora(model: Any, adapter: Path) -> bool:
+    """Merge a plain LoRA into ``model`` in place as peft does; False (nothing done) if not plain.
+
+    Why: peft's ``merge_and_unload`` took ~4-6 s for SmolLM2's 210 LoRA modules on 2 cores,
+    about as long as scoring a task, while the same arithmetic (``W += (B @ A) * alpha / r``,
+    peft's formula and order; bit-identical weights, test ``test_plain_lora_merge_equals_peft``)
+    takes well under a second. Anything else (DoRA, rsLoRA, saved modules, added tokens, a key
+    this does not recognise) is left to peft.
+    """
+    torch = _torch()
+    plan = _plain_lora(adapter)
+    if plan is None:
+        return False
+    pairs, scaling = plan
+    modules = dict(model.named_modules())
+    for name, ab in pairs.items():
+        layer = modules.get(name)
+        if not isinstance(layer, torch.nn.Linear):
+            return False
+        if (ab["B"].shape[0], ab["A"].shape[1]) != tuple(layer.weight.shape):
+            return False
+    # One scratch buffer for every delta: fresh memory per module (424 MB in all here) was
+    # most of the merge's time on these machines (first-touch page faults).
+    size = max(modules[name].weight.numel() for name in pairs)
+    scratch: dict[tuple[Any, Any], Any] = {}
+    with torch.no_grad():
+        for name, ab in pairs.items():
+            weight = modules[name].weight
+            key = (weight.device, weight.dtype)
+            if key not in scratch:
+                scratch[key] = torch.empty(size, device=weight.device, dtype=weight.dtype)
+            delta = scratch[key][: weight.numel()].view(weight.shape)
+            b, a = (ab[x].to(device=weight.device, dtype=weight.dtype) for x in "BA")
+            torch.matmul(b, a, out=delta)
+            weight.data += delta.mul_(scaling)
+    return True
+
+
+class _Base:
+    """A base model kept in memory for the next adapter: tokenizer, model, pristine weights.
+
+    Why: a study evaluates many adapters of one base (arms x ratios x replicates). Loading the
+    base again for each one rereads and re-faults 540 MB (1-2 s here); restoring the weights
+    from a kept copy into the same memory and merging the next adapter takes a fraction of it.
+    One model is lent at a time; a second concurrent request loads its own.
+    """
+
+    def __init__(self, tokenizer: Any, model: Any) -> None:
+        self.tokenizer, self.model = tokenizer, model
+        self.pristine = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.lent_to: object | None = None  # the borrowing backend's token
+
+    def release(self, token: object) -> None:
+        if self.lent_to is token:
+            self.lent_to = None
+
+    def restore(self) -> Any:
+        torch = _torch()
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                p.data.copy_(self.pristine[n])
+        return self.model
+
+
+#: Kept bases by checkpoint folder (float32, CPU); :func:`forget_bases` empties it.
+_BASES: dict[str, _Base] = {}
+_BASES_LOCK = threading.Lock()
+
+
+def forget_bases() -> None:
+    """Drop every kept base model (their memory is freed once no backend uses them)."""
+    _BASES.clear()
+
+
 def _merge_adapter(model: Any, tokenizer: Any, adapter: Path) -> Any:
     """Apply a peft LoRA adapter (growing the vocabulary if it added tokens) and merge it."""
     from peft import PeftModel
 
+    if len(tokenizer) <= model.get_input_embeddings().num_embeddings and merge_plain_lora(
+        model, adapter
+    ):
+        return model
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         # New rows are overwritten by the adapter's trained values, so their init is irrelevant.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
@@ -272,14 +400,30 @@ class HFBackend:
             _check_adapter(adapter, self.model_id, folder)
         tok_dir = adapter if adapter is not None and _has_tokenizer(adapter) else folder
         self.adapter_path = adapter
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-        # An adapter is merged in float32 and the sum rounded once to ``dtype`` (merging in
-        # bf16 would round the base, the update and their sum).
-        load_dtype = torch.float32 if adapter is not None else torch_dtype
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=load_dtype, local_files_only=True
-        )
-        if adapter is not None:
+        self._base: _Base | None = None
+        if (
+            adapter is not None
+            and tok_dir == folder
+            and dtype == "float32"
+            and self.device.type == "cpu"
+            and _plain_lora(adapter) is not None
+        ):
+            self._base = self._borrow_base(folder)
+        if self._base is not None:
+            self.tokenizer = self._base.tokenizer
+            self.model = self._base.restore()
+            if not merge_plain_lora(self.model, adapter):  # pragma: no cover - checked above
+                raise RuntimeError(f"{adapter}: plain LoRA merge failed")
+            self.model_id = f"{self.model_id}+lora:{adapter_fingerprint(adapter)}"
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+            # An adapter is merged in float32 and the sum rounded once to ``dtype`` (merging
+            # in bf16 would round the base, the update and their sum).
+            load_dtype = torch.float32 if adapter is not None else torch_dtype
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=load_dtype, local_files_only=True
+            )
+        if adapter is not None and self._base is None:
             self.model = _merge_adapter(self.model, self.tokenizer, adapter)
             self.model_id = f"{self.model_id}+lora:{adapter_fingerprint(adapter)}"
         if dtype != "float32":
@@ -316,8 +460,37 @@ class HFBackend:
         )
 
     def close(self) -> None:
-        """Drop the model so its memory can be freed (present so backends are interchangeable)."""
+        """Drop the model so its memory can be freed (present so backends are interchangeable).
+
+        A kept base (:class:`_Base`) goes back to the cache for the next adapter.
+        """
         self.model = None  # type: ignore[assignment]
+        base, self._base = getattr(self, "_base", None), None
+        if base is not None:
+            base.release(self._token)
+
+    def _borrow_base(self, folder: Path) -> _Base | None:
+        """The kept base of ``folder`` (loaded and kept on first use), or None while it is lent.
+
+        It goes back on :meth:`close`, or when this backend is garbage-collected unclosed.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch = _torch()
+        with _BASES_LOCK:  # threads of one process may load models side by side
+            base = _BASES.get(str(folder))
+            if base is not None and base.lent_to is not None:
+                return None
+            if base is None:
+                tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(folder), dtype=torch.float32, local_files_only=True
+                )
+                base = _BASES[str(folder)] = _Base(tok, model.eval())
+            self._token = token = object()
+            base.lent_to = token
+        weakref.finalize(self, base.release, token)
+        return base
 
     def __enter__(self) -> HFBackend:
         return self
@@ -473,22 +646,22 @@ class HFBackend:
     def score_tails(
         self, sequences: Sequence[Sequence[int]], starts: Sequence[int]
     ) -> list[list[float]]:
-        """log p(seq[j] | seq[:j]) for ``j = starts[i] ..`` of each sequence, contexts run once.
+        """log p(seq[j] | seq[:j]) for ``j = starts[i] ..`` of each sequence, every prefix fed once.
 
-        Sequences with the same context ``seq[:start]`` (a prompt's options) form a group. The
-        contexts run once, length-sorted and left-padded, ``batch_size`` per forward pass,
-        through the model body only: logits are computed at each context's last position alone,
-        which already scores every member's first token. So an option of one token (" yes",
-        " no", a letter) needs no second pass. Members with more tokens then run their rest as
-        one right-padded batch on the context's KV cache (rows repeated per member), with
-        logits only where a token is scored. An empty context (the prefix token alone) is
-        scored whole. Equal to scoring whole sequences up to float32 rounding (tests
-        ``*score_tails*``; lm-evaluation-harness conformance within 1e-4 nats).
+        The sequences form a radix tree (:func:`~synthbias.generate.prefix_tree.build_prefix_tree`):
+        a BBQ context is fed once for its questions, each question once for its answers, a
+        prompt once for its options. The tree is walked level by level: a level's segments run
+        as left-padded batches on their parents' KV rows (selected with repeats, parents'
+        padding masked, positions continuing after each parent's real length), with logits
+        only at the positions some sequence scores, so a one-token option needs no pass of its
+        own. An empty context (the prefix token alone) is scored whole. Equal to scoring whole
+        sequences up to float32 rounding (tests ``*score_tails*``; lm-evaluation-harness
+        conformance within 1e-4 nats).
         """
         if len(sequences) != len(starts):
             raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
         out: list[list[float]] = [[] for _ in sequences]
-        groups: dict[tuple[int, ...], list[int]] = {}
+        tree: list[int] = []
         for i, (seq, st) in enumerate(zip(sequences, starts, strict=True)):
             if not 1 <= st <= len(seq):
                 raise ValueError(f"sequence {i}: start {st} outside 1..{len(seq)}")
@@ -497,25 +670,18 @@ class HFBackend:
                     f"sequence {i} has {len(seq)} tokens > context {self.n_ctx}"
                 )
             if st < len(seq):
-                groups.setdefault(tuple(seq[:st]), []).append(i)
+                out[i] = [0.0] * (len(seq) - st)
+                tree.append(i)
         # A context of the prefix token alone (an empty context) runs whole: a one-token
         # forward pass over the attention-sink token moved later scores by up to 5e-4 nats.
-        alone = [i for context, m in groups.items() if len(context) < 2 for i in m]
+        alone = [i for i in tree if starts[i] < 2]
         for i, lp in zip(alone, self.logprobs_ids([sequences[i] for i in alone]), strict=True):
             out[i] = lp[starts[i] - 1 :]
-        order = sorted((c for c in groups if len(c) >= 2), key=len)
-        batch: list[tuple[tuple[int, ...], list[int]]] = []
-        rows = 0
-        for context in order:
-            members = groups[context]
-            more = sum(len(sequences[i]) - starts[i] > 1 for i in members)
-            if batch and (len(batch) >= self.batch_size or rows + more > 4 * self.batch_size):
-                self._score_contexts(batch, sequences, out)
-                batch, rows = [], 0
-            batch.append((context, members))
-            rows += more
-        if batch:
-            self._score_contexts(batch, sequences, out)
+        rest = [i for i in tree if starts[i] >= 2]
+        roots = build_prefix_tree([sequences[i] for i in rest], [starts[i] for i in rest])
+        torch = _torch()
+        with torch.inference_mode():
+            self._score_tree(roots, out, rest)
         return out
 
     def _left_padded(self, rows: list[list[int]]) -> tuple[Any, Any, Any]:
@@ -532,41 +698,74 @@ class HFBackend:
             mask[i, width - len(row) :] = 1
         return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
-    def _score_contexts(
-        self,
-        batch: list[tuple[tuple[int, ...], list[int]]],
-        sequences: Sequence[Sequence[int]],
-        out: list[list[float]],
+    def _score_tree(
+        self, roots: list[PrefixNode], out: list[list[float]], index: list[int]
     ) -> None:
-        """One forward pass over left-padded contexts, then one over the members' rests."""
+        """Score a prefix tree in packed rows: one forward pass, no KV cache, per row batch.
+
+        A row holds whole subtrees flattened depth first (:func:`pack_rows`); a 4D attention
+        mask lets each token see its own path only (ancestors' segments and its own segment
+        up to itself) and its position is its depth, so every shared prefix is fed once and
+        no KV rows are copied. Padding attends to itself only. ``index`` maps the tree's
+        sequence numbers to ``out``.
+        """
         torch = _torch()
         dev = self.device
-        ids, mask, pos = self._left_padded([list(c) for c, _ in batch])
-        rest = [(g, i) for g, (_, members) in enumerate(batch) for i in members]
-        rest = [(g, i) for g, i in rest if len(sequences[i]) - len(batch[g][0]) > 1]
-        with torch.inference_mode():
-            res = self.model(
+        rows = self._pack(roots)
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            width = max(len(r.tokens) for r in batch)
+            k = len(batch)
+            ids = torch.full((k, width), self.pad_id, dtype=torch.long)
+            pos = torch.zeros((k, width), dtype=torch.long)
+            see = torch.zeros((k, 1, width, width), dtype=torch.bool)
+            see[:, 0] = torch.eye(width, dtype=torch.bool)
+            keep = torch.zeros((k, width), dtype=torch.bool)
+            for r, row in enumerate(batch):
+                n = len(row.tokens)
+                ids[r, :n] = torch.tensor(row.tokens, dtype=torch.long)
+                pos[r, :n] = torch.tensor(row.positions, dtype=torch.long)
+                for a, b, visible in row.spans:
+                    for va, vb in visible:
+                        see[r, 0, a:b, va:vb] = True
+                    see[r, 0, a:b, a:b] = torch.ones((b - a, b - a), dtype=torch.bool).tril()
+                for col, _ in row.wants:
+                    keep[r, col] = True
+            logits = self.model(
                 input_ids=ids.to(dev),
-                attention_mask=mask.to(dev),
+                attention_mask=see.to(dev),
                 position_ids=pos.to(dev),
-                use_cache=bool(rest),
-                logits_to_keep=1,
-            )
-            first = torch.log_softmax(res.logits[:, -1, :].float(), dim=-1).double().cpu()
-            for g, (context, members) in enumerate(batch):
-                for i in members:
-                    out[i] = [float(first[g, sequences[i][len(context)]])]
-            if not rest:
-                return
-            cache = res.past_key_values
-            del res
-            tails = [list(sequences[i][len(batch[g][0]) :]) for g, i in rest]
-            heads = [g for g, _ in rest]
-            lens = [len(batch[g][0]) for g in heads]
-            for (_, i), lp in zip(
-                rest, self._tail_logprobs(cache, mask, heads, lens, tails), strict=True
-            ):
-                out[i].extend(lp)
+                use_cache=False,
+                logits_to_keep=keep.to(dev),
+            ).logits
+            lp = torch.log_softmax(logits.float().reshape(-1, logits.shape[-1]), dim=-1)
+            row_of = {(r, c): j for j, (r, c) in enumerate(keep.nonzero().tolist())}
+            for r, row in enumerate(batch):
+                for col, w in row.wants:
+                    out[index[w.seq]][w.index] = float(lp[row_of[(r, col)], w.target])
+
+    def _pack(self, roots: list[PrefixNode]) -> list[PackedRow]:
+        """Rows for :meth:`_score_tree` at the row width of least estimated work.
+
+        Work per batch: rows x width tokens through the linear layers, plus attention that
+        grows with the width (its share per token ~ width x 4 x hidden x layers over the
+        linear FLOPs); wider rows pack subtrees tighter but attend over more columns.
+        """
+        cfg = self.model.config
+        hidden = getattr(cfg, "hidden_size", 576)
+        layers = getattr(cfg, "num_hidden_layers", 30)
+        linear = 2 * sum(p.numel() for p in self.model.parameters()) / max(layers, 1)
+        best: tuple[float, list[PackedRow]] | None = None
+        for width in ROW_WIDTHS:
+            rows = sorted(pack_rows(roots, width), key=lambda r: len(r.tokens))
+            cost = 0.0
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                w = max(len(r.tokens) for r in batch)
+                cost += len(batch) * w * (1 + 4 * w * hidden / linear)
+            if best is None or cost < best[0]:
+                best = (cost, rows)
+        return best[1] if best else []
 
     def _score_groups(
         self,
@@ -739,6 +938,10 @@ class HFBackend:
 
 #: Fewest shared tokens worth running a text prefix once (as on llama.cpp).
 MIN_SHARED = 4
+
+#: Row widths tried when packing a prefix tree (:meth:`HFBackend._pack`); a subtree wider
+#: than the row is split below its root, a single longer sequence gets a row of its own.
+ROW_WIDTHS = (128, 192, 256, 384, 512)
 
 
 def text_prefix_groups(

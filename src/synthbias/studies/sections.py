@@ -153,7 +153,11 @@ class InheritanceStudyConfig(ReplicatedSection):
     tasks: list[str] | None = None
     n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
     eval_base: bool = True
-    eval_backend: Literal["llamacpp", "hf"] = "llamacpp"
+    #: ``auto``: the fastest exact path for this machine (train.adapter.load_eval_model): on a
+    #: CPU option scoring on transformers fp32 (each shared prefix fed once) and generation on
+    #: llama.cpp with ``eval_weights`` (``native`` read as ``f32``); with CUDA transformers for
+    #: both. ``llamacpp`` or ``hf`` run everything on one runtime.
+    eval_backend: Literal["auto", "llamacpp", "hf"] = "auto"
     #: llama.cpp evaluation weights: ``native`` (the quantised GGUF as stored) or a locally
     #: dequantised ``f32`` / ``f16`` copy of it, about 2x faster on CPU (generate/llamacpp.py:
     #: widen_model); scores differ slightly, since activations are no longer 8-bit.
@@ -279,7 +283,7 @@ class AttributionStudyConfig(ReplicatedSection):
         default_factory=lambda: ["hiring_decision", "salary_recommendation", "story_generation"]
     )
     n_eval: Annotated[int, Field(ge=2, le=100_000)] = 24
-    eval_backend: Literal["llamacpp", "hf"] = "llamacpp"
+    eval_backend: Literal["auto", "llamacpp", "hf"] = "auto"
     eval_weights: EvalWeights = "native"
     #: bootstrap resamples of each arm's misalignment measures (their per-replicate CIs)
     check_resamples: Annotated[int, Field(ge=50, le=10_000)] = 200

@@ -37,6 +37,7 @@ from synthbias.core.store import atomic_path
 from synthbias.generate import load_backend
 from synthbias.generate.llamacpp import widen_model
 from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.generate.split import SplitBackend
 from synthbias.train.config import EvalWeights
 from synthbias.train.sft import read_train_meta
 
@@ -342,6 +343,52 @@ def load_eval_llamacpp(
         settings["model_path"] = model_path
     settings |= {"merge": True} if merged else {"weights": weights}
     return load_finetuned(adapter_dir, "llamacpp", **settings, **kw)
+
+
+#: Why ``eval_backend: auto`` splits the work on a CPU (recorded with each evaluation).
+AUTO_WHY = (
+    "CPU: option and pair scoring on transformers fp32 (the harness recipe, float32 KV, each "
+    "shared prefix fed once: exact and fastest here); generation on llama.cpp (faster "
+    "decoding than transformers' step loop), same weights (bench/evaluation.py)"
+)
+
+
+def load_eval_model(
+    adapter_dir: str | os.PathLike[str] | None,
+    backend: str,
+    weights: EvalWeights,
+    model_path: str | os.PathLike[str] | None = None,
+    **kw: Any,
+) -> Any:
+    """The evaluation model of a study: ``hf``, ``llamacpp`` or ``auto`` (the default).
+
+    ``auto`` picks the fastest exact path for the machine: with CUDA, transformers for
+    everything; on a CPU a :class:`~synthbias.generate.split.SplitBackend` that scores on
+    transformers fp32 (adapter merged) and generates on llama.cpp with ``weights`` (``native``
+    becomes ``f32``: the numbers the scorer runs), loaded only when a task generates. ``kw``
+    (``n_ctx``, ``batch_size``) go to llama.cpp.
+    """
+    hf_kw = {"model_path": model_path} if model_path else {}
+    if backend == "hf":
+        if adapter_dir is None:
+            return load_backend("hf", **hf_kw)
+        return load_finetuned(adapter_dir, "hf", **hf_kw)
+    if backend == "llamacpp":
+        return load_eval_llamacpp(adapter_dir, weights, model_path, **kw)
+    if backend != "auto":
+        raise ValueError(f"eval_backend must be auto, hf or llamacpp, got {backend!r}")
+    import torch
+
+    if torch.cuda.is_available():
+        return load_eval_model(adapter_dir, "hf", weights, model_path)
+    scorer = load_eval_model(adapter_dir, "hf", weights, model_path)
+    gen_weights: EvalWeights = "f32" if weights == "native" else weights
+    return SplitBackend(
+        scorer,
+        lambda: load_eval_llamacpp(adapter_dir, gen_weights, model_path, **kw),
+        generator_name=f"llama.cpp[{gen_weights}]",
+        why=AUTO_WHY,
+    )
 
 
 def load_finetuned(

@@ -115,8 +115,8 @@ def test_every_ratio_arm_is_scored_by_the_same_backend(monkeypatch, tmp_path: Pa
     )
     monkeypatch.setattr(
         training,
-        "load_finetuned",
-        lambda d, backend, **kw: used.__setitem__(arm["arm"], backend) or FakeBackend(),
+        "load_eval_model",
+        lambda d, backend, *a, **kw: used.__setitem__(arm["arm"], backend) or FakeBackend(),
     )
     cfg = _config(mitigation_study={"inheritance": ["token", "swap"]})
     for entry in ("none", "token", "swap"):
@@ -126,11 +126,11 @@ def test_every_ratio_arm_is_scored_by_the_same_backend(monkeypatch, tmp_path: Pa
     assert used == {"none": "hf", "token": "hf", "swap": "hf"}
     settings = [arm_scoring(sub_config(cfg, "inheritance", e), e) for e in used]
     assert all(s == settings[0] for s in settings)
-    # without a token arm the configured backend (llama.cpp) scores every arm
+    # without a token arm the configured backend (auto: the default) scores every arm
     plain = _config(mitigation_study={"inheritance": ["swap"]})
-    assert scoring_backend(plain) == "llamacpp"
+    assert scoring_backend(plain) == "auto"
     backends = {sub_config(plain, "inheritance", e).inheritance.eval_backend for e in used}
-    assert backends == {"llamacpp"}
+    assert backends == {"auto"}
     bad = _config(mitigation_study={"inheritance": ["token"], "scoring": "llamacpp"})
     with pytest.raises(ValueError, match="same backend"):
         scoring_backend(bad)

@@ -18,6 +18,7 @@ from synthbias.core.steps import Steps
 from synthbias.core.store import atomic_write_text, write_json, write_table
 from synthbias.core.version import __version__
 from synthbias.studies.inheritance.steps import Augmentation
+from synthbias.train.adapter import AUTO_WHY
 
 if TYPE_CHECKING:
     from synthbias.config import ExperimentConfig
@@ -164,6 +165,7 @@ def study_results(
         "evaluation": {
             "backend": study.eval_backend,
             "weights": study.eval_weights,
+            "why": AUTO_WHY if study.eval_backend == "auto" else "chosen in the config",
             "model_ids": {k: v for k, v in model_ids.items() if v},
         },
         "timing": timing,

@@ -424,8 +424,8 @@ def eval_path(
 ) -> Path:
     """Where the evaluation of ``model`` (an adapter key, or ``"base"``) is stored."""
     eval_model = eval_backend
-    if eval_backend == "llamacpp" and eval_weights != "native":
-        eval_model = f"llamacpp-{eval_weights}"  # native keeps its old cache key
+    if eval_backend in ("llamacpp", "auto") and eval_weights != "native":
+        eval_model = f"{eval_backend}-{eval_weights}"  # native keeps its old cache key
     return folder / f"{content_key(model, task_key, eval_model, base_model)}.json"
 
 

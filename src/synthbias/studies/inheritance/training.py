@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from synthbias.core.records import Record
-from synthbias.generate import load_backend
 from synthbias.generate.config import GeneratorConfig
 from synthbias.generate.protocol import Backend
 from synthbias.lexicon.bias_types import get_bias_type
@@ -25,7 +24,7 @@ from synthbias.mitigate.mask import mask_examples
 from synthbias.mitigate.token import DEFAULT_TAGS, TaggedBackend, tag_examples, tag_tokens
 from synthbias.studies.inheritance.config import InheritanceStudyConfig
 from synthbias.studies.inheritance.keys import content_key
-from synthbias.train.adapter import load_eval_llamacpp, load_finetuned
+from synthbias.train.adapter import load_eval_model
 from synthbias.train.sft import LoRAConfig, SFTExample, read_train_meta, resolve_base, train_lora
 
 
@@ -156,7 +155,9 @@ class LoRATrainer:
 
 @dataclass
 class DefaultBackendLoader:
-    """Loads the evaluation model: llama.cpp with a GGUF LoRA (fast) or transformers.
+    """Loads the evaluation model: ``eval_backend`` auto (scoring on transformers fp32,
+    generation on llama.cpp, :func:`~synthbias.train.adapter.load_eval_model`), llama.cpp with
+    a GGUF LoRA, or transformers.
 
     Adapters that added tokens (token-based mitigation) always run in transformers, since a
     llama.cpp LoRA cannot grow the vocabulary, and their prompts get the ``real`` tag.
@@ -167,28 +168,16 @@ class DefaultBackendLoader:
 
     def __call__(self, adapter_dir: Path | None) -> Backend:
         base = self.study.finetune.base_model
+        llama: dict[str, Any] = {"n_ctx": 512, "batch_size": self.generator_cfg.batch_size}
+        if self.generator_cfg.n_threads is not None:  # a worker's share of the cores
+            llama["n_threads"] = self.generator_cfg.n_threads
         if adapter_dir is None:
-            if self.study.eval_backend == "hf":
-                return load_backend("hf", model_path=base)
-            return load_eval_llamacpp(
-                None,
-                self.study.eval_weights,
-                base,
-                n_ctx=512,
-                batch_size=self.generator_cfg.batch_size,
+            return load_eval_model(
+                None, self.study.eval_backend, self.study.eval_weights, base, **llama
             )
-
         added = read_train_meta(adapter_dir).get("added_tokens") or {}
-        if added or self.study.eval_backend == "hf":
-            model = load_finetuned(adapter_dir, "hf", **({"model_path": base} if base else {}))
-        else:
-            model = load_eval_llamacpp(
-                adapter_dir,
-                self.study.eval_weights,
-                base,
-                n_ctx=512,
-                batch_size=self.generator_cfg.batch_size,
-            )
+        backend = "hf" if added else self.study.eval_backend
+        model = load_eval_model(adapter_dir, backend, self.study.eval_weights, base, **llama)
         if added:
             return TaggedBackend(model, DEFAULT_TAGS["real"])
         return model

@@ -138,6 +138,12 @@ def arm_scoring(sub: ExperimentConfig, entry: str) -> dict[str, str]:
     hf = inh.eval_backend == "hf" or bool(ADDS_TOKENS & set(_strategies(entry)))
     if hf:
         return {"backend": "hf", "weights": "f32 (merged in transformers)"}
+    if inh.eval_backend == "auto":
+        gen = "f32" if inh.eval_weights == "native" else inh.eval_weights
+        return {
+            "backend": "auto",
+            "weights": f"scoring f32 (merged in transformers), generation llama.cpp {gen}",
+        }
     return {"backend": "llamacpp", "weights": inh.eval_weights}
 
 

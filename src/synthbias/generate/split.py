@@ -1,0 +1,106 @@
+"""One model on two runtimes: log-probabilities from one, generation from the other.
+
+Why: on these CPUs the runtimes win at different work. Transformers fp32 with the prefix tree
+(:mod:`synthbias.generate.prefix_tree`) scores options and sentence pairs exactly (the
+lm-evaluation-harness recipe, float32 KV) and fastest, while llama.cpp decodes tokens faster
+than transformers' step loop (``bench/evaluation.py``: story generation 7.3 s vs 17.8 s). A
+:class:`SplitBackend` holds the same weights in both and sends each call where it is cheapest;
+the generator is loaded on first use, so a classification-only evaluation never loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from synthbias.generate.protocol import (
+    Completion,
+    OnResult,
+    Prompt,
+    SamplingParams,
+    TextLogprobs,
+)
+from synthbias.generate.protocol import generate_indexed as _generate_indexed
+
+
+class SplitBackend:
+    """Scoring calls go to ``scorer``, generation to ``make_generator()`` (built once, lazily).
+
+    Attributes a scoring caller reads (``tokenize``, ``prefix_id``, ``add_bos``,
+    ``logprobs_ids``, ``device``...) are the scorer's, so option scoring builds exactly the
+    token sequences the scorer would score alone. ``runtimes`` says which runtime does what
+    and why; it is recorded with every evaluation.
+    """
+
+    def __init__(
+        self,
+        scorer: Any,
+        make_generator: Callable[[], Any],
+        generator_name: str = "llamacpp",
+        why: str = "",
+    ) -> None:
+        self.scorer = scorer
+        self._make_generator = make_generator
+        self._generator: Any = None
+        scoring = str(getattr(scorer, "name", type(scorer).__name__))
+        self.name = f"{scoring}+{generator_name}"
+        self.model_id = getattr(scorer, "model_id", None)
+        self.runtimes = {"scoring": scoring, "generation": generator_name, "why": why}
+
+    def __repr__(self) -> str:
+        return f"SplitBackend(scorer={self.scorer!r}, generator={self._generator!r})"
+
+    # -- scoring (the scorer's own methods and attributes) -----------------------------------
+    @property
+    def prefix_id(self) -> int:
+        return int(self.scorer.prefix_id)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.scorer.tokenize(text))
+
+    def score_tails(
+        self, sequences: Sequence[Sequence[int]], starts: Sequence[int]
+    ) -> list[list[float]]:
+        return self.scorer.score_tails(sequences, starts)
+
+    def logprobs(self, texts: Sequence[str]) -> list[TextLogprobs]:
+        return self.scorer.logprobs(texts)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "scorer":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.scorer, name)
+
+    # -- generation ------------------------------------------------------------------------------
+    @property
+    def generator(self) -> Any:
+        """The generation runtime, loaded on first use."""
+        if self._generator is None:
+            self._generator = self._make_generator()
+        return self._generator
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
+        return self.generator.generate(prompts, params)
+
+    def generate_indexed(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        indices: Sequence[int],
+        on_result: OnResult | None = None,
+    ) -> list[Completion]:
+        return _generate_indexed(self.generator, prompts, params, indices, on_result)
+
+    def close(self) -> None:
+        """Close both runtimes (the generator only if it was loaded)."""
+        for part in (self._generator, self.scorer):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+        self._generator = None
+
+    def __enter__(self) -> SplitBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

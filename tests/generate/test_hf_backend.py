@@ -309,14 +309,14 @@ def test_hf_score_tails_nested_prefixes_feed_each_prefix_once(hfm, monkeypatch) 
                 seqs.append(prompt + rng.integers(200, 40000, size=n_opt).tolist())
                 starts.append(len(prompt))
     fed: list[int] = []
-    real = hf.pack_rows
+    real = hf.HFBackend._pack
 
-    def counting(*args, **kwargs):
-        rows = real(*args, **kwargs)
+    def counting(self, roots):  # the rows actually run (of every width tried)
+        rows = real(self, roots)
         fed.extend(len(r.tokens) for r in rows)
         return rows
 
-    monkeypatch.setattr(hf, "pack_rows", counting)
+    monkeypatch.setattr(hf.HFBackend, "_pack", counting)
     tails = hfm.score_tails(seqs, starts)
     monkeypatch.undo()
     distinct = len({tuple(s[: k + 1]) for s in seqs for k in range(len(s) - 1)})

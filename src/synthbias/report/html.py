@@ -88,6 +88,15 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
+def fmt_signed(value: float, digits: int = 3) -> str:
+    """``+0.123`` / ``-0.045``; a value that would print as ``+0.000`` keeps its size
+    (``-3.5e-04``), so a tiny but real effect is not shown as zero beside "detected"."""
+    v = float(value)
+    if v != 0 and math.isfinite(v) and abs(v) < 0.5 * 10 ** (-digits):
+        return f"{v:+.1e}"
+    return f"{v:+.{digits}f}"
+
+
 def fmt_ci(low: Any, high: Any, digits: int = 3) -> str:
     if _missing(low) and _missing(high):
         return ""

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from synthbias.measure.result import percentile_ci
+from synthbias.report.html import fmt_signed
 from synthbias.stats.correlation import partial_spearman, spearman
 
 #: A point of the design: (bias type, arm, ratio, seed).
@@ -226,7 +227,7 @@ def legacy_correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _ci(lo: Any, hi: Any) -> str:
-    return "[n/a]" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
+    return "[n/a]" if lo is None or hi is None else f"[{fmt_signed(lo)}, {fmt_signed(hi)}]"
 
 
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
@@ -273,8 +274,9 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             mde = e.get("min_detectable_effect")
             lines.append(
                 f"  {e['bias_type']:14s} {e['arm']:8s} r={e['ratio']:g} {e['task']:24s} "
-                f"vs {e['reference']:9s} {e['delta']:+.3f} {_ci(lo, hi) if finite else '[n/a]'}"
-                + (f" mde {mde:.3f}" if finite and mde is not None else "")
+                f"vs {e['reference']:9s} {fmt_signed(e['delta'])} "
+                f"{_ci(lo, hi) if finite else '[n/a]'}"
+                + (f" mde {fmt_signed(mde)[1:]}" if finite and mde is not None else "")
                 + ("" if e.get("covers_zero", True) else "  detected")
             )
     attribution = results.get("attribution") or []

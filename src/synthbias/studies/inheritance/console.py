@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from synthbias.report.html import fmt_signed
 from synthbias.studies.inheritance.attribution import summary_lines
 from synthbias.tasks.sweep import arm_label
 
@@ -19,7 +20,7 @@ from synthbias.tasks.sweep import arm_label
 def _signed(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:+.{digits}f}" if isinstance(v, float) else str(v)
+    return fmt_signed(v, digits) if isinstance(v, float) else str(v)
 
 
 def replication_line(results: dict[str, Any]) -> str:

@@ -235,17 +235,18 @@ def _plain_lora(adapter: Path) -> tuple[dict[str, dict[str, Any]], float] | None
     return pairs, float(cfg["lora_alpha"]) / int(cfg["r"])
 
 
-def merge_plain_lora(model: Any, adapter: Path) -> bool:
+def merge_plain_lora(model: Any, adapter: Path, plan: Any = None) -> bool:
     """Merge a plain LoRA into ``model`` in place as peft does; False (nothing done) if not plain.
 
     Why: peft's ``merge_and_unload`` took ~4-6 s for SmolLM2's 210 LoRA modules on 2 cores,
     about as long as scoring a task, while the same arithmetic (``W += (B @ A) * alpha / r``,
     peft's formula and order; bit-identical weights, test ``test_plain_lora_merge_equals_peft``)
     takes well under a second. Anything else (DoRA, rsLoRA, saved modules, added tokens, a key
-    this does not recognise) is left to peft.
+    this does not recognise) is left to peft. ``plan``: :func:`_plain_lora` of ``adapter``
+    when the caller has already read it.
     """
     torch = _torch()
-    plan = _plain_lora(adapter)
+    plan = plan if plan is not None else _plain_lora(adapter)
     if plan is None:
         return False
     pairs, scaling = plan
@@ -313,11 +314,10 @@ def _merge_adapter(model: Any, tokenizer: Any, adapter: Path) -> Any:
     """Apply a peft LoRA adapter (growing the vocabulary if it added tokens) and merge it."""
     from peft import PeftModel
 
-    if len(tokenizer) <= model.get_input_embeddings().num_embeddings and merge_plain_lora(
-        model, adapter
-    ):
+    grows = len(tokenizer) > model.get_input_embeddings().num_embeddings
+    if not grows and merge_plain_lora(model, adapter):
         return model
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+    if grows:
         # New rows are overwritten by the adapter's trained values, so their init is irrelevant.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
@@ -401,20 +401,15 @@ class HFBackend:
         tok_dir = adapter if adapter is not None and _has_tokenizer(adapter) else folder
         self.adapter_path = adapter
         self._base: _Base | None = None
-        if (
-            adapter is not None
-            and tok_dir == folder
-            and dtype == "float32"
-            and self.device.type == "cpu"
-            and _plain_lora(adapter) is not None
-        ):
-            self._base = self._borrow_base(folder)
+        plan = None
+        if adapter is not None and tok_dir == folder and dtype == "float32":
+            plan = _plain_lora(adapter) if self.device.type == "cpu" else None
+            self._base = self._borrow_base(folder) if plan is not None else None
         if self._base is not None:
             self.tokenizer = self._base.tokenizer
             self.model = self._base.restore()
-            if not merge_plain_lora(self.model, adapter):  # pragma: no cover - checked above
+            if not merge_plain_lora(self.model, adapter, plan):  # pragma: no cover - checked
                 raise RuntimeError(f"{adapter}: plain LoRA merge failed")
-            self.model_id = f"{self.model_id}+lora:{adapter_fingerprint(adapter)}"
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
             # An adapter is merged in float32 and the sum rounded once to ``dtype`` (merging
@@ -423,8 +418,9 @@ class HFBackend:
             self.model = AutoModelForCausalLM.from_pretrained(
                 str(folder), dtype=load_dtype, local_files_only=True
             )
-        if adapter is not None and self._base is None:
-            self.model = _merge_adapter(self.model, self.tokenizer, adapter)
+            if adapter is not None:
+                self.model = _merge_adapter(self.model, self.tokenizer, adapter)
+        if adapter is not None:
             self.model_id = f"{self.model_id}+lora:{adapter_fingerprint(adapter)}"
         if dtype != "float32":
             self.model_id = f"{self.model_id}@{dtype}"  # reduced precision never shares a cache
@@ -650,13 +646,11 @@ class HFBackend:
 
         The sequences form a radix tree (:func:`~synthbias.generate.prefix_tree.build_prefix_tree`):
         a BBQ context is fed once for its questions, each question once for its answers, a
-        prompt once for its options. The tree is walked level by level: a level's segments run
-        as left-padded batches on their parents' KV rows (selected with repeats, parents'
-        padding masked, positions continuing after each parent's real length), with logits
-        only at the positions some sequence scores, so a one-token option needs no pass of its
-        own. An empty context (the prefix token alone) is scored whole. Equal to scoring whole
-        sequences up to float32 rounding (tests ``*score_tails*``; lm-evaluation-harness
-        conformance within 1e-4 nats).
+        prompt once for its options. Whole subtrees run in packed rows under a tree attention
+        mask (:meth:`_score_tree`), with logits only at the positions some sequence scores, so
+        a one-token option costs nothing beyond its context's last row. An empty context (the
+        prefix token alone) is scored whole. Equal to scoring whole sequences up to float32
+        rounding (tests ``*score_tails*``; lm-evaluation-harness conformance within 1e-4 nats).
         """
         if len(sequences) != len(starts):
             raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")

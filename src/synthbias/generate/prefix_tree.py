@@ -5,8 +5,8 @@ than one depth (BBQ: a scenario's context is shared by its questions, each quest
 answers; CrowS-Pairs: two sentences up to the first differing word; counterfactual profiles: an
 instruction shared by every prompt). Grouping sequences by one shared context feeds the
 context once per question; this tree feeds every distinct prefix once (the ``_distinct`` token
-count of ``bench/roofline.py``). A runtime walks the tree level by level, extending each node's
-KV cache by its children's segments (:meth:`synthbias.generate.hf.HFBackend.score_tails`).
+count of ``bench/roofline.py``). A runtime packs whole subtrees into rows and runs each row
+once under a tree attention mask (:func:`pack_rows`; ``HFBackend.score_tails``).
 
 The tree holds what to *feed* (a sequence's last token is never fed: nothing is scored after
 it) and where to read a logits row: a :class:`Want` at offset ``k`` of a node's segment asks for
@@ -16,10 +16,11 @@ it) and where to read a logits row: a :class:`Want` at offset ``k`` of a node's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-#: Shortest segment worth feeding once and copying into several children: below it the tokens
-#: are fed again by each child (cheaper than a cache copy and another forward pass).
+#: Shortest segment worth sharing between several children: below it each child feeds the
+#: tokens itself (a tree mask over a one-token node saves nothing and, at the root, a lone
+#: prefix token run by itself moves later scores).
 MIN_SEGMENT = 4
 
 
@@ -57,7 +58,7 @@ def build_prefix_tree(
     stored at index ``j - starts[i]``. Chains of single children become one segment; an inner
     node shorter than ``min_segment`` is pushed down into its children (each feeds those tokens
     itself, and the first child also reads the node's wants), so every shared segment is long
-    enough to pay for its cache copy. Returns the root's children (the root feeds nothing).
+    enough to be worth sharing. Returns the root's children (the root feeds nothing).
     """
     if len(sequences) != len(starts):
         raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
@@ -89,17 +90,24 @@ def _compress(token: int, node: dict, wants_at: dict[int, list[Want]]) -> Prefix
     return out
 
 
+def _fold_into_children(node: PrefixNode) -> list[PrefixNode]:
+    """New children with ``node``'s tokens prepended: each feeds them itself, the first also
+    reads ``node``'s wants. ``node`` and its children are left unchanged."""
+    n = len(node.tokens)
+    out = []
+    for j, child in enumerate(node.children):
+        moved = [replace(w, offset=w.offset + n) for w in child.wants]
+        wants = [*node.wants, *moved] if j == 0 else moved
+        out.append(PrefixNode([*node.tokens, *child.tokens], wants, child.children))
+    return out
+
+
 def _push_down(node: PrefixNode, min_segment: int) -> list[PrefixNode]:
     """``node`` itself, or its children with its tokens prepended when it is too short to share."""
     node.children = [c for child in node.children for c in _push_down(child, min_segment)]
     if not node.children or len(node.tokens) >= min_segment:
         return [node]
-    n = len(node.tokens)
-    for j, child in enumerate(node.children):
-        moved = [Want(w.offset + n, w.seq, w.index, w.target) for w in child.wants]
-        child.tokens = [*node.tokens, *child.tokens]
-        child.wants = [*node.wants, *moved] if j == 0 else moved
-    return node.children
+    return _fold_into_children(node)
 
 
 def fed_tokens(nodes: Sequence[PrefixNode]) -> int:
@@ -137,22 +145,11 @@ class PackedRow:
 def split_subtree(node: PrefixNode, cap: int) -> list[PrefixNode]:
     """Subtrees of at most ``cap`` tokens: a larger one's root is fed again by each child.
 
-    New nodes are made where a root moves down, so ``node`` itself is never changed (the same
-    tree is packed at several widths).
+    ``node`` itself is never changed (the same tree is packed at several widths).
     """
     if node.count() <= cap or not node.children:
         return [node]
-    n = len(node.tokens)
-    out = []
-    for j, child in enumerate(node.children):
-        moved = [Want(w.offset + n, w.seq, w.index, w.target) for w in child.wants]
-        merged = PrefixNode(
-            [*node.tokens, *child.tokens],
-            [*node.wants, *moved] if j == 0 else moved,
-            child.children,
-        )
-        out.extend(split_subtree(merged, cap))
-    return out
+    return [t for child in _fold_into_children(node) for t in split_subtree(child, cap)]
 
 
 def pack_rows(roots: Sequence[PrefixNode], width: int) -> list[PackedRow]:

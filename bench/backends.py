@@ -5,7 +5,10 @@ Arms (greedy decoding, the same chat prompts, ``--max-tokens`` each):
 * ``embedded_batched``  LlamaCppBackend, ``--batch-size`` sequences per decode step (baseline)
 * ``embedded_loop``     the same instance, one prompt per ``generate`` call
 * ``hf_batch1``         HFBackend (transformers, float32, the same GGUF dequantised), batch 1
-* ``hf_batched``        HFBackend, ``--batch-size`` rows per forward pass
+* ``hf_batched``        HFBackend, ``--batch-size`` prompts decoded together (prefix-tree
+                        prefill: the shared chat header fed once, ``generate/tree_decode.py``)
+* ``hf_plain``          a plain transformers loop: ``model.generate`` (greedy) on left-padded
+                        batches of ``--batch-size`` prompts, the tokenizer's chat template
 * ``http``              OpenAIHTTPBackend against llama-cpp-python's OpenAI server running the
                         same GGUF with the same threads (``--concurrency`` requests in flight)
 * ``raw_decode``        llama.cpp's own decode throughput: the low-level API driven directly
@@ -68,6 +71,7 @@ ARMS = (
     "embedded_loop",
     "hf_batch1",
     "hf_batched",
+    "hf_plain",
     "http",
     "raw_decode",
     "raw_completion",
@@ -154,6 +158,31 @@ def raw_decode(
     lc.llama_memory_clear(mem, True)
     backend._cached = []  # the backend's prompt cache no longer matches the KV cells
     return time.perf_counter() - t0, decode_s
+
+
+def plain_transformers(hf: Any, prompts: list, max_tokens: int, batch: int) -> list:
+    """Greedy ``model.generate`` on left-padded batches: the plain transformers loop."""
+    import torch
+
+    from synthbias.generate.protocol import Completion
+
+    tok, model = hf.tokenizer, hf.model
+    tok.padding_side = "left"
+    texts = [
+        tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
+    ]
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch):
+            enc = tok(texts[start : start + batch], return_tensors="pt", padding=True)
+            gen = model.generate(
+                **enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=hf.pad_id
+            )
+            for row, mask in zip(gen, enc["attention_mask"], strict=True):
+                new = [t for t in row[enc["input_ids"].shape[1] :].tolist() if t not in hf.eos_ids]
+                text = tok.decode(new, skip_special_tokens=True)
+                outs.append(Completion(text, int(mask.sum()), len(new), "stop", 0))
+    return outs
 
 
 def _free_port() -> int:
@@ -270,17 +299,23 @@ def main(argv: list[str] | None = None) -> dict:
         record("raw_completion", outs, time.perf_counter() - t)
         del llm
 
-    if "hf_batch1" not in skip or "hf_batched" not in skip:
+    if {"hf_batch1", "hf_batched", "hf_plain"} - skip:
         from synthbias.generate.hf import HFBackend
 
         for name, bs in (("hf_batch1", 1), ("hf_batched", args.batch_size)):
             if name in skip:
                 continue
-            hf = HFBackend(model_path=model_path, batch_size=bs, n_threads=threads)
+            hf = HFBackend(
+                model_path=model_path, batch_size=bs, gen_batch_size=bs, n_threads=threads
+            )
             hf.generate(prompts[:1], SamplingParams(max_tokens=2))
             t = time.perf_counter()
             outs = hf.generate(prompts, params)
             record(name, outs, time.perf_counter() - t)
+            if name == "hf_batched" and "hf_plain" not in skip:
+                t = time.perf_counter()
+                outs = plain_transformers(hf, prompts, args.max_tokens, args.batch_size)
+                record("hf_plain", outs, time.perf_counter() - t)
             hf.close()
 
     if "http" not in skip:

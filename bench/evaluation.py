@@ -21,8 +21,10 @@ Paths (``--paths``, the first is the reference the others are compared with):
   (``load_finetuned(adapter, "hf")``), options through ``score_tails`` (every shared prefix
   fed once, ``generate/prefix_tree.py``), ``--hf-batch`` rows per forward pass;
 - ``auto``: the default (``eval_backend: auto``): option scoring on transformers fp32 with the
-  adapter merged, every shared prefix fed once (``generate/prefix_tree.py``), generation on
-  today's llama.cpp path (f32 copy + GGUF LoRA), loaded when the first task generates;
+  adapter merged, every shared prefix fed once (``generate/prefix_tree.py``); greedy generation
+  there too (prompts fed as a prefix tree, or gathered from the scoring call's kept KV when the
+  task scored them already: ``generate/tree_decode.py``, ``generate/prefix_memo.py``); sampled
+  generation on today's llama.cpp path (f32 copy + GGUF LoRA), loaded when a task samples;
 - ``hf-whole``: the exact reference for scores: ``auto`` with every option sequence scored
   whole by transformers fp32 (the lm-evaluation-harness shapes: no prefix sharing);
 - ``hf-merged-bf16``: ``hf-merged`` in bfloat16 (merged in float32, then rounded): reduced precision

@@ -52,3 +52,33 @@ def test_missing_attributes_fail_plainly() -> None:
     split = SplitBackend(FakeBackend(), FakeBackend)
     with pytest.raises(AttributeError, match="no_such_thing"):
         split.no_such_thing  # noqa: B018
+
+
+class _GreedyScorer(_Scorer):
+    """A scorer that also decodes greedily (and refuses to sample)."""
+
+    def generate(self, prompts, params):  # type: ignore[no-untyped-def]
+        assert params.temperature <= 0, "sampling went to the scorer"
+        return FakeBackend().generate(prompts, params)
+
+
+def test_greedy_generation_goes_to_the_scorer_when_asked() -> None:
+    made: list[FakeBackend] = []
+
+    def make() -> FakeBackend:
+        made.append(FakeBackend())
+        return made[-1]
+
+    split = SplitBackend(_GreedyScorer(), make, generator_name="gen", greedy_on_scorer=True)
+    assert split.runtimes["generation"] == f"gen (greedy: {_Scorer.name})"
+    greedy = SamplingParams(max_tokens=4, temperature=0.0, seed=0)
+    assert split.runtime_for(greedy) is split.scorer
+    split.generate(["Once upon a time"], greedy)
+    split.generate_indexed(["Once upon a time"], greedy, [3])
+    assert made == []  # greedy decoding never builds the generator
+    sampled = SamplingParams(max_tokens=4, temperature=0.7, seed=0)
+    split.generate(["Once upon a time"], sampled)
+    assert len(made) == 1 and split.runtime_for(sampled) is made[0]
+    plain = SplitBackend(_Scorer(), make)  # the default: every generation on the generator
+    plain.generate(["Once upon a time"], greedy)
+    assert len(made) == 2

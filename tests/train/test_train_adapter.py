@@ -219,9 +219,10 @@ class _Whole:
 @pytest.mark.slow
 def test_study_loader_auto_scores_on_transformers_and_generates_on_llamacpp(zebra: Path) -> None:
     """``eval_backend: auto`` (the default) on a CPU: option scores are transformers fp32's
-    (within 1e-4 nats of scoring each sequence whole), generation is llama.cpp's with the same
-    adapter (loaded on the first generate call, then the very text llama.cpp alone gives), and
-    the split is recorded with its reason."""
+    (within 1e-4 nats of scoring each sequence whole); greedy generation runs there too (the
+    text transformers alone gives, and llama.cpp's f32 path gives the same); sampled generation
+    is llama.cpp's with the same adapter (loaded on the first sampled call, then the very text
+    llama.cpp alone gives); the split is recorded with its reason."""
     from synthbias.config import ExperimentConfig
     from synthbias.studies.inheritance.training import DefaultBackendLoader
 
@@ -231,19 +232,26 @@ def test_study_loader_auto_scores_on_transformers_and_generates_on_llamacpp(zebr
         cfg.inheritance, cfg.generator.model_copy(update={"batch_size": 4})
     )
     pairs = [("Q: Name an animal.\nA:", " Answer: zebra"), (CONTROL, " a cat")]
-    params = SamplingParams(max_tokens=6, temperature=0.0, seed=0)
+    greedy = SamplingParams(max_tokens=6, temperature=0.0, seed=0)
+    sampled = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.95, seed=0)
+    prompt = ["Q: Name an animal.\nA:"]
     with loader(zebra) as tuned:
         assert tuned.runtimes["scoring"] == "transformers" and tuned.runtimes["why"] == AUTO_WHY
+        assert "greedy: transformers" in tuned.runtimes["generation"]
         got = np.array([s.logprob for s in conditional_logprobs(tuned, pairs)])
-        assert tuned._generator is None  # scoring alone never loads llama.cpp
-        text = tuned.generate(["Q: Name an animal.\nA:"], params)[0].text
+        text = tuned.generate(prompt, greedy)[0].text
+        assert tuned._generator is None  # scoring and greedy generation never load llama.cpp
+        drawn = tuned.generate(prompt, sampled)[0].text
         assert tuned.generator.lora_path is not None and tuned.generator.weights == "f32"
     with load_finetuned(zebra, "hf", n_threads=CORES) as hf:
         exact = np.array([s.logprob for s in conditional_logprobs(_Whole(hf), pairs)])
+        assert hf.generate(prompt, greedy)[0].text == text
     with load_finetuned(zebra, "llamacpp", weights="f32", batch_size=4) as llama:
-        assert llama.generate(["Q: Name an animal.\nA:"], params)[0].text == text
+        assert llama.generate(prompt, greedy)[0].text == text
+        assert llama.generate(prompt, sampled)[0].text == drawn
     assert np.abs(got - exact).max() <= 1e-4, got - exact
     assert got[0] > -3  # the adapter is in the scoring model: it answers zebra
+    assert "zebra" in text.lower()  # and in the greedy generator
     with loader(None) as base:  # the untuned model goes the same way
         assert base.runtimes["scoring"] == "transformers" and base.adapter_path is None
 

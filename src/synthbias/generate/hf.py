@@ -47,6 +47,7 @@ from typing import Any
 
 from synthbias.core.hashing import dir_fingerprint, stream_seed
 from synthbias.generate.models import default_model_path, model_fingerprint
+from synthbias.generate.prefix_memo import PrefixMemo
 from synthbias.generate.prefix_tree import PackedRow, PrefixNode, build_prefix_tree, pack_rows
 from synthbias.generate.protocol import (
     Completion,
@@ -56,6 +57,14 @@ from synthbias.generate.protocol import (
     SamplingParams,
     TextLogprobs,
     encode_for_generation,
+)
+from synthbias.generate.tree_decode import (
+    cache_keyword,
+    decode,
+    make_capture_cache,
+    prefill_from_memo,
+    prefill_tree,
+    row_tensors,
 )
 
 log = logging.getLogger(__name__)
@@ -341,7 +350,13 @@ class HFBackend:
             embedded SmolLM2 GGUF (:func:`~synthbias.generate.models.default_model_path`).
         device: torch device (``"cpu"``, ``"cuda"``...).
         dtype: torch dtype name for the weights (``"float32"``, ``"bfloat16"``...).
-        batch_size: texts per forward pass, for both scoring and generation.
+        batch_size: rows per forward pass when scoring and when feeding prompts.
+        gen_batch_size: prompts decoded together (each holds a KV slot of its prompt plus
+            ``max_tokens``).
+        prefix_cache: keep the keys and values of the last ``score_tails`` call, so that a
+            generation call whose prompts it fed gathers them instead of feeding them again
+            (:mod:`synthbias.generate.prefix_memo`; ~46 KB per token fed, freed by the next
+            scoring call or ``close``).
         cache_dir: where GGUF conversions live (default :func:`default_cache_dir`).
         prefix_token_id: token prepended to scored texts and raw prompts; default BOS, else EOS
             (see the module docstring).
@@ -362,6 +377,8 @@ class HFBackend:
         batch_size: int = 16,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
+        gen_batch_size: int = 64,
+        prefix_cache: bool = True,
         prefix_token_id: int | None = None,
         n_threads: int | None = None,
         adapter_path: str | os.PathLike[str] | None = None,
@@ -372,6 +389,8 @@ class HFBackend:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if gen_batch_size < 1:
+            raise ValueError(f"gen_batch_size must be >= 1, got {gen_batch_size}")
         source = Path(model_path).expanduser() if model_path is not None else default_model_path()
         if source.is_file() and source.suffix == ".gguf":
             self.model_id = model_fingerprint(source)
@@ -394,6 +413,9 @@ class HFBackend:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
+        self.gen_batch_size = gen_batch_size
+        self.prefix_cache = prefix_cache
+        self._memo: PrefixMemo | None = None
         self.share_text_prefix = share_text_prefix
         adapter = Path(adapter_path).expanduser() if adapter_path is not None else None
         if adapter is not None:
@@ -461,6 +483,7 @@ class HFBackend:
         A kept base (:class:`_Base`) goes back to the cache for the next adapter.
         """
         self.model = None  # type: ignore[assignment]
+        self._memo = None
         base, self._base = getattr(self, "_base", None), None
         if base is not None:
             base.release(self._token)
@@ -654,6 +677,7 @@ class HFBackend:
         """
         if len(sequences) != len(starts):
             raise ValueError(f"{len(sequences)} sequences but {len(starts)} starts")
+        self._memo = None  # the previous call's keys and values are not kept past this one
         out: list[list[float]] = [[] for _ in sequences]
         tree: list[int] = []
         for i, (seq, st) in enumerate(zip(sequences, starts, strict=True)):
@@ -678,65 +702,44 @@ class HFBackend:
             self._score_tree(roots, out, rest)
         return out
 
-    def _left_padded(self, rows: list[list[int]]) -> tuple[Any, Any, Any]:
-        """Token ids, attention mask and position ids of rows padded on the left.
-
-        Every row's last token sits in the last column, so one logits position serves all.
-        """
-        torch = _torch()
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
-
     def _score_tree(
         self, roots: list[PrefixNode], out: list[list[float]], index: list[int]
     ) -> None:
-        """Score a prefix tree in packed rows: one forward pass, no KV cache, per row batch.
+        """Score a prefix tree in packed rows: one forward pass per row batch.
 
         A row holds whole subtrees flattened depth first (:func:`pack_rows`); a 4D attention
         mask lets each token see its own path only (ancestors' segments and its own segment
         up to itself) and its position is its depth, so every shared prefix is fed once and
         no KV rows are copied. Padding attends to itself only. ``index`` maps the tree's
-        sequence numbers to ``out``.
+        sequence numbers to ``out``. With ``prefix_cache`` the passes' keys and values are
+        kept (:class:`~synthbias.generate.prefix_memo.PrefixMemo`) until the next scoring call,
+        for a generation call whose prompts this tree already fed.
         """
         torch = _torch()
         dev = self.device
         rows = self._pack(roots)
+        memo = PrefixMemo() if self.prefix_cache else None
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
-            width = max(len(r.tokens) for r in batch)
-            k = len(batch)
-            ids = torch.full((k, width), self.pad_id, dtype=torch.long)
-            pos = torch.zeros((k, width), dtype=torch.long)
-            see = torch.zeros((k, 1, width, width), dtype=torch.bool)
-            see[:, 0] = torch.eye(width, dtype=torch.bool)
-            keep = torch.zeros((k, width), dtype=torch.bool)
-            for r, row in enumerate(batch):
-                n = len(row.tokens)
-                ids[r, :n] = torch.tensor(row.tokens, dtype=torch.long)
-                pos[r, :n] = torch.tensor(row.positions, dtype=torch.long)
-                for a, b, visible in row.spans:
-                    for va, vb in visible:
-                        see[r, 0, a:b, va:vb] = True
-                    see[r, 0, a:b, a:b] = torch.ones((b - a, b - a), dtype=torch.bool).tril()
-                for col, _ in row.wants:
-                    keep[r, col] = True
+            ids, pos, see, keep = row_tensors(batch, self.pad_id)
+            kv = make_capture_cache() if memo is not None else None
+            extra = {cache_keyword(self.model): kv} if kv is not None else {}
             logits = self.model(
                 input_ids=ids.to(dev),
                 attention_mask=see.to(dev),
                 position_ids=pos.to(dev),
-                use_cache=False,
+                use_cache=kv is not None,
                 logits_to_keep=keep.to(dev),
+                **extra,
             ).logits
+            if memo is not None:
+                memo.add_pass(batch, kv.keys, kv.values)
             lp = torch.log_softmax(logits.float().reshape(-1, logits.shape[-1]), dim=-1)
             row_of = {(r, c): j for j, (r, c) in enumerate(keep.nonzero().tolist())}
             for r, row in enumerate(batch):
                 for col, w in row.wants:
                     out[index[w.seq]][w.index] = float(lp[row_of[(r, col)], w.target])
+        self._memo = memo
 
     def _pack(self, roots: list[PrefixNode]) -> list[PackedRow]:
         """Rows for :meth:`_score_tree` at the row width of least estimated work.
@@ -784,8 +787,15 @@ class HFBackend:
         for g, (h, _) in enumerate(groups):
             hids[g, : len(h)] = torch.tensor(h, dtype=torch.long)
             hmask[g, : len(h)] = 1
-        res = self.model(input_ids=hids.to(dev), attention_mask=hmask.to(dev), use_cache=True)
-        cache = res.past_key_values
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        res = self.model(
+            input_ids=hids.to(dev),
+            attention_mask=hmask.to(dev),
+            use_cache=True,
+            **{cache_keyword(self.model): cache},
+        )
         rows = [(g, i) for g, (_, members) in enumerate(groups) for i in members]
         head_lps: dict[int, list[float]] = {}
         if with_head:
@@ -837,7 +847,7 @@ class HFBackend:
             input_ids=ids.to(dev),
             attention_mask=mask.to(dev),
             position_ids=pos.to(dev),
-            past_key_values=cache,
+            **{cache_keyword(self.model): cache},
         ).logits.float()
         lp = torch.log_softmax(logits, dim=-1).gather(-1, target.to(dev).unsqueeze(-1))
         lp = lp.squeeze(-1).double().cpu().numpy()
@@ -846,16 +856,18 @@ class HFBackend:
     # -- generation -------------------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
-        """Sample one completion per prompt: left-padded batches, one RNG per request.
+        """Sample one completion per prompt, ``gen_batch_size`` prompts decoded together.
 
-        Request ``i`` draws from its own ``torch.Generator`` seeded from ``(params.seed, i)``,
-        so its text does not depend on the other prompts in its batch (up to float noise from
-        padding). Sampling order as in transformers: temperature, top-k, then top-p.
+        The prompts' shared prefixes are fed once (:mod:`synthbias.generate.tree_decode`:
+        prefix-tree prefill, then each prompt decodes in its own KV slot; finished ones leave
+        the batch). Request ``i`` draws from its own ``torch.Generator`` seeded from
+        ``(params.seed, i)``, so its text does not depend on the other prompts in its batch (up
+        to float32 rounding). Sampling order as in transformers: temperature, top-k, top-p.
         """
         encoded = encode_for_generation(self.encode_prompt, prompts, params.max_tokens, self.n_ctx)
         results: list[Completion] = []
-        for start in range(0, len(encoded), self.batch_size):
-            rows = list(range(start, min(start + self.batch_size, len(encoded))))
+        for start in range(0, len(encoded), self.gen_batch_size):
+            rows = list(range(start, min(start + self.gen_batch_size, len(encoded))))
             results.extend(self._generate_batch([encoded[i] for i in rows], rows, params))
         return results
 
@@ -863,67 +875,63 @@ class HFBackend:
         self, prompts: list[list[int]], rows: list[int], params: SamplingParams
     ) -> list[Completion]:
         torch = _torch()
-        from transformers import DynamicCache
-
-        n = len(prompts)
-        ids, mask, pos = self._left_padded(prompts)
         gens = [torch.Generator().manual_seed(_row_seed(params.seed, i)) for i in rows]
-        out: list[list[int]] = [[] for _ in range(n)]
-        texts = [""] * n
-        finish: list[str | None] = [None] * n
-        cut: list[int | None] = [None] * n
-        cache = DynamicCache()
-        ids, mask, pos = ids.to(self.device), mask.to(self.device), pos.to(self.device)
-        step_ids = ids
+
+        def choose(logits: Any, live: list[int]) -> list[int]:
+            if params.temperature <= 0:
+                return [int(t) for t in torch.argmax(logits, dim=-1).tolist()]
+            cpu = logits.cpu()
+            return [_sample_row(cpu[j], params, gens[i]) for j, i in enumerate(live)]
+
+        def accept(row: Any, tok: int) -> None:
+            if tok in self.eos_ids:
+                row.finish = "stop"
+                return
+            row.out.append(tok)
+            if params.stop:
+                text = self.tokenizer.decode(row.out, skip_special_tokens=False)
+                hits = [h for h in (text.find(s) for s in params.stop if s) if h >= 0]
+                if hits:
+                    row.cut, row.finish = min(hits), "stop"
+                    return
+            if len(row.out) >= params.max_tokens:
+                row.finish = "length"
+
+        capacity = max(len(p) for p in prompts) + params.max_tokens
         with torch.inference_mode():
-            for _ in range(params.max_tokens):
-                res = self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                    logits_to_keep=1,  # only the last position's logits are sampled from
+            pre = None
+            if self._memo is not None:
+                pre = prefill_from_memo(self.model, self._memo, prompts, capacity, self.device)
+            if pre is None:
+                pre = prefill_tree(
+                    self.model,
+                    prompts,
+                    capacity,
+                    self._pack,
+                    self.batch_size,
+                    self.pad_id,
+                    self.device,
                 )
-                cache = res.past_key_values
-                last = res.logits[:, -1, :].float().cpu()
-                nxt = torch.full((n,), self.pad_id, dtype=torch.long)
-                for r in range(n):
-                    if finish[r] is not None:
-                        continue
-                    tok = _sample_row(last[r], params, gens[r])
-                    nxt[r] = tok
-                    if tok in self.eos_ids:
-                        finish[r] = "stop"
-                        continue
-                    out[r].append(tok)
-                    if params.stop:
-                        texts[r] = self.tokenizer.decode(out[r], skip_special_tokens=False)
-                        hits = [texts[r].find(s) for s in params.stop if s]
-                        hits = [h for h in hits if h >= 0]
-                        if hits:
-                            cut[r], finish[r] = min(hits), "stop"
-                            continue
-                    if len(out[r]) >= params.max_tokens:
-                        finish[r] = "length"
-                if all(f is not None for f in finish):
-                    break
-                step_ids = nxt.unsqueeze(1).to(self.device)
-                pos = pos[:, -1:] + 1
-                mask = torch.cat(
-                    [mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], 1
-                )
+            done = decode(
+                self.model,
+                pre,
+                [len(p) for p in prompts],
+                params.max_tokens,
+                choose,
+                accept,
+                self.device,
+            )
         completions = []
-        for r in range(n):
-            text = self.tokenizer.decode(out[r], skip_special_tokens=True)
-            if cut[r] is not None:
-                text = self.tokenizer.decode(out[r], skip_special_tokens=False)[: cut[r]]
+        for prompt, row in zip(prompts, done, strict=True):
+            text = self.tokenizer.decode(row.out, skip_special_tokens=True)
+            if row.cut is not None:
+                text = self.tokenizer.decode(row.out, skip_special_tokens=False)[: row.cut]
             completions.append(
                 Completion(
                     text=text,
-                    n_prompt_tokens=len(prompts[r]),
-                    n_tokens=len(out[r]),
-                    finish_reason="length" if finish[r] in (None, "length") else "stop",
+                    n_prompt_tokens=len(prompt),
+                    n_tokens=len(row.out),
+                    finish_reason="stop" if row.finish == "stop" else "length",
                     seed=params.seed,
                 )
             )

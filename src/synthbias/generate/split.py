@@ -2,10 +2,14 @@
 
 Why: on these CPUs the runtimes win at different work. Transformers fp32 with the prefix tree
 (:mod:`synthbias.generate.prefix_tree`) scores options and sentence pairs exactly (the
-lm-evaluation-harness recipe, float32 KV) and fastest, while llama.cpp decodes tokens faster
-than transformers' step loop (``bench/evaluation.py``: story generation 7.3 s vs 17.8 s). A
-:class:`SplitBackend` holds the same weights in both and sends each call where it is cheapest;
-the generator is loaded on first use, so a classification-only evaluation never loads it.
+lm-evaluation-harness recipe, float32 KV) and fastest, and feeds prompts ~1.6x faster than
+llama.cpp's f32 kernels, so greedy generation, mostly prefill in the evaluation tasks (long
+counterfactual profiles, answers of 1-16 tokens), runs there too when ``greedy_on_scorer``
+(:mod:`synthbias.generate.tree_decode`). Sampled generation of long texts is decode-bound, where
+llama.cpp's step and its numpy sampler win (``bench/evaluation.py``: story generation 8 s vs
+20 s). A :class:`SplitBackend` holds the same weights in both and sends each call where it is
+cheapest; the generator is loaded on first use, so an evaluation without sampled generation
+never loads it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from synthbias.generate.protocol import generate_indexed as _generate_indexed
 
 
 class SplitBackend:
-    """Scoring calls go to ``scorer``, generation to ``make_generator()`` (built once, lazily).
+    """Scoring calls go to ``scorer``, generation to ``make_generator()`` (built once, lazily),
+    greedy generation (temperature 0) to ``scorer`` when ``greedy_on_scorer``.
 
     Attributes a scoring caller reads (``tokenize``, ``prefix_id``, ``add_bos``,
     ``logprobs_ids``, ``device``...) are the scorer's, so option scoring builds exactly the
@@ -38,14 +43,17 @@ class SplitBackend:
         make_generator: Callable[[], Any],
         generator_name: str = "llamacpp",
         why: str = "",
+        greedy_on_scorer: bool = False,
     ) -> None:
         self.scorer = scorer
         self._make_generator = make_generator
         self._generator: Any = None
+        self.greedy_on_scorer = greedy_on_scorer
         scoring = str(getattr(scorer, "name", type(scorer).__name__))
         self.name = f"{scoring}+{generator_name}"
         self.model_id = getattr(scorer, "model_id", None)
-        self.runtimes = {"scoring": scoring, "generation": generator_name, "why": why}
+        generation = f"{generator_name} (greedy: {scoring})" if greedy_on_scorer else generator_name
+        self.runtimes = {"scoring": scoring, "generation": generation, "why": why}
 
     def __repr__(self) -> str:
         return f"SplitBackend(scorer={self.scorer!r}, generator={self._generator!r})"
@@ -79,8 +87,14 @@ class SplitBackend:
             self._generator = self._make_generator()
         return self._generator
 
+    def runtime_for(self, params: SamplingParams) -> Any:
+        """The runtime that generates under ``params``."""
+        if self.greedy_on_scorer and params.temperature <= 0:
+            return self.scorer
+        return self.generator
+
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Completion]:
-        return self.generator.generate(prompts, params)
+        return self.runtime_for(params).generate(prompts, params)
 
     def generate_indexed(
         self,
@@ -89,7 +103,7 @@ class SplitBackend:
         indices: Sequence[int],
         on_result: OnResult | None = None,
     ) -> list[Completion]:
-        return _generate_indexed(self.generator, prompts, params, indices, on_result)
+        return _generate_indexed(self.runtime_for(params), prompts, params, indices, on_result)
 
     def close(self) -> None:
         """Close both runtimes (the generator only if it was loaded)."""

@@ -348,9 +348,13 @@ def load_eval_llamacpp(
 #: Why ``eval_backend: auto`` splits the work on a CPU (recorded with each evaluation).
 AUTO_WHY = (
     "CPU: option and pair scoring on transformers fp32 (the harness recipe, float32 KV, each "
-    "shared prefix fed once: exact and fastest here); generation on llama.cpp (faster "
-    "decoding than transformers' step loop), same weights (bench/evaluation.py)"
+    "shared prefix fed once: exact and fastest here); greedy generation there too (mostly "
+    "prompt prefill, fed as a prefix tree, ~1.6x llama.cpp's f32 rate); sampled generation on "
+    "llama.cpp (faster decoding steps and sampler), same weights (bench/evaluation.py)"
 )
+#: Cache key of an ``auto`` evaluation: names the routing, so results stored under an earlier
+#: one (greedy generation on llama.cpp) are not reused.
+AUTO_KEY = "auto-greedy-hf"
 
 
 def load_eval_model(
@@ -364,9 +368,9 @@ def load_eval_model(
 
     ``auto`` picks the fastest exact path for the machine: with CUDA, transformers for
     everything; on a CPU a :class:`~synthbias.generate.split.SplitBackend` that scores on
-    transformers fp32 (adapter merged) and generates on llama.cpp with ``weights`` (``native``
-    becomes ``f32``: the numbers the scorer runs), loaded only when a task generates. ``kw``
-    (``n_ctx``, ``batch_size``) go to llama.cpp.
+    transformers fp32 (adapter merged), generates greedily there too, and samples on llama.cpp
+    with ``weights`` (``native`` becomes ``f32``: the numbers the scorer runs), loaded only when
+    a task samples. ``kw`` (``n_ctx``, ``batch_size``) go to llama.cpp.
     """
     hf_kw = {"model_path": model_path} if model_path else {}
     if backend == "hf":
@@ -388,6 +392,7 @@ def load_eval_model(
         lambda: load_eval_llamacpp(adapter_dir, gen_weights, model_path, **kw),
         generator_name=f"llama.cpp[{gen_weights}]",
         why=AUTO_WHY,
+        greedy_on_scorer=True,
     )
 
 

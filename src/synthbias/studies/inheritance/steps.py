@@ -54,6 +54,7 @@ from synthbias.studies.inheritance.replicates import (
 from synthbias.studies.inheritance.training import BackendLoader, Trainer
 from synthbias.tasks.compare import compact_records
 from synthbias.tasks.sweep import paired_deltas
+from synthbias.train.adapter import AUTO_KEY
 from synthbias.train.mix import MixMode, mix, mix_summary
 
 #: Misalignment factors under axis-independent names (the run spans several axes).
@@ -423,7 +424,7 @@ def eval_path(
     base_model: str | None,
 ) -> Path:
     """Where the evaluation of ``model`` (an adapter key, or ``"base"``) is stored."""
-    eval_model = eval_backend
+    eval_model = AUTO_KEY if eval_backend == "auto" else eval_backend
     if eval_backend in ("llamacpp", "auto") and eval_weights != "native":
         eval_model = f"{eval_backend}-{eval_weights}"  # native keeps its old cache key
     return folder / f"{content_key(model, task_key, eval_model, base_model)}.json"

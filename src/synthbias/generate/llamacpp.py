@@ -40,6 +40,7 @@ from synthbias.generate.models import (
     model_fingerprint,
     widened_model_name,
 )
+from synthbias.generate.prefix_tree import shared_start
 from synthbias.generate.protocol import (
     Completion,
     ContextLengthError,
@@ -745,12 +746,7 @@ class LlamaCppBackend:
         For a single prompt that is all but its last two tokens, so a loop of one-prompt calls
         still reuses the cached system turn. Below two tokens nothing is shared.
         """
-        limit = min(len(p) for p in prompts) - 2
-        first = prompts[0]
-        n = 0
-        while n < limit and all(p[n] == first[n] for p in prompts):
-            n += 1
-        return n if n >= 2 else 0
+        return shared_start(prompts, keep=2, min_len=2)
 
     def _accept(self, s: _Seq, row: np.ndarray, params: SamplingParams) -> None:
         """Sample the next token of ``s`` and apply EOS/EOT, stop strings and max_tokens."""

@@ -18,6 +18,12 @@ from typing import Any
 from synthbias.generate.prefix_tree import PackedRow
 
 
+def flat_columns(kv: Any) -> Any:
+    """``[rows, heads, width, dim]`` keys or values as ``[rows * width, heads, dim]``: column
+    ``r * width + c`` is row ``r``'s column ``c``."""
+    return kv.permute(0, 2, 1, 3).reshape(-1, kv.shape[1], kv.shape[3])
+
+
 class _Node:
     __slots__ = ("col", "next")
 
@@ -65,12 +71,9 @@ class PrefixMemo:
         if self._joined is None:
             import torch
 
-            def flat(t: Any) -> Any:
-                return t.permute(0, 2, 1, 3).reshape(-1, t.shape[1], t.shape[3])
-
-            n_layers = len(self._passes[0][0]) if self._passes else 0
-            keys = [torch.cat([flat(p[0][j]) for p in self._passes]) for j in range(n_layers)]
-            values = [torch.cat([flat(p[1][j]) for p in self._passes]) for j in range(n_layers)]
+            passes, n_layers = self._passes, len(self._passes[0][0]) if self._passes else 0
+            keys = [torch.cat([flat_columns(p[0][j]) for p in passes]) for j in range(n_layers)]
+            values = [torch.cat([flat_columns(p[1][j]) for p in passes]) for j in range(n_layers)]
             self._joined = (keys, values)
             self._passes = []
         return self._joined

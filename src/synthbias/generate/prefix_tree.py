@@ -110,6 +110,17 @@ def _push_down(node: PrefixNode, min_segment: int) -> list[PrefixNode]:
     return _fold_into_children(node)
 
 
+def shared_start(sequences: Sequence[Sequence[int]], keep: int, min_len: int) -> int:
+    """Tokens every sequence starts with, leaving each at least ``keep`` of its own; 0 when
+    that is under ``min_len`` (too short to be worth running once for all)."""
+    limit = min(len(s) for s in sequences) - keep
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n if n >= min_len else 0
+
+
 def fed_tokens(nodes: Sequence[PrefixNode]) -> int:
     """Tokens a runtime feeds to score the whole tree."""
     return sum(n.count() for n in nodes)

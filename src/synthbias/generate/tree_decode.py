@@ -15,13 +15,20 @@ llama.cpp's f32 path on every evaluation prompt measured; ``bench/evaluation.py`
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthbias.generate.prefix_memo import PrefixMemo
-from synthbias.generate.prefix_tree import MIN_SEGMENT, PackedRow, PrefixNode, build_prefix_tree
+from synthbias.generate.prefix_memo import PrefixMemo, flat_columns
+from synthbias.generate.prefix_tree import (
+    MIN_SEGMENT,
+    PackedRow,
+    PrefixNode,
+    build_prefix_tree,
+    shared_start,
+)
 
 
 def _torch() -> Any:
@@ -64,7 +71,10 @@ def row_tensors(batch: Sequence[PackedRow], pad_id: int) -> tuple[Any, Any, Any,
     return ids, pos, see, keep
 
 
+@functools.cache
 def _base_cache() -> type:
+    """transformers' ``DynamicCache``, imported on first use: the caches below subclass it so
+    the model accepts them; they are defined once, on the first call of their factory."""
     from transformers import DynamicCache
 
     return DynamicCache
@@ -78,9 +88,13 @@ def make_slot_cache(capacity: int) -> Any:
     first write, from the shapes the model passes. ``advance`` moves the write head after a
     forward pass; ``select`` keeps some rows (finished sequences leave the batch).
     """
+    return _slot_cache_class()(capacity)
 
+
+@functools.cache
+def _slot_cache_class() -> type:
     class SlotCache(_base_cache()):  # type: ignore[misc]
-        def __init__(self) -> None:
+        def __init__(self, capacity: int) -> None:
             super().__init__()
             self.capacity = capacity
             self.length = 0
@@ -114,7 +128,7 @@ def make_slot_cache(capacity: int) -> Any:
             self.keys = [k[rows] for k in self.keys]
             self.values = [v[rows] for v in self.values]
 
-    return SlotCache()
+    return SlotCache
 
 
 def make_capture_cache() -> Any:
@@ -124,7 +138,11 @@ def make_capture_cache() -> Any:
     would see without a cache, and the pass's KV stays available afterwards
     (:class:`~synthbias.generate.prefix_memo.PrefixMemo`).
     """
+    return _capture_cache_class()()
 
+
+@functools.cache
+def _capture_cache_class() -> type:
     class CaptureCache(_base_cache()):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
@@ -143,7 +161,7 @@ def make_capture_cache() -> Any:
         def get_seq_length(self, layer_idx: int | None = 0) -> int:
             return 0
 
-    return CaptureCache()
+    return CaptureCache
 
 
 @dataclass
@@ -164,14 +182,7 @@ def common_trunk(prompts: Sequence[Sequence[int]], min_len: int = MIN_SEGMENT) -
     large for one packed row, and splitting it would feed the trunk again in every row; it is
     fed once instead and every row attends to its cached KV.
     """
-    if len(prompts) < 2:
-        return 0
-    limit = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
-    return n if n >= min_len else 0
+    return shared_start(prompts, keep=1, min_len=min_len) if len(prompts) > 1 else 0
 
 
 def prefill_tree(
@@ -250,17 +261,15 @@ def prefill_tree(
                 dst_col.extend(range(len(path)))
                 valid[i, : len(path)] = True
                 first[i] = logits[row_of[(r, col)]]
-        src_t = torch.tensor(src, device=device)
-        rows_t = torch.tensor(dst_row, device=device)
-        cols_t = torch.tensor(dst_col, device=device)
-        if not out.keys:  # allocate the decode cache from the first pass's shapes
-            for kk, vv in zip(scratch.keys, scratch.values, strict=True):
-                out.keys.append(kk.new_zeros((n, kk.shape[1], capacity, kk.shape[3])))
-                out.values.append(vv.new_zeros((n, vv.shape[1], capacity, vv.shape[3])))
-        for layer, (kk, vv) in enumerate(zip(scratch.keys, scratch.values, strict=True)):
-            for dst, s in ((out.keys[layer], kk), (out.values[layer], vv)):
-                flat = s.permute(0, 2, 1, 3).reshape(-1, s.shape[1], s.shape[3])
-                dst[rows_t, :, cols_t] = flat[src_t]
+        _scatter(
+            out,
+            [flat_columns(kk) for kk in scratch.keys],
+            [flat_columns(vv) for vv in scratch.values],
+            torch.tensor(src, device=device),
+            torch.tensor(dst_row, device=device),
+            torch.tensor(dst_col, device=device),
+            n,
+        )
     out.length = head
     return Prefilled(cache=out, valid=valid, logits=first, head=head)
 
@@ -286,16 +295,14 @@ def prefill_from_memo(
     if head > capacity:
         raise ValueError(f"a prompt of {head} tokens does not fit {capacity} KV slots")
     src = torch.tensor([c for cols in found for c in cols or ()], device=device)
-    rows = torch.tensor([i for i, p in enumerate(prompts) for _ in range(len(p) - 1)])
-    cols = torch.tensor([j for p in prompts for j in range(len(p) - 1)])
+    rows = torch.tensor(
+        [i for i, p in enumerate(prompts) for _ in range(len(p) - 1)], device=device
+    )
+    cols = torch.tensor([j for p in prompts for j in range(len(p) - 1)], device=device)
     out = make_slot_cache(capacity)
     valid = torch.zeros((n, capacity), dtype=torch.bool, device=device)
     valid[rows, cols] = True
-    for k, v in zip(*memo.layers(), strict=True):
-        for dst, flat in ((out.keys, k), (out.values, v)):
-            slots = flat.new_zeros((n, flat.shape[1], capacity, flat.shape[2]))
-            slots[rows.to(device), :, cols.to(device)] = flat[src]
-            dst.append(slots)
+    _scatter(out, *memo.layers(), src, rows, cols, n)
     out.length = head - 1
     valid[:, head - 1] = True
     ids = torch.tensor([[p[-1]] for p in prompts], device=device)
@@ -310,6 +317,20 @@ def prefill_from_memo(
     )
     out.advance(1)
     return Prefilled(cache=out, valid=valid, logits=res.logits[:, -1, :].float(), head=head)
+
+
+def _scatter(
+    out: Any, keys: Sequence[Any], values: Sequence[Any], src: Any, rows: Any, cols: Any, n: int
+) -> None:
+    """Copy columns ``src`` of each layer's ``[columns, heads, dim]`` keys and values into slots
+    ``(rows, cols)`` of ``out``, a slot cache of ``n`` rows (allocated on first use)."""
+    if not out.keys:
+        for k, v in zip(keys, values, strict=True):
+            out.keys.append(k.new_zeros((n, k.shape[1], out.capacity, k.shape[2])))
+            out.values.append(v.new_zeros((n, v.shape[1], out.capacity, v.shape[2])))
+    for layer, (k, v) in enumerate(zip(keys, values, strict=True)):
+        out.keys[layer][rows, :, cols] = k[src]
+        out.values[layer][rows, :, cols] = v[src]
 
 
 def _with_room(trunk: Any, rows: int, capacity: int) -> Any:
